@@ -1,0 +1,82 @@
+//! Points and rectangles in world coordinates.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A point in world coordinates (metres; x grows east, y grows north).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Position {
+    /// East-west coordinate.
+    pub x: f64,
+    /// North-south coordinate.
+    pub y: f64,
+}
+
+impl Position {
+    /// A point.
+    pub const fn new(x: f64, y: f64) -> Self {
+        Self { x, y }
+    }
+
+    /// The straight-line distance to `other`.
+    pub fn distance(&self, other: &Position) -> f64 {
+        (self.x - other.x).hypot(self.y - other.y)
+    }
+}
+
+/// An axis-aligned rectangle: a region's area, or the whole world's.
+///
+/// `min` is inclusive and `max` exclusive, so that regions which share an edge never both
+/// contain a point on it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Bounds {
+    /// The south-west corner (inclusive).
+    pub min: Position,
+    /// The north-east corner (exclusive).
+    pub max: Position,
+}
+
+impl Bounds {
+    /// A rectangle from its corners; `None` unless `min < max` on both axes and all are finite.
+    pub fn new(min: Position, max: Position) -> Option<Self> {
+        let finite = [min.x, min.y, max.x, max.y].iter().all(|v| v.is_finite());
+        (finite && min.x < max.x && min.y < max.y).then_some(Self { min, max })
+    }
+
+    /// Whether `p` lies inside.
+    pub fn contains(&self, p: &Position) -> bool {
+        p.x >= self.min.x && p.x < self.max.x && p.y >= self.min.y && p.y < self.max.y
+    }
+
+    /// The smallest rectangle holding both.
+    pub fn union(&self, other: &Bounds) -> Bounds {
+        Bounds {
+            min: Position::new(self.min.x.min(other.min.x), self.min.y.min(other.min.y)),
+            max: Position::new(self.max.x.max(other.max.x), self.max.y.max(other.max.y)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_half_open() {
+        let b = Bounds::new(Position::new(0.0, 0.0), Position::new(10.0, 10.0)).expect("valid");
+        assert!(b.contains(&Position::new(0.0, 0.0)));
+        assert!(b.contains(&Position::new(9.99, 9.99)));
+        assert!(!b.contains(&Position::new(10.0, 5.0)));
+        assert!(!b.contains(&Position::new(5.0, -0.1)));
+        assert!(!b.contains(&Position::new(f64::NAN, 1.0)));
+    }
+
+    #[test]
+    fn degenerate_bounds_are_refused() {
+        let p = Position::new(1.0, 1.0);
+        assert!(Bounds::new(p, p).is_none());
+        assert!(Bounds::new(Position::new(0.0, 0.0), Position::new(f64::INFINITY, 1.0)).is_none());
+    }
+}

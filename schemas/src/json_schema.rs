@@ -1,0 +1,93 @@
+//! JSON Schema documents for client developers, generated from the types themselves.
+//!
+//! The committed copies live in `schemas/json-schema/`; a test fails when they are stale, and
+//! `UPDATE_JSON_SCHEMAS=1 cargo test -p schemas` rewrites them.
+
+use schemars::generate::SchemaSettings;
+use serde_json::Value;
+
+use crate::command::{Command, CommandKind, Origin};
+use crate::envelope::Actor;
+use crate::fact::Fact;
+
+/// The documents: file name and content.
+pub fn documents() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "command.schema.json",
+            client_commands(document::<Command>(
+                "Command",
+                "A command body for POST /v1/commands, tagged by `type`.",
+            )),
+        ),
+        (
+            "fact.schema.json",
+            document::<Fact>(
+                "Fact",
+                "A fact payload as found in the event log and on the live stream.",
+            ),
+        ),
+        (
+            "actor.schema.json",
+            document::<Actor>(
+                "Actor",
+                "Who caused an event, as written in every envelope.",
+            ),
+        ),
+    ]
+}
+
+fn document<T: schemars::JsonSchema>(title: &str, description: &str) -> Value {
+    let generator = SchemaSettings::draft2020_12().into_generator();
+    let mut schema = generator.into_root_schema_for::<T>().to_value();
+    if let Value::Object(map) = &mut schema {
+        map.insert("title".into(), title.into());
+        map.insert("description".into(), description.into());
+    }
+    schema
+}
+
+/// Keeps only the commands a player may send, and the definitions they use.
+fn client_commands(mut schema: Value) -> Value {
+    let is_client = |variant: &Value| {
+        variant
+            .pointer("/properties/type/const")
+            .and_then(Value::as_str)
+            .and_then(|name| name.parse::<CommandKind>().ok())
+            .is_some_and(|kind| kind.origin() == Origin::Player)
+    };
+    if let Some(Value::Array(variants)) = schema.get_mut("oneOf") {
+        variants.retain(is_client);
+    }
+    prune_unused_definitions(&mut schema);
+    schema
+}
+
+/// Drops `$defs` entries that nothing outside them refers to, until none is left to drop.
+fn prune_unused_definitions(schema: &mut Value) {
+    loop {
+        let Some(Value::Object(defs)) = schema.get("$defs") else {
+            return;
+        };
+        let names: Vec<String> = defs.keys().cloned().collect();
+        let unused: Vec<String> = names
+            .into_iter()
+            .filter(|name| {
+                let reference = format!("\"#/$defs/{name}\"");
+                let mut rest = schema.clone();
+                if let Some(Value::Object(defs)) = rest.get_mut("$defs") {
+                    defs.remove(name);
+                }
+                !rest.to_string().contains(&reference)
+            })
+            .collect();
+        if unused.is_empty() {
+            return;
+        }
+        if let Some(Value::Object(defs)) = schema.get_mut("$defs") {
+            for name in unused {
+                defs.remove(&name);
+            }
+        }
+    }
+}

