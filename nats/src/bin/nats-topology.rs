@@ -1,0 +1,67 @@
+//! `nats-topology`: the JetStream topology from the command line.
+//!
+//! ```text
+//! nats-topology ensure          create what is missing, update what drifted, print what changed
+//! nats-topology dlq-listener    move exhausted and terminated messages to DLQ until Ctrl-C
+//! ```
+//!
+//! Environment: `NATS_URL` (default `nats://127.0.0.1:4222`), `NATS_REPLICAS` (1 or 3; default 1),
+//! `RUST_LOG` (default `info`).
+
+use std::process::ExitCode;
+
+use nats_topology::{Settings, Topology};
+
+const USAGE: &str = "usage: nats-topology ensure | dlq-listener";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nats-topology: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let command = std::env::args().nth(1).ok_or(USAGE)?;
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let replicas = match std::env::var("NATS_REPLICAS").as_deref() {
+        Err(_) | Ok("1") => 1,
+        Ok("3") => 3,
+        Ok(other) => return Err(format!("NATS_REPLICAS must be 1 or 3, not {other:?}")),
+    };
+    let settings = Settings {
+        replicas,
+        ..Settings::local()
+    };
+    let (_client, js) = nats_topology::connect(&url, "nats-topology")
+        .await
+        .map_err(|e| format!("cannot connect to NATS_URL={url}: {e}"))?;
+    match command.as_str() {
+        "ensure" => {
+            let report = nats_topology::ensure(&js, &Topology::new(&settings))
+                .await
+                .map_err(|e| e.to_string())?;
+            print!("{report}");
+            Ok(())
+        }
+        "dlq-listener" => {
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            nats_topology::run_dead_letter_listener(js, shutdown)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        _ => Err(USAGE.to_owned()),
+    }
+}
