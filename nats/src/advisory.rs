@@ -13,7 +13,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::consumer::{AckPolicy, pull};
 use async_nats::jetstream::{AckKind, Context, Message};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -21,10 +20,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::dlq::{DeadLetter, dead_letter};
-use crate::topology::{ADVISORIES, DLQ};
-
-/// The durable consumer the listeners share.
-pub const LISTENER: &str = "dlq-listener";
+use crate::topology::{ADVISORIES, DLQ, DLQ_LISTENER, dlq_listener_consumer};
 
 /// How long before a failed advisory is tried again.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -58,21 +54,11 @@ pub async fn run_dead_letter_listener(
         .await
         .map_err(async_nats::Error::from)?;
     let consumer = stream
-        .get_or_create_consumer(
-            LISTENER,
-            pull::Config {
-                durable_name: Some(LISTENER.to_owned()),
-                description: Some("Moves exhausted and terminated messages to DLQ.".to_owned()),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                max_deliver: -1,
-                ..Default::default()
-            },
-        )
+        .get_or_create_consumer(DLQ_LISTENER, dlq_listener_consumer())
         .await
         .map_err(async_nats::Error::from)?;
     let mut messages = consumer.messages().await.map_err(async_nats::Error::from)?;
-    info!(consumer = LISTENER, "dead-letter listener started");
+    info!(consumer = DLQ_LISTENER, "dead-letter listener started");
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -84,7 +70,7 @@ pub async fn run_dead_letter_listener(
             },
         }
     }
-    info!(consumer = LISTENER, "dead-letter listener stopped");
+    info!(consumer = DLQ_LISTENER, "dead-letter listener stopped");
     Ok(())
 }
 

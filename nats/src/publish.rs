@@ -33,14 +33,20 @@ pub fn context(client: async_nats::Client) -> Context {
 }
 
 /// Connects to NATS as `name` (shown in the server's connection list) and returns the client
-/// and its JetStream context.
+/// and its JetStream context. `url` may list several servers separated by commas (the nodes of
+/// a cluster).
 pub async fn connect(
     url: &str,
     name: &str,
 ) -> Result<(async_nats::Client, Context), async_nats::ConnectError> {
+    let servers: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     let client = async_nats::ConnectOptions::new()
         .name(name)
-        .connect(url)
+        .connect(servers)
         .await?;
     let js = context(client.clone());
     Ok((client, js))

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::{AckPolicy, pull};
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, StorageType};
 
@@ -30,6 +31,9 @@ pub const REGION_LEASES: &str = "region_leases";
 pub const REGION_SNAPSHOTS: &str = "region_snapshots";
 /// The KV bucket of simulator load reports.
 pub const NODE_LOAD: &str = "node_load";
+
+/// The durable consumer on `ADVISORIES` that the dead-letter listeners share.
+pub const DLQ_LISTENER: &str = "dlq-listener";
 
 /// The advisory subjects `ADVISORIES` captures.
 pub const ADVISORY_SUBJECTS: [&str; 2] = [
@@ -191,6 +195,19 @@ impl Topology {
             },
         ];
         Self { streams, buckets }
+    }
+}
+
+/// The consumer of the dead-letter listeners: explicit acks, and never given up on (an advisory
+/// that cannot be handled yet is retried until it can).
+pub fn dlq_listener_consumer() -> pull::Config {
+    pull::Config {
+        durable_name: Some(DLQ_LISTENER.to_owned()),
+        description: Some("Moves exhausted and terminated messages to DLQ.".to_owned()),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        max_deliver: -1,
+        ..Default::default()
     }
 }
 

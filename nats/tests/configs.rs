@@ -57,3 +57,60 @@ fn durable_profiles_fsync_every_write_and_the_fast_one_does_not() {
     assert!(fsyncs(&read("local-durable.conf")));
     assert!(fsyncs(&read("cluster.conf")));
 }
+
+/// The cluster config really forms a cluster: the topology gets three replicas, and losing one
+/// node loses no acknowledged fact and does not stop publishing.
+#[tokio::test]
+async fn the_cluster_config_keeps_three_replicas_and_survives_a_lost_node() {
+    use std::time::{Duration, Instant};
+
+    use nats_topology::topology::FACTS;
+    use nats_topology::{Outgoing, Settings, Topology};
+
+    let mut cluster =
+        test_servers::NatsCluster::start(&config("cluster.conf")).expect("three nodes");
+    let (_client, js) = nats_topology::connect(&cluster.url(), "test")
+        .await
+        .expect("connect to every node");
+    let topology = Topology::new(&Settings::cluster());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // The first requests fail until the nodes have elected a meta leader.
+        match nats_topology::ensure(&js, &topology).await {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < deadline, "ensure on the cluster: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut facts = js.get_stream(FACTS).await.expect("FACTS");
+    let info = facts.info().await.expect("info");
+    assert_eq!(info.config.num_replicas, 3);
+
+    let first = nats_topology::publish(
+        &js,
+        Outgoing::new("fact._global.account_registered", "a-1", "one"),
+    )
+    .await
+    .expect("stored on a majority");
+
+    cluster.nodes[2].stop();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let second = loop {
+        match nats_topology::publish(
+            &js,
+            Outgoing::new("fact._global.account_registered", "a-2", "two"),
+        )
+        .await
+        {
+            Ok(ack) => break ack,
+            Err(e) => assert!(Instant::now() < deadline, "publish with one node down: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(second.sequence > first.sequence);
+    let kept = facts
+        .get_raw_message(first.sequence)
+        .await
+        .expect("the first fact is still there");
+    assert_eq!(kept.payload.as_ref(), b"one");
+}

@@ -316,7 +316,7 @@ async fn a_message_that_exhausts_its_deliveries_lands_in_dlq_with_its_headers() 
         || async {
             let advisories = js.get_stream(ADVISORIES).await.expect("ADVISORIES");
             let info = advisories
-                .consumer_info(nats_topology::advisory::LISTENER)
+                .consumer_info(nats_topology::topology::DLQ_LISTENER)
                 .await
                 .expect("listener");
             (info.num_ack_pending == 0 && info.num_pending == 0).then_some(())

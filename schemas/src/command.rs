@@ -186,8 +186,10 @@ payload! {
     /// Set a destination in world coordinates; the simulator walks the avatar there.
     pub struct Move {
         /// East-west coordinate of the destination, inside the world.
+        #[serde(serialize_with = "crate::geometry::finite")]
         pub x: f64,
         /// North-south coordinate of the destination, inside the world.
+        #[serde(serialize_with = "crate::geometry::finite")]
         pub y: f64,
     }
 }

@@ -186,7 +186,8 @@ impl<P: Payload> Envelope<P> {
         }
     }
 
-    /// The JSON bytes for the bus.
+    /// The JSON bytes for the bus. Fails, rather than write what could not be read back, when a
+    /// coordinate is NaN or infinite.
     pub fn encode(&self) -> serde_json::Result<Vec<u8>> {
         serde_json::to_vec(&WireOut {
             id: self.id,
@@ -352,6 +353,19 @@ mod tests {
         assert_eq!(a.correlation_id, cmd.id);
         assert_eq!(a.causation_id, Some(cmd.id));
         assert_eq!(a.subject().to_string(), "fact.north-1.rejected");
+    }
+
+    #[test]
+    fn a_payload_that_could_not_be_read_back_is_not_written() {
+        let env = Envelope::new(
+            player(),
+            region(),
+            Command::Move(Move {
+                x: f64::NAN,
+                y: 0.0,
+            }),
+        );
+        assert!(env.encode().is_err());
     }
 
     #[test]

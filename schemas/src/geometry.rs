@@ -8,9 +8,23 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct Position {
     /// East-west coordinate.
+    #[serde(serialize_with = "finite")]
     pub x: f64,
     /// North-south coordinate.
+    #[serde(serialize_with = "finite")]
     pub y: f64,
+}
+
+/// Writes a coordinate, refusing NaN and infinities: JSON has no such numbers (`serde_json` would
+/// quietly write `null`), and a message that cannot be read back must never reach the log.
+pub(crate) fn finite<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    if value.is_finite() {
+        serializer.serialize_f64(*value)
+    } else {
+        Err(serde::ser::Error::custom(format!(
+            "{value} is not a finite number"
+        )))
+    }
 }
 
 impl Position {
@@ -71,6 +85,15 @@ mod tests {
         assert!(!b.contains(&Position::new(10.0, 5.0)));
         assert!(!b.contains(&Position::new(5.0, -0.1)));
         assert!(!b.contains(&Position::new(f64::NAN, 1.0)));
+    }
+
+    #[test]
+    fn non_finite_coordinates_are_never_written() {
+        assert!(serde_json::to_string(&Position::new(1.0, 2.5)).is_ok());
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert!(serde_json::to_string(&Position::new(bad, 0.0)).is_err());
+            assert!(serde_json::to_string(&Position::new(0.0, bad)).is_err());
+        }
     }
 
     #[test]

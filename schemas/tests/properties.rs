@@ -319,6 +319,18 @@ proptest! {
     }
 
     #[test]
+    fn any_coordinates_are_written_only_when_they_can_be_read_back(x in any::<f64>(), y in any::<f64>()) {
+        let env = Envelope::new(Actor::System { service: "t".into() }, None, Command::Move(Move { x, y }));
+        match env.encode() {
+            Ok(bytes) => {
+                prop_assert!(x.is_finite() && y.is_finite());
+                prop_assert_eq!(Envelope::<Command>::decode(&bytes).expect("decode"), env);
+            }
+            Err(_) => prop_assert!(!x.is_finite() || !y.is_finite()),
+        }
+    }
+
+    #[test]
     fn every_valid_client_command_parses_back(command in client_command()) {
         let body = serde_json::to_vec(&command).expect("serialise");
         prop_assert_eq!(Command::parse(&body, Origin::Player, &ctx()), Ok(command));

@@ -183,6 +183,8 @@ pub struct Server {
     port: u16,
     dir: TempDir,
     child: Option<Child>,
+    /// A `nats-server` config file to run with, and the environment it reads.
+    config: Option<(PathBuf, Vec<(String, String)>)>,
 }
 
 /// A `nats-server` with JetStream.
@@ -213,6 +215,7 @@ impl Server {
                 port,
                 dir,
                 child: None,
+                config: None,
             };
             match server.spawn_and_wait() {
                 Ok(()) => return Ok(server),
@@ -304,8 +307,17 @@ impl Server {
             .append(true)
             .open(self.log_path())
             .map_err(io)?;
-        let child = Command::new(&self.binary)
-            .args(self.kind.args(self.port, &data))
+        let mut command = Command::new(&self.binary);
+        match &self.config {
+            None => command.args(self.kind.args(self.port, &data)),
+            Some((config, env)) => command
+                .arg("-c")
+                .arg(config)
+                .env("NATS_LISTEN", format!("127.0.0.1:{}", self.port))
+                .env("NATS_STORE_DIR", &data)
+                .envs(env.iter().map(|(k, v)| (k, v))),
+        };
+        let child = command
             // SecantusDB reads ./secantusd.toml when present: run where there is none.
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -351,6 +363,84 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Three `nats-server` nodes clustered with JetStream, each started from a config file that
+/// reads its addresses from the environment (like `nats/config/cluster.conf`).
+#[derive(Debug)]
+pub struct NatsCluster {
+    /// The nodes, in order; stop one to see the cluster survive it.
+    pub nodes: Vec<Server>,
+}
+
+impl NatsCluster {
+    /// Starts three nodes from `config` on free ports and waits until each answers. JetStream
+    /// may still be electing its leaders: retry the first requests with a deadline.
+    pub fn start(config: &Path) -> Result<Self, Error> {
+        let kind = Kind::Nats;
+        let io = |source| Error::Io {
+            binary: kind.binary(),
+            source,
+        };
+        let binary = find_binary(kind)?;
+        let ports = free_ports(9).map_err(io)?;
+        let (clients, rest) = ports.split_at(3);
+        let (routes, monitors) = rest.split_at(3);
+        let route_urls: Vec<String> = routes
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect();
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            let mut env = vec![
+                ("NATS_SERVER_NAME".to_owned(), format!("game-{}", i + 1)),
+                ("NATS_HTTP".to_owned(), format!("127.0.0.1:{}", monitors[i])),
+                (
+                    "NATS_CLUSTER_LISTEN".to_owned(),
+                    format!("127.0.0.1:{}", routes[i]),
+                ),
+            ];
+            for (n, url) in route_urls.iter().enumerate() {
+                env.push((format!("NATS_ROUTE_{}", n + 1), url.clone()));
+            }
+            let dir = tempfile::Builder::new()
+                .prefix("nats-cluster-")
+                .tempdir()
+                .map_err(io)?;
+            nodes.push(Server {
+                kind,
+                binary: binary.clone(),
+                port: clients[i],
+                dir,
+                child: None,
+                config: Some((config.to_owned(), env)),
+            });
+        }
+        for node in &mut nodes {
+            node.spawn_and_wait()?;
+        }
+        Ok(Self { nodes })
+    }
+
+    /// The client URLs of every node, comma-separated, as NATS clients take them.
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(Server::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// `n` distinct ports on 127.0.0.1 that nothing listens on right now.
+pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
 }
 
 /// The project-local folder `ops/install` installs the PyPI servers into.
