@@ -116,16 +116,9 @@ async fn ensure_stream(js: &Context, declared: &Config) -> Result<Change, Ensure
             .map_err(|e| server_error(name, e))?;
         return Ok(Change::Created);
     };
-    let drift = stream_drift(declared, &actual);
-    if drift.is_empty() {
+    let Some(drift) = repairable(name, stream_drift(declared, &actual))? else {
         return Ok(Change::Unchanged);
-    }
-    if let Some(field) = drift.iter().find(|f| IMMUTABLE.contains(f)) {
-        return Err(EnsureError::Immutable {
-            name: name.to_owned(),
-            field,
-        });
-    }
+    };
     js.update_stream(declared.clone())
         .await
         .map_err(|e| server_error(name, e))?;
@@ -133,27 +126,35 @@ async fn ensure_stream(js: &Context, declared: &Config) -> Result<Change, Ensure
 }
 
 async fn ensure_bucket(js: &Context, declared: &kv::Config) -> Result<Change, EnsureError> {
-    let stream_name = format!("KV_{}", declared.bucket);
-    let Some(actual) = current_config(js, &stream_name).await? else {
+    let name = declared.bucket.as_str();
+    let Some(actual) = current_config(js, &format!("KV_{name}")).await? else {
         js.create_key_value(declared.clone())
             .await
-            .map_err(|e| server_error(&declared.bucket, e))?;
+            .map_err(|e| server_error(name, e))?;
         return Ok(Change::Created);
     };
-    let drift = bucket_drift(declared, &actual);
-    if drift.is_empty() {
+    let Some(drift) = repairable(name, bucket_drift(declared, &actual))? else {
         return Ok(Change::Unchanged);
-    }
+    };
+    js.update_key_value(declared.clone())
+        .await
+        .map_err(|e| server_error(name, e))?;
+    Ok(Change::Updated(drift))
+}
+
+/// `None` when nothing drifted, the drifted fields when an update can repair them, and an error
+/// when one of them cannot be changed in place.
+fn repairable(
+    name: &str,
+    drift: Vec<&'static str>,
+) -> Result<Option<Vec<&'static str>>, EnsureError> {
     if let Some(field) = drift.iter().find(|f| IMMUTABLE.contains(f)) {
         return Err(EnsureError::Immutable {
-            name: declared.bucket.clone(),
+            name: name.to_owned(),
             field,
         });
     }
-    js.update_key_value(declared.clone())
-        .await
-        .map_err(|e| server_error(&declared.bucket, e))?;
-    Ok(Change::Updated(drift))
+    Ok((!drift.is_empty()).then_some(drift))
 }
 
 /// The managed fields in which `actual` differs from `declared`.
