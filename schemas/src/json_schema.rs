@@ -10,9 +10,10 @@ use crate::command::{Command, CommandKind, Origin};
 use crate::envelope::Actor;
 use crate::fact::Fact;
 
-/// The documents: file name and content.
+/// The documents: file name and content, with object keys sorted so that the text is the same
+/// whichever features of `serde_json` the build happens to enable.
 pub fn documents() -> Vec<(&'static str, Value)> {
-    vec![
+    let documents = vec![
         (
             "command.schema.json",
             client_commands(document::<Command>(
@@ -34,7 +35,25 @@ pub fn documents() -> Vec<(&'static str, Value)> {
                 "Who caused an event, as written in every envelope.",
             ),
         ),
-    ]
+    ];
+    documents
+        .into_iter()
+        .map(|(name, doc)| (name, sorted(doc)))
+        .collect()
+}
+
+/// `value` with the keys of every object in sorted order (`serde_json`'s `preserve_order`, which
+/// another crate in the workspace may switch on, would otherwise keep the generator's order).
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 fn document<T: schemars::JsonSchema>(title: &str, description: &str) -> Value {
