@@ -458,6 +458,13 @@ mod tests {
     }
 
     #[test]
+    fn an_explicit_null_is_a_missing_field() {
+        let err = parse(json!({"type": "move", "x": 1, "y": null})).expect_err("invalid");
+        assert_eq!(fields(err), pairs(&[("y", "required")]));
+        assert!(parse(json!({"type": "spawn", "region": null})).is_ok());
+    }
+
+    #[test]
     fn a_destination_outside_the_world_is_refused() {
         let err = parse(json!({"type": "move", "x": -1, "y": 1000})).expect_err("invalid");
         assert_eq!(

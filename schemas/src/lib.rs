@@ -8,9 +8,11 @@
 //! - [`fold`]: how facts change an entity's state, shared by every reader of the log.
 //! - [`envelope`]: the one envelope around commands and facts, and its JSON on the bus.
 //! - [`upcast`]: how old payload versions keep decoding.
+//! - [`read_model`]: the documents of the read models the gateway serves.
 //! - [`subject`]: NATS subjects, built and parsed in one place.
 //! - [`validation`]: field errors and the context the domain rules need.
 //! - [`json_schema`]: JSON Schema documents for client developers.
+//! - [`world`]: the region config shared by the gateway and the simulators.
 
 pub mod command;
 pub mod envelope;
@@ -19,9 +21,11 @@ pub mod fold;
 pub mod geometry;
 pub mod ids;
 pub mod json_schema;
+pub mod read_model;
 pub mod subject;
 pub mod upcast;
 pub mod validation;
+pub mod world;
 
 pub use command::{Command, CommandKind, Origin};
 pub use envelope::{Actor, DecodeError, Envelope, Payload};
@@ -31,3 +35,4 @@ pub use geometry::{Bounds, Position};
 pub use ids::{EntityId, EventId, PlayerId, RegionId};
 pub use subject::{CommandSubject, FactSubject, Priority, Scope};
 pub use validation::{FieldError, Invalid, ValidationContext};
+pub use world::{RegionConfig, WorldConfig};

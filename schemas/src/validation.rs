@@ -174,13 +174,13 @@ fn describe_validator_error(err: &validator::ValidationError) -> String {
 /// Takes one field out of a JSON object and decodes it, recording why when it cannot be.
 ///
 /// A missing field decodes as `null`, so `Option` fields may be left out and required ones get
-/// a `required` error.
+/// a `required` error; an explicit `null` counts as missing.
 pub(crate) fn take_field<T: serde::de::DeserializeOwned>(
     map: &mut Map<String, Value>,
     name: &str,
     errors: &mut Vec<FieldError>,
 ) -> Option<T> {
-    let present = map.contains_key(name);
+    let present = map.get(name).is_some_and(|v| !v.is_null());
     let value = map.remove(name).unwrap_or(Value::Null);
     match serde_json::from_value::<T>(value) {
         Ok(v) => Some(v),

@@ -1,0 +1,60 @@
+//! The read models the projector writes and the gateway serves, as their documents are shaped.
+
+use serde::{Deserialize, Serialize};
+
+use crate::fold::InventoryItem;
+use crate::geometry::Position;
+use crate::ids::{PlayerId, RegionId};
+
+/// A player as `GET /v1/players/me` shows it. It exists from registration on; before the first
+/// spawn it has no region and no position, and is offline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlayerView {
+    /// The player (`_id` in MongoDB).
+    #[serde(alias = "_id")]
+    pub player_id: PlayerId,
+    /// The username.
+    pub username: String,
+    /// `player`, `moderator` or `admin`.
+    pub role: String,
+    /// The region the avatar is in, if it is in the world.
+    #[serde(default)]
+    pub region: Option<RegionId>,
+    /// Where the avatar is, if it is in the world.
+    #[serde(default)]
+    pub position: Option<Position>,
+    /// Current hit points, once spawned.
+    #[serde(default)]
+    pub hp: Option<u32>,
+    /// Maximum hit points, once spawned.
+    #[serde(default)]
+    pub max_hp: Option<u32>,
+    /// Level, from 1.
+    pub level: u32,
+    /// Total experience.
+    pub xp: u64,
+    /// What the avatar carries.
+    #[serde(default)]
+    pub inventory: Vec<InventoryItem>,
+    /// Whether the avatar is in the world now.
+    pub online: bool,
+}
+
+impl PlayerView {
+    /// A player who has registered and never entered the world.
+    pub fn registered(player_id: PlayerId, username: String, role: String) -> Self {
+        Self {
+            player_id,
+            username,
+            role,
+            region: None,
+            position: None,
+            hp: None,
+            max_hp: None,
+            level: 1,
+            xp: 0,
+            inventory: Vec::new(),
+            online: false,
+        }
+    }
+}
