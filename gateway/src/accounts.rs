@@ -1,0 +1,330 @@
+//! Accounts: register, log in, log out, and the admin account bootstrapped from configuration.
+//!
+//! Accounts live in MongoDB (`accounts`, unique on the lower-cased username) and are written with
+//! `j: true`, so an acknowledged registration survives a crash of the database. Registering also
+//! records an `account_registered` fact (without the password or its hash) for the read models
+//! and the audit trail; if that fact cannot be stored the account is removed again and the client
+//! gets 503, so no account exists that the event log does not know of.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use mongodb::bson::doc;
+use mongodb::options::{IndexOptions, WriteConcern};
+use mongodb::{Collection, IndexModel};
+use schemas::fact::AccountRegistered;
+use schemas::{Actor, Envelope, EventId, Fact, FieldError, PlayerId};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::auth::{Caller, Role, hash_password, now_secs, verify_password};
+use crate::body::JsonBody;
+use crate::error::{ApiError, Code};
+
+/// The accounts collection.
+pub const ACCOUNTS: &str = "accounts";
+
+/// An account as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Account {
+    /// The player id, as a string.
+    #[serde(rename = "_id")]
+    pub id: String,
+    /// The username as registered.
+    pub username: String,
+    /// The username lower-cased: unique.
+    pub username_key: String,
+    /// The Argon2id hash of the password.
+    pub password_hash: String,
+    /// The role.
+    pub role: Role,
+    /// When it was registered (seconds since the epoch).
+    pub created_at: i64,
+}
+
+/// The accounts collection, writing with `j: true`.
+pub fn collection(db: &mongodb::Database) -> Collection<Account> {
+    db.collection_with_options(
+        ACCOUNTS,
+        mongodb::options::CollectionOptions::builder()
+            .write_concern(WriteConcern::builder().journal(true).build())
+            .build(),
+    )
+}
+
+/// Creates the unique index on usernames (idempotent).
+pub async fn ensure_indexes(db: &mongodb::Database) -> mongodb::error::Result<()> {
+    let index = IndexModel::builder()
+        .keys(doc! {"username_key": 1})
+        .options(
+            IndexOptions::builder()
+                .unique(true)
+                .name("username_unique".to_owned())
+                .build(),
+        )
+        .build();
+    collection(db).create_index(index).await.map(|_| ())
+}
+
+/// Checks a username and password against the contract's rules, naming each bad field.
+pub fn check_credentials(body: &serde_json::Value) -> Result<(String, SecretString), ApiError> {
+    let mut details = Vec::new();
+    let text = |field: &str, details: &mut Vec<FieldError>| match body.get(field) {
+        None | Some(serde_json::Value::Null) => {
+            details.push(FieldError::new(field, "required", "is required"));
+            None
+        }
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            details.push(FieldError::new(field, "invalid", "must be a string"));
+            None
+        }
+    };
+    if !body.is_object() {
+        return Err(ApiError::from(schemas::Invalid::one(
+            "",
+            "not_an_object",
+            "the body must be a JSON object",
+        )));
+    }
+    let username = text("username", &mut details);
+    let password = text("password", &mut details);
+    if let Some(u) = &username
+        && !(3..=32).contains(&u.len())
+    {
+        details.push(FieldError::new(
+            "username",
+            "length",
+            "must be 3 to 32 characters long",
+        ));
+    } else if let Some(u) = &username
+        && !u.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        details.push(FieldError::new(
+            "username",
+            "charset",
+            "may hold only A-Z, a-z, 0-9 and _",
+        ));
+    }
+    if let Some(p) = &password
+        && !(8..=128).contains(&p.chars().count())
+    {
+        details.push(FieldError::new(
+            "password",
+            "length",
+            "must be 8 to 128 characters long",
+        ));
+    }
+    if let Some(map) = body.as_object() {
+        for key in map.keys().filter(|k| *k != "username" && *k != "password") {
+            details.push(FieldError::new(
+                key.clone(),
+                "unknown_field",
+                "is not a field of this request",
+            ));
+        }
+    }
+    schemas::Invalid::check(details).map_err(ApiError::from)?;
+    match (username, password) {
+        (Some(u), Some(p)) => Ok((u, SecretString::from(p))),
+        _ => Err(ApiError::of(Code::InvalidRequest)),
+    }
+}
+
+#[derive(Serialize)]
+struct Registered {
+    player_id: PlayerId,
+}
+
+/// `POST /v1/auth/register`: 201 `{player_id}`, 409 when the username is taken.
+pub async fn register(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse, ApiError> {
+    let (username, password) = check_credentials(&body)?;
+    let player = create_account(&state, &username, password, Role::Player).await?;
+    Ok((StatusCode::CREATED, Json(Registered { player_id: player })))
+}
+
+/// Creates an account and records its fact; undoes the account when the fact cannot be stored.
+pub async fn create_account(
+    state: &AppState,
+    username: &str,
+    password: SecretString,
+    role: Role,
+) -> Result<PlayerId, ApiError> {
+    let player = PlayerId::new();
+    let account = Account {
+        id: player.to_string(),
+        username: username.to_owned(),
+        username_key: username.to_lowercase(),
+        password_hash: hash_password(password).await?,
+        role,
+        created_at: now_secs() as i64,
+    };
+    let accounts = collection(state.db());
+    match accounts.insert_one(&account).await {
+        Ok(_) => {}
+        Err(e) if is_duplicate_key(&e) => {
+            return Err(ApiError::new(
+                Code::UsernameTaken,
+                format!("the username {username:?} is taken"),
+            ));
+        }
+        Err(e) => {
+            state.metrics().dependency_error("mongodb");
+            tracing::warn!(error = %e, "cannot store account");
+            return Err(ApiError::unavailable("the account store"));
+        }
+    }
+    let fact = Fact::AccountRegistered(AccountRegistered {
+        player,
+        username: username.to_owned(),
+    });
+    let mut env = Envelope::new(
+        Actor::System {
+            service: "gateway".into(),
+        },
+        None,
+        fact,
+    );
+    // The fact's id follows from the player's, so a retried registration stores it once.
+    env.id = EventId::derived(EventId::from_uuid(*player.as_uuid()), 0);
+    env.correlation_id = env.id;
+    let stored = match nats_topology::Outgoing::fact(&env) {
+        Ok(message) => state.publish(message).await.map(|_| ()),
+        Err(e) => Err(ApiError::internal(e)),
+    };
+    if let Err(e) = stored {
+        if let Err(undo) = accounts.delete_one(doc! {"_id": player.to_string()}).await {
+            tracing::error!(error = %undo, %player, "account stored but its fact was not, and it could not be removed");
+        }
+        return Err(e);
+    }
+    tracing::info!(%player, role = role.as_str(), "account registered");
+    Ok(player)
+}
+
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000,
+        ErrorKind::InsertMany(m) => m.write_errors.iter().flatten().any(|w| w.code == 11000),
+        _ => e.to_string().contains("E11000"),
+    }
+}
+
+/// Finds an account by username, whatever its case.
+pub async fn find_by_username(
+    state: &AppState,
+    username: &str,
+) -> Result<Option<Account>, ApiError> {
+    collection(state.db())
+        .find_one(doc! {"username_key": username.to_lowercase()})
+        .await
+        .map_err(|e| {
+            state.metrics().dependency_error("mongodb");
+            tracing::warn!(error = %e, "cannot read accounts");
+            ApiError::unavailable("the account store")
+        })
+}
+
+#[derive(Serialize)]
+struct LoggedIn {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    player_id: PlayerId,
+}
+
+/// `POST /v1/auth/login`: 200 with a bearer token, 401 on bad credentials.
+pub async fn login(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse, ApiError> {
+    let (username, password) = check_credentials(&body)?;
+    let account = find_by_username(&state, &username).await?;
+    let hash = account.as_ref().map(|a| a.password_hash.clone());
+    if !verify_password(password, hash).await? {
+        state.metrics().auth_rejected("bad_credentials");
+        return Err(ApiError::new(
+            Code::BadCredentials,
+            "wrong username or password",
+        ));
+    }
+    let Some(account) = account else {
+        return Err(ApiError::new(
+            Code::BadCredentials,
+            "wrong username or password",
+        ));
+    };
+    let player: PlayerId = account.id.parse().map_err(ApiError::internal)?;
+    let sid = uuid::Uuid::now_v7().to_string();
+    let ttl = state.tokens().ttl;
+    state
+        .sessions()
+        .start(&mut state.redis(), &sid, player, ttl)
+        .await
+        .map_err(|e| {
+            state.metrics().dependency_error("redis");
+            tracing::warn!(error = %e, "cannot start session");
+            ApiError::unavailable("the session store")
+        })?;
+    let token = state
+        .tokens()
+        .issue(player, &sid, account.role, now_secs())?;
+    Ok(Json(LoggedIn {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: ttl.as_secs(),
+        player_id: player,
+    }))
+}
+
+/// `POST /v1/auth/logout`: 204; the token is refused from then on.
+pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
+    state
+        .sessions()
+        .end(&mut state.redis(), &caller.session)
+        .await
+        .map_err(|e| {
+            state.metrics().dependency_error("redis");
+            tracing::warn!(error = %e, "cannot end session");
+            ApiError::unavailable("the session store")
+        })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Creates the configured admin account when it does not exist yet.
+pub async fn bootstrap_admin(state: &AppState) -> Result<(), ApiError> {
+    let Some((username, password)) = state.settings().bootstrap_admin.clone() else {
+        return Ok(());
+    };
+    if find_by_username(state, &username).await?.is_some() {
+        return Ok(());
+    }
+    match create_account(state, &username, password, Role::Admin).await {
+        Ok(player) => {
+            tracing::info!(%player, username, "bootstrap admin created");
+            Ok(())
+        }
+        // Another gateway created it at the same moment.
+        Err(e) if e.code == Code::UsernameTaken => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The account document of a player, for reads that need it.
+pub async fn find_by_id(state: &AppState, player: PlayerId) -> Result<Option<Account>, ApiError> {
+    collection(state.db())
+        .find_one(doc! {"_id": player.to_string()})
+        .await
+        .map_err(|e| {
+            state.metrics().dependency_error("mongodb");
+            tracing::warn!(error = %e, "cannot read accounts");
+            ApiError::unavailable("the account store")
+        })
+}

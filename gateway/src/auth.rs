@@ -1,0 +1,496 @@
+//! Who is calling: passwords (Argon2id), access tokens (HS256 JWTs with issuer, audience, expiry
+//! and a session id), sessions in Redis (a token whose session is gone is revoked), roles, and the
+//! admin API key.
+//!
+//! While Redis is unreachable a token whose session was confirmed within the last
+//! [`SESSION_GRACE`] is still accepted, so players in the middle of a game keep playing through a
+//! short Redis outage; any other token gets 503, never a guess.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use redis::AsyncCommands;
+use schemas::PlayerId;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::error::{ApiError, Code};
+
+/// How long a confirmed session is trusted while Redis is unreachable.
+pub const SESSION_GRACE: Duration = Duration::from_secs(30);
+
+/// What a caller may do. Ordered: a moderator may do what a player may, an admin anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A game client.
+    Player,
+    /// Can act on other players' behaviour.
+    Moderator,
+    /// Runs the game: dead letters, rebuilds, regions, roles.
+    Admin,
+}
+
+impl Role {
+    /// The name, as stored and in tokens.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Player => "player",
+            Role::Moderator => "moderator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The player.
+    pub sub: PlayerId,
+    /// The session; logging out deletes it.
+    pub sid: String,
+    /// The player's role when the token was issued.
+    pub role: Role,
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// Issued at (seconds since the epoch).
+    pub iat: u64,
+    /// Expires at (seconds since the epoch).
+    pub exp: u64,
+}
+
+/// Signs and checks access tokens.
+#[derive(Clone)]
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    /// How long a token lives.
+    pub ttl: Duration,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("issuer", &self.issuer)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// Past its expiry.
+    Expired,
+    /// Malformed, forged, or for another issuer or audience.
+    Invalid,
+}
+
+impl Tokens {
+    /// Keys from the configured secret.
+    pub fn new(secret: &SecretString, issuer: &str, audience: &str, ttl: Duration) -> Self {
+        let key = secret.expose_secret().as_bytes();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 0;
+        Self {
+            encoding: EncodingKey::from_secret(key),
+            decoding: DecodingKey::from_secret(key),
+            validation,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            ttl,
+        }
+    }
+
+    /// A token for `player` in session `sid`, valid from `now` (seconds since the epoch).
+    pub fn issue(
+        &self,
+        player: PlayerId,
+        sid: &str,
+        role: Role,
+        now: u64,
+    ) -> Result<String, ApiError> {
+        let claims = Claims {
+            sub: player,
+            sid: sid.to_owned(),
+            role,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            iat: now,
+            exp: now + self.ttl.as_secs(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(ApiError::internal)
+    }
+
+    /// The claims of a valid token.
+    pub fn check(&self, token: &str) -> Result<Claims, TokenError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Hashes a password with Argon2id and a fresh salt (off the async threads: it is slow on
+/// purpose).
+pub async fn hash_password(password: SecretString) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.expose_secret().as_bytes(), &salt)
+            .map(|h| h.to_string())
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)
+}
+
+/// A hash of a password nobody has, verified when the username is unknown so that a login
+/// takes as long whether or not the account exists.
+const DECOY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$2Ym1Tl0wHk2LJyA7Y1bJ1+7iWwNb4kXuZc0e2b2zs6A";
+
+/// Whether `password` matches `hash` (or, with no hash, spends the same time and says no).
+pub async fn verify_password(
+    password: SecretString,
+    hash: Option<String>,
+) -> Result<bool, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| DECOY_HASH.to_owned());
+        let Ok(parsed) = PasswordHash::new(&hash) else {
+            return false;
+        };
+        let matches = Argon2::default()
+            .verify_password(password.expose_secret().as_bytes(), &parsed)
+            .is_ok();
+        known && matches
+    })
+    .await
+    .map_err(ApiError::internal)
+}
+
+fn session_key(sid: &str) -> String {
+    format!("session:{sid}")
+}
+
+/// Sessions in Redis, with a short memory of confirmed ones for Redis outages.
+#[derive(Debug, Clone, Default)]
+pub struct Sessions {
+    confirmed: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl Sessions {
+    /// Starts a session for `player` that lives `ttl`.
+    pub async fn start(
+        &self,
+        redis: &mut redis::aio::ConnectionManager,
+        sid: &str,
+        player: PlayerId,
+        ttl: Duration,
+    ) -> Result<(), redis::RedisError> {
+        let () = redis
+            .set_ex(session_key(sid), player.to_string(), ttl.as_secs())
+            .await?;
+        self.remember(sid);
+        Ok(())
+    }
+
+    /// Ends a session: its tokens are refused from now on.
+    pub async fn end(
+        &self,
+        redis: &mut redis::aio::ConnectionManager,
+        sid: &str,
+    ) -> Result<(), redis::RedisError> {
+        let _: u64 = redis.del(session_key(sid)).await?;
+        self.forget(sid);
+        Ok(())
+    }
+
+    /// Whether the session is live: `Ok(true)`/`Ok(false)` from Redis, or from the memory of
+    /// confirmed sessions while Redis is unreachable (`Err` when it has no answer either).
+    pub async fn is_live(
+        &self,
+        redis: &mut redis::aio::ConnectionManager,
+        sid: &str,
+    ) -> Result<bool, ()> {
+        let asked = tokio::time::timeout(
+            Duration::from_millis(500),
+            redis.exists::<_, bool>(session_key(sid)),
+        )
+        .await;
+        match asked {
+            Ok(Ok(true)) => {
+                self.remember(sid);
+                Ok(true)
+            }
+            Ok(Ok(false)) => {
+                self.forget(sid);
+                Ok(false)
+            }
+            _ => {
+                let confirmed = self.confirmed.lock().map_err(|_| ())?;
+                match confirmed.get(sid) {
+                    Some(at) if at.elapsed() < SESSION_GRACE => Ok(true),
+                    _ => Err(()),
+                }
+            }
+        }
+    }
+
+    fn remember(&self, sid: &str) {
+        if let Ok(mut confirmed) = self.confirmed.lock() {
+            if confirmed.len() > 100_000 {
+                confirmed.retain(|_, at| at.elapsed() < SESSION_GRACE);
+            }
+            confirmed.insert(sid.to_owned(), Instant::now());
+        }
+    }
+
+    fn forget(&self, sid: &str) {
+        if let Ok(mut confirmed) = self.confirmed.lock() {
+            confirmed.remove(sid);
+        }
+    }
+}
+
+/// An authenticated caller, taken from `Authorization: Bearer <token>`.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The player.
+    pub player: PlayerId,
+    /// The role in the token.
+    pub role: Role,
+    /// The session id.
+    pub session: String,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let reject = |code: Code, reason: &str, message: &str| {
+            state.metrics().auth_rejected(reason);
+            ApiError::new(code, message)
+        };
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                reject(
+                    Code::Unauthorized,
+                    "missing_token",
+                    "an Authorization: Bearer token is required",
+                )
+            })?;
+        let claims = state.tokens().check(token).map_err(|e| match e {
+            TokenError::Expired => reject(
+                Code::TokenExpired,
+                "expired",
+                "the token has expired; log in again",
+            ),
+            TokenError::Invalid => reject(
+                Code::Unauthorized,
+                "invalid_token",
+                "the token is not valid",
+            ),
+        })?;
+        match state
+            .sessions()
+            .is_live(&mut state.redis(), &claims.sid)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(reject(
+                    Code::TokenRevoked,
+                    "revoked",
+                    "the session has ended; log in again",
+                ));
+            }
+            Err(()) => {
+                state.metrics().dependency_error("redis");
+                return Err(ApiError::unavailable("the session store"));
+            }
+        }
+        tracing::Span::current().record("player_id", tracing::field::display(&claims.sub));
+        Ok(Caller {
+            player: claims.sub,
+            role: claims.role,
+            session: claims.sid,
+        })
+    }
+}
+
+/// An admin caller: the admin role and a valid `X-Api-Key`.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.role != Role::Admin {
+            state.metrics().auth_rejected("role");
+            return Err(ApiError::new(Code::Forbidden, "this route is for admins"));
+        }
+        let given = parts
+            .headers
+            .get("x-api-key")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !api_key_matches(given, state.settings().admin_api_keys.as_slice()) {
+            state.metrics().auth_rejected("api_key");
+            return Err(ApiError::new(
+                Code::BadApiKey,
+                "a valid X-Api-Key is required",
+            ));
+        }
+        Ok(Admin(caller))
+    }
+}
+
+/// Whether `given` is one of `keys`, compared in constant time (every key is compared).
+pub fn api_key_matches(given: &[u8], keys: &[SecretString]) -> bool {
+    let mut found = subtle::Choice::from(0);
+    for key in keys {
+        found |= key.expose_secret().as_bytes().ct_eq(given);
+    }
+    !given.is_empty() && bool::from(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(ttl: u64) -> Tokens {
+        Tokens::new(
+            &SecretString::from("0123456789abcdef0123456789abcdef"),
+            "game-gateway",
+            "game-clients",
+            Duration::from_secs(ttl),
+        )
+    }
+
+    #[test]
+    fn a_token_checks_out_until_it_expires() {
+        let t = tokens(60);
+        let player = PlayerId::new();
+        let token = t
+            .issue(player, "s1", Role::Player, now_secs())
+            .expect("token");
+        let claims = t.check(&token).expect("valid");
+        assert_eq!(
+            (claims.sub, claims.sid.as_str(), claims.role),
+            (player, "s1", Role::Player)
+        );
+        let old = t
+            .issue(player, "s1", Role::Player, now_secs() - 120)
+            .expect("token");
+        assert_eq!(t.check(&old), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn forged_and_foreign_tokens_are_refused() {
+        let t = tokens(60);
+        let token = t
+            .issue(PlayerId::new(), "s1", Role::Admin, now_secs())
+            .expect("token");
+        let other_key = Tokens::new(
+            &SecretString::from("another-secret-another-secret-xx"),
+            "game-gateway",
+            "game-clients",
+            Duration::from_secs(60),
+        );
+        assert_eq!(other_key.check(&token), Err(TokenError::Invalid));
+        let other_audience = Tokens::new(
+            &SecretString::from("0123456789abcdef0123456789abcdef"),
+            "game-gateway",
+            "elsewhere",
+            Duration::from_secs(60),
+        );
+        assert_eq!(other_audience.check(&token), Err(TokenError::Invalid));
+        let mut tampered = token.clone();
+        tampered.pop();
+        assert_eq!(t.check(&tampered), Err(TokenError::Invalid));
+        assert_eq!(t.check("not.a.token"), Err(TokenError::Invalid));
+        // An unsigned token ("alg": "none") is never accepted.
+        let parts: Vec<&str> = token.split('.').collect();
+        let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", parts[1]);
+        assert_eq!(t.check(&none), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn api_keys_match_exactly() {
+        let keys = [
+            SecretString::from("first-key-1234"),
+            SecretString::from("second-key-5678"),
+        ];
+        assert!(api_key_matches(b"second-key-5678", &keys));
+        assert!(!api_key_matches(b"second-key-567", &keys));
+        assert!(!api_key_matches(b"", &keys));
+        assert!(!api_key_matches(b"anything", &[]));
+    }
+
+    #[tokio::test]
+    async fn passwords_verify_only_against_their_hash() {
+        let hash = hash_password(SecretString::from("correct horse"))
+            .await
+            .expect("hash");
+        assert!(
+            verify_password(SecretString::from("correct horse"), Some(hash.clone()))
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !verify_password(SecretString::from("wrong horse"), Some(hash))
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !verify_password(SecretString::from("correct horse"), None)
+                .await
+                .expect("verify")
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! `POST /v1/commands`: a player's command, validated, routed to the region that owns the
+//! player's avatar, stored in JetStream with its id as `Nats-Msg-Id`, and answered 202 with the
+//! command id and stream sequence once JetStream has acknowledged it.
+//!
+//! An `Idempotency-Key` maps, per player, to one command id for 24 hours: a retried request is
+//! stored once and answered the same; the same key with a different command is a 409.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use redis::AsyncCommands;
+use schemas::{Actor, Command, Envelope, EventId, Origin, PlayerId, RegionId};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::body::JsonBody;
+use crate::error::{ApiError, Code};
+use crate::players;
+use crate::ratelimit::Rule;
+use crate::request::{ClientIp, RequestId};
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The Redis hash of players per region, kept by the projector.
+pub const POPULATION_KEY: &str = "world:population";
+
+/// What a key was used for, and the answer once there is one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct KeyRecord {
+    command_id: EventId,
+    command: serde_json::Value,
+    #[serde(default)]
+    stream_seq: Option<u64>,
+}
+
+/// The 202 answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Accepted {
+    /// The command's id: the correlation id of its facts.
+    pub command_id: EventId,
+    /// Its sequence in the `COMMANDS` stream.
+    pub stream_seq: u64,
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
+    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
+        ApiError::from(schemas::Invalid::one(
+            "Idempotency-Key",
+            "invalid",
+            "must be 1 to 128 visible ASCII characters",
+        ))
+    })
+}
+
+/// `POST /v1/commands`.
+pub async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+    axum::Extension(ClientIp(ip)): axum::Extension<ClientIp>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse, ApiError> {
+    state
+        .limit(Rule::CommandsPerPlayer, &caller.player.to_string())
+        .await?;
+    let key = idempotency_key(&headers)?;
+    let command = Command::parse_value(body, Origin::Player, state.validation())?;
+    let region = route(&state, caller.player, &command).await?;
+    tracing::Span::current().record("region", tracing::field::display(&region));
+
+    let normalized = serde_json::to_value(&command).map_err(ApiError::internal)?;
+    let (command_id, answered) = match &key {
+        None => (EventId::new(), None),
+        Some(key) => claim_key(&state, caller.player, key, &normalized).await?,
+    };
+    if let Some(stream_seq) = answered {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(Accepted {
+                command_id,
+                stream_seq,
+            }),
+        ));
+    }
+
+    let mut env = Envelope::new(Actor::Player { id: caller.player }, Some(region), command);
+    env.id = command_id;
+    env.correlation_id = command_id;
+    let message = nats_topology::Outgoing::command(&env)
+        .map_err(ApiError::internal)?
+        .header(nats_topology::headers::REQUEST_ID, &request_id.0)
+        .header(nats_topology::headers::CLIENT_IP, &ip.to_string());
+    let ack = state.publish(message).await?;
+    let kind = env.payload.kind();
+    state
+        .metrics()
+        .command_published(kind.as_str(), kind.priority().as_str());
+
+    if let Some(key) = &key {
+        let record = KeyRecord {
+            command_id,
+            command: normalized,
+            stream_seq: Some(ack.sequence),
+        };
+        // The command is stored; failing to remember its sequence only costs a republish (which
+        // JetStream de-duplicates) on a retry.
+        if let Err(e) = remember(&state, caller.player, key, &record).await {
+            tracing::warn!(error = %e, "cannot record the answer of an idempotency key");
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            command_id,
+            stream_seq: ack.sequence,
+        }),
+    ))
+}
+
+fn redis_key(player: PlayerId, key: &str) -> String {
+    format!("idem:{player}:{key}")
+}
+
+/// The command id a key stands for (a new one on first use), and the earlier answer if there
+/// is one.
+async fn claim_key(
+    state: &AppState,
+    player: PlayerId,
+    key: &str,
+    command: &serde_json::Value,
+) -> Result<(EventId, Option<u64>), ApiError> {
+    let unavailable = |e: redis::RedisError| {
+        state.metrics().dependency_error("redis");
+        tracing::warn!(error = %e, "idempotency store unreachable");
+        ApiError::unavailable("the idempotency store")
+    };
+    let fresh = KeyRecord {
+        command_id: EventId::new(),
+        command: command.clone(),
+        stream_seq: None,
+    };
+    let text = serde_json::to_string(&fresh).map_err(ApiError::internal)?;
+    let mut redis = state.redis();
+    let options = redis::SetOptions::default()
+        .conditional_set(redis::ExistenceCheck::NX)
+        .with_expiration(redis::SetExpiry::EX(IDEMPOTENCY_TTL.as_secs()));
+    let claimed: Option<String> = redis
+        .set_options(redis_key(player, key), &text, options)
+        .await
+        .map_err(unavailable)?;
+    if claimed.is_some() {
+        return Ok((fresh.command_id, None));
+    }
+    let existing: Option<String> = redis
+        .get(redis_key(player, key))
+        .await
+        .map_err(unavailable)?;
+    let existing: KeyRecord = existing
+        .as_deref()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .ok_or_else(|| ApiError::unavailable("the idempotency store"))?;
+    if &existing.command != command {
+        return Err(ApiError::new(
+            Code::IdempotencyConflict,
+            "this Idempotency-Key was used for a different command",
+        ));
+    }
+    Ok((existing.command_id, existing.stream_seq))
+}
+
+async fn remember(
+    state: &AppState,
+    player: PlayerId,
+    key: &str,
+    record: &KeyRecord,
+) -> Result<(), redis::RedisError> {
+    let text = serde_json::to_string(record).map_err(|e| {
+        redis::RedisError::from((redis::ErrorKind::Client, "encode", e.to_string()))
+    })?;
+    let options = redis::SetOptions::default()
+        .conditional_set(redis::ExistenceCheck::XX)
+        .with_expiration(redis::SetExpiry::KEEPTTL);
+    let _: Option<String> = state
+        .redis()
+        .set_options(redis_key(player, key), text, options)
+        .await?;
+    Ok(())
+}
+
+/// The region a command goes to: the one named by a `spawn` (or the least crowded), otherwise
+/// the one the player's avatar is in. A player with no avatar in the world gets 409.
+async fn route(
+    state: &AppState,
+    player: PlayerId,
+    command: &Command,
+) -> Result<RegionId, ApiError> {
+    let current = players::current_region(state, player).await?;
+    if let Command::Spawn(spawn) = command {
+        if let Some(region) = spawn.region.clone().or(current) {
+            return Ok(region);
+        }
+        let population = population(state).await;
+        return state
+            .settings()
+            .world
+            .least_crowded(&population)
+            .map(|r| r.id.clone())
+            .ok_or_else(|| ApiError::unavailable("every region is full; a region"));
+    }
+    current.ok_or_else(|| {
+        ApiError::new(
+            Code::NotInWorld,
+            "spawn first: the player has no avatar in the world",
+        )
+    })
+}
+
+/// Players per region, as the projector last counted them (empty when unknown).
+async fn population(state: &AppState) -> BTreeMap<RegionId, u32> {
+    let counts: Result<BTreeMap<String, u32>, _> = state.redis().hgetall(POPULATION_KEY).await;
+    counts
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(region, count)| RegionId::new(region).ok().map(|r| (r, count)))
+        .collect()
+}

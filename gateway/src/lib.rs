@@ -1,0 +1,294 @@
+//! The gateway: the game's REST front door. It authenticates (JWT and a Redis session),
+//! authorises (roles, the admin API key), rate-limits (per IP and per player, shared through
+//! Redis), validates every command with the shared schemas, and publishes it to JetStream,
+//! answering once JetStream has stored it.
+//!
+//! - [`settings`]: typed configuration, file and environment.
+//! - [`request`]: request ids, client IPs, error bodies, request metrics.
+//! - [`error`]: the error codes of the REST contract and their statuses.
+//! - [`body`]: JSON bodies at the edge (415, 413, 400).
+//! - [`auth`]: passwords, tokens, sessions, roles, API keys.
+//! - [`accounts`]: register, log in, log out, the bootstrap admin.
+//! - [`commands`]: `POST /v1/commands`, idempotency keys, routing to a region.
+//! - [`players`]: the players' read model.
+//! - [`ratelimit`]: GCRA in Redis, with an in-process fallback.
+//! - [`bus`]: publishing, with a circuit breaker.
+//! - [`health`]: liveness, readiness, metrics.
+//! - [`metrics`]: the Prometheus registry.
+//!
+//! [`Application::build`] connects to everything and binds; [`Application::run_until_stopped`]
+//! serves until the shutdown future completes, then drains in-flight requests.
+
+pub mod accounts;
+pub mod auth;
+pub mod body;
+pub mod bus;
+pub mod commands;
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod players;
+pub mod ratelimit;
+pub mod request;
+pub mod settings;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use schemas::ValidationContext;
+
+pub use error::{ApiError, Code};
+pub use settings::Settings;
+
+use crate::auth::{Sessions, Tokens};
+use crate::bus::Breaker;
+use crate::metrics::Metrics;
+use crate::ratelimit::{Limiter, Rule};
+use crate::request::ClientIp;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// NATS did not answer, or the topology could not be ensured.
+    #[error("NATS: {0}")]
+    Nats(String),
+    /// Redis did not answer.
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// MongoDB did not answer.
+    #[error("MongoDB: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    /// The address could not be bound.
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    /// The bootstrap admin could not be created.
+    #[error("bootstrap admin: {0}")]
+    Bootstrap(ApiError),
+}
+
+struct Inner {
+    settings: Settings,
+    validation: ValidationContext,
+    tokens: Tokens,
+    sessions: Sessions,
+    limiter: Limiter,
+    metrics: Metrics,
+    breaker: Breaker,
+    nats: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    redis: redis::aio::ConnectionManager,
+    db: mongodb::Database,
+}
+
+/// What every handler shares; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("addr", &self.0.settings.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// The configuration.
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+    /// What command validation needs to know of the world.
+    pub fn validation(&self) -> &ValidationContext {
+        &self.0.validation
+    }
+    /// Token signing and checking.
+    pub fn tokens(&self) -> &Tokens {
+        &self.0.tokens
+    }
+    /// Sessions.
+    pub fn sessions(&self) -> &Sessions {
+        &self.0.sessions
+    }
+    /// Metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+    /// The publish circuit breaker.
+    pub fn breaker(&self) -> &Breaker {
+        &self.0.breaker
+    }
+    /// The NATS client.
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.0.nats
+    }
+    /// The JetStream context.
+    pub fn js(&self) -> &async_nats::jetstream::Context {
+        &self.0.js
+    }
+    /// A Redis connection (a cheap clone of a shared, reconnecting one).
+    pub fn redis(&self) -> redis::aio::ConnectionManager {
+        self.0.redis.clone()
+    }
+    /// The MongoDB database.
+    pub fn db(&self) -> &mongodb::Database {
+        &self.0.db
+    }
+    /// Whether rate limits are decided locally because Redis is unreachable.
+    pub fn limiter_falling_back(&self) -> bool {
+        self.0.limiter.is_falling_back()
+    }
+
+    /// Counts a request against a rate limit; 429 with `Retry-After` when it is over.
+    pub async fn limit(&self, rule: Rule, key: &str) -> Result<(), ApiError> {
+        self.0
+            .limiter
+            .check(&mut self.redis(), rule, key)
+            .await
+            .map_err(|wait| ApiError {
+                retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+                ..ApiError::new(
+                    Code::RateLimited,
+                    format!("too many requests; retry in {} ms", wait.as_millis()),
+                )
+            })
+    }
+}
+
+/// The gateway, connected and bound, not yet serving.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects to NATS (ensuring the topology), Redis and MongoDB, creates the bootstrap admin,
+    /// and binds the listener.
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let (nats, js) = nats_topology::connect(&settings.nats_url, "gateway")
+            .await
+            .map_err(|e| StartError::Nats(e.to_string()))?;
+        let topology = nats_topology::Topology::new(&nats_topology::Settings {
+            replicas: settings.nats_replicas,
+            ..nats_topology::Settings::local()
+        });
+        nats_topology::ensure(&js, &topology)
+            .await
+            .map_err(|e| StartError::Nats(e.to_string()))?;
+
+        let redis_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_millis(500)))
+            .set_number_of_retries(1);
+        let redis = redis::aio::ConnectionManager::new_with_config(
+            redis::Client::open(settings.redis_url.as_str())?,
+            redis_config,
+        )
+        .await?;
+
+        let mut mongo_options =
+            mongodb::options::ClientOptions::parse(&settings.mongodb_uri).await?;
+        mongo_options.app_name = Some("gateway".into());
+        mongo_options.server_selection_timeout = Some(Duration::from_secs(2));
+        let db = mongodb::Client::with_options(mongo_options)?.database(&settings.mongodb_database);
+        accounts::ensure_indexes(&db).await?;
+
+        let metrics = Metrics::new();
+        let state = AppState(Arc::new(Inner {
+            validation: settings.world.validation_context(),
+            tokens: Tokens::new(
+                &settings.jwt_secret,
+                &settings.jwt_issuer,
+                &settings.jwt_audience,
+                settings.token_ttl,
+            ),
+            sessions: Sessions::default(),
+            limiter: Limiter::new(settings.rate_limits.clone(), metrics.clone()),
+            metrics,
+            breaker: Breaker::default(),
+            nats,
+            js,
+            redis,
+            db,
+            settings,
+        }));
+        accounts::bootstrap_admin(&state)
+            .await
+            .map_err(StartError::Bootstrap)?;
+        let listener = tokio::net::TcpListener::bind(state.settings().addr).await?;
+        Ok(Self { listener, state })
+    }
+
+    /// Where it listens (the port is the real one when the settings asked for port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state, for tests and tools.
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = router(self.state);
+        tracing::info!(addr = %self.listener.local_addr()?, "gateway listening");
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+}
+
+/// Every route, with the layers every request passes.
+pub fn router(state: AppState) -> Router {
+    let limit = state.settings().body_limit_bytes;
+    Router::new()
+        .route("/v1/auth/register", post(accounts::register))
+        .route("/v1/auth/login", post(accounts::login))
+        .route("/v1/auth/logout", post(accounts::logout))
+        .route("/v1/players/me", get(players::me))
+        .route("/v1/commands", post(commands::submit))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { ApiError::of(Code::NotFound) })
+        .route_layer(middleware::from_fn(request::remember_route))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_per_ip))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request::around,
+        ))
+        .with_state(state)
+}
+
+/// The per-IP limit: stricter on register and login; operations routes are not limited.
+async fn limit_per_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let rule = match path {
+        "/healthz" | "/readyz" | "/metrics" => return next.run(request).await,
+        "/v1/auth/register" | "/v1/auth/login" => Rule::AuthPerIp,
+        _ => Rule::ApiPerIp,
+    };
+    let ip = request
+        .extensions()
+        .get::<ClientIp>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
+    match state.limit(rule, &ip).await {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,151 @@
+//! The gateway's Prometheus metrics, served at `/metrics`.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Every metric the gateway keeps, in its own registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    commands: IntCounterVec,
+    rate_limited: IntCounterVec,
+    auth_rejections: IntCounterVec,
+    dependency_errors: IntCounterVec,
+    limiter_fallback: IntGauge,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("gateway".into()), None).unwrap_or_default();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "Requests answered, by route, method and status.",
+            ),
+            &["route", "method", "status"],
+        );
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time to answer, by route and method.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["route", "method"],
+        );
+        let commands = IntCounterVec::new(
+            Opts::new(
+                "commands_published_total",
+                "Commands stored in JetStream, by kind and priority.",
+            ),
+            &["kind", "priority"],
+        );
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "rate_limited_total",
+                "Requests refused by a rate limit, by rule.",
+            ),
+            &["rule"],
+        );
+        let auth_rejections = IntCounterVec::new(
+            Opts::new(
+                "auth_rejections_total",
+                "Requests refused by authentication or authorisation, by reason.",
+            ),
+            &["reason"],
+        );
+        let dependency_errors = IntCounterVec::new(
+            Opts::new(
+                "dependency_errors_total",
+                "Failed calls to NATS, Redis or MongoDB.",
+            ),
+            &["dependency"],
+        );
+        let limiter_fallback = IntGauge::new(
+            "rate_limiter_fallback",
+            "1 while Redis is unreachable and each gateway limits on its own.",
+        );
+        let metrics = Self {
+            registry,
+            requests: requests.expect("static metric definition"),
+            latency: latency.expect("static metric definition"),
+            commands: commands.expect("static metric definition"),
+            rate_limited: rate_limited.expect("static metric definition"),
+            auth_rejections: auth_rejections.expect("static metric definition"),
+            dependency_errors: dependency_errors.expect("static metric definition"),
+            limiter_fallback: limiter_fallback.expect("static metric definition"),
+        };
+        for collector in [
+            Box::new(metrics.requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(metrics.latency.clone()),
+            Box::new(metrics.commands.clone()),
+            Box::new(metrics.rate_limited.clone()),
+            Box::new(metrics.auth_rejections.clone()),
+            Box::new(metrics.dependency_errors.clone()),
+            Box::new(metrics.limiter_fallback.clone()),
+        ] {
+            metrics
+                .registry
+                .register(collector)
+                .expect("each metric is registered once");
+        }
+        metrics
+    }
+
+    /// Counts and times one answered request.
+    pub fn observe_request(&self, route: &str, method: &str, status: u16, took: Duration) {
+        self.requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.latency
+            .with_label_values(&[route, method])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts a stored command.
+    pub fn command_published(&self, kind: &str, priority: &str) {
+        self.commands.with_label_values(&[kind, priority]).inc();
+    }
+
+    /// Counts a request refused by a rate limit.
+    pub fn rate_limited(&self, rule: &str) {
+        self.rate_limited.with_label_values(&[rule]).inc();
+    }
+
+    /// Counts a request refused by authentication or authorisation.
+    pub fn auth_rejected(&self, reason: &str) {
+        self.auth_rejections.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a failed call to a dependency.
+    pub fn dependency_error(&self, dependency: &str) {
+        self.dependency_errors
+            .with_label_values(&[dependency])
+            .inc();
+    }
+
+    /// Says whether the in-process fallback limiter is in use.
+    pub fn set_limiter_fallback(&self, on: bool) {
+        self.limiter_fallback.set(i64::from(on));
+    }
+
+    /// The Prometheus text format of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,325 @@
+//! The gateway's configuration: a TOML file (`config/gateway.toml` unless `GATEWAY_CONFIG` names
+//! another) with environment variables over it, checked once at start-up. Every error names the
+//! key that is wrong; secrets are never printed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use schemas::WorldConfig;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// A rate: `rate_per_sec` requests per second on average, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Sustained requests per second.
+    pub rate_per_sec: f64,
+    /// Requests allowed at once after a quiet spell.
+    pub burst: u32,
+}
+
+/// The rate-limit rules: per client IP and per player, stricter on the auth routes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    /// Register and log in, per IP.
+    pub auth_per_ip: Rate,
+    /// Every other route, per IP.
+    pub api_per_ip: Rate,
+    /// Commands, per player.
+    pub commands_per_player: Rate,
+    /// Reads, per player.
+    pub reads_per_player: Rate,
+}
+
+/// Everything the gateway needs to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where to listen (`GATEWAY_ADDR`).
+    pub addr: SocketAddr,
+    /// NATS server(s) (`NATS_URL`).
+    pub nats_url: String,
+    /// Redis (`REDIS_URL`).
+    pub redis_url: String,
+    /// MongoDB (`MONGODB_URI`).
+    pub mongodb_uri: String,
+    /// The database holding accounts and read models (`MONGODB_DATABASE`).
+    pub mongodb_database: String,
+    /// The HMAC key signing access tokens (`JWT_SECRET`, at least 32 bytes).
+    pub jwt_secret: SecretString,
+    /// The tokens' `iss`.
+    pub jwt_issuer: String,
+    /// The tokens' `aud`.
+    pub jwt_audience: String,
+    /// How long an access token (and its session) lives.
+    pub token_ttl: Duration,
+    /// Keys accepted in `X-Api-Key` on admin routes (`ADMIN_API_KEY`, comma-separated).
+    pub admin_api_keys: Vec<SecretString>,
+    /// An admin account to create at start-up when missing
+    /// (`BOOTSTRAP_ADMIN_USERNAME`, `BOOTSTRAP_ADMIN_PASSWORD`).
+    pub bootstrap_admin: Option<(String, SecretString)>,
+    /// The largest request body accepted.
+    pub body_limit_bytes: usize,
+    /// How long `?wait=true` waits by default, and at most.
+    pub wait_default: Duration,
+    /// The longest wait a client may ask for.
+    pub wait_max: Duration,
+    /// The rate-limit rules.
+    pub rate_limits: RateLimits,
+    /// The regions (`REGIONS_CONFIG`, default `config/regions.toml`).
+    pub world: WorldConfig,
+    /// Copies of every stream (`NATS_REPLICAS`).
+    pub nats_replicas: usize,
+}
+
+/// A configuration that cannot be used; says which key and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {key}: {why}")]
+pub struct SettingsError {
+    /// The file key or environment variable.
+    pub key: String,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+fn bad(key: &str, why: impl Into<String>) -> SettingsError {
+    SettingsError {
+        key: key.to_owned(),
+        why: why.into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    addr: Option<String>,
+    mongodb_database: Option<String>,
+    body_limit_bytes: Option<usize>,
+    auth: Option<AuthFile>,
+    wait: Option<WaitFile>,
+    rate_limits: RateLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthFile {
+    issuer: Option<String>,
+    audience: Option<String>,
+    token_ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitFile {
+    default_ms: Option<u64>,
+    max_ms: Option<u64>,
+}
+
+/// The folder of the shipped config files (`config/` at the top of the repository).
+pub fn default_config_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+impl Settings {
+    /// Reads the process environment and the files it names.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::load(|key| std::env::var(key).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads settings with `env` standing for the environment (tests pass a map).
+    pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let dir = default_config_dir();
+        let read = |key: &str, default: PathBuf| -> Result<String, SettingsError> {
+            let path = env(key).map(PathBuf::from).unwrap_or(default);
+            std::fs::read_to_string(&path)
+                .map_err(|e| bad(key, format!("cannot read {}: {e}", path.display())))
+        };
+        let file: File = toml::from_str(&read("GATEWAY_CONFIG", dir.join("gateway.toml"))?)
+            .map_err(|e| bad("GATEWAY_CONFIG", e.to_string()))?;
+        let world = WorldConfig::from_toml(&read("REGIONS_CONFIG", dir.join("regions.toml"))?)
+            .map_err(|e| bad("REGIONS_CONFIG", e.to_string()))?;
+
+        let addr_text = env("GATEWAY_ADDR")
+            .or(file.addr)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let addr = addr_text
+            .parse()
+            .map_err(|_| bad("GATEWAY_ADDR", format!("{addr_text:?} is not host:port")))?;
+
+        let jwt_secret = env("JWT_SECRET").ok_or_else(|| bad("JWT_SECRET", "is required"))?;
+        if jwt_secret.len() < 32 {
+            return Err(bad("JWT_SECRET", "must be at least 32 bytes"));
+        }
+        let admin_api_keys: Vec<SecretString> = env("ADMIN_API_KEY")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| SecretString::from(k.to_owned()))
+            .collect();
+        if admin_api_keys.iter().any(|k| k.expose_secret().len() < 12) {
+            return Err(bad(
+                "ADMIN_API_KEY",
+                "every key must be at least 12 characters",
+            ));
+        }
+        let bootstrap_admin = match (
+            env("BOOTSTRAP_ADMIN_USERNAME"),
+            env("BOOTSTRAP_ADMIN_PASSWORD"),
+        ) {
+            (None, None) => None,
+            (Some(user), Some(password)) => Some((user, SecretString::from(password))),
+            (Some(_), None) => {
+                return Err(bad(
+                    "BOOTSTRAP_ADMIN_PASSWORD",
+                    "is required with BOOTSTRAP_ADMIN_USERNAME",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "BOOTSTRAP_ADMIN_USERNAME",
+                    "is required with BOOTSTRAP_ADMIN_PASSWORD",
+                ));
+            }
+        };
+
+        let auth = file.auth.unwrap_or(AuthFile {
+            issuer: None,
+            audience: None,
+            token_ttl_secs: None,
+        });
+        let token_ttl = Duration::from_secs(auth.token_ttl_secs.unwrap_or(3600));
+        if token_ttl.is_zero() {
+            return Err(bad("auth.token_ttl_secs", "must be positive"));
+        }
+        let wait = file.wait.unwrap_or(WaitFile {
+            default_ms: None,
+            max_ms: None,
+        });
+        let wait_default = Duration::from_millis(wait.default_ms.unwrap_or(2000));
+        let wait_max = Duration::from_millis(wait.max_ms.unwrap_or(10_000));
+        if wait_default > wait_max {
+            return Err(bad("wait.default_ms", "must not exceed wait.max_ms"));
+        }
+        let limits = &file.rate_limits;
+        for (key, rate) in [
+            ("rate_limits.auth_per_ip", limits.auth_per_ip),
+            ("rate_limits.api_per_ip", limits.api_per_ip),
+            (
+                "rate_limits.commands_per_player",
+                limits.commands_per_player,
+            ),
+            ("rate_limits.reads_per_player", limits.reads_per_player),
+        ] {
+            if !(rate.rate_per_sec.is_finite() && rate.rate_per_sec > 0.0) || rate.burst == 0 {
+                return Err(bad(
+                    key,
+                    "rate_per_sec must be positive and burst at least 1",
+                ));
+            }
+        }
+        let nats_replicas = match env("NATS_REPLICAS").as_deref() {
+            None | Some("1") => 1,
+            Some("3") => 3,
+            Some(other) => {
+                return Err(bad(
+                    "NATS_REPLICAS",
+                    format!("must be 1 or 3, not {other:?}"),
+                ));
+            }
+        };
+        Ok(Self {
+            addr,
+            nats_url: env("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+            redis_url: env("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+            mongodb_uri: env("MONGODB_URI")
+                .unwrap_or_else(|| "mongodb://127.0.0.1:27017/?directConnection=true".into()),
+            mongodb_database: env("MONGODB_DATABASE")
+                .or(file.mongodb_database)
+                .unwrap_or_else(|| "game".into()),
+            jwt_secret: SecretString::from(jwt_secret),
+            jwt_issuer: auth.issuer.unwrap_or_else(|| "game-gateway".into()),
+            jwt_audience: auth.audience.unwrap_or_else(|| "game-clients".into()),
+            token_ttl,
+            admin_api_keys,
+            bootstrap_admin,
+            body_limit_bytes: file.body_limit_bytes.unwrap_or(16 * 1024),
+            wait_default,
+            wait_max,
+            rate_limits: file.rate_limits,
+            world,
+            nats_replicas,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load(|k| env.get(k).cloned())
+    }
+
+    const SECRET: (&str, &str) = ("JWT_SECRET", "0123456789abcdef0123456789abcdef");
+
+    #[test]
+    fn the_shipped_files_and_a_secret_are_enough() {
+        let s = with(&[SECRET]).expect("valid");
+        assert_eq!(s.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.world.regions.len(), 4);
+        assert!(s.admin_api_keys.is_empty());
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file() {
+        let s = with(&[
+            SECRET,
+            ("GATEWAY_ADDR", "0.0.0.0:9000"),
+            ("ADMIN_API_KEY", "first-key-123, second-key-456"),
+        ])
+        .expect("valid");
+        assert_eq!(s.addr.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.admin_api_keys.len(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (pairs, key) in [
+            (vec![], "JWT_SECRET"),
+            (vec![("JWT_SECRET", "short")], "JWT_SECRET"),
+            (vec![SECRET, ("GATEWAY_ADDR", "nowhere")], "GATEWAY_ADDR"),
+            (vec![SECRET, ("ADMIN_API_KEY", "short")], "ADMIN_API_KEY"),
+            (
+                vec![SECRET, ("BOOTSTRAP_ADMIN_USERNAME", "root")],
+                "BOOTSTRAP_ADMIN_PASSWORD",
+            ),
+            (vec![SECRET, ("NATS_REPLICAS", "2")], "NATS_REPLICAS"),
+            (
+                vec![SECRET, ("GATEWAY_CONFIG", "/nonexistent.toml")],
+                "GATEWAY_CONFIG",
+            ),
+        ] {
+            let err = with(&pairs).expect_err(key);
+            assert_eq!(err.key, key, "{err}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let s = with(&[SECRET, ("ADMIN_API_KEY", "very-secret-key")]).expect("valid");
+        let printed = format!("{s:?}");
+        assert!(
+            !printed.contains(SECRET.1) && !printed.contains("very-secret-key"),
+            "{printed}"
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! Register, log in, log out, tokens and sessions.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_player_registers_logs_in_sees_itself_and_logs_out() {
+    let app = spawn_app().await;
+    let registered = app.register("Alice_1").await;
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    let player_id = registered.json::<Value>().await.expect("json")["player_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    let login = app
+        .post_json(
+            "/v1/auth/login",
+            &json!({"username": "alice_1", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(login.status(), StatusCode::OK);
+    let body: Value = login.json().await.expect("json");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["player_id"], player_id.as_str());
+    assert_eq!(body["expires_in"], 3600);
+    let token = body["access_token"].as_str().expect("token");
+
+    let me: Value = app
+        .get("/v1/players/me", Some(token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["player_id"], player_id.as_str());
+    assert_eq!(me["username"], "Alice_1");
+    assert_eq!(me["role"], "player");
+    assert_eq!(me["online"], false);
+    assert_eq!(me["position"], Value::Null);
+
+    let logout = app
+        .post_json("/v1/auth/logout", &json!({}), Some(token))
+        .await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let after = error_of(
+        app.get("/v1/players/me", Some(token)).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(after["code"], "token_revoked");
+}
+
+#[tokio::test]
+async fn registering_records_a_fact_without_the_password() {
+    let app = spawn_app().await;
+    let (player_id, _) = app.player("bob").await;
+    let facts = app.js.get_stream("FACTS").await.expect("FACTS");
+    let mut found = None;
+    for seq in 1..=facts.cached_info().state.last_sequence {
+        let message = facts.get_raw_message(seq).await.expect("fact");
+        let env = schemas::Envelope::<schemas::Fact>::decode(&message.payload).expect("decodes");
+        if let schemas::Fact::AccountRegistered(f) = &env.payload
+            && f.username == "bob"
+        {
+            assert_eq!(message.subject.as_str(), "fact._global.account_registered");
+            let text = String::from_utf8_lossy(&message.payload).to_string();
+            assert!(
+                !text.contains(PASSWORD) && !text.contains("argon2"),
+                "{text}"
+            );
+            found = Some(f.player.to_string());
+        }
+    }
+    assert_eq!(found.as_deref(), Some(player_id.as_str()));
+}
+
+#[tokio::test]
+async fn bad_registrations_name_each_bad_field_and_store_nothing() {
+    let app = spawn_app().await;
+    let before = app.accounts().await; // the bootstrap admin
+    let long = "a".repeat(33);
+    let long_password = "p".repeat(129);
+    let cases = [
+        (
+            json!({"username": "ab", "password": PASSWORD}),
+            vec![("username", "length")],
+        ),
+        (
+            json!({"username": long, "password": PASSWORD}),
+            vec![("username", "length")],
+        ),
+        (
+            json!({"username": "bad name!", "password": PASSWORD}),
+            vec![("username", "charset")],
+        ),
+        (
+            json!({"username": "good_name", "password": "short"}),
+            vec![("password", "length")],
+        ),
+        (
+            json!({"username": "good_name", "password": long_password}),
+            vec![("password", "length")],
+        ),
+        (
+            json!({"password": PASSWORD}),
+            vec![("username", "required")],
+        ),
+        (
+            json!({"username": 7, "password": ["x"]}),
+            vec![("username", "invalid"), ("password", "invalid")],
+        ),
+        (
+            json!({"username": "good_name", "password": PASSWORD, "role": "admin"}),
+            vec![("role", "unknown_field")],
+        ),
+        (json!([1, 2]), vec![("", "not_an_object")]),
+    ];
+    for (body, expected) in cases {
+        let error = error_of(
+            app.post_json("/v1/auth/register", &body, None).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert_eq!(error["code"], "invalid_request", "{body}");
+        let expected: Vec<(String, String)> = expected
+            .into_iter()
+            .map(|(f, c)| (f.to_owned(), c.to_owned()))
+            .collect();
+        assert_eq!(details(&error), expected, "{body}");
+    }
+    assert_eq!(app.accounts().await, before);
+    assert_eq!(app.messages_in("FACTS").await, before);
+}
+
+#[tokio::test]
+async fn a_taken_username_is_a_conflict_whatever_its_case() {
+    let app = spawn_app().await;
+    assert_eq!(app.register("carol").await.status(), StatusCode::CREATED);
+    let error = error_of(app.register("CAROL").await, StatusCode::CONFLICT).await;
+    assert_eq!(error["code"], "username_taken");
+    let error = error_of(app.register("root").await, StatusCode::CONFLICT).await;
+    assert_eq!(
+        error["code"], "username_taken",
+        "the bootstrap admin exists"
+    );
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_refused_alike() {
+    let app = spawn_app().await;
+    app.player("dave").await;
+    for body in [
+        json!({"username": "dave", "password": "not the password"}),
+        json!({"username": "nobody", "password": PASSWORD}),
+    ] {
+        let error = error_of(
+            app.post_json("/v1/auth/login", &body, None).await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+        assert_eq!(error["code"], "bad_credentials");
+    }
+}
+
+#[tokio::test]
+async fn missing_forged_and_expired_tokens_are_refused() {
+    let app = spawn_app().await;
+    let (player_id, token) = app.player("erin").await;
+    let player: schemas::PlayerId = player_id.parse().expect("id");
+
+    let forged = gateway::auth::Tokens::new(
+        &secrecy::SecretString::from("another-secret-another-secret-another"),
+        "game-gateway",
+        "game-clients",
+        std::time::Duration::from_secs(60),
+    )
+    .issue(
+        player,
+        "made-up",
+        gateway::auth::Role::Admin,
+        gateway::auth::now_secs(),
+    )
+    .expect("token");
+    let expired = app
+        .state
+        .tokens()
+        .issue(
+            player,
+            "made-up",
+            gateway::auth::Role::Player,
+            gateway::auth::now_secs() - 7200,
+        )
+        .expect("token");
+    let unknown_session = app
+        .state
+        .tokens()
+        .issue(
+            player,
+            "never-started",
+            gateway::auth::Role::Player,
+            gateway::auth::now_secs(),
+        )
+        .expect("token");
+
+    for (token, code) in [
+        (None, "unauthorized"),
+        (Some("garbage"), "unauthorized"),
+        (Some(forged.as_str()), "unauthorized"),
+        (Some(expired.as_str()), "token_expired"),
+        (Some(unknown_session.as_str()), "token_revoked"),
+    ] {
+        let error = error_of(
+            app.get("/v1/players/me", token).await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+        assert_eq!(error["code"], code, "{token:?}");
+    }
+    assert_eq!(
+        app.get("/v1/players/me", Some(&token)).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_bootstrap_admin_logs_in_with_the_admin_role() {
+    let app = spawn_app().await;
+    let token = app.login("root", PASSWORD).await;
+    let me: Value = app
+        .get("/v1/players/me", Some(&token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["role"], "admin");
+}

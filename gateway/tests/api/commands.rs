@@ -1,0 +1,360 @@
+//! `POST /v1/commands`: validation, routing, publishing, idempotency, NATS faults.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn stored_command(app: &TestApp, seq: u64) -> async_nats::jetstream::message::StreamMessage {
+    app.js
+        .get_stream("COMMANDS")
+        .await
+        .expect("COMMANDS")
+        .get_raw_message(seq)
+        .await
+        .expect("stored")
+}
+
+#[tokio::test]
+async fn a_valid_command_is_stored_on_its_region_subject_and_answered_202() {
+    let app = spawn_app().await;
+    let (player_id, token) = app.player("fay").await;
+    app.put_in_world(&player_id, "fay", "north-east").await;
+
+    let response = app
+        .http
+        .post(app.url("/v1/commands"))
+        .bearer_auth(&token)
+        .header("x-request-id", "req-42")
+        .json(&json!({"type": "move", "x": 1500.5, "y": 1200}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(response.headers()["x-request-id"], "req-42");
+    let body: Value = response.json().await.expect("json");
+    let seq = body["stream_seq"].as_u64().expect("seq");
+
+    let stored = stored_command(&app, seq).await;
+    assert_eq!(stored.subject.as_str(), "cmd.normal.north-east.move");
+    assert_eq!(
+        stored.headers.get("Request-Id").map(|v| v.as_str()),
+        Some("req-42")
+    );
+    assert_eq!(
+        stored.headers.get("Client-Ip").map(|v| v.as_str()),
+        Some("127.0.0.1")
+    );
+    let env = schemas::Envelope::<schemas::Command>::decode(&stored.payload).expect("decodes");
+    assert_eq!(env.id.to_string(), body["command_id"].as_str().expect("id"));
+    assert_eq!(
+        env.actor,
+        schemas::Actor::Player {
+            id: player_id.parse().expect("id")
+        }
+    );
+    assert_eq!(
+        env.payload,
+        schemas::Command::Move(schemas::command::Move {
+            x: 1500.5,
+            y: 1200.0
+        })
+    );
+
+    let attack = app
+        .post_json(
+            "/v1/commands",
+            &json!({"type": "attack", "target": schemas::EntityId::new()}),
+            Some(&token),
+        )
+        .await;
+    let seq = attack.json::<Value>().await.expect("json")["stream_seq"]
+        .as_u64()
+        .expect("seq");
+    assert_eq!(
+        stored_command(&app, seq).await.subject.as_str(),
+        "cmd.high.north-east.attack"
+    );
+}
+
+#[tokio::test]
+async fn spawn_goes_to_the_named_region_or_the_one_with_most_room() {
+    let app = spawn_app().await;
+    let (_, token) = app.player("gus").await;
+    let mut redis = app.state.redis();
+    let () = redis::cmd("HSET")
+        .arg(gateway::commands::POPULATION_KEY)
+        .arg(&[
+            "south-west",
+            "400",
+            "south-east",
+            "10",
+            "north-west",
+            "300",
+            "north-east",
+            "200",
+        ])
+        .query_async(&mut redis)
+        .await
+        .expect("population");
+
+    let picked = app
+        .post_json("/v1/commands", &json!({"type": "spawn"}), Some(&token))
+        .await;
+    assert_eq!(picked.status(), StatusCode::ACCEPTED);
+    let seq = picked.json::<Value>().await.expect("json")["stream_seq"]
+        .as_u64()
+        .expect("seq");
+    assert_eq!(
+        stored_command(&app, seq).await.subject.as_str(),
+        "cmd.normal.south-east.spawn"
+    );
+
+    let named = app
+        .post_json(
+            "/v1/commands",
+            &json!({"type": "spawn", "region": "north-west"}),
+            Some(&token),
+        )
+        .await;
+    let seq = named.json::<Value>().await.expect("json")["stream_seq"]
+        .as_u64()
+        .expect("seq");
+    assert_eq!(
+        stored_command(&app, seq).await.subject.as_str(),
+        "cmd.normal.north-west.spawn"
+    );
+}
+
+#[tokio::test]
+async fn a_player_not_in_the_world_must_spawn_first() {
+    let app = spawn_app().await;
+    let (_, token) = app.player("hal").await;
+    let error = error_of(
+        app.post_json(
+            "/v1/commands",
+            &json!({"type": "chat", "text": "hello"}),
+            Some(&token),
+        )
+        .await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(error["code"], "not_in_world");
+    assert_eq!(app.messages_in("COMMANDS").await, 0);
+}
+
+#[tokio::test]
+async fn invalid_commands_name_each_bad_field_and_publish_nothing() {
+    let app = spawn_app().await;
+    let (player_id, token) = app.player("ida").await;
+    app.put_in_world(&player_id, "ida", "south-west").await;
+    let long = "x".repeat(501);
+    let cases = [
+        (json!({"x": 1, "y": 2}), vec![("type", "required")]),
+        (
+            json!({"type": "teleport"}),
+            vec![("type", "unknown_command")],
+        ),
+        (
+            json!({"type": "kick", "player": schemas::PlayerId::new(), "reason": "x"}),
+            vec![("type", "unknown_command")],
+        ),
+        (
+            json!({"type": "move", "x": "far", "y": null}),
+            vec![("x", "invalid"), ("y", "required")],
+        ),
+        (
+            json!({"type": "move", "x": -5, "y": 99999}),
+            vec![("x", "out_of_world"), ("y", "out_of_world")],
+        ),
+        (
+            json!({"type": "move", "x": 1, "y": 2, "z": 3}),
+            vec![("z", "unknown_field")],
+        ),
+        (
+            json!({"type": "attack", "target": "goblin"}),
+            vec![("target", "invalid")],
+        ),
+        (
+            json!({"type": "chat", "text": ""}),
+            vec![("text", "length")],
+        ),
+        (
+            json!({"type": "chat", "text": long}),
+            vec![("text", "length")],
+        ),
+        (
+            json!({"type": "chat", "text": "hi", "channel": "shout"}),
+            vec![("channel", "invalid")],
+        ),
+        (
+            json!({"type": "spawn", "region": "atlantis"}),
+            vec![("region", "unknown_region")],
+        ),
+        (json!({"type": "pickup"}), vec![("item", "required")]),
+        (json!("move"), vec![("", "not_an_object")]),
+    ];
+    for (body, expected) in cases {
+        let error = error_of(
+            app.post_json("/v1/commands", &body, Some(&token)).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        let expected: Vec<(String, String)> = expected
+            .into_iter()
+            .map(|(f, c)| (f.to_owned(), c.to_owned()))
+            .collect();
+        assert_eq!(details(&error), expected, "{body}");
+    }
+    assert_eq!(app.messages_in("COMMANDS").await, 0);
+}
+
+#[tokio::test]
+async fn bodies_must_be_json_and_small() {
+    let app = spawn_app().await;
+    let (player_id, token) = app.player("jan").await;
+    app.put_in_world(&player_id, "jan", "south-west").await;
+    let send = |content_type: &'static str, body: Vec<u8>| {
+        app.http
+            .post(app.url("/v1/commands"))
+            .bearer_auth(&token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let error = error_of(
+        send("text/plain", b"{\"type\":\"leave\"}".to_vec())
+            .await
+            .expect("send"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
+    assert_eq!(error["code"], "unsupported_media_type");
+    let error = error_of(
+        send("application/json", b"{\"type\":".to_vec())
+            .await
+            .expect("send"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(error["code"], "malformed_json");
+    let huge = format!(
+        "{{\"type\":\"chat\",\"text\":\"{}\"}}",
+        "a".repeat(64 * 1024)
+    );
+    let error = error_of(
+        send("application/json", huge.into_bytes())
+            .await
+            .expect("send"),
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+    assert_eq!(error["code"], "payload_too_large");
+    assert_eq!(app.messages_in("COMMANDS").await, 0);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_stores_a_command_once_and_answers_the_same() {
+    let app = spawn_app().await;
+    let (player_id, token) = app.player("kim").await;
+    app.put_in_world(&player_id, "kim", "south-west").await;
+    let send = |body: Value, key: &'static str| {
+        app.http
+            .post(app.url("/v1/commands"))
+            .bearer_auth(&token)
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    let first: Value = send(json!({"type": "move", "x": 5, "y": 5}), "k-1")
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let again = send(json!({"type": "move", "x": 5, "y": 5}), "k-1")
+        .await
+        .expect("send");
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert_eq!(again.json::<Value>().await.expect("json"), first);
+    assert_eq!(app.messages_in("COMMANDS").await, 1);
+
+    let error = error_of(
+        send(json!({"type": "move", "x": 6, "y": 5}), "k-1")
+            .await
+            .expect("send"),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(error["code"], "idempotency_conflict");
+    let other = send(json!({"type": "move", "x": 6, "y": 5}), "k-2")
+        .await
+        .expect("send");
+    assert_eq!(other.status(), StatusCode::ACCEPTED);
+    assert_eq!(app.messages_in("COMMANDS").await, 2);
+
+    let error = error_of(
+        app.http
+            .post(app.url("/v1/commands"))
+            .bearer_auth(&token)
+            .header("idempotency-key", "")
+            .json(&json!({"type": "leave"}))
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(
+        details(&error),
+        vec![("Idempotency-Key".to_owned(), "invalid".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn with_nats_down_commands_get_503_fast_and_flow_again_after() {
+    let mut app = spawn_app().await;
+    let (player_id, token) = app.player("lee").await;
+    app.put_in_world(&player_id, "lee", "south-west").await;
+    let command = json!({"type": "move", "x": 5, "y": 5});
+
+    app.nats.stop();
+    eventually(
+        Duration::from_secs(10),
+        "the gateway to see NATS gone",
+        || async {
+            app.state.nats().connection_state() != async_nats::connection::State::Connected
+        },
+    )
+    .await;
+    let started = Instant::now();
+    let error = error_of(
+        app.post_json("/v1/commands", &command, Some(&token)).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    assert_eq!(error["code"], "unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "503 without waiting on the bus"
+    );
+
+    app.nats.restart().expect("NATS back");
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status != StatusCode::ACCEPTED && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        status = app
+            .post_json("/v1/commands", &command, Some(&token))
+            .await
+            .status();
+    }
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "commands flow once NATS is back"
+    );
+}

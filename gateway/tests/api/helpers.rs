@@ -1,0 +1,233 @@
+//! `spawn_app()`: a gateway on port 0 with its own NATS, Redis and SecantusDB.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::Context;
+use gateway::{AppState, Application, Settings};
+use mongodb::bson::doc;
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use test_servers::Server;
+
+pub const PASSWORD: &str = "correct horse battery";
+pub const ADMIN_KEY: &str = "test-admin-key-123";
+
+/// Rate limits loose enough that only the tests about limits meet them.
+pub const LOOSE_LIMITS: &str = r#"
+[rate_limits]
+auth_per_ip = { rate_per_sec = 1000.0, burst = 1000 }
+api_per_ip = { rate_per_sec = 1000.0, burst = 1000 }
+commands_per_player = { rate_per_sec = 1000.0, burst = 1000 }
+reads_per_player = { rate_per_sec = 1000.0, burst = 1000 }
+"#;
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub nats: Server,
+    pub redis: Server,
+    /// Kept so the server lives as long as the app.
+    _mongo: Server,
+    pub js: Context,
+    pub state: AppState,
+    pub db: mongodb::Database,
+    _config: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(LOOSE_LIMITS).await
+}
+
+/// A gateway whose config file holds `config` (rate limits and any other gateway keys).
+pub async fn spawn_app_with(config: &str) -> TestApp {
+    let nats = Server::start().expect("nats-server");
+    let redis = Server::start_redis().expect("redis-server");
+    let mongo = Server::start_mongo().expect("secantusd");
+    let dir = tempfile::tempdir().expect("config dir");
+    let config_path = dir.path().join("gateway.toml");
+    std::fs::write(&config_path, config).expect("write config");
+    let env: HashMap<&str, String> = HashMap::from([
+        ("GATEWAY_ADDR", "127.0.0.1:0".to_owned()),
+        ("GATEWAY_CONFIG", config_path.display().to_string()),
+        ("NATS_URL", nats.url()),
+        ("REDIS_URL", redis.url()),
+        ("MONGODB_URI", mongo.url()),
+        (
+            "JWT_SECRET",
+            "test-secret-test-secret-test-secret".to_owned(),
+        ),
+        ("ADMIN_API_KEY", ADMIN_KEY.to_owned()),
+        ("BOOTSTRAP_ADMIN_USERNAME", "root".to_owned()),
+        ("BOOTSTRAP_ADMIN_PASSWORD", PASSWORD.to_owned()),
+    ]);
+    let settings = Settings::load(|k| env.get(k).cloned()).expect("settings");
+    let app = Application::build(settings).await.expect("gateway starts");
+    let addr = app.local_addr().expect("addr");
+    let state = app.state();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let (_client, js) = nats_topology::connect(&nats.url(), "test")
+        .await
+        .expect("test client");
+    let db = mongodb::Client::with_uri_str(mongo.url())
+        .await
+        .expect("mongo")
+        .database("game");
+    TestApp {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        nats,
+        redis,
+        _mongo: mongo,
+        js,
+        state,
+        db,
+        _config: dir,
+        _stop: stop,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value, token: Option<&str>) -> Response {
+        let mut request = self.http.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request")
+    }
+
+    pub async fn register(&self, username: &str) -> Response {
+        self.post_json(
+            "/v1/auth/register",
+            &json!({"username": username, "password": PASSWORD}),
+            None,
+        )
+        .await
+    }
+
+    /// Registers `username` and logs in: (player id, token).
+    pub async fn player(&self, username: &str) -> (String, String) {
+        let registered = self.register(username).await;
+        assert_eq!(registered.status(), StatusCode::CREATED);
+        let token = self.login(username, PASSWORD).await;
+        let player_id = registered.json::<Value>().await.expect("json")["player_id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        (player_id, token)
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let response = self
+            .post_json(
+                "/v1/auth/login",
+                &json!({"username": username, "password": password}),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json::<Value>().await.expect("json")["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+
+    /// Writes the read model the projector would: the player is online in `region`.
+    pub async fn put_in_world(&self, player_id: &str, username: &str, region: &str) {
+        self.db
+            .collection::<mongodb::bson::Document>("players")
+            .insert_one(doc! {
+                "_id": player_id, "username": username, "role": "player", "region": region,
+                "position": {"x": 10.0, "y": 10.0}, "hp": 100, "max_hp": 100, "level": 1, "xp": 0,
+                "inventory": [], "online": true,
+            })
+            .await
+            .expect("read model");
+    }
+
+    pub async fn messages_in(&self, stream: &str) -> u64 {
+        self.js
+            .get_stream(stream)
+            .await
+            .expect("stream")
+            .info()
+            .await
+            .expect("info")
+            .state
+            .messages
+    }
+
+    pub async fn accounts(&self) -> u64 {
+        self.db
+            .collection::<mongodb::bson::Document>("accounts")
+            .count_documents(doc! {})
+            .await
+            .expect("count")
+    }
+}
+
+/// The `error` object of an error body, checked for the contract's shape.
+pub async fn error_of(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("x-request-id")
+        .to_owned();
+    let body: Value = response.json().await.expect("a JSON error body");
+    let error = body["error"].clone();
+    assert!(
+        error["code"].is_string() && error["message"].is_string(),
+        "{body}"
+    );
+    assert!(error["details"].is_array(), "{body}");
+    assert_eq!(error["request_id"], request_id.as_str());
+    error
+}
+
+/// The (field, code) pairs of an error's details.
+pub fn details(error: &Value) -> Vec<(String, String)> {
+    error["details"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .map(|e| {
+                    (
+                        e["field"].as_str().unwrap_or_default().to_owned(),
+                        e["code"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls until `check` holds, failing after `within`.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

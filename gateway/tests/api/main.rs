@@ -1,0 +1,7 @@
+//! The gateway's REST contract against real NATS, Redis and MongoDB-compatible servers.
+
+mod helpers;
+
+mod auth;
+mod commands;
+mod operations;
