@@ -5,15 +5,15 @@
 //! An `Idempotency-Key` maps, per player, to one command id for 24 hours: a retried request is
 //! stored once and answered the same; the same key with a different command is a 409.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use redis::AsyncCommands;
-use schemas::{Actor, Command, Envelope, EventId, Origin, PlayerId, RegionId};
+use schemas::{Actor, Command, Envelope, EventId, FieldError, Invalid, Origin, PlayerId, RegionId};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
@@ -48,6 +48,67 @@ pub struct Accepted {
     pub stream_seq: u64,
 }
 
+/// The 200 answer of `?wait=true` when the outcome came in time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The command's id.
+    pub command_id: EventId,
+    /// `applied` or `rejected`.
+    pub status: &'static str,
+    /// Why it was rejected, as a code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<schemas::RejectReason>,
+    /// Why it was rejected, for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The facts it produced, as stored in the event log.
+    pub facts: Vec<serde_json::Value>,
+}
+
+/// How long to wait for the outcome: `None` without `?wait=true`. `wait_ms` (1 to the configured
+/// maximum) overrides the default wait; any other parameter is refused.
+fn wait_for(
+    state: &AppState,
+    query: &HashMap<String, String>,
+) -> Result<Option<Duration>, ApiError> {
+    let mut details = Vec::new();
+    let wait = match query.get("wait").map(String::as_str) {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") | Some("") => true,
+        Some(_) => {
+            details.push(FieldError::new("wait", "invalid", "must be true or false"));
+            false
+        }
+    };
+    let max = state.settings().wait_max;
+    let mut limit = state.settings().wait_default;
+    if let Some(ms) = query.get("wait_ms") {
+        match ms.parse::<u64>() {
+            Ok(ms) if ms >= 1 && Duration::from_millis(ms) <= max => {
+                limit = Duration::from_millis(ms)
+            }
+            _ => details.push(FieldError::new(
+                "wait_ms",
+                "range",
+                format!(
+                    "must be a whole number of milliseconds from 1 to {}",
+                    max.as_millis()
+                ),
+            )),
+        }
+    }
+    for name in query.keys().filter(|k| *k != "wait" && *k != "wait_ms") {
+        details.push(FieldError::new(
+            name.clone(),
+            "unknown_parameter",
+            "is not a parameter of this route",
+        ));
+    }
+    details.sort_by(|a, b| a.field.cmp(&b.field));
+    Invalid::check(details)?;
+    Ok(wait.then_some(limit))
+}
+
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
@@ -71,12 +132,14 @@ pub async fn submit(
     caller: Caller,
     axum::Extension(request_id): axum::Extension<RequestId>,
     axum::Extension(ClientIp(ip)): axum::Extension<ClientIp>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     state
         .limit(Rule::CommandsPerPlayer, &caller.player.to_string())
         .await?;
+    let wait = wait_for(&state, &query)?;
     let key = idempotency_key(&headers)?;
     let command = Command::parse_value(body, Origin::Player, state.validation())?;
     let region = route(&state, caller.player, &command).await?;
@@ -88,22 +151,29 @@ pub async fn submit(
         Some(key) => claim_key(&state, caller.player, key, &normalized).await?,
     };
     if let Some(stream_seq) = answered {
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(Accepted {
-                command_id,
-                stream_seq,
-            }),
-        ));
+        // Answered before: the outcome, if any, went to that request.
+        let accepted = Accepted {
+            command_id,
+            stream_seq,
+        };
+        return Ok((StatusCode::ACCEPTED, Json(accepted)).into_response());
     }
 
     let mut env = Envelope::new(Actor::Player { id: caller.player }, Some(region), command);
     env.id = command_id;
     env.correlation_id = command_id;
-    let message = nats_topology::Outgoing::command(&env)
+    let mut message = nats_topology::Outgoing::command(&env)
         .map_err(ApiError::internal)?
         .header(nats_topology::headers::REQUEST_ID, &request_id.0)
         .header(nats_topology::headers::CLIENT_IP, &ip.to_string());
+    // Registered before publishing, so an outcome that comes back at once is not missed.
+    let waiter = wait.map(|_| state.outcomes().register(command_id));
+    if waiter.is_some() {
+        message = message.header(
+            nats_topology::outcome::OUTCOME_INBOX,
+            state.outcomes().inbox(),
+        );
+    }
     let ack = state.publish(message).await?;
     let kind = env.payload.kind();
     state
@@ -122,13 +192,31 @@ pub async fn submit(
             tracing::warn!(error = %e, "cannot record the answer of an idempotency key");
         }
     }
+    if let (Some(waiter), Some(limit)) = (waiter, wait)
+        && let Some(outcome) = waiter.wait(limit).await
+    {
+        let rejection = outcome.rejection();
+        let answer = Outcome {
+            command_id,
+            status: if rejection.is_some() {
+                "rejected"
+            } else {
+                "applied"
+            },
+            reason: rejection.as_ref().map(|r| r.0),
+            message: rejection.map(|r| r.1),
+            facts: outcome.facts,
+        };
+        return Ok((StatusCode::OK, Json(answer)).into_response());
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
             command_id,
             stream_seq: ack.sequence,
         }),
-    ))
+    )
+        .into_response())
 }
 
 fn redis_key(player: PlayerId, key: &str) -> String {

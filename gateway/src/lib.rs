@@ -10,6 +10,7 @@
 //! - [`auth`]: passwords, tokens, sessions, roles, API keys.
 //! - [`accounts`]: register, log in, log out, the bootstrap admin.
 //! - [`commands`]: `POST /v1/commands`, idempotency keys, routing to a region.
+//! - [`outcomes`]: waiting for a command's outcome, one subscription per gateway.
 //! - [`players`]: the players' read model.
 //! - [`ratelimit`]: GCRA in Redis, with an in-process fallback.
 //! - [`bus`]: publishing, with a circuit breaker.
@@ -27,6 +28,7 @@ pub mod commands;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod outcomes;
 pub mod players;
 pub mod ratelimit;
 pub mod request;
@@ -62,6 +64,9 @@ pub enum StartError {
     /// Redis did not answer.
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The outcome inbox could not be subscribed to.
+    #[error("NATS subscription: {0}")]
+    Subscribe(#[from] async_nats::SubscribeError),
     /// MongoDB did not answer.
     #[error("MongoDB: {0}")]
     Mongo(#[from] mongodb::error::Error),
@@ -81,6 +86,7 @@ struct Inner {
     limiter: Limiter,
     metrics: Metrics,
     breaker: Breaker,
+    outcomes: Arc<outcomes::Outcomes>,
     nats: async_nats::Client,
     js: async_nats::jetstream::Context,
     redis: redis::aio::ConnectionManager,
@@ -123,6 +129,10 @@ impl AppState {
     /// The publish circuit breaker.
     pub fn breaker(&self) -> &Breaker {
         &self.0.breaker
+    }
+    /// The outcome waiters.
+    pub fn outcomes(&self) -> &Arc<outcomes::Outcomes> {
+        &self.0.outcomes
     }
     /// The NATS client.
     pub fn nats(&self) -> &async_nats::Client {
@@ -199,6 +209,8 @@ impl Application {
         let db = mongodb::Client::with_options(mongo_options)?.database(&settings.mongodb_database);
         accounts::ensure_indexes(&db).await?;
 
+        let gateway_id = uuid::Uuid::now_v7().simple().to_string();
+        let outcomes = outcomes::Outcomes::start(&nats, &gateway_id).await?;
         let metrics = Metrics::new();
         let state = AppState(Arc::new(Inner {
             validation: settings.world.validation_context(),
@@ -212,6 +224,7 @@ impl Application {
             limiter: Limiter::new(settings.rate_limits.clone(), metrics.clone()),
             metrics,
             breaker: Breaker::default(),
+            outcomes,
             nats,
             js,
             redis,

@@ -8,6 +8,7 @@
 //! - [`dlq`]: dead letters, their headers, and storing one.
 //! - [`advisory`]: the listener that moves exhausted and terminated messages to `DLQ`.
 //! - [`headers`]: the header names the project writes.
+//! - [`outcome`]: how a waiting gateway hears of a command's outcome.
 //!
 //! The `nats-topology` binary runs `ensure` and the listener from the command line; the
 //! `config/` folder beside this crate holds the `nats-server` configurations.
@@ -16,6 +17,7 @@ pub mod advisory;
 pub mod dlq;
 pub mod ensure;
 pub mod headers;
+pub mod outcome;
 pub mod publish;
 pub mod topology;
 

@@ -358,3 +358,158 @@ async fn with_nats_down_commands_get_503_fast_and_flow_again_after() {
         "commands flow once NATS is back"
     );
 }
+
+/// Stands in for a region simulator: answers each command with one fact (a rejection when
+/// `reject`), stores it in FACTS and notifies the command's outcome inbox, as the simulator does.
+fn fake_simulator(app: &TestApp, reject: bool) -> tokio::task::JoinHandle<()> {
+    use futures::StreamExt;
+    use schemas::fact::{Moved, Rejected};
+    use schemas::{Actor, Command, Envelope, Fact, Position, RejectReason};
+
+    let js = app.js.clone();
+    let client = app.client.clone();
+    tokio::spawn(async move {
+        let stream = js.get_stream("COMMANDS").await.expect("COMMANDS");
+        let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
+            .await
+            .expect("consumer");
+        let mut messages = consumer.messages().await.expect("messages");
+        while let Some(Ok(message)) = messages.next().await {
+            let command = Envelope::<Command>::decode(&message.payload).expect("a command");
+            let Actor::Player { id } = command.actor.clone() else {
+                continue;
+            };
+            let fact = if reject {
+                Fact::Rejected(Rejected {
+                    command: command.payload.kind(),
+                    reason: RejectReason::OutOfRange,
+                    message: "too far".into(),
+                })
+            } else {
+                Fact::Moved(Moved {
+                    entity: id.into(),
+                    position: Position::new(5.0, 5.0),
+                    arrived: false,
+                })
+            };
+            let env = Envelope::caused_by(
+                &command,
+                0,
+                Actor::System {
+                    service: "region-sim".into(),
+                },
+                command.region.clone(),
+                fact,
+            );
+            nats_topology::publish(&js, nats_topology::Outgoing::fact(&env).expect("fact"))
+                .await
+                .expect("stored");
+            if let Some(inbox) = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(nats_topology::outcome::OUTCOME_INBOX))
+            {
+                let outcome = nats_topology::outcome::Outcome {
+                    command_id: command.id,
+                    facts: vec![
+                        serde_json::from_slice(&env.encode().expect("encode")).expect("json"),
+                    ],
+                };
+                client
+                    .publish(
+                        inbox.as_str().to_owned(),
+                        serde_json::to_vec(&outcome).expect("json").into(),
+                    )
+                    .await
+                    .expect("notify");
+            }
+            message.ack().await.expect("ack");
+        }
+    })
+}
+
+#[tokio::test]
+async fn waiting_answers_with_the_outcome_applied_or_rejected() {
+    let app = spawn_app().await;
+    let (player_id, token) = app.player("nia").await;
+    app.put_in_world(&player_id, "nia", "south-west").await;
+    let simulator = fake_simulator(&app, false);
+
+    let applied = app
+        .post_json(
+            "/v1/commands?wait=true",
+            &json!({"type": "move", "x": 5, "y": 5}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(applied.status(), StatusCode::OK);
+    let body: Value = applied.json().await.expect("json");
+    assert_eq!(body["status"], "applied");
+    assert_eq!(body["facts"][0]["kind"], "moved");
+    assert_eq!(body["facts"][0]["correlation_id"], body["command_id"]);
+    simulator.abort();
+
+    let rejecting = fake_simulator(&app, true);
+    let rejected = app
+        .post_json(
+            "/v1/commands?wait=true&wait_ms=5000",
+            &json!({"type": "move", "x": 900, "y": 900}),
+            Some(&token),
+        )
+        .await;
+    let body: Value = rejected.json().await.expect("json");
+    assert_eq!(body["status"], "rejected");
+    assert_eq!(body["reason"], "out_of_range");
+    rejecting.abort();
+    assert_eq!(app.state.outcomes().waiting(), 0);
+}
+
+#[tokio::test]
+async fn without_an_outcome_in_time_the_answer_is_202() {
+    let app = spawn_app().await;
+    let (player_id, token) = app.player("oli").await;
+    app.put_in_world(&player_id, "oli", "south-west").await;
+    let started = Instant::now();
+    let response = app
+        .post_json(
+            "/v1/commands?wait=true&wait_ms=300",
+            &json!({"type": "leave"}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let body: Value = response.json().await.expect("json");
+    assert!(body["stream_seq"].as_u64().is_some());
+    assert_eq!(app.state.outcomes().waiting(), 0, "the waiter is forgotten");
+}
+
+#[tokio::test]
+async fn bad_wait_parameters_are_refused_before_anything_is_published() {
+    let app = spawn_app().await;
+    let (player_id, token) = app.player("pam").await;
+    app.put_in_world(&player_id, "pam", "south-west").await;
+    for (query, expected) in [
+        ("?wait=maybe", vec![("wait", "invalid")]),
+        ("?wait=true&wait_ms=0", vec![("wait_ms", "range")]),
+        ("?wait=true&wait_ms=10001", vec![("wait_ms", "range")]),
+        ("?wait=true&wait_ms=soon", vec![("wait_ms", "range")]),
+        ("?wiat=true", vec![("wiat", "unknown_parameter")]),
+    ] {
+        let response = app
+            .post_json(
+                &format!("/v1/commands{query}"),
+                &json!({"type": "leave"}),
+                Some(&token),
+            )
+            .await;
+        let error = error_of(response, StatusCode::BAD_REQUEST).await;
+        let expected: Vec<(String, String)> = expected
+            .into_iter()
+            .map(|(f, c)| (f.to_owned(), c.to_owned()))
+            .collect();
+        assert_eq!(details(&error), expected, "{query}");
+    }
+    assert_eq!(app.messages_in("COMMANDS").await, 0);
+}

@@ -30,6 +30,7 @@ pub struct TestApp {
     /// Kept so the server lives as long as the app.
     _mongo: Server,
     pub js: Context,
+    pub client: async_nats::Client,
     pub state: AppState,
     pub db: mongodb::Database,
     _config: tempfile::TempDir,
@@ -70,7 +71,7 @@ pub async fn spawn_app_with(config: &str) -> TestApp {
     tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    let (_client, js) = nats_topology::connect(&nats.url(), "test")
+    let (client, js) = nats_topology::connect(&nats.url(), "test")
         .await
         .expect("test client");
     let db = mongodb::Client::with_uri_str(mongo.url())
@@ -84,6 +85,7 @@ pub async fn spawn_app_with(config: &str) -> TestApp {
         redis,
         _mongo: mongo,
         js,
+        client,
         state,
         db,
         _config: dir,
