@@ -203,6 +203,10 @@ fn session_key(sid: &str) -> String {
     format!("session:{sid}")
 }
 
+fn player_sessions_key(player: PlayerId) -> String {
+    format!("player_sessions:{player}")
+}
+
 /// Sessions in Redis, with a short memory of confirmed ones for Redis outages.
 #[derive(Debug, Clone, Default)]
 pub struct Sessions {
@@ -218,10 +222,39 @@ impl Sessions {
         player: PlayerId,
         ttl: Duration,
     ) -> Result<(), redis::RedisError> {
-        let () = redis
+        let sessions = player_sessions_key(player);
+        let () = redis::pipe()
+            .atomic()
             .set_ex(session_key(sid), player.to_string(), ttl.as_secs())
+            .ignore()
+            .sadd(&sessions, sid)
+            .ignore()
+            .expire(&sessions, ttl.as_secs() as i64)
+            .ignore()
+            .query_async(redis)
             .await?;
         self.remember(sid);
+        Ok(())
+    }
+
+    /// Ends every session of `player` (after a role change, say).
+    pub async fn end_all(
+        &self,
+        redis: &mut redis::aio::ConnectionManager,
+        player: PlayerId,
+    ) -> Result<(), redis::RedisError> {
+        let sessions = player_sessions_key(player);
+        let sids: Vec<String> = redis.smembers(&sessions).await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for sid in &sids {
+            pipe.del(session_key(sid)).ignore();
+        }
+        pipe.del(&sessions).ignore();
+        let () = pipe.query_async(redis).await?;
+        for sid in &sids {
+            self.forget(sid);
+        }
         Ok(())
     }
 

@@ -9,10 +9,12 @@
 //! - [`body`]: JSON bodies at the edge (415, 413, 400).
 //! - [`auth`]: passwords, tokens, sessions, roles, API keys.
 //! - [`accounts`]: register, log in, log out, the bootstrap admin.
+//! - [`admin`]: dead letters and their redrive, region assignments, roles.
 //! - [`commands`]: `POST /v1/commands`, idempotency keys, routing to a region.
 //! - [`outcomes`]: waiting for a command's outcome, one subscription per gateway.
 //! - [`players`]: the players' read model.
 //! - [`ratelimit`]: GCRA in Redis, with an in-process fallback.
+//! - [`regions`]: regions, their owners and population, entities near a point.
 //! - [`bus`]: publishing, with a circuit breaker.
 //! - [`health`]: liveness, readiness, metrics.
 //! - [`metrics`]: the Prometheus registry.
@@ -21,6 +23,7 @@
 //! serves until the shutdown future completes, then drains in-flight requests.
 
 pub mod accounts;
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod bus;
@@ -31,6 +34,7 @@ pub mod metrics;
 pub mod outcomes;
 pub mod players;
 pub mod ratelimit;
+pub mod regions;
 pub mod request;
 pub mod settings;
 
@@ -89,6 +93,8 @@ struct Inner {
     outcomes: Arc<outcomes::Outcomes>,
     nats: async_nats::Client,
     js: async_nats::jetstream::Context,
+    leases: async_nats::jetstream::kv::Store,
+    node_load: async_nats::jetstream::kv::Store,
     redis: redis::aio::ConnectionManager,
     db: mongodb::Database,
 }
@@ -141,6 +147,14 @@ impl AppState {
     /// The JetStream context.
     pub fn js(&self) -> &async_nats::jetstream::Context {
         &self.0.js
+    }
+    /// The region lease bucket.
+    pub fn leases(&self) -> &async_nats::jetstream::kv::Store {
+        &self.0.leases
+    }
+    /// The node load bucket.
+    pub fn node_load(&self) -> &async_nats::jetstream::kv::Store {
+        &self.0.node_load
     }
     /// A Redis connection (a cheap clone of a shared, reconnecting one).
     pub fn redis(&self) -> redis::aio::ConnectionManager {
@@ -209,6 +223,16 @@ impl Application {
         let db = mongodb::Client::with_options(mongo_options)?.database(&settings.mongodb_database);
         accounts::ensure_indexes(&db).await?;
 
+        let bucket = |name: &'static str| {
+            let js = js.clone();
+            async move {
+                js.get_key_value(name)
+                    .await
+                    .map_err(|e| StartError::Nats(e.to_string()))
+            }
+        };
+        let leases = bucket(nats_topology::topology::REGION_LEASES).await?;
+        let node_load = bucket(nats_topology::topology::NODE_LOAD).await?;
         let gateway_id = uuid::Uuid::now_v7().simple().to_string();
         let outcomes = outcomes::Outcomes::start(&nats, &gateway_id).await?;
         let metrics = Metrics::new();
@@ -227,6 +251,8 @@ impl Application {
             outcomes,
             nats,
             js,
+            leases,
+            node_load,
             redis,
             db,
             settings,
@@ -273,6 +299,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/logout", post(accounts::logout))
         .route("/v1/players/me", get(players::me))
         .route("/v1/commands", post(commands::submit))
+        .route("/v1/regions", get(regions::list))
+        .route("/v1/regions/{id}", get(regions::one))
+        .route("/v1/regions/{id}/entities", get(regions::entities))
+        .route("/admin/dlq", get(admin::list_dead_letters))
+        .route("/admin/dlq/redrive", post(admin::redrive))
+        .route("/admin/regions", get(admin::regions))
+        .route(
+            "/admin/players/{id}/role",
+            axum::routing::put(admin::set_role),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

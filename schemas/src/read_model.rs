@@ -58,3 +58,27 @@ impl PlayerView {
         }
     }
 }
+
+/// Something in the world as the `world` read model holds it: a player's avatar, an NPC or an
+/// item on the ground, with its position (indexed by region and coordinates).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityView {
+    /// The entity (`_id` in MongoDB).
+    #[serde(alias = "_id")]
+    pub entity_id: crate::ids::EntityId,
+    /// The region it is in.
+    pub region: RegionId,
+    /// `player`, `npc` or `item`.
+    pub kind: String,
+    /// Where it is.
+    pub position: Position,
+    /// Its name: the username, the NPC kind or the item kind.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Current hit points (players and NPCs).
+    #[serde(default)]
+    pub hp: Option<u32>,
+    /// Maximum hit points (players and NPCs).
+    #[serde(default)]
+    pub max_hp: Option<u32>,
+}

@@ -2,6 +2,8 @@
 
 mod helpers;
 
+mod admin;
 mod auth;
 mod commands;
 mod operations;
+mod reads;

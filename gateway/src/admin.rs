@@ -1,0 +1,405 @@
+//! Admin routes (admin role and `X-Api-Key`): dead letters, region assignments, roles.
+//!
+//! - `GET /admin/dlq?after=&limit=`: dead letters in `DLQ` order, with origin, reason, attempts.
+//! - `POST /admin/dlq/redrive` `{"seqs": [..]}` or `{"all": true}`: each dead command is published
+//!   again on its origin subject (with a `Dlq-Redriven-From` header) and, once JetStream has it,
+//!   removed from `DLQ`. Facts are not redriven this way: publishing a fact again would put it in
+//!   the event log twice; they are answered `redrive_unsupported`.
+//! - `GET /admin/regions`: who owns each region, and each simulator node's load.
+//! - `PUT /admin/players/{id}/role` `{"role": ..}`: changes a role and ends the player's sessions,
+//!   so the next token carries the new role.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use bytes::Bytes;
+use futures::StreamExt;
+use mongodb::bson::doc;
+use nats_topology::DeadLetter;
+use nats_topology::topology::{COMMANDS, DLQ};
+use schemas::{FieldError, Invalid, PlayerId};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+use crate::AppState;
+use crate::accounts;
+use crate::auth::{Admin, Role};
+use crate::body::JsonBody;
+use crate::error::{ApiError, Code};
+
+/// The most dead letters one page lists, and one redrive handles.
+pub const MAX_PAGE: usize = 500;
+
+/// A dead letter as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetterView {
+    /// Its sequence in `DLQ`: what redrive takes.
+    pub seq: u64,
+    /// The stream it came from.
+    pub origin_stream: String,
+    /// Its origin subject.
+    pub origin_subject: String,
+    /// Its sequence in the origin stream.
+    pub origin_seq: u64,
+    /// The consumer that gave up on it.
+    pub consumer: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// Deliveries attempted.
+    pub attempts: u64,
+    /// When it was dead-lettered.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Its body: JSON when it is JSON, text otherwise.
+    pub payload: Value,
+}
+
+fn payload_of(bytes: &Bytes) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+fn bus_down(state: &AppState, e: impl std::fmt::Display) -> ApiError {
+    state.metrics().dependency_error("nats");
+    tracing::warn!(error = %e, "dead-letter stream unreachable");
+    ApiError::unavailable("the dead-letter stream")
+}
+
+fn page_params(query: &HashMap<String, String>) -> Result<(u64, usize), ApiError> {
+    let mut details = Vec::new();
+    let after = match query.get("after").map(|v| v.parse::<u64>()) {
+        None => 0,
+        Some(Ok(v)) => v,
+        Some(Err(_)) => {
+            details.push(FieldError::new(
+                "after",
+                "invalid",
+                "must be a sequence number",
+            ));
+            0
+        }
+    };
+    let limit = match query.get("limit").map(|v| v.parse::<usize>()) {
+        None => 100,
+        Some(Ok(v)) if (1..=MAX_PAGE).contains(&v) => v,
+        Some(_) => {
+            details.push(FieldError::new(
+                "limit",
+                "range",
+                format!("must be 1 to {MAX_PAGE}"),
+            ));
+            100
+        }
+    };
+    for name in query.keys().filter(|k| *k != "after" && *k != "limit") {
+        details.push(FieldError::new(
+            name.clone(),
+            "unknown_parameter",
+            "is not a parameter of this route",
+        ));
+    }
+    Invalid::check(details)?;
+    Ok((after, limit))
+}
+
+/// `GET /admin/dlq`.
+pub async fn list_dead_letters(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let (after, limit) = page_params(&query)?;
+    let mut stream = state
+        .js()
+        .get_stream(DLQ)
+        .await
+        .map_err(|e| bus_down(&state, e))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| bus_down(&state, e))?
+        .state
+        .clone();
+    let mut letters = Vec::new();
+    let mut seq = after.max(info.first_sequence.saturating_sub(1)) + 1;
+    while seq <= info.last_sequence && letters.len() < limit {
+        if let Ok(message) = stream.get_raw_message(seq).await
+            && let Ok(letter) = DeadLetter::parse(&message.headers, message.payload.clone())
+        {
+            letters.push(view_of(seq, &letter));
+        }
+        seq += 1;
+    }
+    let next_after = letters.last().map(|l: &DeadLetterView| l.seq);
+    Ok(Json(
+        json!({"dead_letters": letters, "next_after": next_after, "total": info.messages}),
+    ))
+}
+
+fn view_of(seq: u64, letter: &DeadLetter) -> DeadLetterView {
+    DeadLetterView {
+        seq,
+        origin_stream: letter.origin_stream.clone(),
+        origin_subject: letter.origin_subject.clone(),
+        origin_seq: letter.origin_seq,
+        consumer: letter.consumer.clone(),
+        reason: letter.reason.clone(),
+        attempts: letter.attempts,
+        at: letter.at,
+        payload: payload_of(&letter.payload),
+    }
+}
+
+/// Which dead letters to redrive.
+fn redrive_selection(body: &Value) -> Result<Option<Vec<u64>>, ApiError> {
+    let Some(map) = body.as_object() else {
+        return Err(Invalid::one("", "not_an_object", "the body must be a JSON object").into());
+    };
+    let mut details = Vec::new();
+    for name in map.keys().filter(|k| *k != "seqs" && *k != "all") {
+        details.push(FieldError::new(
+            name.clone(),
+            "unknown_field",
+            "is not a field of this request",
+        ));
+    }
+    let selection = match (map.get("seqs"), map.get("all")) {
+        (Some(_), Some(_)) | (None, None) => {
+            details.push(FieldError::new("", "one_of", "give either seqs or all"));
+            None
+        }
+        (None, Some(Value::Bool(true))) => Some(None),
+        (None, Some(_)) => {
+            details.push(FieldError::new("all", "invalid", "must be true"));
+            None
+        }
+        (Some(Value::Array(items)), None) => {
+            let seqs: Option<Vec<u64>> = items
+                .iter()
+                .map(|v| v.as_u64().filter(|s| *s > 0))
+                .collect();
+            match seqs {
+                Some(s) if !s.is_empty() && s.len() <= MAX_PAGE => Some(Some(s)),
+                Some(_) => {
+                    details.push(FieldError::new(
+                        "seqs",
+                        "length",
+                        format!("must list 1 to {MAX_PAGE} sequences"),
+                    ));
+                    None
+                }
+                None => {
+                    details.push(FieldError::new(
+                        "seqs",
+                        "invalid",
+                        "must be positive whole numbers",
+                    ));
+                    None
+                }
+            }
+        }
+        (Some(_), None) => {
+            details.push(FieldError::new(
+                "seqs",
+                "invalid",
+                "must be an array of sequence numbers",
+            ));
+            None
+        }
+    };
+    Invalid::check(details)?;
+    selection.ok_or_else(|| ApiError::of(Code::InvalidRequest))
+}
+
+/// `POST /admin/dlq/redrive`.
+pub async fn redrive(
+    State(state): State<AppState>,
+    _admin: Admin,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let selection = redrive_selection(&body)?;
+    let mut stream = state
+        .js()
+        .get_stream(DLQ)
+        .await
+        .map_err(|e| bus_down(&state, e))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| bus_down(&state, e))?
+        .state
+        .clone();
+    let seqs: Vec<u64> = match selection {
+        Some(seqs) => seqs,
+        None => (info.first_sequence..=info.last_sequence)
+            .take(MAX_PAGE)
+            .collect(),
+    };
+    let mut redriven = Vec::new();
+    let mut failed = Vec::new();
+    for seq in seqs {
+        let fail =
+            |code: &str, message: String| json!({"seq": seq, "code": code, "message": message});
+        let Ok(message) = stream.get_raw_message(seq).await else {
+            if selection_was_explicit(&body) {
+                failed.push(fail("not_found", "no dead letter has this sequence".into()));
+            }
+            continue;
+        };
+        let letter = match DeadLetter::parse(&message.headers, message.payload.clone()) {
+            Ok(l) => l,
+            Err(e) => {
+                failed.push(fail("not_a_dead_letter", e.to_string()));
+                continue;
+            }
+        };
+        if letter.origin_stream != COMMANDS {
+            failed.push(fail(
+                "redrive_unsupported",
+                format!(
+                    "dead letters from {} cannot be redriven to their subject",
+                    letter.origin_stream
+                ),
+            ));
+            continue;
+        }
+        let mut out = nats_topology::Outgoing::new(
+            letter.origin_subject.clone(),
+            format!("redrive:{seq}"),
+            letter.payload.clone(),
+        );
+        out.headers = letter.headers.clone();
+        let out = out.header("Dlq-Redriven-From", &seq.to_string());
+        match nats_topology::publish(state.js(), out).await {
+            Ok(_) => {
+                if let Err(e) = stream.delete_message(seq).await {
+                    tracing::warn!(seq, error = %e, "redriven but still in DLQ");
+                }
+                redriven.push(seq);
+            }
+            Err(e) => failed.push(fail("unavailable", e.to_string())),
+        }
+    }
+    tracing::info!(
+        redriven = redriven.len(),
+        failed = failed.len(),
+        "dead letters redriven"
+    );
+    Ok(Json(json!({"redriven": redriven, "failed": failed})))
+}
+
+fn selection_was_explicit(body: &Value) -> bool {
+    body.get("seqs").is_some()
+}
+
+/// `GET /admin/regions`.
+pub async fn regions(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<Value>, ApiError> {
+    let owners = crate::regions::owners(&state).await?;
+    let population = crate::regions::population(&state).await;
+    let regions: Vec<Value> = state
+        .settings()
+        .world
+        .regions
+        .iter()
+        .map(|r| {
+            let lease = owners.get(&r.id);
+            json!({
+                "id": r.id,
+                "owner": lease.map(|l| &l.node),
+                "acquired_at": lease.map(|l| l.acquired_at),
+                "renewed_at": lease.map(|l| l.renewed_at),
+                "population": population.get(r.id.as_str()).copied().unwrap_or(0),
+                "capacity": r.capacity,
+            })
+        })
+        .collect();
+    let mut nodes = Vec::new();
+    let mut keys = state
+        .node_load()
+        .keys()
+        .await
+        .map_err(|e| bus_down(&state, e))?;
+    while let Some(Ok(key)) = keys.next().await {
+        if let Ok(Some(bytes)) = state.node_load().get(&key).await
+            && let Ok(load) = serde_json::from_slice::<nats_topology::lease::NodeLoad>(&bytes)
+        {
+            nodes.push(load);
+        }
+    }
+    Ok(Json(json!({"regions": regions, "nodes": nodes})))
+}
+
+/// `PUT /admin/players/{id}/role`.
+pub async fn set_role(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let mut details = Vec::new();
+    let player = id
+        .parse::<PlayerId>()
+        .map_err(|e| details.push(FieldError::new("id", "invalid", e.to_string())))
+        .ok();
+    let role = match body.get("role") {
+        None | Some(Value::Null) => {
+            details.push(FieldError::new("role", "required", "is required"));
+            None
+        }
+        Some(v) => serde_json::from_value::<Role>(v.clone())
+            .map_err(|_| {
+                details.push(FieldError::new(
+                    "role",
+                    "invalid",
+                    "must be player, moderator or admin",
+                ))
+            })
+            .ok(),
+    };
+    if let Some(map) = body.as_object() {
+        for name in map.keys().filter(|k| *k != "role") {
+            details.push(FieldError::new(
+                name.clone(),
+                "unknown_field",
+                "is not a field of this request",
+            ));
+        }
+    } else {
+        details.push(FieldError::new(
+            "",
+            "not_an_object",
+            "the body must be a JSON object",
+        ));
+    }
+    Invalid::check(details)?;
+    let (Some(player), Some(role)) = (player, role) else {
+        return Err(ApiError::of(Code::InvalidRequest));
+    };
+    let updated = accounts::collection(state.db())
+        .update_one(
+            doc! {"_id": player.to_string()},
+            doc! {"$set": {"role": role.as_str()}},
+        )
+        .await
+        .map_err(|e| {
+            state.metrics().dependency_error("mongodb");
+            tracing::warn!(error = %e, "cannot update role");
+            ApiError::unavailable("the account store")
+        })?;
+    if updated.matched_count == 0 {
+        return Err(ApiError::new(Code::NotFound, "no such player"));
+    }
+    state
+        .sessions()
+        .end_all(&mut state.redis(), player)
+        .await
+        .map_err(|e| {
+            state.metrics().dependency_error("redis");
+            tracing::warn!(error = %e, "role changed but sessions not ended");
+            ApiError::unavailable("the session store")
+        })?;
+    tracing::info!(admin = %admin.player, %player, role = role.as_str(), "role changed");
+    Ok(Json(json!({"player_id": player, "role": role})))
+}

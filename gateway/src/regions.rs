@@ -1,0 +1,298 @@
+//! Regions and what is in them: `GET /v1/regions`, `GET /v1/regions/{id}` (with owner node and
+//! population) and `GET /v1/regions/{id}/entities?x=&y=&radius=` (entities near a point).
+//!
+//! Entity queries are answered from a short-lived Redis cache keyed by the region's read-model
+//! version (`world:version:<region>`, bumped by the projector when the region changes, so a
+//! cached answer is never served past a change), then from the `world` read model in MongoDB as a
+//! range query on the indexed coordinates.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use mongodb::bson::doc;
+use redis::AsyncCommands;
+use schemas::read_model::EntityView;
+use schemas::{Bounds, FieldError, Invalid, Position, RegionConfig, RegionId};
+use serde::Serialize;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::commands::POPULATION_KEY;
+use crate::error::{ApiError, Code};
+use crate::ratelimit::Rule;
+
+/// The read-model collection of entities.
+pub const WORLD: &str = "world";
+/// The widest radius a client may ask for.
+pub const MAX_RADIUS: f64 = 500.0;
+/// The radius when none is given.
+pub const DEFAULT_RADIUS: f64 = 50.0;
+/// The most entities one answer lists (the nearest first).
+pub const MAX_ENTITIES: usize = 200;
+/// How long an entity query stays cached.
+pub const QUERY_TTL: Duration = Duration::from_secs(2);
+
+/// A region as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionView {
+    /// Its id.
+    pub id: RegionId,
+    /// Its area.
+    pub bounds: Bounds,
+    /// Players it holds at most.
+    pub capacity: u32,
+    /// The regions next to it.
+    pub neighbours: Vec<RegionId>,
+    /// The simulator node that owns it now, if any.
+    pub owner: Option<String>,
+    /// Players in it, as last counted.
+    pub population: u32,
+}
+
+/// The owner of each region that has one.
+pub async fn owners(
+    state: &AppState,
+) -> Result<HashMap<RegionId, nats_topology::lease::Lease>, ApiError> {
+    let mut owners = HashMap::new();
+    for region in &state.settings().world.regions {
+        let entry = state.leases().get(region.id.as_str()).await.map_err(|e| {
+            state.metrics().dependency_error("nats");
+            tracing::warn!(error = %e, "cannot read region leases");
+            ApiError::unavailable("the region lease bucket")
+        })?;
+        if let Some(lease) = entry.and_then(|bytes| serde_json::from_slice(&bytes).ok()) {
+            owners.insert(region.id.clone(), lease);
+        }
+    }
+    Ok(owners)
+}
+
+/// Players per region, as last counted by the projector.
+pub async fn population(state: &AppState) -> HashMap<String, u32> {
+    state
+        .redis()
+        .hgetall(POPULATION_KEY)
+        .await
+        .unwrap_or_default()
+}
+
+fn view(
+    region: &RegionConfig,
+    owners: &HashMap<RegionId, nats_topology::lease::Lease>,
+    population: &HashMap<String, u32>,
+) -> RegionView {
+    RegionView {
+        id: region.id.clone(),
+        bounds: region.bounds,
+        capacity: region.capacity,
+        neighbours: region.neighbours.clone(),
+        owner: owners.get(&region.id).map(|l| l.node.clone()),
+        population: population.get(region.id.as_str()).copied().unwrap_or(0),
+    }
+}
+
+/// `GET /v1/regions`.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<RegionView>>, ApiError> {
+    state
+        .limit(Rule::ReadsPerPlayer, &caller.player.to_string())
+        .await?;
+    let (owners, population) = (owners(&state).await?, population(&state).await);
+    Ok(Json(
+        state
+            .settings()
+            .world
+            .regions
+            .iter()
+            .map(|r| view(r, &owners, &population))
+            .collect(),
+    ))
+}
+
+fn region<'a>(state: &'a AppState, id: &str) -> Result<&'a RegionConfig, ApiError> {
+    let id = RegionId::new(id)
+        .map_err(|e| ApiError::from(Invalid::one("id", "invalid", e.to_string())))?;
+    state
+        .settings()
+        .world
+        .region(&id)
+        .ok_or_else(|| ApiError::new(Code::NotFound, format!("no region is named {id:?}")))
+}
+
+/// `GET /v1/regions/{id}`.
+pub async fn one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RegionView>, ApiError> {
+    state
+        .limit(Rule::ReadsPerPlayer, &caller.player.to_string())
+        .await?;
+    let region = region(&state, &id)?;
+    let (owners, population) = (owners(&state).await?, population(&state).await);
+    Ok(Json(view(region, &owners, &population)))
+}
+
+/// The entities answer.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Nearby {
+    /// The region asked about.
+    pub region: RegionId,
+    /// The point.
+    pub x: f64,
+    /// The point.
+    pub y: f64,
+    /// The radius.
+    pub radius: f64,
+    /// What is within the radius, nearest first.
+    pub entities: Vec<EntityView>,
+}
+
+fn number(
+    query: &HashMap<String, String>,
+    name: &str,
+    details: &mut Vec<FieldError>,
+) -> Option<f64> {
+    match query.get(name).map(|v| v.parse::<f64>()) {
+        None => {
+            details.push(FieldError::new(name, "required", "is required"));
+            None
+        }
+        Some(Ok(v)) if v.is_finite() => Some(v),
+        Some(_) => {
+            details.push(FieldError::new(name, "invalid", "must be a finite number"));
+            None
+        }
+    }
+}
+
+/// Checks `x`, `y` (inside the region) and `radius` (above 0, at most [`MAX_RADIUS`]).
+fn point_query(
+    region: &RegionConfig,
+    query: &HashMap<String, String>,
+) -> Result<(Position, f64), ApiError> {
+    let mut details = Vec::new();
+    let x = number(query, "x", &mut details);
+    let y = number(query, "y", &mut details);
+    let radius = if query.contains_key("radius") {
+        number(query, "radius", &mut details)
+    } else {
+        Some(DEFAULT_RADIUS)
+    };
+    if let Some(r) = radius
+        && !(r > 0.0 && r <= MAX_RADIUS)
+    {
+        details.push(FieldError::new(
+            "radius",
+            "range",
+            format!("must be above 0 and at most {MAX_RADIUS}"),
+        ));
+    }
+    let (b, point) = (region.bounds, x.zip(y).map(|(x, y)| Position::new(x, y)));
+    if let Some(p) = point
+        && !b.contains(&p)
+    {
+        details.push(FieldError::new(
+            "x",
+            "out_of_region",
+            format!("the point must lie inside region {}", region.id),
+        ));
+    }
+    for name in query
+        .keys()
+        .filter(|k| !["x", "y", "radius"].contains(&k.as_str()))
+    {
+        details.push(FieldError::new(
+            name.clone(),
+            "unknown_parameter",
+            "is not a parameter of this route",
+        ));
+    }
+    Invalid::check(details)?;
+    match (point, radius) {
+        (Some(p), Some(r)) => Ok((p, r)),
+        _ => Err(ApiError::of(Code::InvalidRequest)),
+    }
+}
+
+/// `GET /v1/regions/{id}/entities?x=&y=&radius=`.
+pub async fn entities(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Nearby>, ApiError> {
+    state
+        .limit(Rule::ReadsPerPlayer, &caller.player.to_string())
+        .await?;
+    let region = region(&state, &id)?;
+    let (point, radius) = point_query(region, &query)?;
+    let mut redis = state.redis();
+    let version: Option<u64> = redis
+        .get(format!("world:version:{}", region.id))
+        .await
+        .ok()
+        .flatten();
+    let key = format!(
+        "cache:entities:{}:v{}:{}:{}:{}",
+        region.id,
+        version.unwrap_or(0),
+        point.x,
+        point.y,
+        radius
+    );
+    if let Ok(Some(text)) = redis.get::<_, Option<String>>(&key).await
+        && let Ok(cached) = serde_json::from_str::<Nearby>(&text)
+    {
+        return Ok(Json(cached));
+    }
+    let filter = doc! {
+        "region": region.id.as_str(),
+        "position.x": {"$gte": point.x - radius, "$lte": point.x + radius},
+        "position.y": {"$gte": point.y - radius, "$lte": point.y + radius},
+    };
+    let mut cursor = state
+        .db()
+        .collection::<mongodb::bson::Document>(WORLD)
+        .find(filter)
+        .limit(5_000)
+        .await
+        .map_err(|e| unavailable(&state, e))?;
+    let mut found = Vec::new();
+    while cursor.advance().await.map_err(|e| unavailable(&state, e))? {
+        let doc = cursor.deserialize_current().map_err(ApiError::internal)?;
+        let entity: EntityView =
+            serde_json::from_value(mongodb::bson::Bson::Document(doc).into_relaxed_extjson())
+                .map_err(ApiError::internal)?;
+        let distance = entity.position.distance(&point);
+        if distance <= radius {
+            found.push((distance, entity));
+        }
+    }
+    found.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let nearby = Nearby {
+        region: region.id.clone(),
+        x: point.x,
+        y: point.y,
+        radius,
+        entities: found
+            .into_iter()
+            .take(MAX_ENTITIES)
+            .map(|(_, e)| e)
+            .collect(),
+    };
+    if let Ok(text) = serde_json::to_string(&nearby) {
+        let _: Result<(), _> = redis.set_ex(&key, text, QUERY_TTL.as_secs()).await;
+    }
+    Ok(Json(nearby))
+}
+
+fn unavailable(state: &AppState, e: mongodb::error::Error) -> ApiError {
+    state.metrics().dependency_error("mongodb");
+    tracing::warn!(error = %e, "cannot read the world read model");
+    ApiError::unavailable("the world read model")
+}

@@ -1,0 +1,380 @@
+//! Admin routes: who may call them, roles, dead letters, region assignments.
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn admin_call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut request = app.http.request(method, app.url(path)).bearer_auth(token);
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.expect("request")
+}
+
+#[tokio::test]
+async fn admin_routes_need_the_admin_role_and_the_api_key() {
+    let app = spawn_app().await;
+    let (_, player) = app.player("tom").await;
+    let admin = app.login("root", PASSWORD).await;
+    let get = reqwest::Method::GET;
+    let error = error_of(
+        admin_call(
+            &app,
+            get.clone(),
+            "/admin/dlq",
+            &player,
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_eq!(error["code"], "forbidden");
+    let error = error_of(
+        admin_call(&app, get.clone(), "/admin/dlq", &admin, None, None).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_eq!(error["code"], "bad_api_key");
+    let error = error_of(
+        admin_call(
+            &app,
+            get.clone(),
+            "/admin/dlq",
+            &admin,
+            Some("wrong-key-123456"),
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_eq!(error["code"], "bad_api_key");
+    assert_eq!(
+        admin_call(&app, get, "/admin/dlq", &admin, Some(ADMIN_KEY), None)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn changing_a_role_ends_the_players_sessions() {
+    let app = spawn_app().await;
+    let (player_id, player_token) = app.player("uma").await;
+    let admin = app.login("root", PASSWORD).await;
+    let put = reqwest::Method::PUT;
+    let path = format!("/admin/players/{player_id}/role");
+
+    for (body, expected) in [
+        (json!({"role": "emperor"}), vec![("role", "invalid")]),
+        (json!({}), vec![("role", "required")]),
+        (
+            json!({"role": "admin", "level": 99}),
+            vec![("level", "unknown_field")],
+        ),
+    ] {
+        let error = error_of(
+            admin_call(
+                &app,
+                put.clone(),
+                &path,
+                &admin,
+                Some(ADMIN_KEY),
+                Some(body.clone()),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        let expected: Vec<(String, String)> = expected
+            .into_iter()
+            .map(|(f, c)| (f.to_owned(), c.to_owned()))
+            .collect();
+        assert_eq!(details(&error), expected, "{body}");
+    }
+    let error = error_of(
+        admin_call(
+            &app,
+            put.clone(),
+            "/admin/players/not-an-id/role",
+            &admin,
+            Some(ADMIN_KEY),
+            Some(json!({"role": "admin"})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(
+        details(&error),
+        vec![("id".to_owned(), "invalid".to_owned())]
+    );
+    let unknown = format!("/admin/players/{}/role", schemas::PlayerId::new());
+    error_of(
+        admin_call(
+            &app,
+            put.clone(),
+            &unknown,
+            &admin,
+            Some(ADMIN_KEY),
+            Some(json!({"role": "admin"})),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_eq!(
+        app.get("/v1/players/me", Some(&player_token))
+            .await
+            .status(),
+        StatusCode::OK,
+        "nothing changed yet"
+    );
+
+    let changed = admin_call(
+        &app,
+        put,
+        &path,
+        &admin,
+        Some(ADMIN_KEY),
+        Some(json!({"role": "moderator"})),
+    )
+    .await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    let error = error_of(
+        app.get("/v1/players/me", Some(&player_token)).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(error["code"], "token_revoked");
+    let fresh = app.login("uma", PASSWORD).await;
+    let me: Value = app
+        .get("/v1/players/me", Some(&fresh))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["role"], "moderator");
+}
+
+fn dead_command(origin_seq: u64) -> nats_topology::DeadLetter {
+    let env = schemas::Envelope::new(
+        schemas::Actor::Player {
+            id: schemas::PlayerId::new(),
+        },
+        Some(schemas::RegionId::new("south-west").expect("id")),
+        schemas::Command::Leave(schemas::command::Leave {}),
+    );
+    nats_topology::DeadLetter::new(
+        "COMMANDS",
+        "cmd.normal.south-west.leave",
+        origin_seq,
+        Some("region-south-west"),
+        "handler failed: test",
+        5,
+        async_nats::HeaderMap::new(),
+        Bytes::from(env.encode().expect("encode")),
+    )
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_redriven_to_their_origin() {
+    let app = spawn_app().await;
+    let admin = app.login("root", PASSWORD).await;
+    nats_topology::dead_letter(&app.js, &dead_command(11))
+        .await
+        .expect("dlq");
+    let fact = nats_topology::DeadLetter::new(
+        "FACTS",
+        "fact.south-west.moved",
+        12,
+        Some("projector"),
+        "cannot write",
+        9,
+        async_nats::HeaderMap::new(),
+        Bytes::from_static(b"{}"),
+    );
+    nats_topology::dead_letter(&app.js, &fact)
+        .await
+        .expect("dlq");
+
+    let listed: Value = admin_call(
+        &app,
+        reqwest::Method::GET,
+        "/admin/dlq",
+        &admin,
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let letters = listed["dead_letters"].as_array().expect("list");
+    assert_eq!(letters.len(), 2);
+    assert_eq!(letters[0]["origin_stream"], "COMMANDS");
+    assert_eq!(letters[0]["reason"], "handler failed: test");
+    assert_eq!(letters[0]["attempts"], 5);
+    assert_eq!(letters[0]["payload"]["kind"], "leave");
+    let page: Value = admin_call(
+        &app,
+        reqwest::Method::GET,
+        "/admin/dlq?after=1&limit=1",
+        &admin,
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(page["dead_letters"][0]["origin_stream"], "FACTS");
+
+    let post = reqwest::Method::POST;
+    for (body, field) in [
+        (json!({}), ""),
+        (json!({"seqs": []}), "seqs"),
+        (json!({"seqs": [-1]}), "seqs"),
+        (json!({"all": false}), "all"),
+        (json!({"seqs": [1], "all": true}), ""),
+    ] {
+        let error = error_of(
+            admin_call(
+                &app,
+                post.clone(),
+                "/admin/dlq/redrive",
+                &admin,
+                Some(ADMIN_KEY),
+                Some(body.clone()),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert_eq!(details(&error)[0].0, field, "{body}");
+    }
+    let error = error_of(
+        admin_call(
+            &app,
+            reqwest::Method::GET,
+            "/admin/dlq?limit=0",
+            &admin,
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(
+        details(&error),
+        vec![("limit".to_owned(), "range".to_owned())]
+    );
+
+    let result: Value = admin_call(
+        &app,
+        post,
+        "/admin/dlq/redrive",
+        &admin,
+        Some(ADMIN_KEY),
+        Some(json!({"seqs": [1, 2, 99]})),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(result["redriven"], json!([1]));
+    let codes: Vec<&str> = result["failed"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|f| f["code"].as_str())
+        .collect();
+    assert_eq!(codes, vec!["redrive_unsupported", "not_found"]);
+
+    let commands = app.js.get_stream("COMMANDS").await.expect("COMMANDS");
+    let redriven = commands.get_raw_message(1).await.expect("redriven command");
+    assert_eq!(redriven.subject.as_str(), "cmd.normal.south-west.leave");
+    assert_eq!(
+        redriven
+            .headers
+            .get("Dlq-Redriven-From")
+            .map(|v| v.as_str()),
+        Some("1")
+    );
+    assert_eq!(
+        app.messages_in("DLQ").await,
+        1,
+        "the redriven letter left DLQ; the fact stayed"
+    );
+}
+
+#[tokio::test]
+async fn region_assignments_show_leases_and_node_load() {
+    let app = spawn_app().await;
+    let admin = app.login("root", PASSWORD).await;
+    let now = chrono::Utc::now();
+    let leases = app.js.get_key_value("region_leases").await.expect("bucket");
+    let lease = nats_topology::lease::Lease {
+        node: "sim-1".into(),
+        acquired_at: now,
+        renewed_at: now,
+    };
+    leases
+        .put(
+            "south-east",
+            serde_json::to_vec(&lease).expect("json").into(),
+        )
+        .await
+        .expect("put");
+    let loads = app.js.get_key_value("node_load").await.expect("bucket");
+    let load = nats_topology::lease::NodeLoad {
+        node: "sim-1".into(),
+        regions: vec![schemas::RegionId::new("south-east").expect("id")],
+        players: 3,
+        entities: 40,
+        tick_ms: 1.5,
+        reported_at: now,
+    };
+    loads
+        .put("sim-1", serde_json::to_vec(&load).expect("json").into())
+        .await
+        .expect("put");
+
+    let body: Value = admin_call(
+        &app,
+        reqwest::Method::GET,
+        "/admin/regions",
+        &admin,
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let south_east = body["regions"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|r| r["id"] == "south-east")
+        .expect("region")
+        .clone();
+    assert_eq!(south_east["owner"], "sim-1");
+    assert_eq!(body["nodes"][0]["entities"], 40);
+}

@@ -1,0 +1,163 @@
+//! Regions and entities near a point.
+
+use mongodb::bson::doc;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+async fn put_lease(app: &TestApp, region: &str, node: &str) {
+    let kv = app.js.get_key_value("region_leases").await.expect("bucket");
+    let now = chrono::Utc::now();
+    let lease = nats_topology::lease::Lease {
+        node: node.into(),
+        acquired_at: now,
+        renewed_at: now,
+    };
+    kv.put(region, serde_json::to_vec(&lease).expect("json").into())
+        .await
+        .expect("put");
+}
+
+#[tokio::test]
+async fn regions_show_owner_and_population() {
+    let app = spawn_app().await;
+    let (_, token) = app.player("quin").await;
+    put_lease(&app, "north-west", "sim-7").await;
+    let mut redis = app.state.redis();
+    let () = redis::cmd("HSET")
+        .arg(gateway::commands::POPULATION_KEY)
+        .arg("north-west")
+        .arg(12)
+        .query_async(&mut redis)
+        .await
+        .expect("hset");
+
+    let all: Value = app
+        .get("/v1/regions", Some(&token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(all.as_array().map(Vec::len), Some(4));
+    let one: Value = app
+        .get("/v1/regions/north-west", Some(&token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(one["owner"], "sim-7");
+    assert_eq!(one["population"], 12);
+    assert_eq!(one["capacity"], 500);
+    let other: Value = app
+        .get("/v1/regions/south-east", Some(&token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(other["owner"], Value::Null);
+
+    let error = error_of(
+        app.get("/v1/regions/atlantis", Some(&token)).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_eq!(error["code"], "not_found");
+    let error = error_of(
+        app.get("/v1/regions/Bad.Id", Some(&token)).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(
+        details(&error),
+        vec![("id".to_owned(), "invalid".to_owned())]
+    );
+    error_of(app.get("/v1/regions", None).await, StatusCode::UNAUTHORIZED).await;
+}
+
+async fn put_entity(app: &TestApp, region: &str, kind: &str, x: f64, y: f64) -> String {
+    let id = schemas::EntityId::new().to_string();
+    app.db
+        .collection::<mongodb::bson::Document>("world")
+        .insert_one(doc! {"_id": &id, "region": region, "kind": kind, "position": {"x": x, "y": y}, "name": kind})
+        .await
+        .expect("insert");
+    id
+}
+
+#[tokio::test]
+async fn entities_near_a_point_are_listed_nearest_first() {
+    let app = spawn_app().await;
+    let (_, token) = app.player("rae").await;
+    let near = put_entity(&app, "south-west", "npc", 105.0, 100.0).await;
+    let nearest = put_entity(&app, "south-west", "item", 101.0, 100.0).await;
+    put_entity(&app, "south-west", "npc", 140.0, 140.0).await; // in the box, outside the circle
+    put_entity(&app, "south-west", "npc", 400.0, 400.0).await;
+    put_entity(&app, "south-east", "npc", 1001.0, 100.0).await;
+
+    let path = "/v1/regions/south-west/entities?x=100&y=100&radius=50";
+    let body: Value = app
+        .get(path, Some(&token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<&str> = body["entities"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["entity_id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![nearest.as_str(), near.as_str()]);
+
+    // A cached answer lasts until the region's read model moves on.
+    let newcomer = put_entity(&app, "south-west", "npc", 100.0, 100.0).await;
+    let cached: Value = app
+        .get(path, Some(&token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(cached["entities"].as_array().map(Vec::len), Some(2));
+    let mut redis = app.state.redis();
+    let _: u64 = redis::cmd("INCR")
+        .arg("world:version:south-west")
+        .query_async(&mut redis)
+        .await
+        .expect("incr");
+    let fresh: Value = app
+        .get(path, Some(&token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(fresh["entities"][0]["entity_id"], newcomer.as_str());
+}
+
+#[tokio::test]
+async fn bad_entity_queries_name_each_bad_parameter() {
+    let app = spawn_app().await;
+    let (_, token) = app.player("sol").await;
+    for (query, expected) in [
+        ("", vec![("x", "required"), ("y", "required")]),
+        ("?x=abc&y=10", vec![("x", "invalid")]),
+        ("?x=10&y=10&radius=0", vec![("radius", "range")]),
+        ("?x=10&y=10&radius=1000", vec![("radius", "range")]),
+        ("?x=10&y=NaN", vec![("y", "invalid")]),
+        ("?x=1500&y=10", vec![("x", "out_of_region")]),
+        ("?x=10&y=10&r=5", vec![("r", "unknown_parameter")]),
+    ] {
+        let response = app
+            .get(
+                &format!("/v1/regions/south-west/entities{query}"),
+                Some(&token),
+            )
+            .await;
+        let error = error_of(response, StatusCode::BAD_REQUEST).await;
+        let expected: Vec<(String, String)> = expected
+            .into_iter()
+            .map(|(f, c)| (f.to_owned(), c.to_owned()))
+            .collect();
+        assert_eq!(details(&error), expected, "{query}");
+    }
+}
