@@ -16,6 +16,7 @@
 //! - [`ratelimit`]: GCRA in Redis, with an in-process fallback.
 //! - [`regions`]: regions, their owners and population, entities near a point.
 //! - [`bus`]: publishing, with a circuit breaker.
+//! - [`stream`]: the live stream of facts over a WebSocket, with a bounded queue per client.
 //! - [`health`]: liveness, readiness, metrics.
 //! - [`metrics`]: the Prometheus registry.
 //!
@@ -37,6 +38,7 @@ pub mod ratelimit;
 pub mod regions;
 pub mod request;
 pub mod settings;
+pub mod stream;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -96,6 +98,7 @@ struct Inner {
     leases: async_nats::jetstream::kv::Store,
     node_load: async_nats::jetstream::kv::Store,
     redis: redis::aio::ConnectionManager,
+    redis_client: redis::Client,
     db: mongodb::Database,
 }
 
@@ -160,6 +163,10 @@ impl AppState {
     pub fn redis(&self) -> redis::aio::ConnectionManager {
         self.0.redis.clone()
     }
+    /// The Redis client, for connections of their own (pub/sub).
+    pub fn redis_client(&self) -> &redis::Client {
+        &self.0.redis_client
+    }
     /// The MongoDB database.
     pub fn db(&self) -> &mongodb::Database {
         &self.0.db
@@ -210,11 +217,10 @@ impl Application {
             .set_connection_timeout(Some(Duration::from_millis(500)))
             .set_response_timeout(Some(Duration::from_millis(500)))
             .set_number_of_retries(1);
-        let redis = redis::aio::ConnectionManager::new_with_config(
-            redis::Client::open(settings.redis_url.as_str())?,
-            redis_config,
-        )
-        .await?;
+        let redis_client = redis::Client::open(settings.redis_url.as_str())?;
+        let redis =
+            redis::aio::ConnectionManager::new_with_config(redis_client.clone(), redis_config)
+                .await?;
 
         let mut mongo_options =
             mongodb::options::ClientOptions::parse(&settings.mongodb_uri).await?;
@@ -254,6 +260,7 @@ impl Application {
             leases,
             node_load,
             redis,
+            redis_client,
             db,
             settings,
         }));
@@ -299,6 +306,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/logout", post(accounts::logout))
         .route("/v1/players/me", get(players::me))
         .route("/v1/commands", post(commands::submit))
+        .route("/v1/stream", get(stream::stream))
         .route("/v1/regions", get(regions::list))
         .route("/v1/regions/{id}", get(regions::one))
         .route("/v1/regions/{id}/entities", get(regions::entities))

@@ -7,3 +7,4 @@ mod auth;
 mod commands;
 mod operations;
 mod reads;
+mod stream;
