@@ -8,6 +8,7 @@
 //! Environment: `NATS_URL` (default `nats://127.0.0.1:4222`), `NATS_REPLICAS` (1 or 3; default 1),
 //! `RUST_LOG` (default `info`).
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use nats_topology::{Settings, Topology};
@@ -17,6 +18,7 @@ const USAGE: &str = "usage: nats-topology ensure | dlq-listener";
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -51,7 +53,8 @@ async fn run() -> Result<(), String> {
             let report = nats_topology::ensure(&js, &Topology::new(&settings))
                 .await
                 .map_err(|e| e.to_string())?;
-            print!("{report}");
+            // A closed stdout (a pipe read by `head`, say) is not an error of ensure's.
+            let _ = write!(std::io::stdout(), "{report}");
             Ok(())
         }
         "dlq-listener" => {

@@ -1,0 +1,251 @@
+//! The load driver: accepted commands per second and latency with N concurrent clients through
+//! the gateway, next to N `async-nats` publishers that each await their own JetStream ack on the
+//! same server in the same run (the ceiling for answering 202 after the ack).
+//!
+//! ```text
+//! cargo bench -p gateway --bench load                    # 64 clients, 10 s per phase
+//! cargo bench -p gateway --bench load -- --clients 16 --seconds 5
+//! ```
+//!
+//! It starts its own NATS, Redis and SecantusDB (like the tests), runs the gateway in-process,
+//! and prints one line per phase and the ratio. Every loop is bounded by the phase's duration.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gateway::{Application, Settings};
+use mongodb::bson::doc;
+use serde_json::{Value, json};
+use test_servers::Server;
+
+const LIMITS: &str = r#"
+[rate_limits]
+auth_per_ip = { rate_per_sec = 100000.0, burst = 100000 }
+api_per_ip = { rate_per_sec = 1000000.0, burst = 1000000 }
+commands_per_player = { rate_per_sec = 100000.0, burst = 100000 }
+reads_per_player = { rate_per_sec = 100000.0, burst = 100000 }
+"#;
+
+struct Phase {
+    name: &'static str,
+    ok: usize,
+    failed: usize,
+    latencies: Vec<Duration>,
+    took: Duration,
+}
+
+impl Phase {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.took.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[i]
+    }
+
+    fn print(&self) {
+        println!(
+            "{:<28} {:>8} ok {:>6} failed {:>10.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+            self.name,
+            self.ok,
+            self.failed,
+            self.rate(),
+            self.percentile(0.50).as_secs_f64() * 1e3,
+            self.percentile(0.99).as_secs_f64() * 1e3,
+            self.latencies
+                .last()
+                .copied()
+                .unwrap_or_default()
+                .as_secs_f64()
+                * 1e3,
+        );
+    }
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs `clients` loops of `op` until `duration` has passed, timing each call.
+async fn phase<F, Fut>(name: &'static str, clients: usize, duration: Duration, op: F) -> Phase
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let op = Arc::clone(&op);
+            tokio::spawn(async move {
+                let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    if op(client).await {
+                        ok += 1;
+                        latencies.push(t.elapsed());
+                    } else {
+                        failed += 1;
+                    }
+                }
+                (ok, failed, latencies)
+            })
+        })
+        .collect();
+    let mut result = Phase {
+        name,
+        ok: 0,
+        failed: 0,
+        latencies: Vec::new(),
+        took: Duration::ZERO,
+    };
+    for task in tasks {
+        if let Ok((ok, failed, latencies)) = task.await {
+            result.ok += ok;
+            result.failed += failed;
+            result.latencies.extend(latencies);
+        }
+    }
+    result.took = started.elapsed();
+    result.latencies.sort();
+    result
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let clients = arg("--clients", 64) as usize;
+    let duration = Duration::from_secs(arg("--seconds", 10));
+    let nats = Server::start().expect("nats-server");
+    let redis = Server::start_redis().expect("redis-server");
+    let mongo = Server::start_mongo().expect("secantusd");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, LIMITS).expect("config");
+    let env: HashMap<&str, String> = HashMap::from([
+        ("GATEWAY_ADDR", "127.0.0.1:0".to_owned()),
+        ("GATEWAY_CONFIG", config.display().to_string()),
+        ("NATS_URL", nats.url()),
+        ("REDIS_URL", redis.url()),
+        ("MONGODB_URI", mongo.url()),
+        (
+            "JWT_SECRET",
+            "load-secret-load-secret-load-secret".to_owned(),
+        ),
+    ]);
+    let settings = Settings::load(|k| env.get(k).cloned()).expect("settings");
+    let app = Application::build(settings).await.expect("gateway");
+    let base = format!("http://{}", app.local_addr().expect("addr"));
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()
+        .expect("client");
+    let db = mongodb::Client::with_uri_str(mongo.url())
+        .await
+        .expect("mongo")
+        .database("game");
+    let mut tokens = Vec::new();
+    for i in 0..clients {
+        let creds = json!({"username": format!("load_{i}"), "password": "load-password"});
+        let registered: Value = http
+            .post(format!("{base}/v1/auth/register"))
+            .json(&creds)
+            .send()
+            .await
+            .expect("register")
+            .json()
+            .await
+            .expect("json");
+        let player = registered["player_id"].as_str().expect("id").to_owned();
+        db.collection::<mongodb::bson::Document>("players")
+            .insert_one(doc! {"_id": &player, "username": format!("load_{i}"), "role": "player", "region": "south-west",
+                "position": {"x": 10.0, "y": 10.0}, "hp": 100, "max_hp": 100, "level": 1, "xp": 0, "inventory": [], "online": true})
+            .await
+            .expect("read model");
+        let login: Value = http
+            .post(format!("{base}/v1/auth/login"))
+            .json(&creds)
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        tokens.push(login["access_token"].as_str().expect("token").to_owned());
+    }
+    let tokens = Arc::new(tokens);
+
+    println!(
+        "load: {clients} clients, {} s per phase, on {} cores",
+        duration.as_secs(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let gateway_phase = {
+        let (http, base, tokens) = (http.clone(), base.clone(), Arc::clone(&tokens));
+        phase(
+            "gateway POST /v1/commands",
+            clients,
+            duration,
+            move |client| {
+                let request = http
+                    .post(format!("{base}/v1/commands"))
+                    .bearer_auth(&tokens[client])
+                    .json(&json!({"type": "move", "x": 100.0 + client as f64, "y": 200.0}));
+                async move {
+                    request
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == reqwest::StatusCode::ACCEPTED)
+                }
+            },
+        )
+        .await
+    };
+    let (_client, js) = nats_topology::connect(&nats.url(), "load")
+        .await
+        .expect("nats");
+    let raw_phase = phase(
+        "async-nats publish + ack",
+        clients,
+        duration,
+        move |client| {
+            let js = js.clone();
+            async move {
+                let payload = format!("{{\"type\":\"move\",\"x\":{client},\"y\":200}}");
+                match js
+                    .publish("cmd.normal.south-west.move", payload.into())
+                    .await
+                {
+                    Ok(ack) => ack.await.is_ok(),
+                    Err(_) => false,
+                }
+            }
+        },
+    )
+    .await;
+    gateway_phase.print();
+    raw_phase.print();
+    println!(
+        "ratio gateway / raw publishers: {:.2}",
+        gateway_phase.rate() / raw_phase.rate().max(1.0)
+    );
+}
