@@ -505,6 +505,13 @@ mod tests {
         assert!(!api_key_matches(b"anything", &[]));
     }
 
+    #[test]
+    fn the_decoy_hash_is_a_real_argon2_hash() {
+        // Were it malformed, a login for an unknown user would return at once and tell.
+        let parsed = PasswordHash::new(DECOY_HASH).expect("parses");
+        assert_eq!(parsed.algorithm.as_str(), "argon2id");
+    }
+
     #[tokio::test]
     async fn passwords_verify_only_against_their_hash() {
         let hash = hash_password(SecretString::from("correct horse"))
