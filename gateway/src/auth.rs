@@ -327,7 +327,12 @@ pub struct Caller {
     pub session: String,
 }
 
-impl FromRequestParts<AppState> for Caller {
+/// A caller whose token is valid, before its session is checked: lets a hot route ask Redis
+/// about the session together with its other questions (see [`Bearer::into_caller`]).
+#[derive(Debug, Clone)]
+pub struct Bearer(pub Claims);
+
+impl FromRequestParts<AppState> for Bearer {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -364,30 +369,49 @@ impl FromRequestParts<AppState> for Caller {
                 "the token is not valid",
             ),
         })?;
-        match state
-            .sessions()
-            .is_live(&mut state.redis(), &claims.sid)
-            .await
-        {
-            Ok(true) => {}
+        tracing::Span::current().record("player_id", tracing::field::display(&claims.sub));
+        Ok(Bearer(claims))
+    }
+}
+
+impl Bearer {
+    /// The session's state as [`Sessions::is_live`] answered it, turned into a caller or a
+    /// refusal.
+    pub fn into_caller(self, state: &AppState, live: Result<bool, ()>) -> Result<Caller, ApiError> {
+        match live {
+            Ok(true) => Ok(Caller {
+                player: self.0.sub,
+                role: self.0.role,
+                session: self.0.sid,
+            }),
             Ok(false) => {
-                return Err(reject(
+                state.metrics().auth_rejected("revoked");
+                Err(ApiError::new(
                     Code::TokenRevoked,
-                    "revoked",
                     "the session has ended; log in again",
-                ));
+                ))
             }
             Err(()) => {
                 state.metrics().dependency_error("redis");
-                return Err(ApiError::unavailable("the session store"));
+                Err(ApiError::unavailable("the session store"))
             }
         }
-        tracing::Span::current().record("player_id", tracing::field::display(&claims.sub));
-        Ok(Caller {
-            player: claims.sub,
-            role: claims.role,
-            session: claims.sid,
-        })
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let bearer = Bearer::from_request_parts(parts, state).await?;
+        let live = state
+            .sessions()
+            .is_live(&mut state.redis(), &bearer.0.sid)
+            .await;
+        bearer.into_caller(state, live)
     }
 }
 

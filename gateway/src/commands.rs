@@ -17,7 +17,7 @@ use schemas::{Actor, Command, Envelope, EventId, FieldError, Invalid, Origin, Pl
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::Bearer;
 use crate::body::JsonBody;
 use crate::error::{ApiError, Code};
 use crate::players;
@@ -129,20 +129,33 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// `POST /v1/commands`.
 pub async fn submit(
     State(state): State<AppState>,
-    caller: Caller,
+    bearer: Bearer,
     axum::Extension(request_id): axum::Extension<RequestId>,
     axum::Extension(ClientIp(ip)): axum::Extension<ClientIp>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<axum::response::Response, ApiError> {
-    state
-        .limit(Rule::CommandsPerPlayer, &caller.player.to_string())
-        .await?;
+    // Every command asks Redis three things: is the session live, are the sender and its IP
+    // within their limits, where is the avatar. Asked together, they share one round trip.
+    let (player_key, ip_key) = (bearer.0.sub.to_string(), ip.to_string());
+    let limits = [
+        (Rule::ApiPerIp, ip_key.as_str()),
+        (Rule::CommandsPerPlayer, player_key.as_str()),
+    ];
+    let mut sessions_redis = state.redis();
+    let (live, limited, view) = tokio::join!(
+        state.sessions().is_live(&mut sessions_redis, &bearer.0.sid),
+        state.limit_all(&limits),
+        players::view(&state, bearer.0.sub),
+    );
+    let caller = bearer.into_caller(&state, live)?;
+    limited?;
     let wait = wait_for(&state, &query)?;
     let key = idempotency_key(&headers)?;
     let command = Command::parse_value(body, Origin::Player, state.validation())?;
-    let region = route(&state, caller.player, &command).await?;
+    let current = view?.filter(|v| v.online).and_then(|v| v.region);
+    let region = route(&state, current, &command).await?;
     tracing::Span::current().record("region", tracing::field::display(&region));
 
     let normalized = serde_json::to_value(&command).map_err(ApiError::internal)?;
@@ -293,10 +306,9 @@ async fn remember(
 /// the one the player's avatar is in. A player with no avatar in the world gets 409.
 async fn route(
     state: &AppState,
-    player: PlayerId,
+    current: Option<RegionId>,
     command: &Command,
 ) -> Result<RegionId, ApiError> {
-    let current = players::current_region(state, player).await?;
     if let Command::Spawn(spawn) = command {
         if let Some(region) = spawn.region.clone().or(current) {
             return Ok(region);

@@ -178,9 +178,15 @@ impl AppState {
 
     /// Counts a request against a rate limit; 429 with `Retry-After` when it is over.
     pub async fn limit(&self, rule: Rule, key: &str) -> Result<(), ApiError> {
+        self.limit_all(&[(rule, key)]).await
+    }
+
+    /// Counts a request against several rate limits in one round trip; 429 with `Retry-After`
+    /// when any is over.
+    pub async fn limit_all(&self, limits: &[(Rule, &str)]) -> Result<(), ApiError> {
         self.0
             .limiter
-            .check(&mut self.redis(), rule, key)
+            .check_all(&mut self.redis(), limits)
             .await
             .map_err(|wait| ApiError {
                 retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
@@ -337,6 +343,8 @@ async fn limit_per_ip(State(state): State<AppState>, request: Request, next: Nex
     let rule = match path {
         "/healthz" | "/readyz" | "/metrics" => return next.run(request).await,
         "/v1/auth/register" | "/v1/auth/login" => Rule::AuthPerIp,
+        // Commands count against the per-IP limit together with the per-player one.
+        "/v1/commands" => return next.run(request).await,
         _ => Rule::ApiPerIp,
     };
     let ip = request

@@ -21,20 +21,30 @@ use crate::settings::{Rate, RateLimits};
 /// How long a rate-limit check may wait for Redis before the local limiter decides.
 pub const REDIS_BUDGET: Duration = Duration::from_millis(100);
 
-/// The GCRA step, atomically: allowed (1, 0) or refused (0, milliseconds to wait).
+/// The GCRA step for every key at once, atomically: allowed (1, 0) only when every key allows,
+/// and then all of them count the request; refused (0, milliseconds until all would allow), and
+/// then none counts it. ARGV holds an interval and a tolerance (ms) per key.
 const GCRA: &str = r#"
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - tolerance
-if now < allow_at then
-  return {0, allow_at - now}
+local wait = 0
+local tats = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local tolerance = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - tolerance
+  if now < allow_at and allow_at - now > wait then wait = allow_at - now end
+  tats[i] = new_tat
 end
-redis.call('SET', KEYS[1], new_tat, 'PX', math.max(1, new_tat - now))
+if wait > 0 then
+  return {0, wait}
+end
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, tats[i], 'PX', math.max(1, tats[i] - now))
+end
 return {1, 0}
 "#;
 
@@ -130,28 +140,53 @@ impl Limiter {
         rule: Rule,
         key: &str,
     ) -> Result<(), Duration> {
-        let rate = rule.rate(&self.limits);
-        let interval_ms = (interval(rate).as_secs_f64() * 1000.0).ceil().max(1.0) as u64;
-        let tolerance_ms = interval_ms * u64::from(rate.burst);
-        let redis_key = format!("rl:{}:{key}", rule.as_str());
-        let mut invocation = self.script.key(&redis_key);
-        invocation.arg(interval_ms).arg(tolerance_ms);
+        self.check_all(redis, &[(rule, key)]).await
+    }
+
+    /// Counts one request against several limits in one round trip to Redis: `Ok` when every
+    /// limit allows it (and then every one counts it), `Err(wait)` otherwise.
+    pub async fn check_all(
+        &self,
+        redis: &mut redis::aio::ConnectionManager,
+        limits: &[(Rule, &str)],
+    ) -> Result<(), Duration> {
+        let mut invocation = self.script.prepare_invoke();
+        for (rule, key) in limits {
+            let rate = rule.rate(&self.limits);
+            let interval_ms = (interval(rate).as_secs_f64() * 1000.0).ceil().max(1.0) as u64;
+            invocation
+                .key(format!("rl:{}:{key}", rule.as_str()))
+                .arg(interval_ms)
+                .arg(interval_ms * u64::from(rate.burst));
+        }
         let answer =
             tokio::time::timeout(REDIS_BUDGET, invocation.invoke_async::<(u8, u64)>(redis)).await;
         let decided = match answer {
             Ok(Ok((1, _))) => Ok(()),
             Ok(Ok((_, wait_ms))) => Err(Duration::from_millis(wait_ms.max(1))),
-            Ok(Err(e)) => return self.locally(rule, key, &e.to_string()),
-            Err(_) => return self.locally(rule, key, "no answer in time"),
+            Ok(Err(e)) => return self.all_locally(limits, &e.to_string()),
+            Err(_) => return self.all_locally(limits, "no answer in time"),
         };
         if self.falling_back.swap(false, Ordering::Relaxed) {
             tracing::info!("Redis answers again: rate limits are shared again");
             self.metrics.set_limiter_fallback(false);
         }
         if decided.is_err() {
-            self.metrics.rate_limited(rule.as_str());
+            for (rule, _) in limits {
+                self.metrics.rate_limited(rule.as_str());
+            }
         }
         decided
+    }
+
+    fn all_locally(&self, limits: &[(Rule, &str)], why: &str) -> Result<(), Duration> {
+        let mut wait = None;
+        for (rule, key) in limits {
+            if let Err(w) = self.locally(*rule, key, why) {
+                wait = Some(wait.map_or(w, |longest: Duration| longest.max(w)));
+            }
+        }
+        wait.map_or(Ok(()), Err)
     }
 
     fn locally(&self, rule: Rule, key: &str, why: &str) -> Result<(), Duration> {
