@@ -403,3 +403,57 @@ pub async fn set_role(
     tracing::info!(admin = %admin.player, %player, role = role.as_str(), "role changed");
     Ok(Json(json!({"player_id": player, "role": role})))
 }
+
+/// `POST /admin/projections/rebuild`: records a `pending` rebuild job for a projector to take,
+/// and answers 202 with its id. Progress is at `GET /admin/projections/rebuild/{job_id}`.
+pub async fn start_rebuild(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    let now = chrono::Utc::now();
+    let job = nats_topology::jobs::RebuildJob {
+        job_id: uuid::Uuid::now_v7().simple().to_string(),
+        state: nats_topology::jobs::JobState::Pending,
+        requested_by: admin.player.to_string(),
+        requested_at: now,
+        updated_at: now,
+        facts_done: 0,
+        facts_total: 0,
+        rate_per_sec: 0.0,
+        eta_secs: None,
+        error: None,
+    };
+    let bytes = serde_json::to_vec(&job).map_err(ApiError::internal)?;
+    state
+        .rebuild_jobs()
+        .create(&job.job_id, bytes.into())
+        .await
+        .map_err(|e| bus_down(&state, e))?;
+    tracing::info!(admin = %admin.player, job = %job.job_id, "projection rebuild requested");
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(json!({"job_id": job.job_id, "state": job.state})),
+    ))
+}
+
+/// `GET /admin/projections/rebuild/{job_id}`: the job's state and progress.
+pub async fn rebuild_progress(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(job_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if job_id.len() != 32 || !job_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(
+            Invalid::one("job_id", "invalid", "must be a job id as POST returned it").into(),
+        );
+    }
+    let stored = state
+        .rebuild_jobs()
+        .get(&job_id)
+        .await
+        .map_err(|e| bus_down(&state, e))?;
+    let job: nats_topology::jobs::RebuildJob = stored
+        .ok_or_else(|| ApiError::new(Code::NotFound, "no rebuild job has this id"))
+        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(ApiError::internal))?;
+    Ok(Json(serde_json::to_value(job).map_err(ApiError::internal)?))
+}

@@ -9,7 +9,7 @@
 //! - [`body`]: JSON bodies at the edge (415, 413, 400).
 //! - [`auth`]: passwords, tokens, sessions, roles, API keys.
 //! - [`accounts`]: register, log in, log out, the bootstrap admin.
-//! - [`admin`]: dead letters and their redrive, region assignments, roles.
+//! - [`admin`]: dead letters and their redrive, region assignments, roles, rebuild jobs.
 //! - [`commands`]: `POST /v1/commands`, idempotency keys, routing to a region.
 //! - [`outcomes`]: waiting for a command's outcome, one subscription per gateway.
 //! - [`players`]: the players' read model.
@@ -97,6 +97,7 @@ struct Inner {
     js: async_nats::jetstream::Context,
     leases: async_nats::jetstream::kv::Store,
     node_load: async_nats::jetstream::kv::Store,
+    rebuild_jobs: async_nats::jetstream::kv::Store,
     redis: redis::aio::ConnectionManager,
     redis_client: redis::Client,
     db: mongodb::Database,
@@ -158,6 +159,10 @@ impl AppState {
     /// The node load bucket.
     pub fn node_load(&self) -> &async_nats::jetstream::kv::Store {
         &self.0.node_load
+    }
+    /// The rebuild job bucket.
+    pub fn rebuild_jobs(&self) -> &async_nats::jetstream::kv::Store {
+        &self.0.rebuild_jobs
     }
     /// A Redis connection (a cheap clone of a shared, reconnecting one).
     pub fn redis(&self) -> redis::aio::ConnectionManager {
@@ -245,6 +250,7 @@ impl Application {
         };
         let leases = bucket(nats_topology::topology::REGION_LEASES).await?;
         let node_load = bucket(nats_topology::topology::NODE_LOAD).await?;
+        let rebuild_jobs = bucket(nats_topology::topology::REBUILD_JOBS).await?;
         let gateway_id = uuid::Uuid::now_v7().simple().to_string();
         let outcomes = outcomes::Outcomes::start(&nats, &gateway_id).await?;
         let metrics = Metrics::new();
@@ -265,6 +271,7 @@ impl Application {
             js,
             leases,
             node_load,
+            rebuild_jobs,
             redis,
             redis_client,
             db,
@@ -319,6 +326,11 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/dlq", get(admin::list_dead_letters))
         .route("/admin/dlq/redrive", post(admin::redrive))
         .route("/admin/regions", get(admin::regions))
+        .route("/admin/projections/rebuild", post(admin::start_rebuild))
+        .route(
+            "/admin/projections/rebuild/{job_id}",
+            get(admin::rebuild_progress),
+        )
         .route(
             "/admin/players/{id}/role",
             axum::routing::put(admin::set_role),

@@ -8,6 +8,7 @@
 //! - [`dlq`]: dead letters, their headers, and storing one.
 //! - [`advisory`]: the listener that moves exhausted and terminated messages to `DLQ`.
 //! - [`headers`]: the header names the project writes.
+//! - [`jobs`]: projection rebuild jobs and their progress.
 //! - [`lease`]: the documents of the region-lease and node-load buckets.
 //! - [`outcome`]: how a waiting gateway hears of a command's outcome.
 //!
@@ -18,6 +19,7 @@ pub mod advisory;
 pub mod dlq;
 pub mod ensure;
 pub mod headers;
+pub mod jobs;
 pub mod lease;
 pub mod outcome;
 pub mod publish;

@@ -9,6 +9,7 @@
 //! | KV `region_leases` | which simulator owns which region | a key lives 15 s unless renewed |
 //! | KV `region_snapshots` | a region's state with the `FACTS` sequence it covers | last 3 per region |
 //! | KV `node_load` | each simulator's load, for balancing | a key lives 30 s unless renewed |
+//! | KV `rebuild_jobs` | projection rebuilds and their progress | 7 days |
 
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ pub const REGION_LEASES: &str = "region_leases";
 pub const REGION_SNAPSHOTS: &str = "region_snapshots";
 /// The KV bucket of simulator load reports.
 pub const NODE_LOAD: &str = "node_load";
+/// The KV bucket of projection rebuild jobs.
+pub const REBUILD_JOBS: &str = "rebuild_jobs";
 
 /// The durable consumer on `ADVISORIES` that the dead-letter listeners share.
 pub const DLQ_LISTENER: &str = "dlq-listener";
@@ -192,6 +195,10 @@ impl Topology {
                     NODE_LOAD,
                     "Each simulator's load (players, entities, tick time), for balancing.",
                 )
+            },
+            kv::Config {
+                max_age: 7 * DAY,
+                ..bucket(REBUILD_JOBS, "Projection rebuild jobs and their progress.")
             },
         ];
         Self { streams, buckets }

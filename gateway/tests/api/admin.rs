@@ -378,3 +378,96 @@ async fn region_assignments_show_leases_and_node_load() {
     assert_eq!(south_east["owner"], "sim-1");
     assert_eq!(body["nodes"][0]["entities"], 40);
 }
+
+#[tokio::test]
+async fn a_rebuild_is_requested_and_its_progress_read_back() {
+    let app = spawn_app().await;
+    let admin = app.login("root", PASSWORD).await;
+    let (_, player) = app.player("xan").await;
+    let post = reqwest::Method::POST;
+    let get = reqwest::Method::GET;
+    error_of(
+        admin_call(
+            &app,
+            post.clone(),
+            "/admin/projections/rebuild",
+            &player,
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+
+    let started = admin_call(
+        &app,
+        post,
+        "/admin/projections/rebuild",
+        &admin,
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    let job_id = started.json::<Value>().await.expect("json")["job_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let path = format!("/admin/projections/rebuild/{job_id}");
+    let pending: Value = admin_call(&app, get.clone(), &path, &admin, Some(ADMIN_KEY), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(pending["state"], "pending");
+
+    // What a projector writes as it goes.
+    let jobs = app.js.get_key_value("rebuild_jobs").await.expect("bucket");
+    let mut job: nats_topology::jobs::RebuildJob = serde_json::from_value(pending).expect("a job");
+    job.state = nats_topology::jobs::JobState::Running;
+    job.facts_done = 500;
+    job.facts_total = 2000;
+    job.rate_per_sec = 250.0;
+    job.eta_secs = Some(6);
+    jobs.put(&job_id, serde_json::to_vec(&job).expect("json").into())
+        .await
+        .expect("put");
+    let running: Value = admin_call(&app, get.clone(), &path, &admin, Some(ADMIN_KEY), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (
+            running["state"].as_str(),
+            running["facts_done"].as_u64(),
+            running["eta_secs"].as_u64()
+        ),
+        (Some("running"), Some(500), Some(6))
+    );
+
+    let error = error_of(
+        admin_call(
+            &app,
+            get.clone(),
+            "/admin/projections/rebuild/not-a-job",
+            &admin,
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(
+        details(&error),
+        vec![("job_id".to_owned(), "invalid".to_owned())]
+    );
+    let unknown = format!("/admin/projections/rebuild/{}", "0".repeat(32));
+    error_of(
+        admin_call(&app, get, &unknown, &admin, Some(ADMIN_KEY), None).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}

@@ -1,0 +1,47 @@
+//! Projection rebuild jobs, as kept in the `rebuild_jobs` bucket (key: the job id).
+//!
+//! The gateway writes a job as `pending` when an admin asks for a rebuild; a projector takes it
+//! (compare-and-set on the key's revision, so only one does), moves it to `running` and keeps its
+//! progress up to date, and ends it `done` or `failed`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where a rebuild stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Asked for; no projector has taken it yet.
+    Pending,
+    /// A projector is rebuilding.
+    Running,
+    /// Rebuilt and switched over.
+    Done,
+    /// Gave up; `error` says why.
+    Failed,
+}
+
+/// A rebuild job and its progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RebuildJob {
+    /// Its id.
+    pub job_id: String,
+    /// Where it stands.
+    pub state: JobState,
+    /// Who asked for it (a player id).
+    pub requested_by: String,
+    /// When it was asked for.
+    pub requested_at: DateTime<Utc>,
+    /// When its progress was last written.
+    pub updated_at: DateTime<Utc>,
+    /// Facts folded so far.
+    pub facts_done: u64,
+    /// Facts to fold (the `FACTS` stream's last sequence when the job started).
+    pub facts_total: u64,
+    /// Facts per second, recently.
+    pub rate_per_sec: f64,
+    /// Seconds left at that rate, when known.
+    pub eta_secs: Option<u64>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
