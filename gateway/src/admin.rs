@@ -31,7 +31,7 @@ use crate::error::{ApiError, Code};
 pub const MAX_PAGE: usize = 500;
 
 /// A dead letter as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DeadLetterView {
     /// Its sequence in `DLQ`: what redrive takes.
     pub seq: u64,

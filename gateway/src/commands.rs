@@ -40,7 +40,7 @@ struct KeyRecord {
 }
 
 /// The 202 answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Accepted {
     /// The command's id: the correlation id of its facts.
     pub command_id: EventId,
@@ -49,7 +49,7 @@ pub struct Accepted {
 }
 
 /// The 200 answer of `?wait=true` when the outcome came in time.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Outcome {
     /// The command's id.
     pub command_id: EventId,

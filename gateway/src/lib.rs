@@ -19,6 +19,7 @@
 //! - [`stream`]: the live stream of facts over a WebSocket, with a bounded queue per client.
 //! - [`health`]: liveness, readiness, metrics.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`openapi`]: the OpenAPI document of the contract, at `/openapi.json`.
 //!
 //! [`Application::build`] connects to everything and binds; [`Application::run_until_stopped`]
 //! serves until the shutdown future completes, then drains in-flight requests.
@@ -32,6 +33,7 @@ pub mod commands;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod outcomes;
 pub mod players;
 pub mod ratelimit;
@@ -338,6 +340,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::serve))
         .fallback(|| async { ApiError::of(Code::NotFound) })
         .route_layer(middleware::from_fn(request::remember_route))
         .layer(DefaultBodyLimit::max(limit))
@@ -353,7 +356,7 @@ pub fn router(state: AppState) -> Router {
 async fn limit_per_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let rule = match path {
-        "/healthz" | "/readyz" | "/metrics" => return next.run(request).await,
+        "/healthz" | "/readyz" | "/metrics" | "/openapi.json" => return next.run(request).await,
         "/v1/auth/register" | "/v1/auth/login" => Rule::AuthPerIp,
         // Commands count against the per-IP limit together with the per-player one.
         "/v1/commands" => return next.run(request).await,

@@ -35,7 +35,7 @@ pub const MAX_ENTITIES: usize = 200;
 pub const QUERY_TTL: Duration = Duration::from_secs(2);
 
 /// A region as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RegionView {
     /// Its id.
     pub id: RegionId,
@@ -138,7 +138,7 @@ pub async fn one(
 }
 
 /// The entities answer.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Nearby {
     /// The region asked about.
     pub region: RegionId,

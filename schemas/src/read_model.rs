@@ -1,5 +1,6 @@
 //! The read models the projector writes and the gateway serves, as their documents are shaped.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::fold::InventoryItem;
@@ -8,7 +9,7 @@ use crate::ids::{PlayerId, RegionId};
 
 /// A player as `GET /v1/players/me` shows it. It exists from registration on; before the first
 /// spawn it has no region and no position, and is offline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PlayerView {
     /// The player (`_id` in MongoDB).
     #[serde(alias = "_id")]
@@ -61,7 +62,7 @@ impl PlayerView {
 
 /// Something in the world as the `world` read model holds it: a player's avatar, an NPC or an
 /// item on the ground, with its position (indexed by region and coordinates).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EntityView {
     /// The entity (`_id` in MongoDB).
     #[serde(alias = "_id")]

@@ -184,3 +184,47 @@ async fn with_redis_down_limits_fall_back_and_active_players_keep_playing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_names_only_routes_that_exist() {
+    let app = spawn_app().await;
+    let document: Value = app
+        .get("/openapi.json", None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(document["openapi"], "3.1.0");
+    let command = &document["components"]["schemas"]["Command"];
+    assert!(command.to_string().contains("\"move\""), "{command}");
+    for operation in gateway::openapi::OPERATIONS {
+        assert!(
+            document["paths"][operation.path][operation.method].is_object(),
+            "{} {}",
+            operation.method,
+            operation.path
+        );
+        let path = operation
+            .path
+            .replace("{id}", "south-west")
+            .replace("{job_id}", "x");
+        let method = reqwest::Method::from_bytes(operation.method.to_uppercase().as_bytes())
+            .expect("method");
+        let response = app
+            .http
+            .request(method, app.url(&path))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("send");
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let unrouted =
+            status == StatusCode::METHOD_NOT_ALLOWED || body["error"]["code"] == "not_found";
+        assert!(
+            !unrouted,
+            "{} {} is documented but not routed ({status})",
+            operation.method, operation.path
+        );
+    }
+}
