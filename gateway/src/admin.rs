@@ -64,6 +64,30 @@ fn bus_down(state: &AppState, e: impl std::fmt::Display) -> ApiError {
     ApiError::unavailable("the dead-letter stream")
 }
 
+/// The `DLQ` stream and its current state.
+async fn dlq(
+    state: &AppState,
+) -> Result<
+    (
+        async_nats::jetstream::stream::Stream,
+        async_nats::jetstream::stream::State,
+    ),
+    ApiError,
+> {
+    let mut stream = state
+        .js()
+        .get_stream(DLQ)
+        .await
+        .map_err(|e| bus_down(state, e))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| bus_down(state, e))?
+        .state
+        .clone();
+    Ok((stream, info))
+}
+
 fn page_params(query: &HashMap<String, String>) -> Result<(u64, usize), ApiError> {
     let mut details = Vec::new();
     let after = match query.get("after").map(|v| v.parse::<u64>()) {
@@ -108,17 +132,7 @@ pub async fn list_dead_letters(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let (after, limit) = page_params(&query)?;
-    let mut stream = state
-        .js()
-        .get_stream(DLQ)
-        .await
-        .map_err(|e| bus_down(&state, e))?;
-    let info = stream
-        .info()
-        .await
-        .map_err(|e| bus_down(&state, e))?
-        .state
-        .clone();
+    let (stream, info) = dlq(&state).await?;
     let mut letters = Vec::new();
     let mut seq = after.max(info.first_sequence.saturating_sub(1)) + 1;
     while seq <= info.last_sequence && letters.len() < limit {
@@ -217,17 +231,7 @@ pub async fn redrive(
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let selection = redrive_selection(&body)?;
-    let mut stream = state
-        .js()
-        .get_stream(DLQ)
-        .await
-        .map_err(|e| bus_down(&state, e))?;
-    let info = stream
-        .info()
-        .await
-        .map_err(|e| bus_down(&state, e))?
-        .state
-        .clone();
+    let (stream, info) = dlq(&state).await?;
     let seqs: Vec<u64> = match selection {
         Some(seqs) => seqs,
         None => (info.first_sequence..=info.last_sequence)
