@@ -101,11 +101,7 @@ async fn changing_a_role_ends_the_players_sessions() {
             StatusCode::BAD_REQUEST,
         )
         .await;
-        let expected: Vec<(String, String)> = expected
-            .into_iter()
-            .map(|(f, c)| (f.to_owned(), c.to_owned()))
-            .collect();
-        assert_eq!(details(&error), expected, "{body}");
+        assert_details(&error, &expected, &body.to_string());
     }
     let error = error_of(
         admin_call(

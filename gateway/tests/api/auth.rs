@@ -125,11 +125,7 @@ async fn bad_registrations_name_each_bad_field_and_store_nothing() {
         )
         .await;
         assert_eq!(error["code"], "invalid_request", "{body}");
-        let expected: Vec<(String, String)> = expected
-            .into_iter()
-            .map(|(f, c)| (f.to_owned(), c.to_owned()))
-            .collect();
-        assert_eq!(details(&error), expected, "{body}");
+        assert_details(&error, &expected, &body.to_string());
     }
     assert_eq!(app.accounts().await, before);
     assert_eq!(app.messages_in("FACTS").await, before);

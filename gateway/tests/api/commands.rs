@@ -203,11 +203,7 @@ async fn invalid_commands_name_each_bad_field_and_publish_nothing() {
             StatusCode::BAD_REQUEST,
         )
         .await;
-        let expected: Vec<(String, String)> = expected
-            .into_iter()
-            .map(|(f, c)| (f.to_owned(), c.to_owned()))
-            .collect();
-        assert_eq!(details(&error), expected, "{body}");
+        assert_details(&error, &expected, &body.to_string());
     }
     assert_eq!(app.messages_in("COMMANDS").await, 0);
 }
@@ -505,11 +501,7 @@ async fn bad_wait_parameters_are_refused_before_anything_is_published() {
             )
             .await;
         let error = error_of(response, StatusCode::BAD_REQUEST).await;
-        let expected: Vec<(String, String)> = expected
-            .into_iter()
-            .map(|(f, c)| (f.to_owned(), c.to_owned()))
-            .collect();
-        assert_eq!(details(&error), expected, "{query}");
+        assert_details(&error, &expected, query);
     }
     assert_eq!(app.messages_in("COMMANDS").await, 0);
 }

@@ -221,6 +221,15 @@ pub fn details(error: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// Asserts that an error's details name exactly these (field, code) pairs, in order.
+pub fn assert_details(error: &Value, expected: &[(&str, &str)], context: &str) {
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(f, c)| (f.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(details(error), expected, "{context}");
+}
+
 /// Polls until `check` holds, failing after `within`.
 pub async fn eventually<F: std::future::Future<Output = bool>>(
     within: Duration,

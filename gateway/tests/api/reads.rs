@@ -154,10 +154,6 @@ async fn bad_entity_queries_name_each_bad_parameter() {
             )
             .await;
         let error = error_of(response, StatusCode::BAD_REQUEST).await;
-        let expected: Vec<(String, String)> = expected
-            .into_iter()
-            .map(|(f, c)| (f.to_owned(), c.to_owned()))
-            .collect();
-        assert_eq!(details(&error), expected, "{query}");
+        assert_details(&error, &expected, query);
     }
 }
