@@ -1,13 +1,22 @@
 //! The region simulator: the authoritative world of the game, one shipyard ECS world per region,
 //! sharded across simulator processes by leases in JetStream KV.
 //!
-//! Built so far (the rest of the simulator lands on top of these):
 //! - [`balance`]: the game rules from `config/balance.toml`.
 //! - [`spatial`]: the grid index that makes neighbour and area-of-interest queries cost what is
 //!   nearby, not what is in the region.
+//! - [`components`], [`state`]: the world of a region and how facts change it.
+//! - [`handlers`]: what each command does.
+//! - [`systems`]: movement, border crossings, NPC behaviour, respawns.
+//! - [`region`]: one region's tick, its memory of applied commands, its snapshots.
 
 pub mod balance;
+pub mod components;
+pub mod handlers;
+pub mod region;
 pub mod spatial;
+pub mod state;
+pub mod systems;
 
 pub use balance::Balance;
+pub use region::{Region, RegionSettings, Snapshot, TickOutput};
 pub use spatial::Grid;

@@ -1,0 +1,482 @@
+//! One region: its world, the commands it has applied, its tick, its snapshots.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use schemas::command::AcceptHandOff;
+use schemas::{
+    Actor, Command, EntityState, Envelope, EventId, Fact, Position, RegionConfig, RegionId,
+    WorldConfig,
+};
+use serde::{Deserialize, Serialize};
+use shipyard::{IntoIter, UniqueViewMut, View, World};
+
+use crate::balance::Balance;
+use crate::components::{Clock, Combat, Ident, Item, Moving, Npc, Pos, Rules, Slot, Slots};
+use crate::handlers::handle;
+use crate::state::{self, entity_state};
+use crate::systems::{self, Produced};
+
+/// The actor of what a simulator does on its own (NPCs, respawns, hand-offs).
+pub const SERVICE: &str = "region-sim";
+
+/// Settings of a region that are not game balance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RegionSettings {
+    /// How far past its border an entity must go before it is handed over.
+    pub hysteresis: f64,
+    /// How many applied command ids a region remembers to recognise a redelivery.
+    pub applied_memory: usize,
+}
+
+/// The ids of the commands a region has applied, the newest `capacity` of them.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    order: VecDeque<EventId>,
+    set: HashSet<EventId>,
+    capacity: usize,
+}
+
+impl Applied {
+    /// An empty memory of `capacity` ids.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            order: VecDeque::new(),
+            set: HashSet::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Whether `id` was applied (and is still remembered).
+    pub fn contains(&self, id: &EventId) -> bool {
+        self.set.contains(id)
+    }
+
+    /// Remembers `id`, forgetting the oldest when full.
+    pub fn insert(&mut self, id: EventId) {
+        if !self.set.insert(id) {
+            return;
+        }
+        self.order.push_back(id);
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    /// The remembered ids, oldest first.
+    pub fn ids(&self) -> impl Iterator<Item = &EventId> {
+        self.order.iter()
+    }
+
+    /// How many are remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+/// What one tick did.
+#[derive(Debug, Default)]
+pub struct TickOutput {
+    /// The facts to store, in order.
+    pub facts: Vec<Envelope<Fact>>,
+    /// For each command applied, its id and how many of `facts` (from where) are its outcome.
+    pub outcomes: Vec<(EventId, std::ops::Range<usize>)>,
+    /// Commands that had been applied before (redeliveries): acknowledged, not applied again.
+    pub duplicates: Vec<EventId>,
+    /// The `accept_hand_off` commands for neighbouring regions that this tick's hand-offs call
+    /// for; to be published after the facts.
+    pub hand_offs: Vec<Envelope<Command>>,
+    /// Entities whose position changed (live state).
+    pub moved: Vec<(schemas::EntityId, Position)>,
+}
+
+/// A region and everything it runs with.
+pub struct Region {
+    world: World,
+    id: RegionId,
+    applied: Applied,
+    rng: fastrand::Rng,
+    tick: u64,
+}
+
+fn at(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+impl Region {
+    /// A region that has never run (nothing in it until [`Region::seed`]).
+    pub fn new(
+        config: RegionConfig,
+        world: Arc<WorldConfig>,
+        balance: Arc<Balance>,
+        settings: RegionSettings,
+    ) -> Self {
+        let id = config.id.clone();
+        let seed = u64::from_be_bytes(
+            EventId::named("region-rng", id.as_str(), 0)
+                .as_uuid()
+                .as_bytes()[8..16]
+                .try_into()
+                .unwrap_or([0; 8]),
+        );
+        Self {
+            world: state::new_world(config, world, balance, settings.hysteresis),
+            id,
+            applied: Applied::new(settings.applied_memory),
+            rng: fastrand::Rng::with_seed(seed),
+            tick: 0,
+        }
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &RegionId {
+        &self.id
+    }
+
+    /// The shipyard world (for tests and benchmarks).
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// The commands it remembers applying.
+    pub fn applied(&self) -> &Applied {
+        &self.applied
+    }
+
+    /// Whether the command `id` has been applied here.
+    pub fn has_applied(&self, id: &EventId) -> bool {
+        self.applied.contains(id)
+    }
+
+    fn system_fact(&self, fact: Fact, now_ms: i64) -> Envelope<Fact> {
+        let mut env = Envelope::new(
+            Actor::System {
+                service: SERVICE.into(),
+            },
+            Some(self.id.clone()),
+            fact,
+        );
+        env.occurred_at = at(now_ms);
+        env
+    }
+
+    /// The facts that fill a region that has never run: its NPCs and items. Nothing when it
+    /// has them already.
+    pub fn seed(&mut self, now_ms: i64) -> Vec<Envelope<Fact>> {
+        systems::seed(&mut self.world, now_ms, &mut self.rng)
+            .into_iter()
+            .map(|f| self.system_fact(f, now_ms))
+            .collect()
+    }
+
+    /// One tick at `now_ms`: the commands, in the order given (high priority first, stream order
+    /// within a priority), then movement, border crossings, NPCs and respawns.
+    pub fn tick(&mut self, commands: &[Envelope<Command>], now_ms: i64) -> TickOutput {
+        self.tick += 1;
+        if let Ok(mut clock) = self.world.get_unique::<&mut Clock>() {
+            clock.0 = now_ms;
+        }
+        let mut out = TickOutput::default();
+        for cmd in commands {
+            if self.applied.contains(&cmd.id) {
+                out.duplicates.push(cmd.id);
+                continue;
+            }
+            let start = out.facts.len();
+            for (i, fact) in handle(&mut self.world, cmd, now_ms).into_iter().enumerate() {
+                let mut env = Envelope::caused_by(
+                    cmd,
+                    u32::try_from(i).unwrap_or(u32::MAX),
+                    cmd.actor.clone(),
+                    Some(self.id.clone()),
+                    fact,
+                );
+                env.occurred_at = at(now_ms);
+                out.facts.push(env);
+            }
+            self.applied.insert(cmd.id);
+            out.outcomes.push((cmd.id, start..out.facts.len()));
+        }
+        let Produced { facts, moved } = systems::movement(&mut self.world, now_ms);
+        out.moved = moved;
+        let mut produced = facts;
+        produced.extend(systems::border_crossings(&mut self.world, now_ms));
+        produced.extend(systems::npcs(&mut self.world, now_ms, &mut self.rng));
+        produced.extend(systems::respawns(&mut self.world, now_ms, &mut self.rng));
+        for fact in produced {
+            let env = self.system_fact(fact, now_ms);
+            if let Some(hand_off) = hand_off_command(&env) {
+                out.hand_offs.push(hand_off);
+            }
+            out.facts.push(env);
+        }
+        out
+    }
+
+    /// Folds a fact read back from the log (recovery). Returns the `accept_hand_off` command a
+    /// hand-off fact calls for, to be sent again: its id is derived from the fact's, so a copy
+    /// already sent is stored once and applied once.
+    pub fn fold(&mut self, env: &Envelope<Fact>) -> Option<Envelope<Command>> {
+        state::apply(
+            &mut self.world,
+            &env.payload,
+            env.occurred_at.timestamp_millis(),
+        );
+        if let Some(cause) = env.causation_id
+            && !matches!(env.actor, Actor::System { .. })
+        {
+            self.applied.insert(cause);
+        }
+        if let Fact::HandedOffIn(_) = env.payload
+            && let Some(cause) = env.causation_id
+        {
+            self.applied.insert(cause);
+        }
+        hand_off_command(env)
+    }
+
+    /// Every entity's recorded state, by id.
+    pub fn entities(&self) -> std::collections::BTreeMap<schemas::EntityId, EntityState> {
+        let keys: Vec<_> = self
+            .world
+            .iter::<&Ident>()
+            .into_iter()
+            .with_id()
+            .map(|(k, _)| k)
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| entity_state(&self.world, k))
+            .map(|s| (s.id, s))
+            .collect()
+    }
+
+    /// Every item on the ground: id, kind and position.
+    pub fn items(&self) -> std::collections::BTreeMap<schemas::EntityId, (String, Position)> {
+        self.world.run(|item: View<Item>, pos: View<Pos>| {
+            (&item, &pos)
+                .iter()
+                .map(|(i, p)| (i.id, (i.kind.clone(), p.0)))
+                .collect()
+        })
+    }
+
+    /// How many avatars and how many entities (avatars, NPCs, items) it holds.
+    pub fn population(&self) -> (u64, u64) {
+        let players = self
+            .world
+            .iter::<&Ident>()
+            .into_iter()
+            .filter(|i| i.kind == schemas::EntityKind::Player)
+            .count() as u64;
+        let npcs_and_players = self.world.iter::<&Ident>().into_iter().count() as u64;
+        let items = self.world.iter::<&Item>().into_iter().count() as u64;
+        (players, npcs_and_players + items)
+    }
+
+    /// The region's state as a snapshot covering `FACTS` up to `facts_seq`.
+    pub fn snapshot(&self, facts_seq: u64, now_ms: i64) -> Snapshot {
+        let keys: Vec<_> = self
+            .world
+            .iter::<&Ident>()
+            .into_iter()
+            .with_id()
+            .map(|(k, _)| k)
+            .collect();
+        let entities = keys
+            .into_iter()
+            .filter_map(|key| {
+                let state = entity_state(&self.world, key)?;
+                let moving = self.world.get::<&Moving>(key).ok().map(|m| **m);
+                let combat = self
+                    .world
+                    .get::<&Combat>(key)
+                    .ok()
+                    .map(|c| **c)
+                    .unwrap_or_default();
+                let npc = self.world.get::<&Npc>(key).ok().map(|n| NpcSnapshot {
+                    kind: n.kind,
+                    home: n.home,
+                    next_wander_ms: n.next_wander_ms,
+                });
+                Some(EntitySnapshot {
+                    state,
+                    moving,
+                    combat,
+                    npc,
+                })
+            })
+            .collect();
+        let items = self.world.run(|item: View<Item>, pos: View<Pos>| {
+            (&item, &pos)
+                .iter()
+                .map(|(i, p)| ItemSnapshot {
+                    id: i.id,
+                    kind: i.kind.clone(),
+                    slot: i.slot,
+                    position: p.0,
+                })
+                .collect()
+        });
+        let slots = self
+            .world
+            .get_unique::<&Slots>()
+            .map(|s| s.0.clone())
+            .unwrap_or_default();
+        Snapshot {
+            region: self.id.clone(),
+            facts_seq,
+            at_ms: now_ms,
+            tick: self.tick,
+            entities,
+            items,
+            slots,
+            applied: self.applied.ids().copied().collect(),
+        }
+    }
+
+    /// A region restored from a snapshot.
+    pub fn restore(
+        snapshot: &Snapshot,
+        config: RegionConfig,
+        world: Arc<WorldConfig>,
+        balance: Arc<Balance>,
+        settings: RegionSettings,
+    ) -> Self {
+        let mut region = Self::new(config, world, balance, settings);
+        region.tick = snapshot.tick;
+        for id in &snapshot.applied {
+            region.applied.insert(*id);
+        }
+        let w = &mut region.world;
+        for e in &snapshot.entities {
+            let mut state = e.state.clone();
+            state.destination = None;
+            let npc_kind = e.npc.as_ref().and_then(|n| {
+                w.get_unique::<&Rules>()
+                    .ok()
+                    .and_then(|r| r.balance.npcs.get(n.kind).map(|k| k.kind.clone()))
+            });
+            let fact = match npc_kind {
+                Some(npc_kind) => Fact::NpcSpawned(schemas::fact::NpcSpawned { state, npc_kind }),
+                None => Fact::Spawned(schemas::fact::Spawned { state }),
+            };
+            state::apply(w, &fact, snapshot.at_ms);
+            let Some(key) = state::key_of(w, e.state.id) else {
+                continue;
+            };
+            if let Some(m) = e.moving {
+                w.add_component(key, m);
+            }
+            if let Ok(mut c) = w.get::<&mut Combat>(key) {
+                **c = e.combat;
+            }
+            if let (Some(n), Ok(mut npc)) = (&e.npc, w.get::<&mut Npc>(key)) {
+                npc.home = n.home;
+                npc.next_wander_ms = n.next_wander_ms;
+            }
+        }
+        for item in &snapshot.items {
+            let key = w.add_entity((
+                Pos(item.position),
+                Item {
+                    id: item.id,
+                    kind: item.kind.clone(),
+                    slot: item.slot,
+                },
+            ));
+            state::index(w, item.id, key, item.position);
+        }
+        w.run(|mut slots: UniqueViewMut<Slots>| slots.0.clone_from(&snapshot.slots));
+        region
+    }
+}
+
+/// The `accept_hand_off` command a [`Fact::HandedOffOut`] calls for.
+pub fn hand_off_command(env: &Envelope<Fact>) -> Option<Envelope<Command>> {
+    let Fact::HandedOffOut(out) = &env.payload else {
+        return None;
+    };
+    let mut cmd = Envelope::caused_by(
+        env,
+        0,
+        Actor::System {
+            service: SERVICE.into(),
+        },
+        Some(out.to_region.clone()),
+        Command::AcceptHandOff(AcceptHandOff {
+            from_region: env.region.clone()?,
+            state: out.state.clone(),
+        }),
+    );
+    cmd.occurred_at = env.occurred_at;
+    Some(cmd)
+}
+
+/// A region's state at a tick boundary, with the `FACTS` sequence it covers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The region.
+    pub region: RegionId,
+    /// The last `FACTS` sequence of this region folded into it.
+    pub facts_seq: u64,
+    /// When it was taken (Unix milliseconds).
+    pub at_ms: i64,
+    /// The tick it was taken after.
+    pub tick: u64,
+    /// Avatars and NPCs.
+    pub entities: Vec<EntitySnapshot>,
+    /// Items on the ground.
+    pub items: Vec<ItemSnapshot>,
+    /// The item slots.
+    pub slots: Vec<Slot>,
+    /// The commands applied, oldest first.
+    pub applied: Vec<EventId>,
+}
+
+/// An avatar or NPC in a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntitySnapshot {
+    /// Its recorded state.
+    pub state: EntityState,
+    /// Its walk, if under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving: Option<Moving>,
+    /// Its combat timers.
+    #[serde(default)]
+    pub combat: Combat,
+    /// Its mind, for NPCs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub npc: Option<NpcSnapshot>,
+}
+
+/// An NPC's mind in a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NpcSnapshot {
+    /// Its kind (index into the balance's NPC kinds).
+    pub kind: usize,
+    /// Its home.
+    pub home: Position,
+    /// When it next wanders.
+    pub next_wander_ms: i64,
+}
+
+/// An item on the ground in a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemSnapshot {
+    /// Its id.
+    pub id: schemas::EntityId,
+    /// Its kind.
+    pub kind: String,
+    /// Its slot.
+    pub slot: usize,
+    /// Where it lies.
+    pub position: Position,
+}
