@@ -68,7 +68,12 @@ fn cmd(player: PlayerId, payload: Command) -> Envelope<Command> {
     Envelope::new(Actor::Player { id: player }, None, payload)
 }
 
-fn mix(players: &[PlayerId], npcs: &[EntityId], items: &[EntityId], round: usize) -> Vec<Envelope<Command>> {
+fn mix(
+    players: &[PlayerId],
+    npcs: &[EntityId],
+    items: &[EntityId],
+    round: usize,
+) -> Vec<Envelope<Command>> {
     let n = (players.len() / 20).max(1);
     (0..n)
         .map(|i| {

@@ -121,9 +121,40 @@ pub struct Item {
     pub slot: usize,
 }
 
-/// The region's grid of everything with a position: avatars, NPCs and items.
+/// The region's grids: one of everything with a position (avatars, NPCs, items), and one of
+/// the avatars alone, which is what NPCs look for (avatars are few next to NPCs, so an NPC
+/// looking around pays for the avatars near it, not for the crowd of NPCs).
 #[derive(Unique, Debug)]
-pub struct Spatial(pub Grid<Key>);
+pub struct Spatial {
+    /// Everything.
+    pub all: Grid<Key>,
+    /// Avatars only.
+    pub players: Grid<Key>,
+}
+
+impl Spatial {
+    /// Empty grids over `region`.
+    pub fn new(region: &RegionConfig) -> Self {
+        Self {
+            all: Grid::new(region.bounds, region.cell_size),
+            players: Grid::new(region.bounds, region.cell_size),
+        }
+    }
+
+    /// Puts `key` at `p` (or moves it there).
+    pub fn place(&mut self, key: Key, p: Position, player: bool) {
+        self.all.insert(key, p);
+        if player {
+            self.players.insert(key, p);
+        }
+    }
+
+    /// Takes `key` out.
+    pub fn remove(&mut self, key: Key) {
+        self.all.remove(key);
+        self.players.remove(key);
+    }
+}
 
 /// From game ids to ECS ids, for entities and items.
 #[derive(Unique, Debug, Default)]

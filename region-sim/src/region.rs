@@ -392,7 +392,7 @@ impl Region {
                     slot: item.slot,
                 },
             ));
-            state::index(w, item.id, key, item.position);
+            state::index(w, item.id, key, item.position, false);
         }
         w.run(|mut slots: UniqueViewMut<Slots>| slots.0.clone_from(&snapshot.slots));
         region

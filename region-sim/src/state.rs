@@ -16,7 +16,6 @@ use crate::components::{
     Clock, Combat, Health, Ident, Index, Inventory, Item, Key, Moving, Npc, Pos, Progress, Rules,
     Slot, Slots, Spatial,
 };
-use crate::spatial::Grid;
 
 /// A new, empty world for `region`: its uniques set up, its item slots laid out, no entity yet.
 pub fn new_world(
@@ -38,7 +37,7 @@ pub fn new_world(
             due_ms: None,
         })
         .collect();
-    w.add_unique(Spatial(Grid::new(region.bounds, region.cell_size)));
+    w.add_unique(Spatial::new(&region));
     w.add_unique(Index::default());
     w.add_unique(Clock::default());
     w.add_unique(Slots(slots));
@@ -177,7 +176,7 @@ pub fn apply(world: &mut World, fact: &Fact, at_ms: i64) {
                     slot: slot.unwrap_or(usize::MAX),
                 },
             ));
-            index(world, f.item, key, f.position);
+            index(world, f.item, key, f.position, false);
         }
         Fact::ItemPicked(f) => {
             if let Some(key) = key_of(world, f.item.item) {
@@ -250,12 +249,17 @@ fn speed_of(world: &World, key: Key) -> f64 {
 
 /// Moves an entity (or item) and keeps the grid in step.
 pub fn set_position(world: &mut World, key: Key, p: Position) {
-    world.run(|mut pos: ViewMut<Pos>, mut grid: UniqueViewMut<Spatial>| {
-        if let Ok(mut current) = (&mut pos).get(key) {
-            current.0 = p;
-            grid.0.insert(key, p);
-        }
-    });
+    world.run(
+        |ident: View<Ident>, mut pos: ViewMut<Pos>, mut grid: UniqueViewMut<Spatial>| {
+            if let Ok(mut current) = (&mut pos).get(key) {
+                current.0 = p;
+                let player = (&ident)
+                    .get(key)
+                    .is_ok_and(|i| i.kind == EntityKind::Player);
+                grid.place(key, p, player);
+            }
+        },
+    );
 }
 
 fn die(world: &mut World, key: Key, at: Position, at_ms: i64) {
@@ -344,14 +348,20 @@ fn insert(world: &mut World, state: &EntityState, npc_kind: Option<&str>, at_ms:
             },
         );
     }
-    index(world, state.id, key, state.position);
+    index(
+        world,
+        state.id,
+        key,
+        state.position,
+        state.kind == EntityKind::Player,
+    );
 }
 
-pub(crate) fn index(world: &mut World, id: schemas::EntityId, key: Key, p: Position) {
+pub(crate) fn index(world: &mut World, id: schemas::EntityId, key: Key, p: Position, player: bool) {
     world.run(
         |mut index: UniqueViewMut<Index>, mut grid: UniqueViewMut<Spatial>| {
             index.0.insert(id, key);
-            grid.0.insert(key, p);
+            grid.place(key, p, player);
         },
     );
 }
@@ -360,7 +370,7 @@ fn remove(world: &mut World, id: schemas::EntityId, key: Key) {
     world.run(
         |mut index: UniqueViewMut<Index>, mut grid: UniqueViewMut<Spatial>| {
             index.0.remove(&id);
-            grid.0.remove(key);
+            grid.remove(key);
         },
     );
     world.delete_entity(key);

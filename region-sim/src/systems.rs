@@ -36,7 +36,7 @@ pub fn movement(world: &mut World, now_ms: i64) -> Produced {
                 let (p, arrived) = walk.at(now_ms);
                 if p != pos.0 {
                     pos.0 = p;
-                    grid.0.insert(key, p);
+                    grid.place(key, p, ident.kind == EntityKind::Player);
                     moved.push((ident.id, p));
                 }
                 if arrived {
@@ -143,14 +143,15 @@ pub fn npcs(world: &mut World, now_ms: i64, rng: &mut fastrand::Rng) -> Vec<Fact
                 });
                 let target = target.or_else(|| {
                     let mut best: Option<(Key, f64)> = None;
-                    grid.0.for_each_near(&here, kind.aggro_radius, |k, p| {
-                        if live_player(k) {
-                            let d = p.distance(&here);
-                            if best.is_none_or(|(_, bd)| d < bd) {
-                                best = Some((k, d));
+                    grid.players
+                        .for_each_near(&here, kind.aggro_radius, |k, p| {
+                            if live_player(k) {
+                                let d = p.distance(&here);
+                                if best.is_none_or(|(_, bd)| d < bd) {
+                                    best = Some((k, d));
+                                }
                             }
-                        }
-                    });
+                        });
                     best.map(|(k, _)| k)
                 });
                 mind.target = target;
