@@ -91,6 +91,8 @@ pub struct TickOutput {
     pub outcomes: Vec<(EventId, std::ops::Range<usize>)>,
     /// Commands that had been applied before (redeliveries): acknowledged, not applied again.
     pub duplicates: Vec<EventId>,
+    /// Commands whose handler failed, with why: for the dead-letter queue, never applied.
+    pub failed: Vec<(EventId, String)>,
     /// The `accept_hand_off` commands for neighbouring regions that this tick's hand-offs call
     /// for; to be published after the facts.
     pub hand_offs: Vec<Envelope<Command>>,
@@ -191,7 +193,23 @@ impl Region {
                 continue;
             }
             let start = out.facts.len();
-            for (i, fact) in handle(&mut self.world, cmd, now_ms).into_iter().enumerate() {
+            let world = &mut self.world;
+            let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handle(world, cmd, now_ms)
+            }));
+            let facts = match decided {
+                Ok(facts) => facts,
+                Err(panic) => {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "the handler panicked".into());
+                    out.failed.push((cmd.id, format!("handler failed: {why}")));
+                    continue;
+                }
+            };
+            for (i, fact) in facts.into_iter().enumerate() {
                 let mut env = Envelope::caused_by(
                     cmd,
                     u32::try_from(i).unwrap_or(u32::MAX),

@@ -1,0 +1,417 @@
+//! A simulator process: it takes regions through leases, runs each in a task of its own, renews
+//! the leases, reports its load, and balances regions with the other processes.
+//!
+//! Balancing: a process reports its regions, avatars, entities and slowest recent tick to the
+//! `node_load` bucket. A free region (no lease: never taken, released, or its owner's lease
+//! expired) is taken by the process running the fewest regions. A process with two regions more
+//! than the least busy other, or one whose ticks run slower than `overloaded_tick_ms` while
+//! another's do not, lets its lightest region go (after a last snapshot), and the least busy
+//! process takes it on its next round.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::kv::Store;
+use chrono::Utc;
+use futures::StreamExt;
+use nats_topology::lease::NodeLoad;
+use nats_topology::topology::{NODE_LOAD, REGION_LEASES, REGION_SNAPSHOTS};
+use schemas::RegionId;
+use tokio::sync::{RwLock, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::lease::{Held, LeaseError, Leases};
+use crate::metrics::Metrics;
+use crate::runner::{self, Failpoint, Inspect, RegionLoad, RegionState, Shared};
+use crate::settings::Settings;
+
+/// Why a process could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// NATS cannot be reached.
+    #[error("cannot connect to NATS at {url}: {why}")]
+    Connect {
+        /// The URL tried.
+        url: String,
+        /// Why not.
+        why: String,
+    },
+    /// A bucket is missing: the topology was not set up.
+    #[error("bucket {bucket} is missing ({why}); run `nats-topology ensure` first")]
+    Bucket {
+        /// The bucket.
+        bucket: &'static str,
+        /// The error.
+        why: String,
+    },
+}
+
+struct Owned {
+    held: Held,
+    renewed: Instant,
+    stop: watch::Sender<bool>,
+    inspect: mpsc::Sender<Inspect>,
+    load: Arc<std::sync::Mutex<RegionLoad>>,
+    task: JoinHandle<()>,
+}
+
+/// The operators' handle on a running process: which regions it runs, and their state.
+#[derive(Clone)]
+pub struct View {
+    node: String,
+    regions: Arc<RwLock<BTreeMap<RegionId, mpsc::Sender<Inspect>>>>,
+    metrics: Metrics,
+}
+
+impl View {
+    /// This process's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The regions it runs.
+    pub async fn regions(&self) -> Vec<RegionId> {
+        self.regions.read().await.keys().cloned().collect()
+    }
+
+    /// A region's state, if this process runs it.
+    pub async fn state(&self, region: &RegionId) -> Option<RegionState> {
+        let ask = self.regions.read().await.get(region)?.clone();
+        let (tx, rx) = oneshot::channel();
+        ask.send(Inspect::State(tx)).await.ok()?;
+        tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// The metrics, as Prometheus text.
+    pub fn metrics(&self) -> String {
+        self.metrics.render()
+    }
+}
+
+/// A running simulator process.
+pub struct Node {
+    shared: Arc<Shared>,
+    leases: Leases,
+    load_bucket: Store,
+    lease_ttl: Duration,
+    owned: HashMap<RegionId, Owned>,
+    released: HashMap<RegionId, Instant>,
+    view: View,
+}
+
+impl Node {
+    /// Connects to NATS and opens the buckets; takes no region yet.
+    pub async fn start(settings: Settings) -> Result<Self, StartError> {
+        let (client, js) = nats_topology::publish::connect(&settings.nats_url, &settings.node_id)
+            .await
+            .map_err(|e| StartError::Connect {
+                url: settings.nats_url.clone(),
+                why: e.to_string(),
+            })?;
+        let bucket = |name: &'static str| {
+            let js = js.clone();
+            async move {
+                js.get_key_value(name)
+                    .await
+                    .map_err(|e| StartError::Bucket {
+                        bucket: name,
+                        why: e.to_string(),
+                    })
+            }
+        };
+        let leases = bucket(REGION_LEASES).await?;
+        let snapshots = bucket(REGION_SNAPSHOTS).await?;
+        let load_bucket = bucket(NODE_LOAD).await?;
+        let lease_ttl = leases
+            .status()
+            .await
+            .map(|s| s.max_age())
+            .unwrap_or(Duration::from_secs(15));
+        let metrics = Metrics::new();
+        let node = settings.node_id.clone();
+        let shared = Arc::new(Shared {
+            client,
+            js,
+            world: Arc::new(settings.world.clone()),
+            balance: Arc::new(settings.balance.clone()),
+            metrics: metrics.clone(),
+            snapshots,
+            failpoint: Failpoint::from_env(),
+            settings: Arc::new(settings),
+        });
+        Ok(Self {
+            leases: Leases::new(leases, node.clone()),
+            load_bucket,
+            lease_ttl,
+            owned: HashMap::new(),
+            released: HashMap::new(),
+            view: View {
+                node,
+                regions: Arc::default(),
+                metrics,
+            },
+            shared,
+        })
+    }
+
+    /// The operators' view of this process.
+    pub fn view(&self) -> View {
+        self.view.clone()
+    }
+
+    fn settings(&self) -> &Settings {
+        &self.shared.settings
+    }
+
+    /// Runs until `shutdown` completes, then stops every region (each snapshotted) and lets
+    /// their leases go.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        let mut renew = tokio::time::interval(self.settings().lease_renew);
+        let mut balance = tokio::time::interval(self.settings().balance_every);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        balance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutdown = std::pin::pin!(shutdown);
+        info!(node = %self.view.node, "simulator started");
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = renew.tick() => self.renew().await,
+                _ = balance.tick() => self.balance().await,
+            }
+        }
+        let regions: Vec<RegionId> = self.owned.keys().cloned().collect();
+        for region in regions {
+            self.give_up(&region).await;
+        }
+        let _ = self.load_bucket.delete(&self.view.node).await;
+        info!(node = %self.view.node, "simulator stopped");
+    }
+
+    /// Renews every lease. A lease found taken, or not renewed for so long that it may have
+    /// expired, stops its region at once: two owners must never tick one region.
+    async fn renew(&mut self) {
+        let fence = self
+            .lease_ttl
+            .saturating_sub(self.settings().lease_renew * 2)
+            .max(self.settings().lease_renew);
+        let regions: Vec<RegionId> = self.owned.keys().cloned().collect();
+        for region in regions {
+            let Some(owned) = self.owned.get_mut(&region) else {
+                continue;
+            };
+            if owned.task.is_finished() {
+                error!(region = %region, "region task ended; letting the region go");
+                self.give_up(&region).await;
+                continue;
+            }
+            match self.leases.renew(&mut owned.held).await {
+                Ok(()) => owned.renewed = Instant::now(),
+                Err(LeaseError::Lost(_)) => {
+                    error!(region = %region, "lease lost to another process; region stopped");
+                    self.abandon(&region, "lost").await;
+                }
+                Err(LeaseError::Bucket(e)) => {
+                    warn!(region = %region, error = %e, "lease not renewed");
+                    if owned.renewed.elapsed() >= fence {
+                        error!(region = %region, "lease may have expired; region stopped");
+                        self.abandon(&region, "expired").await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn balance(&mut self) {
+        let mine = self.report_load().await;
+        let others = self.others().await;
+        let now = Instant::now();
+        let quiet = self.settings().balance_every * 3;
+        self.released
+            .retain(|_, at| now.duration_since(*at) < quiet);
+
+        let count = self.owned.len();
+        let least_other = others.iter().map(|o| o.regions.len()).min();
+        let overloaded = mine.tick_ms > self.settings().overloaded_tick_ms;
+
+        // Give a region away when clearly busier than another process.
+        let calmer_exists = others.iter().any(|o| {
+            o.tick_ms <= self.settings().overloaded_tick_ms / 2.0 && o.regions.len() <= count
+        });
+        if count > 1
+            && (least_other.is_some_and(|l| count > l + 1) || (overloaded && calmer_exists))
+            && let Some(lightest) = self.lightest()
+        {
+            info!(region = %lightest, overloaded, "giving a region away");
+            self.give_up(&lightest).await;
+            self.released.insert(lightest, Instant::now());
+            return;
+        }
+
+        // Take free regions while under the cap and not busier than the others.
+        let cap = self.settings().max_regions.unwrap_or(usize::MAX);
+        if overloaded || count >= cap || least_other.is_some_and(|l| count > l) {
+            return;
+        }
+        let candidates: Vec<RegionId> = self
+            .shared
+            .world
+            .regions
+            .iter()
+            .map(|r| r.id.clone())
+            .filter(|r| self.settings().may_run(r))
+            .filter(|r| !self.owned.contains_key(r) && !self.released.contains_key(r))
+            .collect();
+        // Alone, take everything; with others, one region a round, so all get a share.
+        let mut room = if others.is_empty() { cap - count } else { 1 };
+        for region in candidates {
+            if room == 0 {
+                break;
+            }
+            match self.leases.acquire(&region).await {
+                Ok(Some(held)) => {
+                    self.launch(held).await;
+                    room -= 1;
+                }
+                Ok(None) => {}
+                Err(e) => warn!(region = %region, error = %e, "cannot take a lease"),
+            }
+        }
+    }
+
+    fn lightest(&self) -> Option<RegionId> {
+        self.owned
+            .iter()
+            .min_by_key(|(_, o)| o.load.lock().map(|l| l.players).unwrap_or(0))
+            .map(|(r, _)| r.clone())
+    }
+
+    async fn report_load(&mut self) -> NodeLoad {
+        let mut load = NodeLoad {
+            node: self.view.node.clone(),
+            regions: self.owned.keys().cloned().collect(),
+            players: 0,
+            entities: 0,
+            tick_ms: 0.0,
+            reported_at: Utc::now(),
+        };
+        load.regions.sort();
+        for owned in self.owned.values() {
+            let l = {
+                let mut shared = owned.load.lock().unwrap_or_else(|e| e.into_inner());
+                let l = *shared;
+                // The slowest tick is "since the last report".
+                shared.slowest_tick_ms = 0.0;
+                l
+            };
+            load.players += l.players;
+            load.entities += l.entities;
+            load.tick_ms = load.tick_ms.max(l.slowest_tick_ms);
+        }
+        self.shared.metrics.regions.set(self.owned.len() as i64);
+        if let Ok(body) = serde_json::to_vec(&load)
+            && let Err(e) = self.load_bucket.put(&self.view.node, body.into()).await
+        {
+            warn!(error = %e, "cannot report load");
+        }
+        load
+    }
+
+    async fn others(&self) -> Vec<NodeLoad> {
+        let mut out = Vec::new();
+        let Ok(mut keys) = self.load_bucket.keys().await else {
+            return out;
+        };
+        while let Some(Ok(key)) = keys.next().await {
+            if key == self.view.node {
+                continue;
+            }
+            if let Ok(Some(bytes)) = self.load_bucket.get(&key).await
+                && let Ok(load) = serde_json::from_slice::<NodeLoad>(&bytes)
+            {
+                out.push(load);
+            }
+        }
+        out
+    }
+
+    async fn launch(&mut self, held: Held) {
+        let region = held.region.clone();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (inspect_tx, inspect_rx) = mpsc::channel(8);
+        let load = Arc::new(std::sync::Mutex::new(RegionLoad::default()));
+        let load_tx = load.clone();
+        let shared = self.shared.clone();
+        let id = region.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = runner::run(shared, id.clone(), stop_rx, inspect_rx, load_tx).await {
+                error!(region = %id, error = %e, "region failed");
+            }
+        });
+        info!(region = %region, "region taken");
+        self.shared
+            .metrics
+            .lease_changes
+            .with_label_values(&[region.as_str(), "acquired"])
+            .inc();
+        self.view
+            .regions
+            .write()
+            .await
+            .insert(region.clone(), inspect_tx.clone());
+        self.owned.insert(
+            region,
+            Owned {
+                held,
+                renewed: Instant::now(),
+                stop: stop_tx,
+                inspect: inspect_tx,
+                load,
+                task,
+            },
+        );
+    }
+
+    /// Stops a region in good order (a last snapshot) and releases its lease.
+    async fn give_up(&mut self, region: &RegionId) {
+        let Some(owned) = self.owned.remove(region) else {
+            return;
+        };
+        self.view.regions.write().await.remove(region);
+        let _ = owned.stop.send(true);
+        drop(owned.inspect);
+        let mut task = owned.task;
+        if tokio::time::timeout(Duration::from_secs(10), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+        if let Err(e) = self.leases.release(&owned.held).await {
+            warn!(region = %region, error = %e, "lease not released; it will expire");
+        }
+        self.shared
+            .metrics
+            .lease_changes
+            .with_label_values(&[region.as_str(), "released"])
+            .inc();
+    }
+
+    /// Stops a region at once, without a snapshot or a release: it is no longer ours.
+    async fn abandon(&mut self, region: &RegionId, why: &str) {
+        if let Some(owned) = self.owned.remove(region) {
+            owned.task.abort();
+            self.view.regions.write().await.remove(region);
+            self.shared
+                .metrics
+                .lease_changes
+                .with_label_values(&[region.as_str(), why])
+                .inc();
+        }
+    }
+}

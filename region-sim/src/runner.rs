@@ -1,0 +1,774 @@
+//! Running one region on the bus: recover it, then tick.
+//!
+//! Recovery restores the region's latest snapshot and folds the facts stored after it, sends
+//! again the hand-offs those facts call for, and seeds a region that has never run. Each tick
+//! then takes the region's waiting commands (high priority first, then normal, then low, within a
+//! budget that keeps a share for low), applies them in that order, runs the systems, stores the
+//! facts (pipelined, every acknowledgement awaited, retried with the same ids until stored), sends
+//! the hand-offs and outcomes, and only then acknowledges the commands. A process that dies at any
+//! point leaves either unstored facts (and unacknowledged commands, applied again by the next
+//! owner) or stored facts (which the next owner folds, so the redelivered commands are
+//! recognised as applied): never a lost or doubled effect.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::kv::Store;
+use async_nats::jetstream::{self, AckKind, Context};
+use chrono::Utc;
+use futures::StreamExt;
+use nats_topology::dlq::{DeadLetter, dead_letter};
+use nats_topology::headers::{CLIENT_IP, REQUEST_ID};
+use nats_topology::outcome::{OUTCOME_INBOX, Outcome};
+use nats_topology::publish::{Outgoing, publish_all};
+use nats_topology::topology::{COMMANDS, FACTS};
+use schemas::{
+    Command, CommandSubject, Envelope, EventId, Fact, FactSubject, Priority, RegionId, Scope,
+    WorldConfig,
+};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{Instrument, debug, error, info, warn};
+
+use crate::balance::Balance;
+use crate::metrics::Metrics;
+use crate::region::{Region, RegionSettings, Snapshot, TickOutput};
+use crate::settings::Settings;
+
+/// What every region task of a process shares.
+pub struct Shared {
+    /// The NATS connection.
+    pub client: async_nats::Client,
+    /// JetStream on it.
+    pub js: Context,
+    /// The process's settings.
+    pub settings: Arc<Settings>,
+    /// The region config.
+    pub world: Arc<WorldConfig>,
+    /// The game balance.
+    pub balance: Arc<Balance>,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// The `region_snapshots` bucket.
+    pub snapshots: Store,
+    /// A fault to inject, for the fault tests (`SIM_FAILPOINT`).
+    pub failpoint: Option<Failpoint>,
+}
+
+/// A place to make the process die abruptly, for the tests that prove nothing is lost then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failpoint {
+    /// Abort right after a tick that applied commands has stored its facts, before its
+    /// hand-offs are sent and its commands acknowledged.
+    AbortAfterFacts,
+    /// Abort right after storing a hand-off's `handed_off_out` fact, before the neighbour is
+    /// sent its `accept_hand_off`.
+    AbortAfterHandOffFact,
+}
+
+impl Failpoint {
+    /// Reads `SIM_FAILPOINT` (`abort-after-facts`, `abort-after-hand-off-fact`).
+    pub fn from_env() -> Option<Self> {
+        match std::env::var("SIM_FAILPOINT").ok()?.as_str() {
+            "abort-after-facts" => Some(Self::AbortAfterFacts),
+            "abort-after-hand-off-fact" => Some(Self::AbortAfterHandOffFact),
+            _ => None,
+        }
+    }
+}
+
+/// A question to a running region, answered between two ticks.
+pub enum Inspect {
+    /// Its entities and items as they are.
+    State(oneshot::Sender<RegionState>),
+}
+
+/// A region's state as the operators' view shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionState {
+    /// The region.
+    pub region: RegionId,
+    /// Avatars and NPCs.
+    pub entities: Vec<schemas::EntityState>,
+    /// Items on the ground.
+    pub items: Vec<Item>,
+    /// The last `FACTS` sequence of the region stored or folded.
+    pub facts_seq: u64,
+}
+
+/// An item on the ground.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    /// Its id.
+    pub id: schemas::EntityId,
+    /// Its kind.
+    pub kind: String,
+    /// Where it lies.
+    pub position: schemas::Position,
+}
+
+/// How busy a region is, for load reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RegionLoad {
+    /// Avatars.
+    pub players: u64,
+    /// Avatars, NPCs and items.
+    pub entities: u64,
+    /// The slowest tick since the last report, in milliseconds.
+    pub slowest_tick_ms: f64,
+}
+
+/// Why a region stopped running.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The bus failed where no retry makes sense (a stream or consumer is missing).
+    #[error("{0}")]
+    Bus(String),
+}
+
+fn bus(e: impl std::fmt::Display) -> RunError {
+    RunError::Bus(e.to_string())
+}
+
+/// The consumer name of a region's commands of one priority.
+pub fn consumer_name(region: &RegionId, priority: Priority) -> String {
+    format!("region-{region}-{priority}")
+}
+
+const PRIORITIES: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+
+struct Running {
+    shared: Arc<Shared>,
+    region: Region,
+    id: RegionId,
+    consumers: Vec<(Priority, PullConsumer)>,
+    facts_seq: u64,
+    last_snapshot: Instant,
+    load: Arc<std::sync::Mutex<RegionLoad>>,
+    slowest: f64,
+}
+
+/// Recovers `region` and ticks it until `stop` turns true (then snapshots it and returns).
+/// Keeps its load in `load`; answers `inspect` between ticks.
+pub async fn run(
+    shared: Arc<Shared>,
+    id: RegionId,
+    mut stop: watch::Receiver<bool>,
+    mut inspect: mpsc::Receiver<Inspect>,
+    load: Arc<std::sync::Mutex<RegionLoad>>,
+) -> Result<(), RunError> {
+    let mut running = Running::recover(shared.clone(), id.clone(), load).await?;
+    let mut interval = tokio::time::interval(shared.settings.tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lag_every = tokio::time::interval(Duration::from_secs(1));
+    let mut tick_no: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = lag_every.tick() => {
+                running.report_lag().await;
+                continue;
+            }
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    running.snapshot().await;
+                    info!(region = %id, "region stopped");
+                    return Ok(());
+                }
+                continue;
+            }
+            Some(question) = inspect.recv() => {
+                running.answer(question);
+                continue;
+            }
+        }
+        tick_no += 1;
+        running
+            .tick()
+            .instrument(tracing::debug_span!("tick", region = %id, tick = tick_no))
+            .await?;
+    }
+}
+
+impl Running {
+    async fn recover(
+        shared: Arc<Shared>,
+        id: RegionId,
+        load: Arc<std::sync::Mutex<RegionLoad>>,
+    ) -> Result<Self, RunError> {
+        let started = Instant::now();
+        let config = shared
+            .world
+            .region(&id)
+            .cloned()
+            .ok_or_else(|| RunError::Bus(format!("{id} is not in the region config")))?;
+        let settings = RegionSettings {
+            hysteresis: shared.settings.hysteresis,
+            applied_memory: shared.settings.applied_memory,
+        };
+        let snapshot = match shared.snapshots.get(id.as_str()).await {
+            Ok(Some(bytes)) => match serde_json::from_slice::<Snapshot>(&bytes) {
+                Ok(s) if s.region == id => Some(s),
+                Ok(_) | Err(_) => {
+                    warn!(region = %id, "the stored snapshot is unreadable; rebuilding from the whole log");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => return Err(bus(format!("cannot read the snapshot of {id}: {e}"))),
+        };
+        let (region, facts_seq) = match &snapshot {
+            Some(s) => (
+                Region::restore(
+                    s,
+                    config,
+                    shared.world.clone(),
+                    shared.balance.clone(),
+                    settings,
+                ),
+                s.facts_seq,
+            ),
+            None => (
+                Region::new(
+                    config,
+                    shared.world.clone(),
+                    shared.balance.clone(),
+                    settings,
+                ),
+                0,
+            ),
+        };
+        let mut running = Self {
+            region,
+            id: id.clone(),
+            consumers: Vec::new(),
+            facts_seq,
+            last_snapshot: Instant::now(),
+            load,
+            slowest: 0.0,
+            shared,
+        };
+        let (folded, resend) = running.fold_log().await?;
+        if !resend.is_empty() {
+            info!(region = %id, hand_offs = resend.len(), "sending unfinished hand-offs again");
+            running.publish_commands(&resend).await;
+        }
+        let now = Utc::now().timestamp_millis();
+        let seed = running.region.seed(now);
+        if !seed.is_empty() {
+            let facts: Vec<_> = seed.iter().map(|f| (f, None)).collect();
+            running.publish_facts(&facts).await;
+        }
+        running.consumers = running.open_consumers().await?;
+        info!(
+            region = %id,
+            from_snapshot = snapshot.is_some(),
+            facts_folded = folded,
+            seeded = seed.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "region recovered"
+        );
+        running.publish_load();
+        Ok(running)
+    }
+
+    /// Folds every fact of the region after the snapshot's sequence.
+    async fn fold_log(&mut self) -> Result<(usize, Vec<Envelope<Command>>), RunError> {
+        let stream = self.shared.js.get_stream(FACTS).await.map_err(bus)?;
+        let deliver_policy = if self.facts_seq == 0 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence {
+                start_sequence: self.facts_seq + 1,
+            }
+        };
+        let mut consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: FactSubject::filter(&Scope::Region(self.id.clone())),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(bus)?;
+        let pending = consumer.info().await.map_err(bus)?.num_pending;
+        let mut resend = Vec::new();
+        let mut folded = 0;
+        if pending == 0 {
+            return Ok((0, resend));
+        }
+        let mut messages = consumer.messages().await.map_err(bus)?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(bus)?;
+            let info = message.info().map_err(bus)?;
+            let (seq, left) = (info.stream_sequence, info.pending);
+            match Envelope::<Fact>::decode(&message.payload) {
+                Ok(env) => {
+                    if let Some(hand_off) = self.region.fold(&env) {
+                        resend.push(hand_off);
+                    }
+                    folded += 1;
+                }
+                Err(e) => {
+                    error!(region = %self.id, seq, error = %e, "a stored fact does not decode; skipped")
+                }
+            }
+            self.facts_seq = seq;
+            if left == 0 {
+                break;
+            }
+        }
+        // A hand-off whose neighbour already answered needs no resend: that is for the
+        // neighbour to recognise (the command's id is derived from the fact's), so all are sent.
+        Ok((folded, resend))
+    }
+
+    async fn open_consumers(&self) -> Result<Vec<(Priority, PullConsumer)>, RunError> {
+        let stream = self.shared.js.get_stream(COMMANDS).await.map_err(bus)?;
+        let mut consumers = Vec::new();
+        for priority in PRIORITIES {
+            let name = consumer_name(&self.id, priority);
+            let consumer: PullConsumer = stream
+                .create_consumer(consumer::pull::Config {
+                    durable_name: Some(name.clone()),
+                    description: Some(format!("{priority} commands of region {}", self.id)),
+                    filter_subject: CommandSubject::filter(priority, &self.id),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: self.shared.settings.ack_wait,
+                    max_deliver: self.shared.settings.max_deliver,
+                    max_ack_pending: 20_000,
+                    deliver_policy: DeliverPolicy::All,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| bus(format!("consumer {name}: {e}")))?;
+            consumers.push((priority, consumer));
+        }
+        Ok(consumers)
+    }
+
+    /// Takes the waiting commands: high first, then normal, then low, keeping a share of the
+    /// budget for low whenever the budget would otherwise run out before it.
+    async fn take(&self) -> Vec<(Priority, jetstream::Message)> {
+        let budget = self.shared.settings.tick_budget;
+        let low_share = ((budget as f64) * self.shared.settings.low_priority_share).ceil() as usize;
+        let mut taken = Vec::new();
+        for (priority, consumer) in &self.consumers {
+            let room = budget - taken.len();
+            let want = match priority {
+                Priority::Low => room,
+                _ => room.saturating_sub(low_share),
+            };
+            if want == 0 {
+                continue;
+            }
+            let batch = match consumer.fetch().max_messages(want).messages().await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    self.bus_error("fetch", &e);
+                    continue;
+                }
+            };
+            let mut batch = std::pin::pin!(batch);
+            while let Some(message) = batch.next().await {
+                match message {
+                    Ok(m) => taken.push((*priority, m)),
+                    Err(e) => {
+                        self.bus_error("fetch", &e);
+                        break;
+                    }
+                }
+            }
+        }
+        taken
+    }
+
+    async fn tick(&mut self) -> Result<(), RunError> {
+        let started = Instant::now();
+        let taken = self.take().await;
+        let mut commands = Vec::with_capacity(taken.len());
+        let mut messages = Vec::with_capacity(taken.len());
+        let mut dead = Vec::new();
+        for (_, message) in taken {
+            match Envelope::<Command>::decode(&message.payload) {
+                Ok(env) => {
+                    commands.push(env);
+                    messages.push(message);
+                }
+                Err(e) => dead.push((message, format!("the command does not decode: {e}"))),
+            }
+        }
+        let now_ms = Utc::now().timestamp_millis();
+        let out = self.region.tick(&commands, now_ms);
+
+        // Facts first, with the request id and client address of the command they answer.
+        let mut cause_of = vec![None; out.facts.len()];
+        for (i, (_, range)) in out.outcomes.iter().enumerate() {
+            let index = commands
+                .iter()
+                .position(|c| c.id == out.outcomes[i].0)
+                .unwrap_or(usize::MAX);
+            for slot in &mut cause_of[range.clone()] {
+                *slot = Some(index);
+            }
+        }
+        let facts: Vec<_> = out
+            .facts
+            .iter()
+            .zip(&cause_of)
+            .map(|(f, cause)| (f, cause.and_then(|i| messages.get(i))))
+            .collect();
+        self.publish_facts(&facts).await;
+        if !out.outcomes.is_empty() && self.shared.failpoint == Some(Failpoint::AbortAfterFacts) {
+            error!(region = %self.id, "failpoint abort-after-facts");
+            std::process::abort();
+        }
+        if !out.hand_offs.is_empty()
+            && self.shared.failpoint == Some(Failpoint::AbortAfterHandOffFact)
+        {
+            error!(region = %self.id, "failpoint abort-after-hand-off-fact");
+            std::process::abort();
+        }
+        self.publish_commands(&out.hand_offs).await;
+        self.notify_outcomes(&out, &commands, &messages).await;
+
+        // Dead letters: commands that do not decode, and those whose handler failed.
+        let failed: HashSet<EventId> = out.failed.iter().map(|(id, _)| *id).collect();
+        for (id, why) in &out.failed {
+            if let Some(i) = commands.iter().position(|c| c.id == *id) {
+                dead.push((messages[i].clone(), why.clone()));
+            }
+        }
+        for (message, why) in &dead {
+            self.dead_letter(message, why).await;
+        }
+        for (i, message) in messages.iter().enumerate() {
+            if failed.contains(&commands[i].id) {
+                continue;
+            }
+            if let Err(e) = message.ack().await {
+                // Not fatal: the command comes back and is recognised as applied.
+                self.bus_error("ack", &e);
+            }
+        }
+        self.count(&out, &commands, dead.len());
+        self.broadcast(&out).await;
+
+        let took = started.elapsed();
+        self.shared
+            .metrics
+            .tick_seconds
+            .with_label_values(&[self.id.as_str()])
+            .observe(took.as_secs_f64());
+        self.slowest = self.slowest.max(took.as_secs_f64() * 1000.0);
+        self.publish_load();
+        if self.last_snapshot.elapsed() >= self.shared.settings.snapshot_every {
+            self.snapshot().await;
+        }
+        debug!(
+            commands = commands.len(),
+            facts = out.facts.len(),
+            took_us = took.as_micros() as u64,
+            "tick"
+        );
+        Ok(())
+    }
+
+    /// Stores facts in order, retrying (with the same ids, so nothing is stored twice) until
+    /// every one is.
+    async fn publish_facts(&mut self, facts: &[(&Envelope<Fact>, Option<&jetstream::Message>)]) {
+        if facts.is_empty() {
+            return;
+        }
+        let mut outgoing = Vec::with_capacity(facts.len());
+        for (env, cause) in facts {
+            let mut message = match Outgoing::fact(env) {
+                Ok(m) => m,
+                Err(e) => {
+                    error!(region = %self.id, fact = %env.id, error = %e, "a fact cannot be encoded; left out");
+                    continue;
+                }
+            };
+            if let Some(headers) = cause.and_then(|m| m.headers.as_ref()) {
+                for name in [REQUEST_ID, CLIENT_IP] {
+                    if let Some(value) = headers.get(name) {
+                        message = message.header(name, value.as_str());
+                    }
+                }
+            }
+            outgoing.push(message);
+        }
+        let stored = outgoing.len();
+        let seq = self.publish_until_stored(outgoing, "publish_facts").await;
+        self.facts_seq = self.facts_seq.max(seq);
+        self.shared
+            .metrics
+            .facts
+            .with_label_values(&[self.id.as_str()])
+            .inc_by(stored as u64);
+    }
+
+    async fn publish_commands(&self, commands: &[Envelope<Command>]) {
+        let outgoing: Vec<_> = commands
+            .iter()
+            .filter_map(|c| match Outgoing::command(c) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    error!(region = %self.id, command = %c.id, error = %e, "a hand-off cannot be encoded");
+                    None
+                }
+            })
+            .collect();
+        if !outgoing.is_empty() {
+            self.publish_until_stored(outgoing, "publish_hand_offs")
+                .await;
+        }
+    }
+
+    /// Publishes in order until every message is stored; the highest stream sequence.
+    async fn publish_until_stored(&self, mut outgoing: Vec<Outgoing>, what: &str) -> u64 {
+        let mut backoff = Duration::from_millis(50);
+        let mut highest = 0;
+        loop {
+            let results = publish_all(&self.shared.js, outgoing.clone()).await;
+            let first_failed = results.iter().position(Result::is_err);
+            for ack in results.iter().flatten() {
+                highest = highest.max(ack.sequence);
+            }
+            let Some(first) = first_failed else {
+                return highest;
+            };
+            if let Some(Err(e)) = results.get(first) {
+                self.bus_error(what, e);
+            }
+            // From the first failure on, in order again; those already stored are recognised
+            // by their ids and stored once.
+            outgoing.drain(..first);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn notify_outcomes(
+        &self,
+        out: &TickOutput,
+        commands: &[Envelope<Command>],
+        messages: &[jetstream::Message],
+    ) {
+        for (command_id, range) in &out.outcomes {
+            let Some(i) = commands.iter().position(|c| c.id == *command_id) else {
+                continue;
+            };
+            let Some(inbox) = messages[i]
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(OUTCOME_INBOX))
+                .map(|v| v.as_str().to_owned())
+            else {
+                continue;
+            };
+            let facts = out.facts[range.clone()]
+                .iter()
+                .filter_map(|f| f.encode().ok())
+                .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+                .collect();
+            let outcome = Outcome {
+                command_id: *command_id,
+                facts,
+            };
+            if let Ok(body) = serde_json::to_vec(&outcome)
+                && let Err(e) = self.shared.client.publish(inbox, body.into()).await
+            {
+                // Only a notification: the facts are stored, the client gets a 202.
+                self.bus_error("outcome", &e);
+            }
+        }
+    }
+
+    async fn dead_letter(&self, message: &jetstream::Message, why: &str) {
+        warn!(region = %self.id, subject = %message.subject, reason = why, "command dead-lettered");
+        let letter = match DeadLetter::from_delivery(message, why) {
+            Ok(l) => l,
+            Err(e) => {
+                error!(region = %self.id, error = %e, "cannot describe a dead letter");
+                return;
+            }
+        };
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match dead_letter(&self.shared.js, &letter).await {
+                Ok(_) => break,
+                Err(e) => {
+                    self.bus_error("dead_letter", &e);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        // Stored in DLQ: this delivery is over for good.
+        if let Err(e) = message.ack_with(AckKind::Term).await {
+            self.bus_error("ack", &e);
+        }
+    }
+
+    fn count(&self, out: &TickOutput, commands: &[Envelope<Command>], dead: usize) {
+        let m = &self.shared.metrics;
+        let region = self.id.as_str();
+        for (command_id, range) in &out.outcomes {
+            let Some(cmd) = commands.iter().find(|c| c.id == *command_id) else {
+                continue;
+            };
+            let kind = cmd.payload.kind().as_str();
+            let rejected = out.facts[range.clone()]
+                .iter()
+                .find_map(|f| match &f.payload {
+                    Fact::Rejected(r) => Some(r.reason),
+                    _ => None,
+                });
+            match rejected {
+                Some(reason) => {
+                    m.commands
+                        .with_label_values(&[region, kind, "rejected"])
+                        .inc();
+                    m.rejections
+                        .with_label_values(&[region, reason.as_str()])
+                        .inc();
+                }
+                None => m
+                    .commands
+                    .with_label_values(&[region, kind, "applied"])
+                    .inc(),
+            }
+        }
+        if !out.duplicates.is_empty() {
+            m.commands
+                .with_label_values(&[region, "any", "duplicate"])
+                .inc_by(out.duplicates.len() as u64);
+        }
+        if dead > 0 {
+            m.commands
+                .with_label_values(&[region, "any", "dead_lettered"])
+                .inc_by(dead as u64);
+        }
+        let (players, entities) = self.region.population();
+        m.players.with_label_values(&[region]).set(players as i64);
+        m.entities.with_label_values(&[region]).set(entities as i64);
+    }
+
+    /// Live positions for the broadcast bridge: `live.<region>`, core NATS, one message a tick
+    /// with everything that moved. Not stored: the log records arrivals, not every step.
+    async fn broadcast(&self, out: &TickOutput) {
+        if out.moved.is_empty() {
+            return;
+        }
+        #[derive(Serialize)]
+        struct Step {
+            id: schemas::EntityId,
+            x: f64,
+            y: f64,
+        }
+        let steps: Vec<Step> = out
+            .moved
+            .iter()
+            .map(|(id, p)| Step {
+                id: *id,
+                x: p.x,
+                y: p.y,
+            })
+            .collect();
+        if let Ok(body) = serde_json::to_vec(&steps)
+            && let Err(e) = self
+                .shared
+                .client
+                .publish(format!("live.{}", self.id), body.into())
+                .await
+        {
+            self.bus_error("live", &e);
+        }
+    }
+
+    async fn report_lag(&self) {
+        for (priority, consumer) in &self.consumers {
+            let mut consumer = consumer.clone();
+            if let Ok(info) = consumer.info().await {
+                self.shared
+                    .metrics
+                    .lag
+                    .with_label_values(&[self.id.as_str(), priority.as_str()])
+                    .set(i64::try_from(info.num_pending).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    fn publish_load(&mut self) {
+        let (players, entities) = self.region.population();
+        let slowest = self.slowest;
+        let mut load = self.load.lock().unwrap_or_else(|e| e.into_inner());
+        load.players = players;
+        load.entities = entities;
+        load.slowest_tick_ms = load.slowest_tick_ms.max(slowest);
+        self.slowest = 0.0;
+    }
+
+    async fn snapshot(&mut self) {
+        let now = Utc::now().timestamp_millis();
+        let snapshot = self.region.snapshot(self.facts_seq, now);
+        self.last_snapshot = Instant::now();
+        let region = self.id.as_str();
+        let result = match serde_json::to_vec(&snapshot) {
+            Ok(bytes) => self
+                .shared
+                .snapshots
+                .put(region, bytes.into())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(_) => {
+                self.shared
+                    .metrics
+                    .snapshots
+                    .with_label_values(&[region, "ok"])
+                    .inc();
+            }
+            Err(e) => {
+                // The previous snapshot and the log still recover the region, only slower.
+                warn!(region, error = %e, "snapshot not stored");
+                self.shared
+                    .metrics
+                    .snapshots
+                    .with_label_values(&[region, "failed"])
+                    .inc();
+            }
+        }
+    }
+
+    fn answer(&self, question: Inspect) {
+        match question {
+            Inspect::State(reply) => {
+                let _ = reply.send(RegionState {
+                    region: self.id.clone(),
+                    entities: self.region.entities().into_values().collect(),
+                    items: self
+                        .region
+                        .items()
+                        .into_iter()
+                        .map(|(id, (kind, position))| Item { id, kind, position })
+                        .collect(),
+                    facts_seq: self.facts_seq,
+                });
+            }
+        }
+    }
+
+    fn bus_error(&self, operation: &str, error: &dyn std::fmt::Display) {
+        warn!(region = %self.id, operation, error = %error, "bus error; retrying");
+        self.shared
+            .metrics
+            .bus_errors
+            .with_label_values(&[self.id.as_str(), operation])
+            .inc();
+    }
+}

@@ -1,0 +1,750 @@
+//! The simulator on a real `nats-server`, as separate processes that the tests kill: priority
+//! order, first-wins conflicts, redeliveries, poison commands, a process killed mid-tick and
+//! replaced, a hand-off whose source dies half-way, lease takeover and rebalancing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, Context};
+use futures::StreamExt;
+use nats_topology::publish::{Outgoing, publish};
+use nats_topology::topology::{DLQ, FACTS, REGION_LEASES, Settings as TopologySettings, Topology};
+use schemas::command::{Attack, Chat, Move, Pickup, Spawn};
+use schemas::{
+    Actor, Command, EntityId, Envelope, EventId, Fact, FactSubject, PlayerId, RegionId, Scope,
+};
+use serde_json::Value;
+use test_servers::Server;
+
+const REGIONS: &str = r#"
+[[region]]
+id = "west"
+bounds = { min = { x = 0.0, y = 0.0 }, max = { x = 100.0, y = 100.0 } }
+cell_size = 10.0
+capacity = 50
+neighbours = ["east"]
+
+[[region]]
+id = "east"
+bounds = { min = { x = 100.0, y = 0.0 }, max = { x = 200.0, y = 100.0 } }
+cell_size = 10.0
+capacity = 50
+neighbours = ["west"]
+"#;
+
+/// No NPCs (their wandering is live state, which would make states differ by design); one item
+/// that everyone can reach.
+const BALANCE: &str = r#"
+player_speed = 40.0
+player_base_hp = 100
+player_hp_per_level = 10
+respawn_secs = 1.0
+xp_per_level = 100
+pickup_range = 500.0
+inventory_slots = 10
+
+[attack]
+range = 3.0
+cooldown_ms = 500
+damage_min = 5
+damage_max = 9
+
+[[item]]
+kind = "potion"
+per_region = 1
+respawn_secs = 3600.0
+"#;
+
+const SIM: &str = r#"
+addr = "127.0.0.1:0"
+tick_hz = 20
+tick_budget = 256
+low_priority_share = 0.1
+snapshot_secs = 1
+hysteresis = 2.0
+applied_memory = 10000
+max_regions = 0
+
+[leases]
+renew_ms = 300
+
+[commands]
+ack_wait_secs = 2
+max_deliver = 3
+
+[balancing]
+every_secs = 1
+overloaded_tick_ms = 1000.0
+"#;
+
+struct Bus {
+    nats: Server,
+    js: Context,
+    config: tempfile::TempDir,
+}
+
+impl Bus {
+    async fn start() -> Self {
+        let nats = Server::start().expect("nats-server");
+        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let js = nats_topology::publish::context(client);
+        let settings = TopologySettings {
+            lease_ttl: Duration::from_secs(3),
+            ..TopologySettings::local()
+        };
+        nats_topology::ensure(&js, &Topology::new(&settings))
+            .await
+            .expect("topology");
+        let config = tempfile::tempdir().expect("tempdir");
+        for (name, text) in [
+            ("regions.toml", REGIONS),
+            ("balance.toml", BALANCE),
+            ("sim.toml", SIM),
+        ] {
+            std::fs::write(config.path().join(name), text).expect("write config");
+        }
+        Self { nats, js, config }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.config.path().join(name)
+    }
+
+    /// Starts a simulator process named `node`, with extra environment.
+    async fn sim(&self, node: &str, env: &[(&str, &str)]) -> Sim {
+        let port = test_servers::free_port().expect("port");
+        let log = self.config.path().join(format!("{node}-{port}.log"));
+        let mut process = Process::new(env!("CARGO_BIN_EXE_region-sim"));
+        process
+            .env("SIM_NODE_ID", node)
+            .env("SIM_ADDR", format!("127.0.0.1:{port}"))
+            .env("NATS_URL", self.nats.url())
+            .env("SIM_CONFIG", self.path("sim.toml"))
+            .env("REGIONS_CONFIG", self.path("regions.toml"))
+            .env("BALANCE_CONFIG", self.path("balance.toml"))
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&log).expect("log file"))
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            process.env(k, v);
+        }
+        let child = process.spawn().expect("region-sim binary");
+        let sim = Sim {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            http: reqwest::Client::new(),
+        };
+        eventually("the simulator answers", || async {
+            sim.http
+                .get(format!("{}/healthz", sim.base))
+                .send()
+                .await
+                .is_ok()
+        })
+        .await;
+        sim
+    }
+
+    async fn send(&self, region: &str, player: PlayerId, payload: Command) -> Envelope<Command> {
+        let env = Envelope::new(
+            Actor::Player { id: player },
+            Some(region_id(region)),
+            payload,
+        );
+        publish(&self.js, Outgoing::command(&env).expect("encode"))
+            .await
+            .expect("stored");
+        env
+    }
+
+    /// Every fact of `region`, in stream order.
+    async fn facts(&self, region: &str) -> Vec<Envelope<Fact>> {
+        stream_of(
+            &self.js,
+            FACTS,
+            &FactSubject::filter(&Scope::Region(region_id(region))),
+        )
+        .await
+        .into_iter()
+        .map(|m| Envelope::<Fact>::decode(&m.payload).expect("a fact"))
+        .collect()
+    }
+
+    /// The facts answering `command`.
+    async fn outcome(&self, region: &str, command: EventId) -> Vec<Fact> {
+        self.facts(region)
+            .await
+            .into_iter()
+            .filter(|f| f.causation_id == Some(command))
+            .map(|f| f.payload)
+            .collect()
+    }
+
+    async fn wait_outcome(&self, region: &str, command: EventId) -> Vec<Fact> {
+        until("the command's outcome is stored", || async {
+            let found = self.outcome(region, command).await;
+            (!found.is_empty()).then_some(found)
+        })
+        .await
+    }
+
+    async fn owner(&self, region: &str) -> Option<String> {
+        let kv = self.js.get_key_value(REGION_LEASES).await.expect("bucket");
+        let bytes = kv.get(region).await.expect("get")?;
+        let lease: Value = serde_json::from_slice(&bytes).expect("lease json");
+        lease["node"].as_str().map(str::to_owned)
+    }
+}
+
+async fn stream_of(js: &Context, stream: &str, filter: &str) -> Vec<jetstream::Message> {
+    let stream = js.get_stream(stream).await.expect("stream");
+    let mut consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: filter.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let pending = consumer.info().await.expect("info").num_pending;
+    let mut out = Vec::new();
+    if pending == 0 {
+        return out;
+    }
+    let mut messages = consumer.messages().await.expect("messages");
+    while let Some(m) = messages.next().await {
+        let m = m.expect("message");
+        let left = m.info().expect("info").pending;
+        out.push(m);
+        if left == 0 {
+            break;
+        }
+    }
+    out
+}
+
+struct Sim {
+    child: Child,
+    base: String,
+    log: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Sim {
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the process in good order (SIGTERM) and waits for it.
+    fn terminate(&mut self) {
+        let _ = Process::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    async fn regions(&self) -> Vec<String> {
+        let Ok(response) = self.http.get(format!("{}/regions", self.base)).send().await else {
+            return Vec::new();
+        };
+        let body: Value = response.json().await.unwrap_or_default();
+        body["regions"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The entities of `region` as this process holds them, by id.
+    async fn entities(&self, region: &str) -> Option<BTreeMap<String, Value>> {
+        let response = self
+            .http
+            .get(format!("{}/regions/{region}", self.base))
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let body: Value = response.json().await.ok()?;
+        Some(
+            body["entities"]
+                .as_array()?
+                .iter()
+                .map(|e| (e["id"].as_str().unwrap_or_default().to_owned(), e.clone()))
+                .collect(),
+        )
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn region_id(id: &str) -> RegionId {
+    id.parse().expect("region id")
+}
+
+/// Waits (30 s at most) until `check` gives a value.
+async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some(value) = check().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// Waits (30 s at most) until `check` holds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    until(what, || {
+        let fut = check();
+        async move { fut.await.then_some(()) }
+    })
+    .await
+}
+
+/// Waits (30 s at most) until the process has exited.
+async fn exited(sim: &mut Sim, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sim.exited() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The state the log gives for `region`: every avatar's recorded state, folded from its facts.
+async fn folded(bus: &Bus, region: &str) -> BTreeMap<String, Value> {
+    let mut states: BTreeMap<EntityId, schemas::EntityState> = BTreeMap::new();
+    for env in bus.facts(region).await {
+        if let Some(state) = schemas::EntityState::created_by(&env.payload) {
+            states.insert(state.id, state);
+            continue;
+        }
+        let mut gone = Vec::new();
+        for (id, state) in states.iter_mut() {
+            if state.apply(&env.payload) == schemas::fold::Applied::Removed {
+                gone.push(*id);
+            }
+        }
+        for id in gone {
+            states.remove(&id);
+        }
+    }
+    states
+        .into_iter()
+        .map(|(id, s)| (id.to_string(), serde_json::to_value(s).expect("json")))
+        .collect()
+}
+
+fn spawn() -> Command {
+    Command::Spawn(Spawn { region: None })
+}
+
+fn chat(text: &str) -> Command {
+    Command::Chat(Chat {
+        text: text.into(),
+        channel: None,
+    })
+}
+
+fn kind(f: &Fact) -> &'static str {
+    f.kind().as_str()
+}
+
+#[tokio::test]
+async fn a_tick_applies_high_priority_first_then_normal_then_low() {
+    let bus = Bus::start().await;
+    let a = PlayerId::new();
+    // Stored before any simulator runs, in the reverse of their priority order: the first
+    // tick takes them together.
+    let said = bus.send("west", a, chat("first in the stream")).await;
+    let spawned = bus.send("west", a, spawn()).await;
+    let attack = bus
+        .send(
+            "west",
+            a,
+            Command::Attack(Attack {
+                target: EntityId::new(),
+            }),
+        )
+        .await;
+    let _sim = bus.sim("sim-a", &[]).await;
+    bus.wait_outcome("west", said.id).await;
+    let order: Vec<EventId> = bus
+        .facts("west")
+        .await
+        .into_iter()
+        .filter_map(|f| f.causation_id)
+        .filter(|c| [said.id, spawned.id, attack.id].contains(c))
+        .collect();
+    assert_eq!(order, vec![attack.id, spawned.id, said.id]);
+    let attacked = bus.outcome("west", attack.id).await;
+    assert!(
+        matches!(&attacked[..], [Fact::Rejected(r)] if r.reason == schemas::RejectReason::NotSpawned),
+        "{attacked:?}"
+    );
+}
+
+#[tokio::test]
+async fn of_two_pickups_of_one_item_the_first_in_the_stream_wins() {
+    let bus = Bus::start().await;
+    let sim = bus.sim("sim-a", &[]).await;
+    let (a, b) = (PlayerId::new(), PlayerId::new());
+    let sa = bus.send("west", a, spawn()).await;
+    let sb = bus.send("west", b, spawn()).await;
+    bus.wait_outcome("west", sa.id).await;
+    bus.wait_outcome("west", sb.id).await;
+    let item = bus
+        .facts("west")
+        .await
+        .into_iter()
+        .find_map(|f| match f.payload {
+            Fact::ItemSpawned(i) => Some(i.item),
+            _ => None,
+        })
+        .expect("the region seeded its item");
+    let first = bus.send("west", b, Command::Pickup(Pickup { item })).await;
+    let second = bus.send("west", a, Command::Pickup(Pickup { item })).await;
+    let won = bus.wait_outcome("west", first.id).await;
+    let lost = bus.wait_outcome("west", second.id).await;
+    assert!(
+        matches!(&won[..], [Fact::ItemPicked(p)] if p.entity == b.into()),
+        "{won:?}"
+    );
+    assert!(
+        matches!(&lost[..], [Fact::Rejected(r)] if r.reason == schemas::RejectReason::ItemGone),
+        "{lost:?}"
+    );
+    let entities = sim.entities("west").await.expect("state");
+    assert_eq!(
+        entities[&b.to_string()]["inventory"][0]["item"],
+        item.to_string()
+    );
+    assert_eq!(entities[&a.to_string()]["inventory"], Value::Array(vec![]));
+}
+
+#[tokio::test]
+async fn a_command_delivered_twice_is_applied_once() {
+    let bus = Bus::start().await;
+    let _sim = bus.sim("sim-a", &[]).await;
+    let a = PlayerId::new();
+    bus.wait_outcome("west", bus.send("west", a, spawn()).await.id)
+        .await;
+    // The same command stored twice (as a redelivery would bring it back): the bus's own
+    // de-duplication is bypassed by giving the copy another message id.
+    let said = Envelope::new(
+        Actor::Player { id: a },
+        Some(region_id("west")),
+        chat("once"),
+    );
+    let body = said.encode().expect("encode");
+    let subject = said.subject().expect("subject").to_string();
+    for copy in 0..2 {
+        publish(
+            &bus.js,
+            Outgoing::new(subject.clone(), format!("copy-{copy}"), body.clone()),
+        )
+        .await
+        .expect("stored");
+    }
+    let marker = bus.send("west", a, chat("after")).await;
+    bus.wait_outcome("west", marker.id).await;
+    let facts = bus.outcome("west", said.id).await;
+    assert_eq!(facts.len(), 1, "{facts:?}");
+}
+
+#[tokio::test]
+async fn a_poison_command_goes_to_the_dead_letters_and_the_region_keeps_ticking() {
+    let bus = Bus::start().await;
+    let _sim = bus.sim("sim-a", &[]).await;
+    publish(
+        &bus.js,
+        Outgoing::new("cmd.normal.west.move", "poison-1", &b"{not a command"[..]),
+    )
+    .await
+    .expect("stored");
+    let a = PlayerId::new();
+    let spawned = bus.send("west", a, spawn()).await;
+    assert!(matches!(
+        bus.wait_outcome("west", spawned.id).await[..],
+        [Fact::Spawned(_)]
+    ));
+    let letters = until("the poison command is in the DLQ", || async {
+        let letters = stream_of(&bus.js, DLQ, "dlq.>").await;
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await;
+    let headers = letters[0].headers.clone().expect("headers");
+    assert_eq!(
+        headers.get("Dlq-Origin-Subject").map(|v| v.as_str()),
+        Some("cmd.normal.west.move")
+    );
+    let reason = headers
+        .get("Dlq-Reason")
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    assert!(reason.contains("does not decode"), "{reason}");
+    assert_eq!(&letters[0].payload[..], b"{not a command");
+}
+
+#[tokio::test]
+async fn a_process_killed_after_storing_facts_is_replaced_with_no_effect_lost_or_doubled() {
+    let bus = Bus::start().await;
+    let mut doomed = bus
+        .sim("sim-a", &[("SIM_FAILPOINT", "abort-after-facts")])
+        .await;
+    let players: Vec<PlayerId> = (0..3).map(|_| PlayerId::new()).collect();
+    let mut sent = Vec::new();
+    for p in &players {
+        sent.push(bus.send("west", *p, spawn()).await);
+    }
+    exited(&mut doomed, "the first process dies at its failpoint").await;
+    assert!(doomed.log().contains("failpoint"), "log: {}", doomed.log());
+    for (i, p) in players.iter().enumerate() {
+        sent.push(bus.send("west", *p, chat(&format!("line {i}"))).await);
+        sent.push(
+            bus.send(
+                "west",
+                *p,
+                Command::Move(Move {
+                    x: 10.0 + i as f64,
+                    y: 10.0,
+                }),
+            )
+            .await,
+        );
+    }
+    // Its lease expires; the next process takes the region over, restores it, and is given the
+    // commands the first never acknowledged.
+    let heir = bus.sim("sim-b", &[]).await;
+    eventually("the heir owns the region", || async {
+        bus.owner("west").await.as_deref() == Some("sim-b")
+    })
+    .await;
+    for cmd in &sent {
+        bus.wait_outcome("west", cmd.id).await;
+    }
+    // Redeliveries have come and gone (ack wait 2 s): nothing applied twice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let facts = bus.facts("west").await;
+    for cmd in &sent {
+        let n = facts
+            .iter()
+            .filter(|f| f.causation_id == Some(cmd.id))
+            .count();
+        assert_eq!(n, 1, "command {:?} has {n} facts", cmd.payload.kind());
+    }
+    let live = until("the heir's state settles", || async {
+        let live = heir.entities("west").await.unwrap_or_default();
+        (live.values().all(|e| e.get("destination").is_none()) && live.len() == players.len())
+            .then_some(live)
+    })
+    .await;
+    assert_eq!(live, folded(&bus, "west").await);
+}
+
+#[tokio::test]
+async fn a_process_killed_at_any_moment_is_replaced_by_one_with_the_same_state() {
+    let bus = Bus::start().await;
+    let mut first = bus.sim("sim-a", &[]).await;
+    let players: Vec<PlayerId> = (0..4).map(|_| PlayerId::new()).collect();
+    let mut sent = Vec::new();
+    for p in &players {
+        sent.push(bus.send("west", *p, spawn()).await);
+    }
+    for round in 0..30 {
+        for (i, p) in players.iter().enumerate() {
+            let x = 5.0 + ((round * 7 + i * 13) % 90) as f64;
+            sent.push(
+                bus.send("west", *p, Command::Move(Move { x, y: 50.0 }))
+                    .await,
+            );
+        }
+        if round == 15 {
+            first.kill();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let heir = bus.sim("sim-b", &[]).await;
+    for cmd in &sent {
+        bus.wait_outcome("west", cmd.id).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let facts = bus.facts("west").await;
+    for cmd in &sent {
+        let n = facts
+            .iter()
+            .filter(|f| f.causation_id == Some(cmd.id))
+            .count();
+        assert_eq!(n, 1, "a command has {n} facts");
+    }
+    let live = until("every avatar has arrived", || async {
+        let live = heir.entities("west").await.unwrap_or_default();
+        (live.len() == players.len() && live.values().all(|e| e.get("destination").is_none()))
+            .then_some(live)
+    })
+    .await;
+    assert_eq!(live, folded(&bus, "west").await);
+}
+
+#[tokio::test]
+async fn a_hand_off_completes_when_its_source_dies_half_way() {
+    let bus = Bus::start().await;
+    let mut west = bus
+        .sim(
+            "sim-west",
+            &[
+                ("SIM_REGIONS", "west"),
+                ("SIM_FAILPOINT", "abort-after-hand-off-fact"),
+            ],
+        )
+        .await;
+    let east = bus.sim("sim-east", &[("SIM_REGIONS", "east")]).await;
+    let a = PlayerId::new();
+    bus.wait_outcome("west", bus.send("west", a, spawn()).await.id)
+        .await;
+    bus.send("west", a, Command::Move(Move { x: 150.0, y: 50.0 }))
+        .await;
+    // West stores the hand-off's first half and dies before telling east.
+    exited(&mut west, "the west process dies at its failpoint").await;
+    let out = bus.facts("west").await;
+    assert_eq!(
+        out.iter()
+            .filter(|f| kind(&f.payload) == "handed_off_out")
+            .count(),
+        1
+    );
+    assert!(east.entities("east").await.unwrap_or_default().is_empty());
+    // Its heir finds the hand-off in the log and finishes it.
+    let heir = bus.sim("sim-west-2", &[("SIM_REGIONS", "west")]).await;
+    let me = a.to_string();
+    eventually("the avatar arrives in the east", || async {
+        east.entities("east")
+            .await
+            .is_some_and(|e| e.get(&me).is_some_and(|s| s["position"]["x"] == 150.0))
+    })
+    .await;
+    eventually("the heir runs the west", || async {
+        heir.entities("west").await.is_some()
+    })
+    .await;
+    assert!(
+        !heir
+            .entities("west")
+            .await
+            .unwrap_or_default()
+            .contains_key(&me)
+    );
+    let arrived = bus.facts("east").await;
+    assert_eq!(
+        arrived
+            .iter()
+            .filter(|f| kind(&f.payload) == "handed_off_in")
+            .count(),
+        1
+    );
+    // Once only, also after every redelivery window has passed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let arrived = bus.facts("east").await;
+    assert_eq!(
+        arrived
+            .iter()
+            .filter(|f| kind(&f.payload) == "handed_off_in")
+            .count(),
+        1
+    );
+    assert_eq!(
+        bus.facts("west")
+            .await
+            .iter()
+            .filter(|f| kind(&f.payload) == "handed_off_out")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_dead_owners_regions_are_taken_over_and_a_newcomer_gets_its_share() {
+    let bus = Bus::start().await;
+    let mut first = bus.sim("sim-a", &[]).await;
+    eventually("the only process runs both regions", || async {
+        first.regions().await.len() == 2
+    })
+    .await;
+    let second = bus.sim("sim-b", &[]).await;
+    // Two against none: the first gives one away and the newcomer takes it.
+    eventually("the regions are shared", || async {
+        first.regions().await.len() == 1 && second.regions().await.len() == 1
+    })
+    .await;
+    let moved = second.regions().await.remove(0);
+    assert_eq!(bus.owner(&moved).await.as_deref(), Some("sim-b"));
+    let a = PlayerId::new();
+    let spawned = bus.send(&moved, a, spawn()).await;
+    assert!(matches!(
+        bus.wait_outcome(&moved, spawned.id).await[..],
+        [Fact::Spawned(_)]
+    ));
+    // The first dies; its lease expires and the survivor takes its region over.
+    let kept = first.regions().await.remove(0);
+    first.kill();
+    eventually("the survivor runs both regions", || async {
+        second.regions().await.len() == 2
+    })
+    .await;
+    assert_eq!(bus.owner(&kept).await.as_deref(), Some("sim-b"));
+    let b = PlayerId::new();
+    let spawned = bus.send(&kept, b, spawn()).await;
+    assert!(matches!(
+        bus.wait_outcome(&kept, spawned.id).await[..],
+        [Fact::Spawned(_)]
+    ));
+}
+
+#[tokio::test]
+async fn a_process_stopped_in_good_order_lets_its_regions_go_at_once() {
+    let bus = Bus::start().await;
+    let mut first = bus.sim("sim-a", &[("SIM_REGIONS", "west")]).await;
+    eventually("it runs the west", || async {
+        bus.owner("west").await.is_some()
+    })
+    .await;
+    first.terminate();
+    assert_eq!(
+        bus.owner("west").await,
+        None,
+        "the lease was released, not left to expire"
+    );
+    let second = bus.sim("sim-b", &[("SIM_REGIONS", "west")]).await;
+    eventually("the next process runs the west", || async {
+        second.regions().await == vec!["west".to_owned()]
+    })
+    .await;
+}
