@@ -1,0 +1,76 @@
+//! The projector: `FACTS` into the MongoDB read models (`players`, `world`) and the audit trail
+//! (with `COMMANDS`), Redis pub/sub for the live stream and the caches the gateway reads, and
+//! rebuilds of the read models from the first fact without downtime.
+//!
+//! - [`models`]: the documents and how facts change them (pure).
+//! - [`projection`]: a batch of facts as one bulk write.
+//! - [`live`]: the consumers, the dead letters and the Redis bridge.
+//! - [`audit`]: the audit trail's documents and indexes.
+//! - [`settings`], [`metrics`]: configuration and Prometheus metrics.
+
+pub mod audit;
+pub mod live;
+pub mod metrics;
+pub mod models;
+pub mod projection;
+pub mod settings;
+
+use std::sync::Arc;
+
+use metrics::Metrics;
+use settings::Settings;
+
+/// What every part of a projector process shares.
+pub struct Context {
+    /// The settings.
+    pub settings: Settings,
+    /// The NATS connection.
+    pub nats: async_nats::Client,
+    /// JetStream on it.
+    pub js: async_nats::jetstream::Context,
+    /// The MongoDB client.
+    pub mongo: mongodb::Client,
+    /// The read models' database.
+    pub db: mongodb::Database,
+    /// Redis, when it could be reached at start.
+    pub redis: Option<redis::aio::ConnectionManager>,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// Held by the live projection while it writes a batch; a rebuild takes it to switch over.
+    pub live_lock: tokio::sync::Mutex<()>,
+}
+
+/// Why a projector could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// NATS cannot be reached.
+    #[error("NATS: {0}")]
+    Nats(String),
+    /// MongoDB cannot be reached.
+    #[error("MongoDB: {0}")]
+    Mongo(String),
+}
+
+impl Context {
+    /// Connects to NATS, MongoDB and Redis.
+    pub async fn connect(settings: Settings) -> Result<Arc<Self>, StartError> {
+        let (nats, js) = nats_topology::publish::connect(&settings.nats_url, "projector")
+            .await
+            .map_err(|e| StartError::Nats(e.to_string()))?;
+        let mongo = mongodb::Client::with_uri_str(&settings.mongodb_uri)
+            .await
+            .map_err(|e| StartError::Mongo(e.to_string()))?;
+        let db = mongo.database(&settings.mongodb_database);
+        let redis = live::redis(&settings.redis_url).await;
+        Ok(Arc::new(Self {
+            settings,
+            nats,
+            js,
+            mongo,
+            db,
+            redis,
+            metrics: Metrics::new(),
+            live_lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+}

@@ -1,0 +1,112 @@
+//! The projector binary.
+//!
+//! ```text
+//! projector            run the live projection (and take rebuild jobs) until Ctrl-C / SIGTERM
+//! ```
+//!
+//! Configuration from the environment over `config/projector.toml`; JSON logs.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::routing::get;
+use projector::settings::Settings;
+use projector::{Context, live};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("projector: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let addr = settings.addr;
+    let ctx = match Context::connect(settings).await {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("projector: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let names = projector::projection::Names::live();
+    if let Err(e) = live::ensure_indexes(&ctx.db, &names).await {
+        eprintln!("projector: cannot create indexes: {e}");
+        return ExitCode::FAILURE;
+    }
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("projector: cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let metrics = ctx.metrics.clone();
+    let router = axum::Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/metrics", get(move || async move { metrics.render() }));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    live::started(&names);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(run(
+            "facts",
+            live::project_facts(Arc::clone(&ctx), stopped.clone()),
+        )),
+        tokio::spawn(run(
+            "commands",
+            live::audit_commands(Arc::clone(&ctx), stopped.clone()),
+        )),
+        tokio::spawn(run(
+            "positions",
+            live::bridge_positions(Arc::clone(&ctx), stopped.clone()),
+        )),
+    ];
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    ExitCode::SUCCESS
+}
+
+async fn run(what: &str, task: impl Future<Output = Result<(), async_nats::Error>>) {
+    if let Err(e) = task.await {
+        tracing::error!(task = what, error = %e, "stopped");
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

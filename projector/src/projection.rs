@@ -1,0 +1,286 @@
+//! Applying a batch of facts to the read models (and the audit trail) in one bulk write.
+//!
+//! The documents a batch touches are read once, the batch's facts are folded into them in stream
+//! order (see [`crate::models`]), and each changed document is written once, guarded by its
+//! `seq` so that a write of an older state never lands over a newer one. The audit entries go in
+//! the same bulk write, unique on the event id. Duplicate-key answers mean "already there" and
+//! are not errors; any other failure of one write is reported with the facts behind it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::TryStreamExt;
+use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::options::{WriteConcern, WriteModel};
+use mongodb::{Client, Database, Namespace};
+use schemas::{EntityId, PlayerId};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::audit;
+use crate::models::{
+    EntityDoc, PlayerDoc, Stored, entities_of, fold_entity, fold_player, players_of,
+};
+
+/// The names of the collections a projection writes: the live ones, or a rebuild's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// Players.
+    pub players: String,
+    /// World entities.
+    pub world: String,
+    /// The audit trail, if this projection writes it (a rebuild does not).
+    pub audit: Option<String>,
+}
+
+impl Names {
+    /// The live collections: `players`, `world`, `audit`.
+    pub fn live() -> Self {
+        Self {
+            players: PLAYERS.into(),
+            world: WORLD.into(),
+            audit: Some(audit::AUDIT.into()),
+        }
+    }
+
+    /// The collections of a rebuild, beside the live ones.
+    pub fn rebuild(job: &str) -> Self {
+        Self {
+            players: format!("{PLAYERS}__rebuild_{job}"),
+            world: format!("{WORLD}__rebuild_{job}"),
+            audit: None,
+        }
+    }
+}
+
+/// The players read model.
+pub const PLAYERS: &str = "players";
+/// The world read model.
+pub const WORLD: &str = "world";
+
+/// What a batch changed, for the caches and the live stream.
+#[derive(Debug, Default)]
+pub struct Changed {
+    /// Players whose documents changed.
+    pub players: BTreeSet<PlayerId>,
+    /// Regions whose entities changed.
+    pub regions: BTreeSet<String>,
+    /// Whether any avatar came, went or changed region (the population may have changed).
+    pub population: bool,
+}
+
+/// Why a batch could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// MongoDB could not be reached or failed as a whole: retry the batch.
+    #[error("MongoDB: {0}")]
+    Unavailable(#[from] mongodb::error::Error),
+    /// Some writes were refused; these facts (by their index in the batch) are behind them.
+    #[error("{} writes refused: {reason}", facts.len())]
+    Refused {
+        /// The facts behind the refused writes.
+        facts: BTreeSet<usize>,
+        /// The first reason given.
+        reason: String,
+    },
+}
+
+/// A document written with ids as strings: through JSON, since BSON's own serializer would
+/// write the ids as binary UUIDs.
+pub fn to_document(value: &impl Serialize) -> Result<Document, mongodb::error::Error> {
+    let json = serde_json::to_value(value)
+        .map_err(|e| mongodb::error::Error::custom(format!("cannot encode a document: {e}")))?;
+    bson::to_document(&json).map_err(mongodb::error::Error::custom)
+}
+
+/// A stored document read back (through JSON, for the same reason).
+pub fn from_document<T: DeserializeOwned>(doc: Document) -> Result<T, mongodb::error::Error> {
+    serde_json::from_value(Bson::Document(doc).into_relaxed_extjson())
+        .map_err(|e| mongodb::error::Error::custom(format!("cannot read a document: {e}")))
+}
+
+async fn load<T: DeserializeOwned>(
+    db: &Database,
+    collection: &str,
+    ids: Vec<String>,
+) -> Result<Vec<T>, mongodb::error::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let docs: Vec<Document> = db
+        .collection::<Document>(collection)
+        .find(doc! {"_id": {"$in": ids}})
+        .await?
+        .try_collect()
+        .await?;
+    docs.into_iter().map(from_document).collect()
+}
+
+fn guarded(namespace: Namespace, id: String, seq: u64, document: Document) -> WriteModel {
+    let mut set = document;
+    set.remove("_id");
+    WriteModel::UpdateOne(
+        mongodb::options::UpdateOneModel::builder()
+            .namespace(namespace)
+            .filter(doc! {"_id": id, "$or": [{"seq": {"$lt": seq as i64}}, {"seq": {"$exists": false}}]})
+            .update(doc! {"$set": set})
+            .upsert(true)
+            .build(),
+    )
+}
+
+/// Folds `facts` (in stream order) into the read models named by `names` and writes them, with
+/// the audit entries, in one bulk write acknowledged by the journal.
+pub async fn apply(
+    client: &Client,
+    db: &Database,
+    names: &Names,
+    facts: &[Stored],
+) -> Result<Changed, WriteError> {
+    let mut player_ids = BTreeSet::new();
+    let mut entity_ids = BTreeSet::new();
+    for f in facts {
+        player_ids.extend(players_of(&f.env.payload));
+        entity_ids.extend(entities_of(&f.env.payload));
+    }
+    let mut players: BTreeMap<PlayerId, Option<PlayerDoc>> =
+        player_ids.iter().map(|p| (*p, None)).collect();
+    for d in load::<PlayerDoc>(
+        db,
+        &names.players,
+        player_ids.iter().map(ToString::to_string).collect(),
+    )
+    .await?
+    {
+        players.insert(d.id, Some(d));
+    }
+    let mut entities: BTreeMap<EntityId, Option<EntityDoc>> =
+        entity_ids.iter().map(|e| (*e, None)).collect();
+    for d in load::<EntityDoc>(
+        db,
+        &names.world,
+        entity_ids.iter().map(ToString::to_string).collect(),
+    )
+    .await?
+    {
+        entities.insert(d.id, Some(d));
+    }
+
+    let mut changed = Changed::default();
+    // Which facts each changed document carries, to name them if its write is refused.
+    let mut player_facts: BTreeMap<PlayerId, Vec<usize>> = BTreeMap::new();
+    let mut entity_facts: BTreeMap<EntityId, Vec<usize>> = BTreeMap::new();
+    for (i, f) in facts.iter().enumerate() {
+        for p in players_of(&f.env.payload) {
+            let doc = players.entry(p).or_insert(None);
+            let (online, region) = doc
+                .as_ref()
+                .map(|d| (d.online, d.region.clone()))
+                .unwrap_or((false, None));
+            if fold_player(doc, p, f) {
+                player_facts.entry(p).or_default().push(i);
+                changed.players.insert(p);
+                if doc.as_ref().map(|d| (d.online, d.region.clone())) != Some((online, region)) {
+                    changed.population = true;
+                }
+            }
+        }
+        for e in entities_of(&f.env.payload) {
+            let username = players
+                .get(&PlayerId::from_uuid(*e.as_uuid()))
+                .and_then(|d| d.as_ref())
+                .map(|d| d.username.clone());
+            let doc = entities.entry(e).or_insert(None);
+            let before = doc.as_ref().and_then(|d| d.region.clone());
+            if fold_entity(doc, e, f, username.as_deref()) {
+                entity_facts.entry(e).or_default().push(i);
+                if let Some(r) = before {
+                    changed.regions.insert(r.to_string());
+                }
+                if let Some(r) = doc.as_ref().and_then(|d| d.region.clone()) {
+                    changed.regions.insert(r.to_string());
+                }
+            }
+        }
+    }
+
+    let ns = |coll: &str| Namespace::new(db.name(), coll);
+    let mut models = Vec::new();
+    let mut behind: Vec<Vec<usize>> = Vec::new();
+    for (p, idx) in &player_facts {
+        if let Some(Some(d)) = players.get(p) {
+            models.push(guarded(
+                ns(&names.players),
+                p.to_string(),
+                d.seq,
+                to_document(d)?,
+            ));
+            behind.push(idx.clone());
+        }
+    }
+    for (e, idx) in &entity_facts {
+        if let Some(Some(d)) = entities.get(e) {
+            models.push(guarded(
+                ns(&names.world),
+                e.to_string(),
+                d.seq,
+                to_document(d)?,
+            ));
+            behind.push(idx.clone());
+        }
+    }
+    if let Some(audit) = &names.audit {
+        for (i, f) in facts.iter().enumerate() {
+            models.push(WriteModel::InsertOne(
+                mongodb::options::InsertOneModel::builder()
+                    .namespace(ns(audit))
+                    .document(audit::fact_entry(f)?)
+                    .build(),
+            ));
+            behind.push(vec![i]);
+        }
+    }
+    write(client, models, &behind).await?;
+    Ok(changed)
+}
+
+/// One unordered bulk write, journaled; duplicate keys are "already written".
+pub async fn write(
+    client: &Client,
+    models: Vec<WriteModel>,
+    behind: &[Vec<usize>],
+) -> Result<(), WriteError> {
+    if models.is_empty() {
+        return Ok(());
+    }
+    let result = client
+        .bulk_write(models)
+        .ordered(false)
+        .write_concern(WriteConcern::builder().journal(true).build())
+        .await;
+    let Err(e) = result else {
+        return Ok(());
+    };
+    let mongodb::error::ErrorKind::BulkWrite(bulk) = &*e.kind else {
+        return Err(WriteError::Unavailable(e));
+    };
+    if !bulk.write_concern_errors.is_empty() {
+        return Err(WriteError::Unavailable(e));
+    }
+    let refused: Vec<_> = bulk
+        .write_errors
+        .iter()
+        .filter(|(_, w)| w.code != 11000)
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let reason = refused
+        .first()
+        .map(|(_, w)| w.message.clone())
+        .unwrap_or_default();
+    let facts = refused
+        .iter()
+        .flat_map(|(i, _)| behind.get(**i).cloned().unwrap_or_default())
+        .collect();
+    Err(WriteError::Refused { facts, reason })
+}

@@ -1,0 +1,147 @@
+//! The projector's configuration: `config/projector.toml` (or `PROJECTOR_CONFIG`) with
+//! environment variables over it, checked at start-up; every error names the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything the projector needs to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where health and metrics are served (`PROJECTOR_ADDR`).
+    pub addr: SocketAddr,
+    /// NATS (`NATS_URL`).
+    pub nats_url: String,
+    /// MongoDB (`MONGODB_URI`).
+    pub mongodb_uri: String,
+    /// The database of the read models (`MONGODB_DATABASE`).
+    pub mongodb_database: String,
+    /// Redis (`REDIS_URL`).
+    pub redis_url: String,
+    /// Facts per batch.
+    pub batch_size: usize,
+    /// How long a pull waits for a full batch.
+    pub fetch_wait: Duration,
+    /// How long a delivered batch may go unacknowledged.
+    pub ack_wait: Duration,
+    /// Attempts at a refused write before its fact is dead-lettered.
+    pub max_write_attempts: u32,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {key}: {why}")]
+pub struct SettingsError {
+    /// The file key or environment variable.
+    pub key: String,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+fn bad(key: &str, why: impl Into<String>) -> SettingsError {
+    SettingsError {
+        key: key.to_owned(),
+        why: why.into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    addr: String,
+    mongodb_database: String,
+    batch_size: usize,
+    fetch_wait_ms: u64,
+    ack_wait_secs: u64,
+    max_write_attempts: u32,
+}
+
+impl Settings {
+    /// Reads the process environment and the file it names.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::load(|key| std::env::var(key).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads settings with `env` standing for the environment (tests pass a map).
+    pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/projector.toml");
+        let path = env("PROJECTOR_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or(default);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            bad(
+                "PROJECTOR_CONFIG",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let file: File =
+            toml::from_str(&text).map_err(|e| bad("PROJECTOR_CONFIG", e.to_string()))?;
+        let addr_text = env("PROJECTOR_ADDR").unwrap_or(file.addr);
+        let addr = addr_text
+            .parse()
+            .map_err(|_| bad("PROJECTOR_ADDR", format!("{addr_text:?} is not host:port")))?;
+        if file.batch_size == 0 || file.batch_size > 10_000 {
+            return Err(bad("batch_size", "must be from 1 to 10000"));
+        }
+        if file.ack_wait_secs == 0 {
+            return Err(bad("ack_wait_secs", "must be at least 1"));
+        }
+        if file.max_write_attempts == 0 {
+            return Err(bad("max_write_attempts", "must be at least 1"));
+        }
+        Ok(Self {
+            addr,
+            nats_url: env("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+            mongodb_uri: env("MONGODB_URI")
+                .unwrap_or_else(|| "mongodb://127.0.0.1:27017/?directConnection=true".into()),
+            mongodb_database: env("MONGODB_DATABASE").unwrap_or(file.mongodb_database),
+            redis_url: env("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+            batch_size: file.batch_size,
+            fetch_wait: Duration::from_millis(file.fetch_wait_ms.max(1)),
+            ack_wait: Duration::from_secs(file.ack_wait_secs),
+            max_write_attempts: file.max_write_attempts,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::load(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn the_shipped_file_is_enough_and_the_environment_wins() {
+        let s = with(&[]).expect("shipped config");
+        assert_eq!(s.batch_size, 256);
+        let s = with(&[
+            ("MONGODB_DATABASE", "other"),
+            ("PROJECTOR_ADDR", "127.0.0.1:1"),
+        ])
+        .expect("valid");
+        assert_eq!((s.mongodb_database.as_str(), s.addr.port()), ("other", 1));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (pairs, key) in [
+            (vec![("PROJECTOR_ADDR", "nowhere")], "PROJECTOR_ADDR"),
+            (
+                vec![("PROJECTOR_CONFIG", "/does/not/exist")],
+                "PROJECTOR_CONFIG",
+            ),
+        ] {
+            assert_eq!(with(&pairs).expect_err("invalid").key, key);
+        }
+    }
+}

@@ -1,0 +1,608 @@
+//! The projector against real NATS, MongoDB-compatible and Redis servers: read models, audit
+//! trail and broadcast from facts; redelivery; a process killed mid-batch; MongoDB stopped and
+//! restarted; a fact that does not decode.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::Context;
+use futures::{StreamExt, TryStreamExt};
+use mongodb::bson::{Document, doc};
+use nats_topology::publish::{Outgoing, publish, publish_all};
+use nats_topology::topology::{Settings as TopologySettings, Topology};
+use projector::models::{
+    EntityDoc, PlayerDoc, Stored, entities_of, fold_entity, fold_player, players_of,
+};
+use projector::projection::{self, Names, from_document};
+use schemas::fact::{AccountRegistered, Damaged, ItemSpawned, Moved, Spawned};
+use schemas::{
+    Actor, EntityId, EntityKind, EntityState, Envelope, Fact, PlayerId, Position, RegionId,
+};
+use test_servers::Server;
+
+struct Stack {
+    nats: Server,
+    mongo: Server,
+    redis: Server,
+    js: Context,
+    db: mongodb::Database,
+    mongo_client: mongodb::Client,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    async fn start() -> Self {
+        let nats = Server::start().expect("nats-server");
+        let mongo = Server::start_mongo().expect("secantusd");
+        let redis = Server::start_redis().expect("redis-server");
+        let client = async_nats::connect(nats.url()).await.expect("nats");
+        let js = nats_topology::publish::context(client);
+        nats_topology::ensure(&js, &Topology::new(&TopologySettings::local()))
+            .await
+            .expect("topology");
+        let mongo_client = mongodb::Client::with_uri_str(mongo.url())
+            .await
+            .expect("mongo");
+        let db = mongo_client.database("game");
+        Self {
+            nats,
+            mongo,
+            redis,
+            js,
+            db,
+            mongo_client,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn projector(&self) -> Projector {
+        self.projector_with(&self.mongo.url())
+    }
+
+    fn projector_with(&self, mongodb_uri: &str) -> Projector {
+        let port = test_servers::free_port().expect("port");
+        let log = self.dir.path().join(format!("projector-{port}.log"));
+        let child = Process::new(env!("CARGO_BIN_EXE_projector"))
+            .env("NATS_URL", self.nats.url())
+            .env("MONGODB_URI", mongodb_uri)
+            .env("REDIS_URL", self.redis.url())
+            .env("PROJECTOR_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&log).expect("log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("projector binary");
+        Projector { child, log }
+    }
+
+    async fn publish(&self, facts: &[Envelope<Fact>]) {
+        let out: Vec<_> = facts
+            .iter()
+            .map(|f| Outgoing::fact(f).expect("encode"))
+            .collect();
+        for r in publish_all(&self.js, out).await {
+            r.expect("stored");
+        }
+    }
+
+    async fn docs<T: serde::de::DeserializeOwned>(&self, collection: &str) -> Vec<T> {
+        let docs: Vec<Document> = self
+            .db
+            .collection::<Document>(collection)
+            .find(doc! {})
+            .await
+            .expect("find")
+            .try_collect()
+            .await
+            .expect("docs");
+        docs.into_iter()
+            .map(|d| from_document(d).expect("a read-model document"))
+            .collect()
+    }
+
+    async fn audit_count(&self) -> u64 {
+        self.db
+            .collection::<Document>("audit")
+            .count_documents(doc! {})
+            .await
+            .expect("count")
+    }
+
+    /// What folding every stored fact gives, computed here from the stream itself.
+    async fn expected(&self) -> (BTreeMap<PlayerId, PlayerDoc>, BTreeMap<EntityId, EntityDoc>) {
+        let stream = self.js.get_stream("FACTS").await.expect("stream");
+        let mut consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                filter_subject: "fact.>".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("consumer");
+        let pending = consumer.info().await.expect("info").num_pending;
+        let mut players: BTreeMap<PlayerId, Option<PlayerDoc>> = BTreeMap::new();
+        let mut entities: BTreeMap<EntityId, Option<EntityDoc>> = BTreeMap::new();
+        if pending > 0 {
+            let mut messages = consumer.messages().await.expect("messages");
+            while let Some(m) = messages.next().await {
+                let m = m.expect("message");
+                let info = m.info().expect("info");
+                let (seq, left) = (info.stream_sequence, info.pending);
+                if let Ok(env) = Envelope::<Fact>::decode(&m.payload) {
+                    let f = Stored {
+                        seq,
+                        env,
+                        client_ip: None,
+                        request_id: None,
+                    };
+                    for p in players_of(&f.env.payload) {
+                        fold_player(players.entry(p).or_insert(None), p, &f);
+                    }
+                    for e in entities_of(&f.env.payload) {
+                        let username = players
+                            .get(&PlayerId::from_uuid(*e.as_uuid()))
+                            .and_then(|d| d.as_ref())
+                            .map(|d| d.username.clone());
+                        fold_entity(
+                            entities.entry(e).or_insert(None),
+                            e,
+                            &f,
+                            username.as_deref(),
+                        );
+                    }
+                }
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+        (
+            players
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect(),
+            entities
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect(),
+        )
+    }
+
+    async fn projected(&self) -> (BTreeMap<PlayerId, PlayerDoc>, BTreeMap<EntityId, EntityDoc>) {
+        (
+            self.docs::<PlayerDoc>("players")
+                .await
+                .into_iter()
+                .map(|d| (d.id, d))
+                .collect(),
+            self.docs::<EntityDoc>("world")
+                .await
+                .into_iter()
+                .map(|d| (d.id, d))
+                .collect(),
+        )
+    }
+}
+
+struct Projector {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Projector {
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Projector {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn west() -> RegionId {
+    "west".parse().expect("region")
+}
+
+fn sim() -> Actor {
+    Actor::System {
+        service: "region-sim".into(),
+    }
+}
+
+fn fact(region: Option<RegionId>, payload: Fact) -> Envelope<Fact> {
+    Envelope::new(sim(), region, payload)
+}
+
+fn avatar(player: PlayerId, at: Position, hp: u32) -> EntityState {
+    EntityState {
+        id: player.into(),
+        kind: EntityKind::Player,
+        player: Some(player),
+        position: at,
+        destination: None,
+        hp,
+        max_hp: 100,
+        level: 1,
+        xp: 0,
+        inventory: vec![],
+        alive: true,
+    }
+}
+
+/// A little history: `n` players register, spawn, walk and are hurt; an item appears.
+fn history(n: usize) -> Vec<Envelope<Fact>> {
+    let mut out = vec![fact(
+        Some(west()),
+        Fact::ItemSpawned(ItemSpawned {
+            item: EntityId::new(),
+            item_kind: "potion".into(),
+            position: Position::new(3.0, 4.0),
+        }),
+    )];
+    for i in 0..n {
+        let p = PlayerId::new();
+        out.push(fact(
+            None,
+            Fact::AccountRegistered(AccountRegistered {
+                player: p,
+                username: format!("player{i}"),
+            }),
+        ));
+        out.push(fact(
+            Some(west()),
+            Fact::Spawned(Spawned {
+                state: avatar(p, Position::new(1.0, 1.0), 100),
+            }),
+        ));
+        for step in 0..5 {
+            out.push(fact(
+                Some(west()),
+                Fact::Moved(Moved {
+                    entity: p.into(),
+                    position: Position::new(2.0 + step as f64, 1.0),
+                    arrived: step == 4,
+                }),
+            ));
+            out.push(fact(
+                Some(west()),
+                Fact::Damaged(Damaged {
+                    attacker: EntityId::new(),
+                    target: p.into(),
+                    amount: 3,
+                    hp: 100 - 3 * (step + 1),
+                }),
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn facts_become_read_models_audit_entries_and_broadcasts() {
+    let stack = Stack::start().await;
+    let redis = redis::Client::open(stack.redis.url()).expect("redis");
+    let mut pubsub = redis.get_async_pubsub().await.expect("pubsub");
+    pubsub.subscribe("region:west").await.expect("subscribe");
+    let mut con = redis
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let p = PlayerId::new();
+    let _: () = redis::cmd("SET")
+        .arg(format!("player:{p}"))
+        .arg("stale")
+        .query_async(&mut con)
+        .await
+        .expect("set");
+    let _projector = stack.projector();
+    let facts = vec![
+        fact(
+            None,
+            Fact::AccountRegistered(AccountRegistered {
+                player: p,
+                username: "ada".into(),
+            }),
+        ),
+        fact(
+            Some(west()),
+            Fact::Spawned(Spawned {
+                state: avatar(p, Position::new(10.0, 20.0), 100),
+            }),
+        ),
+        fact(
+            Some(west()),
+            Fact::Damaged(Damaged {
+                attacker: EntityId::new(),
+                target: p.into(),
+                amount: 7,
+                hp: 93,
+            }),
+        ),
+    ];
+    stack.publish(&facts).await;
+    let player = until("the player is projected", || async {
+        stack
+            .docs::<PlayerDoc>("players")
+            .await
+            .into_iter()
+            .find(|d| d.id == p && d.hp == Some(93))
+    })
+    .await;
+    assert_eq!(player.username, "ada");
+    assert_eq!(player.region, Some(west()));
+    assert!(player.online);
+    assert_eq!(player.position, Some(Position::new(10.0, 20.0)));
+    // The gateway reads it as its own view type.
+    let raw = stack
+        .db
+        .collection::<Document>("players")
+        .find_one(doc! {"_id": p.to_string()})
+        .await
+        .expect("find")
+        .expect("doc");
+    let view: schemas::read_model::PlayerView = from_document(raw).expect("a PlayerView");
+    assert_eq!(view.hp, Some(93));
+    let entity = stack
+        .docs::<EntityDoc>("world")
+        .await
+        .into_iter()
+        .find(|d| d.id == EntityId::from(p))
+        .expect("world doc");
+    assert_eq!(
+        (entity.name.as_deref(), entity.kind.as_str(), entity.hp),
+        (Some("ada"), "player", Some(93))
+    );
+    let gateway_view: Vec<schemas::read_model::EntityView> = stack
+        .db
+        .collection::<Document>("world")
+        .find(doc! {"region": "west", "position.x": {"$gte": 0.0, "$lte": 50.0}})
+        .await
+        .expect("range query")
+        .try_collect::<Vec<Document>>()
+        .await
+        .expect("docs")
+        .into_iter()
+        .map(|d| from_document(d).expect("an EntityView"))
+        .collect();
+    assert_eq!(gateway_view.len(), 1);
+    until("every fact is audited", || async {
+        (stack.audit_count().await == 3).then_some(())
+    })
+    .await;
+    let audited = stack
+        .db
+        .collection::<Document>("audit")
+        .find_one(doc! {"_id": facts[2].id.to_string()})
+        .await
+        .expect("find")
+        .expect("audit entry");
+    assert_eq!(audited.get_str("kind"), Ok("damaged"));
+    assert_eq!(audited.get_str("stream"), Ok("FACTS"));
+    assert!(
+        audited.get_datetime("occurred_at").is_ok(),
+        "a date for time queries"
+    );
+    // Caches: the stale player view is gone, the region's version moved.
+    let cached: Option<String> = redis::cmd("GET")
+        .arg(format!("player:{p}"))
+        .query_async(&mut con)
+        .await
+        .expect("get");
+    assert_eq!(cached, None);
+    let version: Option<u64> = redis::cmd("GET")
+        .arg("world:version:west")
+        .query_async(&mut con)
+        .await
+        .expect("get");
+    assert!(version.unwrap_or(0) >= 1);
+    let population: BTreeMap<String, u32> = redis::cmd("HGETALL")
+        .arg("world:population")
+        .query_async(&mut con)
+        .await
+        .expect("hgetall");
+    assert_eq!(population.get("west"), Some(&1));
+    // Broadcast: the region's channel carried the facts.
+    let mut messages = pubsub.on_message();
+    let first = tokio::time::timeout(Duration::from_secs(10), messages.next())
+        .await
+        .expect("a broadcast")
+        .expect("message");
+    let body: String = first.get_payload().expect("text");
+    assert!(body.contains("\"spawned\""), "{body}");
+}
+
+#[tokio::test]
+async fn a_batch_applied_twice_or_out_of_date_changes_nothing() {
+    let stack = Stack::start().await;
+    let names = Names::live();
+    projector::live::ensure_indexes(&stack.db, &names)
+        .await
+        .expect("indexes");
+    let p = PlayerId::new();
+    let stored = |seq, payload| Stored {
+        seq,
+        env: fact(Some(west()), payload),
+        client_ip: None,
+        request_id: None,
+    };
+    let batch = vec![
+        Stored {
+            seq: 1,
+            env: fact(
+                None,
+                Fact::AccountRegistered(AccountRegistered {
+                    player: p,
+                    username: "bo".into(),
+                }),
+            ),
+            client_ip: None,
+            request_id: None,
+        },
+        stored(
+            2,
+            Fact::Spawned(Spawned {
+                state: avatar(p, Position::new(1.0, 1.0), 100),
+            }),
+        ),
+        stored(
+            3,
+            Fact::Damaged(Damaged {
+                attacker: EntityId::new(),
+                target: p.into(),
+                amount: 10,
+                hp: 90,
+            }),
+        ),
+        stored(
+            4,
+            Fact::Damaged(Damaged {
+                attacker: EntityId::new(),
+                target: p.into(),
+                amount: 10,
+                hp: 80,
+            }),
+        ),
+    ];
+    projection::apply(&stack.mongo_client, &stack.db, &names, &batch)
+        .await
+        .expect("first pass");
+    let once = stack.projected().await;
+    // The same batch again (a redelivery), and its first half alone (older than what is stored).
+    projection::apply(&stack.mongo_client, &stack.db, &names, &batch)
+        .await
+        .expect("second pass");
+    projection::apply(&stack.mongo_client, &stack.db, &names, &batch[..3])
+        .await
+        .expect("stale pass");
+    assert_eq!(stack.projected().await, once);
+    assert_eq!(once.0[&p].hp, Some(80));
+    assert_eq!(once.0[&p].seq, 4);
+    assert_eq!(stack.audit_count().await, 4);
+}
+
+#[tokio::test]
+async fn a_projector_killed_mid_batch_finishes_exactly_on_its_next_start() {
+    let stack = Stack::start().await;
+    let facts = history(60);
+    let total = facts.len() as u64;
+    let mut first = stack.projector();
+    stack.publish(&facts).await;
+    // Kill it as soon as it has written something, surely before all (it has 700 facts).
+    until("the first batch is written", || async {
+        (stack.audit_count().await > 0).then_some(())
+    })
+    .await;
+    first.kill();
+    let written = stack.audit_count().await;
+    let _second = stack.projector();
+    until("everything is projected", || async {
+        (stack.audit_count().await == total).then_some(())
+    })
+    .await;
+    let expected = stack.expected().await;
+    until("the read models equal the fold of the log", || async {
+        (stack.projected().await == expected).then_some(())
+    })
+    .await;
+    assert!(written <= total);
+    assert_eq!(stack.audit_count().await, total, "nothing audited twice");
+}
+
+#[tokio::test]
+async fn mongodb_stopped_and_restarted_loses_and_doubles_nothing() {
+    let mut stack = Stack::start().await;
+    // Give up on an unreachable server quickly, so the outage shows as failed writes retried.
+    let mut projector = stack.projector_with(&format!(
+        "{}&serverSelectionTimeoutMS=500",
+        stack.mongo.url()
+    ));
+    let facts = history(20);
+    stack.publish(&facts[..50]).await;
+    until("the first facts are projected", || async {
+        (stack.audit_count().await == 50).then_some(())
+    })
+    .await;
+    stack.mongo.stop();
+    stack.publish(&facts[50..]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack.mongo.restart().expect("restart secantusd");
+    until("the rest is projected", || async {
+        (stack.audit_count_retrying().await == facts.len() as u64).then_some(())
+    })
+    .await;
+    let expected = stack.expected().await;
+    until("the read models equal the fold of the log", || async {
+        (stack.projected().await == expected).then_some(())
+    })
+    .await;
+    let log = std::fs::read_to_string(&projector.log).unwrap_or_default();
+    assert!(
+        log.contains("MongoDB unavailable"),
+        "the outage was noticed: {log}"
+    );
+    assert!(
+        matches!(projector.child.try_wait(), Ok(None)),
+        "the projector kept running"
+    );
+}
+
+impl Stack {
+    async fn audit_count_retrying(&self) -> u64 {
+        self.db
+            .collection::<Document>("audit")
+            .count_documents(doc! {})
+            .await
+            .unwrap_or(0)
+    }
+}
+
+#[tokio::test]
+async fn a_fact_that_does_not_decode_goes_to_the_dead_letters_and_the_rest_is_projected() {
+    let stack = Stack::start().await;
+    let _projector = stack.projector();
+    publish(
+        &stack.js,
+        Outgoing::new("fact.west.moved", "bad-1", &b"not json"[..]),
+    )
+    .await
+    .expect("stored");
+    let facts = history(1);
+    stack.publish(&facts).await;
+    until("the good facts are projected", || async {
+        (stack.audit_count().await == facts.len() as u64).then_some(())
+    })
+    .await;
+    let dlq = stack.js.get_stream("DLQ").await.expect("dlq");
+    let messages = until("the bad fact is dead-lettered", || {
+        let mut dlq = dlq.clone();
+        async move {
+            let n = dlq.info().await.ok()?.state.messages;
+            (n > 0).then_some(n)
+        }
+    })
+    .await;
+    assert_eq!(messages, 1);
+    let letter = dlq
+        .get_last_raw_message_by_subject("dlq.facts.fact.west.moved")
+        .await
+        .expect("the dead letter");
+    assert_eq!(&letter.payload[..], b"not json");
+}
