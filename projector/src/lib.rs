@@ -6,13 +6,16 @@
 //! - [`projection`]: a batch of facts as one bulk write.
 //! - [`live`]: the consumers, the dead letters and the Redis bridge.
 //! - [`audit`]: the audit trail's documents and indexes.
+//! - [`rebuild`]: rebuilding the read models from the first fact, without downtime.
 //! - [`settings`], [`metrics`]: configuration and Prometheus metrics.
 
 pub mod audit;
+pub mod follow;
 pub mod live;
 pub mod metrics;
 pub mod models;
 pub mod projection;
+pub mod rebuild;
 pub mod settings;
 
 use std::sync::Arc;

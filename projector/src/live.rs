@@ -128,7 +128,10 @@ async fn next_batch(consumer: &PullConsumer, ctx: &Context) -> Vec<jetstream::Me
     while let Some(m) = batch.next().await {
         match m {
             Ok(m) => out.push(m),
-            Err(_) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "pull ended");
+                break;
+            }
         }
     }
     out
@@ -203,7 +206,19 @@ pub async fn project_batch(ctx: &Context, names: &Names, messages: Vec<jetstream
     let changed = loop {
         let facts: Vec<Stored> = batch.iter().map(|(s, _)| s.clone()).collect();
         let started = Instant::now();
-        match projection::apply(&ctx.mongo, &ctx.db, names, &facts).await {
+        // A server that accepted the connection and then never answers (one restarting, say)
+        // must not hold the batch for ever: give up on the attempt and try again.
+        let attempt = tokio::time::timeout(
+            ctx.settings.write_timeout,
+            projection::apply(&ctx.mongo, &ctx.db, names, &facts),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(WriteError::Unavailable(mongodb::error::Error::custom(
+                "the bulk write did not finish in time",
+            )))
+        });
+        match attempt {
             Ok(changed) => {
                 ctx.metrics
                     .write_seconds
@@ -253,6 +268,7 @@ pub async fn project_batch(ctx: &Context, names: &Names, messages: Vec<jetstream
             .with_label_values(&[f.env.payload.kind().as_str()])
             .inc();
     }
+    tracing::debug!(facts = facts.len(), "batch written");
     bridge(ctx, &facts, &changed).await;
     for (_, m) in &batch {
         if let Err(e) = m.ack().await {
@@ -294,7 +310,10 @@ async fn bridge(ctx: &Context, facts: &[&Stored], changed: &Changed) {
         pipe.incr(format!("world:version:{region}"), 1).ignore();
     }
     if changed.population {
-        match population(&ctx.db).await {
+        let counted = tokio::time::timeout(ctx.settings.write_timeout, population(&ctx.db))
+            .await
+            .unwrap_or_else(|_| Err(mongodb::error::Error::custom("timed out")));
+        match counted {
             Ok(counts) if !counts.is_empty() => {
                 pipe.del("world:population").ignore();
                 pipe.hset_multiple("world:population", &counts).ignore();
@@ -357,6 +376,11 @@ pub async fn audit_commands(
         let mut models = Vec::new();
         let mut behind = Vec::new();
         let mut written = Vec::new();
+        let last_seq = messages
+            .iter()
+            .filter_map(|m| m.info().ok().map(|i| i.stream_sequence))
+            .max()
+            .unwrap_or(0);
         for (i, m) in messages.iter().enumerate() {
             let entry = m.info().map_err(|e| e.to_string()).and_then(|info| {
                 let env = Envelope::<Command>::decode(&m.payload)
@@ -400,7 +424,21 @@ pub async fn audit_commands(
         }
         let mut backoff = Duration::from_millis(100);
         loop {
-            match projection::write(&ctx.mongo, models.clone(), &behind).await {
+            let attempt = tokio::time::timeout(
+                ctx.settings.write_timeout,
+                projection::write(&ctx.mongo, models.clone(), &behind),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(WriteError::Unavailable(mongodb::error::Error::custom(
+                    "the bulk write did not finish in time",
+                )))
+            });
+            let attempt = match attempt {
+                Ok(()) => projection::mark(&ctx.db, COMMANDS_CONSUMER, last_seq).await,
+                Err(e) => Err(e),
+            };
+            match attempt {
                 Ok(()) => break,
                 Err(e) => {
                     ctx.metrics.write_errors.inc();

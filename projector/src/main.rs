@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! projector            run the live projection (and take rebuild jobs) until Ctrl-C / SIGTERM
+//! projector rebuild    ask the running projector to rebuild the read models, and show its
+//!                      progress until it is done
 //! ```
 //!
 //! Configuration from the environment over `config/projector.toml`; JSON logs.
@@ -29,7 +31,24 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let rebuild = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("rebuild") => true,
+        Some(other) => {
+            eprintln!("projector: unknown command {other:?}; usage: projector [rebuild]");
+            return ExitCode::from(2);
+        }
+    };
     let addr = settings.addr;
+    if rebuild {
+        return match projector::follow::request_and_follow(&settings).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("projector rebuild: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let ctx = match Context::connect(settings).await {
         Ok(ctx) => ctx,
         Err(e) => {
@@ -73,6 +92,10 @@ async fn main() -> ExitCode {
         tokio::spawn(run(
             "positions",
             live::bridge_positions(Arc::clone(&ctx), stopped.clone()),
+        )),
+        tokio::spawn(run(
+            "rebuilds",
+            projector::rebuild::take_jobs(Arc::clone(&ctx), stopped.clone()),
         )),
     ];
     shutdown_signal().await;

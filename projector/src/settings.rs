@@ -28,6 +28,8 @@ pub struct Settings {
     pub ack_wait: Duration,
     /// Attempts at a refused write before its fact is dead-lettered.
     pub max_write_attempts: u32,
+    /// How long one bulk write may take before it is abandoned and tried again.
+    pub write_timeout: Duration,
 }
 
 /// A configuration that cannot be used.
@@ -56,6 +58,7 @@ struct File {
     fetch_wait_ms: u64,
     ack_wait_secs: u64,
     max_write_attempts: u32,
+    write_timeout_secs: u64,
 }
 
 impl Settings {
@@ -102,6 +105,7 @@ impl Settings {
             fetch_wait: Duration::from_millis(file.fetch_wait_ms.max(1)),
             ack_wait: Duration::from_secs(file.ack_wait_secs),
             max_write_attempts: file.max_write_attempts,
+            write_timeout: Duration::from_secs(file.write_timeout_secs.max(1)),
         })
     }
 }

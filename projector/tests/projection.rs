@@ -544,10 +544,22 @@ async fn mongodb_stopped_and_restarted_loses_and_doubles_nothing() {
     stack.publish(&facts[50..]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     stack.mongo.restart().expect("restart secantusd");
-    until("the rest is projected", || async {
-        (stack.audit_count_retrying().await == facts.len() as u64).then_some(())
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = stack.audit_count_retrying().await;
+        if n == facts.len() as u64 {
+            break;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(&projector.log).unwrap_or_default();
+            let tail: Vec<_> = log.lines().rev().take(5).collect();
+            panic!(
+                "{n} of {} facts audited after the restart; the projector says: {tail:#?}",
+                facts.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let expected = stack.expected().await;
     until("the read models equal the fold of the log", || async {
         (stack.projected().await == expected).then_some(())
@@ -605,4 +617,78 @@ async fn a_fact_that_does_not_decode_goes_to_the_dead_letters_and_the_rest_is_pr
         .await
         .expect("the dead letter");
     assert_eq!(&letter.payload[..], b"not json");
+}
+
+#[tokio::test]
+async fn a_rebuild_while_facts_keep_flowing_ends_equal_to_the_live_models() {
+    let stack = Stack::start().await;
+    let projector = stack.projector();
+    let facts = history(40);
+    let (early, late) = facts.split_at(200);
+    stack.publish(early).await;
+    until("the first facts are projected", || async {
+        (stack.audit_count().await == early.len() as u64).then_some(())
+    })
+    .await;
+    // Facts keep coming while the rebuild runs.
+    let js = stack.js.clone();
+    let late = late.to_vec();
+    let flowing = tokio::spawn(async move {
+        for chunk in late.chunks(20) {
+            let out: Vec<_> = chunk
+                .iter()
+                .map(|f| Outgoing::fact(f).expect("encode"))
+                .collect();
+            for r in publish_all(&js, out).await {
+                r.expect("stored");
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    });
+    // `projector rebuild` asks the running projector and follows it with a progress bar.
+    let follow = Process::new(env!("CARGO_BIN_EXE_projector"))
+        .arg("rebuild")
+        .env("NATS_URL", stack.nats.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("projector rebuild");
+    let output = tokio::task::spawn_blocking(move || follow.wait_with_output())
+        .await
+        .expect("join")
+        .expect("rebuild command");
+    let said = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(output.status.success(), "projector rebuild failed: {said}");
+    assert!(said.contains("switched over"), "{said}");
+    flowing.await.expect("publisher");
+    until("everything is projected", || async {
+        (stack.audit_count().await == facts.len() as u64).then_some(())
+    })
+    .await;
+    let expected = stack.expected().await;
+    until(
+        "the rebuilt read models equal the fold of the log",
+        || async { (stack.projected().await == expected).then_some(()) },
+    )
+    .await;
+    // The job recorded its progress, and the rebuild's own collections are gone.
+    let jobs = stack
+        .js
+        .get_key_value("rebuild_jobs")
+        .await
+        .expect("bucket");
+    let mut keys = jobs.keys().await.expect("keys");
+    let key = keys.next().await.expect("a job").expect("key");
+    let job: nats_topology::jobs::RebuildJob =
+        serde_json::from_slice(&jobs.get(&key).await.expect("get").expect("job"))
+            .expect("job json");
+    assert_eq!(job.state, nats_topology::jobs::JobState::Done);
+    assert!(
+        job.facts_total >= early.len() as u64 && job.facts_done == job.facts_total,
+        "{job:?}"
+    );
+    let names = stack.db.list_collection_names().await.expect("collections");
+    assert!(names.iter().all(|n| !n.contains("__rebuild_")), "{names:?}");
+    let log = std::fs::read_to_string(&projector.log).unwrap_or_default();
+    assert!(log.contains("read models switched over"), "{log}");
 }

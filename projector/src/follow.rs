@@ -1,0 +1,89 @@
+//! `projector rebuild`: records a pending rebuild job (as the gateway's admin route does) for the
+//! running projector to take, and shows its progress with a progress bar until it ends.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use indicatif::{ProgressBar, ProgressStyle};
+use nats_topology::jobs::{JobState, RebuildJob};
+use nats_topology::topology::REBUILD_JOBS;
+
+use crate::settings::Settings;
+
+/// Asks for a rebuild and follows it to its end; `Err` when it failed or cannot be followed.
+pub async fn request_and_follow(settings: &Settings) -> Result<(), String> {
+    let (_client, js) = nats_topology::publish::connect(&settings.nats_url, "projector-rebuild")
+        .await
+        .map_err(|e| format!("cannot connect to NATS: {e}"))?;
+    let jobs = js
+        .get_key_value(REBUILD_JOBS)
+        .await
+        .map_err(|e| format!("no {REBUILD_JOBS} bucket ({e}); run `nats-topology ensure` first"))?;
+    let now = Utc::now();
+    let job = RebuildJob {
+        job_id: schemas::EventId::new().as_uuid().simple().to_string(),
+        state: JobState::Pending,
+        requested_by: "projector rebuild".into(),
+        requested_at: now,
+        updated_at: now,
+        facts_done: 0,
+        facts_total: 0,
+        rate_per_sec: 0.0,
+        eta_secs: None,
+        error: None,
+    };
+    let bytes = serde_json::to_vec(&job).map_err(|e| e.to_string())?;
+    jobs.create(&job.job_id, bytes.into())
+        .await
+        .map_err(|e| format!("cannot record the job: {e}"))?;
+    eprintln!("rebuild job {} requested", job.job_id);
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} facts ({msg})",
+        )
+        .map_err(|e| e.to_string())?,
+    );
+    let asked = Instant::now();
+    let mut warned = false;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let Ok(Some(bytes)) = jobs.get(&job.job_id).await else {
+            continue;
+        };
+        let Ok(now) = serde_json::from_slice::<RebuildJob>(&bytes) else {
+            continue;
+        };
+        bar.set_length(now.facts_total);
+        bar.set_position(now.facts_done);
+        bar.set_message(format!(
+            "{:.0}/s, {}",
+            now.rate_per_sec,
+            now.eta_secs
+                .map_or("ETA unknown".into(), |s| format!("ETA {s} s"))
+        ));
+        match now.state {
+            JobState::Pending if !warned && asked.elapsed() > Duration::from_secs(10) => {
+                warned = true;
+                bar.suspend(|| {
+                    eprintln!(
+                        "no projector has taken the job yet: is one running against this NATS?"
+                    );
+                });
+            }
+            JobState::Pending | JobState::Running => {}
+            JobState::Done => {
+                bar.finish_and_clear();
+                eprintln!(
+                    "rebuild job {} done: {} facts folded, the read models are switched over",
+                    job.job_id, now.facts_done
+                );
+                return Ok(());
+            }
+            JobState::Failed => {
+                bar.abandon();
+                return Err(now.error.unwrap_or_else(|| "failed".into()));
+            }
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! Rebuilding the read models from the first fact, with no downtime.
+//!
+//! A rebuild folds every fact of `FACTS` into fresh collections beside the live ones
+//! (`players__rebuild_<job>`, `world__rebuild_<job>`) while the live projection keeps serving.
+//! Once it has caught up with the stream it pauses the live projection between two batches,
+//! folds the last few facts, and renames the fresh collections over the live ones (MongoDB's
+//! `renameCollection` with `dropTarget`, atomic for each collection): readers see the old
+//! documents until the rename and the rebuilt ones after it, and the old collections are gone.
+//! The live projection then resumes; facts it had fetched but not yet written are folded into the
+//! rebuilt collections again, which changes nothing (their `seq` guards).
+//!
+//! Jobs come from the `rebuild_jobs` bucket (the gateway's `POST /admin/projections/rebuild` and
+//! `projector rebuild` write them): a projector takes a pending job by compare-and-set, so only
+//! one runs it, and keeps its progress there.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{self, DeliverPolicy};
+use async_nats::jetstream::kv::Store;
+use chrono::Utc;
+use futures::StreamExt;
+use mongodb::bson::doc;
+use nats_topology::jobs::{JobState, RebuildJob};
+use nats_topology::topology::{FACTS, REBUILD_JOBS};
+use tracing::{error, info, warn};
+
+use crate::Context;
+use crate::live::{ensure_indexes, stored};
+use crate::models::Stored;
+use crate::projection::{self, Names, PLAYERS, WORLD};
+
+/// Facts folded per bulk write during a rebuild.
+pub const REBUILD_BATCH: usize = 1000;
+
+/// How far a rebuild is.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Progress {
+    /// Facts folded.
+    pub done: u64,
+    /// Facts to fold (the stream's last sequence, as last looked at).
+    pub total: u64,
+    /// Facts per second so far.
+    pub rate: f64,
+}
+
+impl Progress {
+    /// Seconds left at the current rate, when known.
+    pub fn eta_secs(&self) -> Option<u64> {
+        (self.rate > 0.0)
+            .then(|| (self.total.saturating_sub(self.done) as f64 / self.rate).ceil() as u64)
+    }
+}
+
+/// Why a rebuild failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// NATS failed.
+    #[error("NATS: {0}")]
+    Nats(String),
+    /// MongoDB failed.
+    #[error("MongoDB: {0}")]
+    Mongo(String),
+}
+
+fn nats(e: impl std::fmt::Display) -> RebuildError {
+    RebuildError::Nats(e.to_string())
+}
+
+fn mongo(e: impl std::fmt::Display) -> RebuildError {
+    RebuildError::Mongo(e.to_string())
+}
+
+async fn last_sequence(ctx: &Context) -> Result<u64, RebuildError> {
+    let mut stream = ctx.js.get_stream(FACTS).await.map_err(nats)?;
+    Ok(stream.info().await.map_err(nats)?.state.last_sequence)
+}
+
+/// Folds the facts from `from` to `to` (sequences, inclusive) into `names`.
+async fn fold_range(
+    ctx: &Context,
+    names: &Names,
+    from: u64,
+    to: u64,
+    progress: &mut Progress,
+    started: Instant,
+    on_progress: &mut (impl FnMut(Progress) + Send),
+) -> Result<(), RebuildError> {
+    if from > to {
+        return Ok(());
+    }
+    let stream = ctx.js.get_stream(FACTS).await.map_err(nats)?;
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: "fact.>".into(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(nats)?;
+    let mut messages = consumer.messages().await.map_err(nats)?;
+    let mut batch: Vec<Stored> = Vec::with_capacity(REBUILD_BATCH);
+    let mut reported = Instant::now();
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(nats)?;
+        let seq = message.info().map_err(nats)?.stream_sequence;
+        if seq > to {
+            break;
+        }
+        // A fact that does not decode is the live projection's to dead-letter.
+        if let Ok(fact) = stored(&message) {
+            batch.push(fact);
+        }
+        progress.done = seq;
+        if batch.len() >= REBUILD_BATCH || seq >= to {
+            projection::apply(&ctx.mongo, &ctx.db, names, &batch)
+                .await
+                .map_err(mongo)?;
+            batch.clear();
+            progress.rate = progress.done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            if reported.elapsed() >= Duration::from_millis(500) || seq >= to {
+                reported = Instant::now();
+                on_progress(*progress);
+            }
+        }
+        if seq >= to {
+            break;
+        }
+    }
+    if !batch.is_empty() {
+        projection::apply(&ctx.mongo, &ctx.db, names, &batch)
+            .await
+            .map_err(mongo)?;
+    }
+    Ok(())
+}
+
+/// Rebuilds the read models for job `job`, reporting progress as it goes; returns the facts
+/// folded. The live collections are replaced at the end.
+pub async fn rebuild(
+    ctx: &Context,
+    job: &str,
+    mut on_progress: impl FnMut(Progress) + Send,
+) -> Result<u64, RebuildError> {
+    let names = Names::rebuild(job);
+    for name in [&names.players, &names.world] {
+        ctx.db
+            .collection::<mongodb::bson::Document>(name)
+            .drop()
+            .await
+            .map_err(mongo)?;
+    }
+    ensure_indexes(&ctx.db, &names).await.map_err(mongo)?;
+    let started = Instant::now();
+    let mut progress = Progress {
+        done: 0,
+        total: last_sequence(ctx).await?,
+        rate: 0.0,
+    };
+    on_progress(progress);
+    // Up to the stream's end as it was, then after it as long as the stream keeps growing
+    // faster than a batch; all while the live projection serves.
+    let mut folded = 0;
+    loop {
+        let target = last_sequence(ctx).await?;
+        progress.total = target;
+        if target <= folded + REBUILD_BATCH as u64 && folded > 0 {
+            break;
+        }
+        fold_range(
+            ctx,
+            &names,
+            folded + 1,
+            target,
+            &mut progress,
+            started,
+            &mut on_progress,
+        )
+        .await?;
+        folded = target;
+        if target == 0 {
+            break;
+        }
+    }
+    // The switch: the live projection pauses between two batches; the last facts are folded,
+    // and the rebuilt collections take the live ones' names.
+    let paused = Instant::now();
+    let guard = ctx.live_lock.lock().await;
+    let target = last_sequence(ctx).await?;
+    progress.total = target;
+    fold_range(
+        ctx,
+        &names,
+        folded + 1,
+        target,
+        &mut progress,
+        started,
+        &mut on_progress,
+    )
+    .await?;
+    let db = ctx.db.name().to_owned();
+    for (from, to) in [(&names.players, PLAYERS), (&names.world, WORLD)] {
+        ctx.mongo
+            .database("admin")
+            .run_command(doc! {
+                "renameCollection": format!("{db}.{from}"),
+                "to": format!("{db}.{to}"),
+                "dropTarget": true,
+            })
+            .await
+            .map_err(mongo)?;
+    }
+    drop(guard);
+    info!(
+        job,
+        facts = target,
+        paused_ms = paused.elapsed().as_millis() as u64,
+        "read models switched over"
+    );
+    progress.done = target;
+    on_progress(progress);
+    if let Some(mut redis) = ctx.redis.clone() {
+        // Cached entity queries carry the old version; player views expire within seconds.
+        let mut pipe = redis::pipe();
+        for region in regions(ctx).await {
+            pipe.incr(format!("world:version:{region}"), 1).ignore();
+        }
+        let _: Result<(), _> = pipe.query_async(&mut redis).await;
+    }
+    Ok(target)
+}
+
+async fn regions(ctx: &Context) -> Vec<String> {
+    ctx.db
+        .collection::<mongodb::bson::Document>(WORLD)
+        .distinct("region", doc! {"region": {"$ne": null}})
+        .await
+        .map(|values| {
+            values
+                .into_iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn write_job(jobs: &Store, job: &RebuildJob) {
+    if let Ok(bytes) = serde_json::to_vec(job)
+        && let Err(e) = jobs.put(&job.job_id, bytes.into()).await
+    {
+        warn!(job = %job.job_id, error = %e, "cannot record rebuild progress");
+    }
+}
+
+/// Takes pending rebuild jobs and runs them, until `stop` turns true.
+pub async fn take_jobs(
+    ctx: std::sync::Arc<Context>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), async_nats::Error> {
+    let jobs = ctx.js.get_key_value(REBUILD_JOBS).await?;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return Ok(()),
+        }
+        let Ok(mut keys) = jobs.keys().await else {
+            continue;
+        };
+        let mut pending = Vec::new();
+        while let Some(Ok(key)) = keys.next().await {
+            pending.push(key);
+        }
+        for key in pending {
+            let Ok(Some(entry)) = jobs.entry(&key).await else {
+                continue;
+            };
+            let Ok(mut job) = serde_json::from_slice::<RebuildJob>(&entry.value) else {
+                continue;
+            };
+            if job.state != JobState::Pending {
+                continue;
+            }
+            job.state = JobState::Running;
+            job.updated_at = Utc::now();
+            let Ok(bytes) = serde_json::to_vec(&job) else {
+                continue;
+            };
+            // Compare-and-set: of several projectors, one takes it.
+            if jobs
+                .update(&key, bytes.into(), entry.revision)
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            info!(job = %job.job_id, "rebuild started");
+            let (tx, mut rx) = tokio::sync::watch::channel(Progress::default());
+            let reporter = {
+                let jobs = jobs.clone();
+                let metrics = ctx.metrics.clone();
+                let mut job = job.clone();
+                tokio::spawn(async move {
+                    while rx.changed().await.is_ok() {
+                        let p = *rx.borrow_and_update();
+                        metrics
+                            .rebuild_done
+                            .set(i64::try_from(p.done).unwrap_or(i64::MAX));
+                        metrics
+                            .rebuild_total
+                            .set(i64::try_from(p.total).unwrap_or(i64::MAX));
+                        metrics.rebuild_rate.set(p.rate);
+                        job.facts_done = p.done;
+                        job.facts_total = p.total;
+                        job.rate_per_sec = p.rate;
+                        job.eta_secs = p.eta_secs();
+                        job.updated_at = Utc::now();
+                        write_job(&jobs, &job).await;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                })
+            };
+            let result = rebuild(&ctx, &job.job_id, |p| {
+                let _ = tx.send(p);
+            })
+            .await;
+            drop(tx);
+            let _ = reporter.await;
+            match result {
+                Ok(facts) => {
+                    job.state = JobState::Done;
+                    job.facts_done = facts;
+                    job.facts_total = facts;
+                    job.eta_secs = Some(0);
+                    info!(job = %job.job_id, facts, "rebuild done");
+                }
+                Err(e) => {
+                    job.state = JobState::Failed;
+                    job.error = Some(e.to_string());
+                    error!(job = %job.job_id, error = %e, "rebuild failed");
+                }
+            }
+            if let Ok(Some(current)) = jobs.entry(&key).await
+                && let Ok(latest) = serde_json::from_slice::<RebuildJob>(&current.value)
+            {
+                job.rate_per_sec = latest.rate_per_sec;
+            }
+            job.updated_at = Utc::now();
+            write_job(&jobs, &job).await;
+        }
+    }
+}
