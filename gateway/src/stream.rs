@@ -89,10 +89,16 @@ async fn pump(socket: WebSocket, pubsub: redis::aio::PubSub) {
     let (queue, mut queued) = mpsc::channel::<String>(BUFFER);
     let reader = tokio::spawn(async move {
         let mut messages = pubsub.into_on_message();
+        let mut recent = Recent::default();
         while let Some(message) = messages.next().await {
             let Ok(text) = message.get_payload::<String>() else {
                 continue;
             };
+            // A fact about the player in the player's region comes on both channels: once is
+            // enough.
+            if !recent.first_time(&text) {
+                continue;
+            }
             match queue.try_send(text) {
                 Ok(()) => {}
                 // Full: the client is too slow. Closed: the client has gone.
@@ -122,4 +128,53 @@ async fn pump(socket: WebSocket, pubsub: redis::aio::PubSub) {
         }
     }
     reader.abort();
+}
+
+/// The ids of the last facts sent on one connection, to send each once.
+#[derive(Default)]
+struct Recent {
+    order: std::collections::VecDeque<String>,
+    seen: std::collections::HashSet<String>,
+}
+
+impl Recent {
+    const KEEP: usize = 1024;
+
+    /// Whether a message is seen for the first time (messages without an id always are).
+    fn first_time(&mut self, text: &str) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Id {
+            id: Option<String>,
+        }
+        let Some(id) = serde_json::from_str::<Id>(text).ok().and_then(|m| m.id) else {
+            return true;
+        };
+        if !self.seen.insert(id.clone()) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > Self::KEEP
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Recent;
+
+    #[test]
+    fn a_fact_arriving_on_two_channels_is_sent_once() {
+        let mut recent = Recent::default();
+        let fact = r#"{"id": "0193", "kind": "damaged"}"#;
+        assert!(recent.first_time(fact));
+        assert!(!recent.first_time(fact));
+        assert!(recent.first_time(r#"{"id": "0194", "kind": "moved"}"#));
+        // Live positions carry no id; each is sent.
+        let positions = r#"{"kind": "positions", "entities": []}"#;
+        assert!(recent.first_time(positions) && recent.first_time(positions));
+    }
 }

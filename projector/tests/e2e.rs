@@ -1,0 +1,416 @@
+//! The whole stack through its front door: the gateway and a region simulator (in this process)
+//! and the projector (a process of its own), against real NATS, Redis and MongoDB-compatible
+//! servers. Two players meet, fight, chat and pick something up through the REST API; the read
+//! models, the live stream and the audit trail show every step; the projector is killed and
+//! restarted along the way and a rebuild runs while commands flow, and the read models end equal
+//! to the fold of the log.
+
+use std::collections::HashMap;
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use mongodb::bson::{Document, doc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use test_servers::Server;
+
+const BALANCE: &str = r#"
+player_speed = 200.0
+player_base_hp = 100
+player_hp_per_level = 10
+respawn_secs = 1.0
+xp_per_level = 100
+pickup_range = 3000.0
+inventory_slots = 10
+
+[attack]
+range = 3.0
+cooldown_ms = 200
+damage_min = 5
+damage_max = 9
+
+[[item]]
+kind = "healing_potion"
+per_region = 2
+respawn_secs = 3600.0
+"#;
+
+struct World {
+    nats: Server,
+    mongo: Server,
+    redis: Server,
+    dir: tempfile::TempDir,
+    base: String,
+    http: reqwest::Client,
+    db: mongodb::Database,
+    _stop_gateway: tokio::sync::oneshot::Sender<()>,
+    _stop_sim: tokio::sync::oneshot::Sender<()>,
+}
+
+struct Projector(Child);
+
+impl Drop for Projector {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl World {
+    async fn start() -> Self {
+        let nats = Server::start().expect("nats-server");
+        let mongo = Server::start_mongo().expect("secantusd");
+        let redis = Server::start_redis().expect("redis-server");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let balance = dir.path().join("balance.toml");
+        std::fs::write(&balance, BALANCE).expect("balance");
+        let env: HashMap<&str, String> = HashMap::from([
+            ("GATEWAY_ADDR", "127.0.0.1:0".to_owned()),
+            ("SIM_ADDR", "127.0.0.1:0".to_owned()),
+            ("SIM_NODE_ID", "sim-e2e".to_owned()),
+            ("BALANCE_CONFIG", balance.display().to_string()),
+            ("NATS_URL", nats.url()),
+            ("REDIS_URL", redis.url()),
+            ("MONGODB_URI", mongo.url()),
+            (
+                "JWT_SECRET",
+                "e2e-secret-e2e-secret-e2e-secret-00".to_owned(),
+            ),
+            ("ADMIN_API_KEY", "e2e-admin-key-0123".to_owned()),
+        ]);
+        let get = |k: &str| env.get(k).cloned();
+        let gateway =
+            gateway::Application::build(gateway::Settings::load(get).expect("gateway settings"))
+                .await
+                .expect("gateway starts");
+        let addr = gateway.local_addr().expect("addr");
+        let (stop_gateway, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(gateway.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        let sim = region_sim::node::Node::start(
+            region_sim::settings::Settings::load(get).expect("simulator settings"),
+        )
+        .await
+        .expect("simulator starts");
+        let (stop_sim, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(sim.run(async {
+            let _ = stopped.await;
+        }));
+        let db = mongodb::Client::with_uri_str(mongo.url())
+            .await
+            .expect("mongo")
+            .database("game");
+        Self {
+            nats,
+            mongo,
+            redis,
+            dir,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            db,
+            _stop_gateway: stop_gateway,
+            _stop_sim: stop_sim,
+        }
+    }
+
+    fn projector(&self) -> Projector {
+        let port = test_servers::free_port().expect("port");
+        let log = self.dir.path().join(format!("projector-{port}.log"));
+        Projector(
+            Process::new(env!("CARGO_BIN_EXE_projector"))
+                .env("NATS_URL", self.nats.url())
+                .env("MONGODB_URI", self.mongo.url())
+                .env("REDIS_URL", self.redis.url())
+                .env("PROJECTOR_ADDR", format!("127.0.0.1:{port}"))
+                .stdout(std::fs::File::create(log).expect("log"))
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("projector binary"),
+        )
+    }
+
+    async fn post(&self, path: &str, body: Value, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    async fn player(&self, name: &str) -> (String, String) {
+        let password = "correct horse battery";
+        let (status, body) = self
+            .post(
+                "/v1/auth/register",
+                json!({"username": name, "password": password}),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["player_id"].as_str().expect("id").to_owned();
+        let (status, body) = self
+            .post(
+                "/v1/auth/login",
+                json!({"username": name, "password": password}),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (id, body["access_token"].as_str().expect("token").to_owned())
+    }
+
+    /// Sends a command and waits for its outcome; returns the command id and the answer.
+    async fn command(&self, token: &str, body: Value) -> (String, Value) {
+        let (status, answer) = self
+            .post(
+                "/v1/commands?wait=true&wait_ms=5000",
+                body.clone(),
+                Some(token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body} answered {status}: {answer}");
+        (
+            answer["command_id"]
+                .as_str()
+                .expect("command id")
+                .to_owned(),
+            answer,
+        )
+    }
+
+    async fn me(&self, token: &str) -> Value {
+        self.get("/v1/players/me", token).await
+    }
+}
+
+async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn applied(answer: &Value, kind: &str) {
+    assert_eq!(answer["status"], "applied", "{answer}");
+    let kinds: Vec<&str> = answer["facts"]
+        .as_array()
+        .map(|f| f.iter().filter_map(|f| f["kind"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(kinds.contains(&kind), "{kind} not among {kinds:?}");
+}
+
+#[tokio::test]
+async fn two_players_meet_fight_chat_and_every_step_shows_everywhere() {
+    let world = World::start().await;
+    let mut projector = world.projector();
+    let (ada, ada_token) = world.player("ada").await;
+    let (bo, bo_token) = world.player("bob").await;
+    let mut sent = Vec::new();
+
+    for token in [&ada_token, &bo_token] {
+        let (id, answer) = world
+            .command(token, json!({"type": "spawn", "region": "south-west"}))
+            .await;
+        applied(&answer, "spawned");
+        sent.push(id);
+    }
+    let bo_at = until("bob's avatar is in the read model", || async {
+        let me = world.me(&bo_token).await;
+        (me["online"] == true).then(|| me["position"].clone())
+    })
+    .await;
+    until("ada's avatar is in the read model", || async {
+        (world.me(&ada_token).await["region"] == "south-west").then_some(())
+    })
+    .await;
+
+    // Ada watches the live stream.
+    let url = format!(
+        "{}/v1/stream?access_token={ada_token}",
+        world.base.replace("http", "ws")
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("stream");
+
+    // She walks up to bo and strikes; he answers in words.
+    let x = bo_at["x"].as_f64().expect("x") + 1.0;
+    let y = bo_at["y"].as_f64().expect("y");
+    let (id, answer) = world
+        .command(&ada_token, json!({"type": "move", "x": x, "y": y}))
+        .await;
+    applied(&answer, "movement_started");
+    sent.push(id);
+    until("ada has arrived", || async {
+        let me = world.me(&ada_token).await;
+        (me["position"]["x"].as_f64() == Some(x)).then_some(())
+    })
+    .await;
+    let (id, answer) = world
+        .command(&ada_token, json!({"type": "attack", "target": bo}))
+        .await;
+    applied(&answer, "damaged");
+    sent.push(id);
+    let (id, answer) = world
+        .command(&bo_token, json!({"type": "chat", "text": "ouch, ada!"}))
+        .await;
+    applied(&answer, "chat_said");
+    sent.push(id);
+
+    // The projector dies here and comes back: nothing is lost or doubled.
+    let _ = projector.0.kill();
+    let _ = projector.0.wait();
+    let nearby = world
+        .get(
+            "/v1/regions/south-west/entities?x=500&y=500&radius=500",
+            &ada_token,
+        )
+        .await;
+    let item = nearby["entities"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["kind"] == "item"))
+        .and_then(|e| e["entity_id"].as_str())
+        .expect("an item lies in the region")
+        .to_owned();
+    let (id, answer) = world
+        .command(&ada_token, json!({"type": "pickup", "item": item}))
+        .await;
+    applied(&answer, "item_picked");
+    sent.push(id);
+    let projector = world.projector();
+
+    // The read models show it all.
+    let hurt = until("bo's wound is in the read model", || async {
+        let me = world.me(&bo_token).await;
+        me["hp"].as_u64().filter(|hp| *hp < 100)
+    })
+    .await;
+    assert!((91..=95).contains(&hurt), "hp {hurt}");
+    until("ada's pickup is in the read model", || async {
+        let me = world.me(&ada_token).await;
+        (me["inventory"][0]["item"] == item.as_str()).then_some(())
+    })
+    .await;
+
+    // The live stream carried the blow and the words.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !(seen.iter().any(|k: &String| k == "damaged") && seen.iter().any(|k| k == "chat_said")) {
+        assert!(Instant::now() < deadline, "the stream showed only {seen:?}");
+        let Ok(Some(Ok(message))) =
+            tokio::time::timeout(Duration::from_secs(5), socket.next()).await
+        else {
+            continue;
+        };
+        if let Ok(text) = message.into_text()
+            && let Ok(event) = serde_json::from_str::<Value>(&text)
+            && let Some(kind) = event["kind"].as_str()
+        {
+            seen.push(kind.to_owned());
+        }
+    }
+
+    // The audit trail has every command, with who and from where, and every fact it caused.
+    let audit = world.db.collection::<Document>("audit");
+    for id in &sent {
+        let command = until("the command is audited", || async {
+            audit
+                .find_one(doc! {"_id": id.as_str()})
+                .await
+                .ok()
+                .flatten()
+        })
+        .await;
+        assert_eq!(command.get_str("stream"), Ok("COMMANDS"));
+        assert!(command.get_str("request_id").is_ok(), "{command}");
+        assert!(command.get_str("client_ip").is_ok(), "{command}");
+        let facts = audit
+            .count_documents(doc! {"correlation_id": id.as_str(), "stream": "FACTS"})
+            .await
+            .expect("count");
+        assert!(facts >= 1, "no fact audited for command {id}");
+    }
+    let by_ada = audit
+        .count_documents(doc! {"actor_id": ada.as_str(), "stream": "COMMANDS"})
+        .await
+        .expect("count");
+    assert_eq!(by_ada, 4, "spawn, move, attack, pickup");
+
+    // A rebuild while commands flow ends equal to the live models.
+    let walking = {
+        let world_base = world.base.clone();
+        let token = bo_token.clone();
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for i in 0..20 {
+                let _ = http
+                    .post(format!("{world_base}/v1/commands"))
+                    .bearer_auth(&token)
+                    .json(&json!({"type": "move", "x": 480.0 + f64::from(i), "y": 480.0}))
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let rebuild = Process::new(env!("CARGO_BIN_EXE_projector"))
+        .arg("rebuild")
+        .env("NATS_URL", world.nats.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("projector rebuild");
+    let output = tokio::task::spawn_blocking(move || rebuild.wait_with_output())
+        .await
+        .expect("join")
+        .expect("rebuild");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    walking.await.expect("walker");
+    until("bo's last walk is projected", || async {
+        let me = world.me(&bo_token).await;
+        (me["position"]["x"].as_f64() == Some(499.0)).then_some(())
+    })
+    .await;
+    let players: Vec<Document> = world
+        .db
+        .collection::<Document>("players")
+        .find(doc! {})
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("players");
+    assert_eq!(players.len(), 2);
+    let ada_doc = players
+        .iter()
+        .find(|d| d.get_str("_id") == Ok(ada.as_str()))
+        .expect("ada");
+    assert_eq!(ada_doc.get_array("inventory").map(Vec::len), Ok(1));
+    drop(projector);
+}
