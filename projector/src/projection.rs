@@ -121,7 +121,10 @@ fn guarded(namespace: Namespace, id: String, seq: u64, document: Document) -> Wr
     WriteModel::UpdateOne(
         mongodb::options::UpdateOneModel::builder()
             .namespace(namespace)
-            .filter(doc! {"_id": id, "$or": [{"seq": {"$lt": seq as i64}}, {"seq": {"$exists": false}}]})
+            // Every document is written with its `seq`, so "older than this" is the whole guard;
+            // a plain range (no `$or`) keeps it an index lookup on SecantusDB too (an `$or`
+            // there made each upsert about 50 times slower).
+            .filter(doc! {"_id": id, "seq": {"$lt": seq as i64}})
             .update(doc! {"$set": set})
             .upsert(true)
             .build(),
