@@ -1,10 +1,11 @@
 //! Regions and what is in them: `GET /v1/regions`, `GET /v1/regions/{id}` (with owner node and
 //! population) and `GET /v1/regions/{id}/entities?x=&y=&radius=` (entities near a point).
 //!
-//! Entity queries are answered from a short-lived Redis cache keyed by the region's read-model
-//! version (`world:version:<region>`, bumped by the projector when the region changes, so a
-//! cached answer is never served past a change), then from the `world` read model in MongoDB as a
-//! range query on the indexed coordinates.
+//! Entity queries list what is near the point in every region the circle reaches, so entities
+//! just across a border are seen. They are answered from a short-lived Redis cache keyed by those
+//! regions' read-model versions (`world:version:<region>`, bumped by the projector when a region
+//! changes, so a cached answer is never served past a change), then from the `world` read model in
+//! MongoDB as a range query on the indexed coordinates.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -231,16 +232,37 @@ pub async fn entities(
         .await?;
     let region = region(&state, &id)?;
     let (point, radius) = point_query(region, &query)?;
+    // The circle may reach over a border: entities just across it are listed too, so a border
+    // is not a wall for what a player sees.
+    let touched: Vec<&RegionConfig> = state
+        .settings()
+        .world
+        .regions
+        .iter()
+        .filter(|r| {
+            let b = &r.bounds;
+            point.x + radius >= b.min.x
+                && point.x - radius < b.max.x
+                && point.y + radius >= b.min.y
+                && point.y - radius < b.max.y
+        })
+        .collect();
+    let ids: Vec<&str> = touched.iter().map(|r| r.id.as_str()).collect();
     let mut redis = state.redis();
-    let version: Option<u64> = redis
-        .get(format!("world:version:{}", region.id))
+    let version_keys: Vec<String> = ids.iter().map(|id| format!("world:version:{id}")).collect();
+    let versions: Vec<Option<u64>> = redis
+        .mget(&version_keys)
         .await
-        .ok()
-        .flatten();
+        .unwrap_or_else(|_| vec![None; version_keys.len()]);
+    let versions: Vec<String> = ids
+        .iter()
+        .zip(&versions)
+        .map(|(id, v)| format!("{id}@{}", v.unwrap_or(0)))
+        .collect();
     let key = format!(
-        "cache:entities:{}:v{}:{}:{}:{}",
+        "cache:entities:{}:{}:{}:{}:{}",
         region.id,
-        version.unwrap_or(0),
+        versions.join(","),
         point.x,
         point.y,
         radius
@@ -251,7 +273,7 @@ pub async fn entities(
         return Ok(Json(cached));
     }
     let filter = doc! {
-        "region": region.id.as_str(),
+        "region": {"$in": ids},
         "position.x": {"$gte": point.x - radius, "$lte": point.x + radius},
         "position.y": {"$gte": point.y - radius, "$lte": point.y + radius},
     };

@@ -106,7 +106,11 @@ async fn durable(
             ack_policy: AckPolicy::Explicit,
             ack_wait: ctx.settings.ack_wait,
             deliver_policy: DeliverPolicy::All,
-            max_ack_pending: (ctx.settings.batch_size * 4) as i64,
+            // One batch outstanding at most: a batch a killed projector left unacknowledged is
+            // delivered again before anything newer, so the facts of a document are folded in
+            // stream order (the `seq` guard keeps an older fact from rolling a document back,
+            // which would otherwise mean skipping one that was never applied).
+            max_ack_pending: ctx.settings.batch_size as i64,
             ..Default::default()
         })
         .await?)

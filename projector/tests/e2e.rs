@@ -63,6 +63,7 @@ impl World {
         let mongo = Server::start_mongo().expect("secantusd");
         let redis = Server::start_redis().expect("redis-server");
         let dir = tempfile::tempdir().expect("tempdir");
+        let _ = LOGS.set(dir.path().to_path_buf());
         let balance = dir.path().join("balance.toml");
         std::fs::write(&balance, BALANCE).expect("balance");
         let env: HashMap<&str, String> = HashMap::from([
@@ -211,8 +212,24 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("timed out waiting until {what}");
+    let logs = LOGS.get().map(|dir| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("projector-"))
+            .map(|e| {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(8).collect();
+                format!("{}: {tail:#?}", e.file_name().to_string_lossy())
+            })
+            .collect::<Vec<_>>()
+    });
+    panic!("timed out waiting until {what}; the projectors said: {logs:#?}");
 }
+
+/// Where the projectors' logs are, for a failure to show them.
+static LOGS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 fn applied(answer: &Value, kind: &str) {
     assert_eq!(answer["status"], "applied", "{answer}");

@@ -135,6 +135,51 @@ async fn entities_near_a_point_are_listed_nearest_first() {
 }
 
 #[tokio::test]
+async fn entities_just_across_a_border_are_seen() {
+    let app = spawn_app().await;
+    let (_, token) = app.player("ivo").await;
+    let here = put_entity(&app, "south-west", "npc", 995.0, 100.0).await;
+    let across = put_entity(&app, "south-east", "npc", 1003.0, 100.0).await;
+    put_entity(&app, "south-east", "npc", 1100.0, 100.0).await; // across, but too far
+    let path = "/v1/regions/south-west/entities?x=995&y=100&radius=20";
+    let body: Value = app
+        .get(path, Some(&token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let listed: Vec<(&str, &str)> = body["entities"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| Some((e["entity_id"].as_str()?, e["region"].as_str()?)))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (here.as_str(), "south-west"),
+            (across.as_str(), "south-east")
+        ]
+    );
+    // A change across the border is not hidden by the cache either.
+    let newcomer = put_entity(&app, "south-east", "npc", 1000.0, 100.0).await;
+    let mut redis = app.state.redis();
+    let _: u64 = redis::cmd("INCR")
+        .arg("world:version:south-east")
+        .query_async(&mut redis)
+        .await
+        .expect("incr");
+    let fresh: Value = app
+        .get(path, Some(&token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(fresh["entities"].as_array().map(Vec::len), Some(3));
+    assert_eq!(fresh["entities"][1]["entity_id"], newcomer.as_str());
+}
+
+#[tokio::test]
 async fn bad_entity_queries_name_each_bad_parameter() {
     let app = spawn_app().await;
     let (_, token) = app.player("sol").await;
