@@ -6,7 +6,6 @@
 //! never changes a document twice and never rolls it back.
 
 use chrono::{DateTime, Utc};
-use schemas::fact::LeaveReason;
 use schemas::fold::InventoryItem;
 use schemas::{EntityId, EntityKind, EntityState, Envelope, Fact, PlayerId, Position, RegionId};
 use serde::{Deserialize, Serialize};
@@ -337,13 +336,4 @@ pub fn fold_entity(
     }
     d.seq = seq;
     true
-}
-
-/// Why an avatar left, as the sessions read model records it.
-pub fn leave_reason(reason: LeaveReason) -> &'static str {
-    match reason {
-        LeaveReason::Requested => "requested",
-        LeaveReason::Kicked => "kicked",
-        LeaveReason::Disconnected => "disconnected",
-    }
 }
