@@ -101,7 +101,7 @@ struct Inner {
     node_load: async_nats::jetstream::kv::Store,
     rebuild_jobs: async_nats::jetstream::kv::Store,
     redis: redis::aio::ConnectionManager,
-    redis_client: redis::Client,
+    hub: Arc<stream::Hub>,
     db: mongodb::Database,
 }
 
@@ -170,9 +170,9 @@ impl AppState {
     pub fn redis(&self) -> redis::aio::ConnectionManager {
         self.0.redis.clone()
     }
-    /// The Redis client, for connections of their own (pub/sub).
-    pub fn redis_client(&self) -> &redis::Client {
-        &self.0.redis_client
+    /// The Redis subscription every live stream shares.
+    pub fn hub(&self) -> &Arc<stream::Hub> {
+        &self.0.hub
     }
     /// The MongoDB database.
     pub fn db(&self) -> &mongodb::Database {
@@ -275,7 +275,7 @@ impl Application {
             node_load,
             rebuild_jobs,
             redis,
-            redis_client,
+            hub: Arc::new(stream::Hub::new(redis_client)),
             db,
             settings,
         }));

@@ -239,13 +239,7 @@ pub async fn entities(
         .world
         .regions
         .iter()
-        .filter(|r| {
-            let b = &r.bounds;
-            point.x + radius >= b.min.x
-                && point.x - radius < b.max.x
-                && point.y + radius >= b.min.y
-                && point.y - radius < b.max.y
-        })
+        .filter(|r| r.bounds.distance(&point) <= radius)
         .collect();
     let ids: Vec<&str> = touched.iter().map(|r| r.id.as_str()).collect();
     let mut redis = state.redis();

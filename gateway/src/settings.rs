@@ -68,6 +68,9 @@ pub struct Settings {
     pub wait_max: Duration,
     /// The rate-limit rules.
     pub rate_limits: RateLimits,
+    /// How far a live stream sees: the regions within this distance of the avatar are
+    /// streamed, so what stands just across a border is seen.
+    pub stream_interest_radius: f64,
     /// The regions (`REGIONS_CONFIG`, default `config/regions.toml`).
     pub world: WorldConfig,
     /// Copies of every stream (`NATS_REPLICAS`).
@@ -99,7 +102,14 @@ struct File {
     body_limit_bytes: Option<usize>,
     auth: Option<AuthFile>,
     wait: Option<WaitFile>,
+    stream: Option<StreamFile>,
     rate_limits: RateLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamFile {
+    interest_radius: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +213,13 @@ impl Settings {
         if wait_default > wait_max {
             return Err(bad("wait.default_ms", "must not exceed wait.max_ms"));
         }
+        let stream_interest_radius = file.stream.and_then(|s| s.interest_radius).unwrap_or(100.0);
+        if !(stream_interest_radius.is_finite() && stream_interest_radius >= 0.0) {
+            return Err(bad(
+                "stream.interest_radius",
+                "must be a finite distance, 0 or more",
+            ));
+        }
         let limits = &file.rate_limits;
         for (key, rate) in [
             ("rate_limits.auth_per_ip", limits.auth_per_ip),
@@ -249,6 +266,7 @@ impl Settings {
             wait_default,
             wait_max,
             rate_limits: file.rate_limits,
+            stream_interest_radius,
             world,
             nats_replicas,
         })
@@ -310,6 +328,25 @@ mod tests {
         ] {
             let err = with(&pairs).expect_err(key);
             assert_eq!(err.key, key, "{err}");
+        }
+    }
+
+    #[test]
+    fn a_stream_radius_that_is_not_a_distance_is_refused() {
+        let shipped = std::fs::read_to_string(default_config_dir().join("gateway.toml"))
+            .expect("the shipped file");
+        for radius in ["-1.0", "nan", "inf"] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("gateway.toml");
+            let changed = shipped.replace(
+                "interest_radius = 100.0",
+                &format!("interest_radius = {radius}"),
+            );
+            assert_ne!(changed, shipped, "the shipped file sets the radius");
+            std::fs::write(&path, changed).expect("write");
+            let path = path.to_string_lossy().into_owned();
+            let err = with(&[SECRET, ("GATEWAY_CONFIG", &path)]).expect_err(radius);
+            assert_eq!(err.key, "stream.interest_radius", "{err}");
         }
     }
 

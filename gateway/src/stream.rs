@@ -1,20 +1,31 @@
 //! `GET /v1/stream`: the live facts around a player, over a WebSocket.
 //!
-//! The projector publishes every fact on Redis channels `region:<region>` and `player:<player>`;
-//! a connection subscribes to its player's channel and to the region the avatar is in, and
-//! forwards each message as a text frame. Between Redis and the socket sits a queue of
-//! [`BUFFER`] messages: a client that reads slower than facts arrive fills it and is disconnected
-//! (close code 1008, "too slow"), so no client can make the gateway hold memory without bound.
+//! The projector publishes every fact on Redis channels `region:<region>` and `player:<player>`,
+//! and the simulators' live positions on `region:<region>`. A stream listens to its player's
+//! channel and to every region within `stream.interest_radius` of the avatar, so what stands
+//! just across a border is seen. It follows the avatar: each of the player's own facts that
+//! places it (spawn, walk, arrival, hand-off, respawn, death) recomputes the regions, and leaving
+//! the world drops them. The client never reconnects to cross a border.
+//!
+//! Every stream of a gateway shares one Redis subscription through the [`Hub`]: a message is
+//! read once and handed to each listener. Between the hub and a socket sits a queue of
+//! [`BUFFER`] messages: a client that reads slower than facts arrive fills it and is
+//! disconnected (close code 1008, "too slow"), so no client can make the gateway hold memory
+//! without bound.
 //!
 //! Browsers cannot set headers on a WebSocket, so the token may also come as `?access_token=`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
+use schemas::{Envelope, Fact, PlayerId, Position, RegionId, WorldConfig};
 use tokio::sync::mpsc;
 
 use crate::AppState;
@@ -28,14 +39,298 @@ pub const BUFFER: usize = 256;
 /// The close code sent to a client that could not keep up (policy violation).
 pub const TOO_SLOW: u16 = 1008;
 
+/// How long a subscribe or unsubscribe may take before Redis counts as unreachable.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The Redis channel of a region's facts.
-pub fn region_channel(region: &schemas::RegionId) -> String {
+pub fn region_channel(region: &RegionId) -> String {
     format!("region:{region}")
 }
 
 /// The Redis channel of one player's facts.
-pub fn player_channel(player: schemas::PlayerId) -> String {
+pub fn player_channel(player: PlayerId) -> String {
     format!("player:{player}")
+}
+
+/// One message from Redis, shared by every stream that listens to its channel.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The channel it came on.
+    pub channel: Arc<str>,
+    /// The message, as published.
+    pub text: Arc<str>,
+}
+
+/// The streams listening to each channel: connection id to its queue.
+#[derive(Default)]
+struct Routes {
+    channels: HashMap<String, HashMap<u64, mpsc::Sender<Delivery>>>,
+}
+
+impl Routes {
+    /// Forgets a connection on every channel (it fell behind or went away).
+    fn drop_connection(&mut self, conn: u64) {
+        self.channels.retain(|_, listeners| {
+            listeners.remove(&conn);
+            !listeners.is_empty()
+        });
+    }
+}
+
+/// The gateway's one Redis subscription.
+struct Link {
+    sink: redis::aio::PubSubSink,
+    alive: Arc<AtomicBool>,
+}
+
+/// Shares one Redis pub/sub connection among every live stream of the gateway.
+///
+/// A channel is subscribed in Redis while at least one stream listens to it. When Redis goes
+/// away, every stream ends (their clients reconnect) and the next stream connects again.
+pub struct Hub {
+    client: redis::Client,
+    /// Held across every change of subscriptions, so Redis and the routes agree.
+    link: tokio::sync::Mutex<Option<Link>>,
+    /// Read by the task that hands out messages.
+    routes: Arc<Mutex<Routes>>,
+    next_connection: AtomicU64,
+}
+
+impl Hub {
+    /// A hub that connects when the first stream opens.
+    pub fn new(client: redis::Client) -> Self {
+        Self {
+            client,
+            link: tokio::sync::Mutex::new(None),
+            routes: Arc::default(),
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    /// A fresh connection id.
+    pub fn connection(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Makes `conn` hear `channels` on `queue`, subscribing in Redis to those nobody heard yet.
+    pub async fn join(
+        &self,
+        conn: u64,
+        channels: &BTreeSet<String>,
+        queue: &mpsc::Sender<Delivery>,
+    ) -> redis::RedisResult<()> {
+        let mut link = self.link.lock().await;
+        if !link
+            .as_ref()
+            .is_some_and(|l| l.alive.load(Ordering::Acquire))
+        {
+            *link = Some(self.connect().await?);
+        }
+        let Some(current) = link.as_mut() else {
+            return Err(gone());
+        };
+        let fresh: Vec<&String> = {
+            let mut routes = lock(&self.routes);
+            channels
+                .iter()
+                .filter(|channel| {
+                    let listeners = routes.channels.entry((*channel).clone()).or_default();
+                    let fresh = listeners.is_empty();
+                    listeners.insert(conn, queue.clone());
+                    fresh
+                })
+                .collect()
+        };
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let subscribed = tokio::time::timeout(REDIS_TIMEOUT, current.sink.subscribe(&fresh))
+            .await
+            .unwrap_or_else(|_| Err(gone()));
+        if let Err(e) = subscribed {
+            current.alive.store(false, Ordering::Release);
+            let mut routes = lock(&self.routes);
+            for channel in channels {
+                if let Some(listeners) = routes.channels.get_mut(channel) {
+                    listeners.remove(&conn);
+                }
+            }
+            routes.channels.retain(|_, listeners| !listeners.is_empty());
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Makes `conn` stop hearing `channels`, unsubscribing in Redis those nobody hears now.
+    pub async fn leave(&self, conn: u64, channels: &BTreeSet<String>) {
+        let mut link = self.link.lock().await;
+        let unheard: Vec<&String> = {
+            let mut routes = lock(&self.routes);
+            channels
+                .iter()
+                .filter(|channel| match routes.channels.get_mut(*channel) {
+                    Some(listeners) => {
+                        listeners.remove(&conn);
+                        let unheard = listeners.is_empty();
+                        if unheard {
+                            routes.channels.remove(*channel);
+                        }
+                        unheard
+                    }
+                    // Dropped already (it fell behind); its subscription may still be there.
+                    None => true,
+                })
+                .collect()
+        };
+        if let Some(current) = link.as_mut()
+            && current.alive.load(Ordering::Acquire)
+            && !unheard.is_empty()
+        {
+            let _ = tokio::time::timeout(REDIS_TIMEOUT, current.sink.unsubscribe(&unheard)).await;
+        }
+    }
+
+    async fn connect(&self) -> redis::RedisResult<Link> {
+        let pubsub = tokio::time::timeout(REDIS_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .unwrap_or_else(|_| Err(gone()))?;
+        let (sink, messages) = pubsub.split();
+        let alive = Arc::new(AtomicBool::new(true));
+        // Whatever a previous link left is gone with it.
+        lock(&self.routes).channels.clear();
+        tokio::spawn(hand_out(messages, self.routes.clone(), alive.clone()));
+        tracing::info!("live stream hub connected to Redis");
+        Ok(Link { sink, alive })
+    }
+}
+
+fn gone() -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, "Redis did not answer in time"))
+}
+
+fn lock(routes: &Mutex<Routes>) -> std::sync::MutexGuard<'_, Routes> {
+    // A panic while holding the lock leaves plain maps behind, still usable.
+    routes
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Hands each message to the queues of its channel; a full or closed queue is dropped from
+/// every channel, which ends its stream.
+async fn hand_out(
+    mut messages: redis::aio::PubSubStream,
+    routes: Arc<Mutex<Routes>>,
+    alive: Arc<AtomicBool>,
+) {
+    while let Some(message) = messages.next().await {
+        let Ok(text) = message.get_payload::<String>() else {
+            continue;
+        };
+        let channel = message.get_channel_name();
+        let mut routes = lock(&routes);
+        let Some(listeners) = routes.channels.get(channel) else {
+            continue;
+        };
+        let delivery = Delivery {
+            channel: Arc::from(channel),
+            text: Arc::from(text),
+        };
+        let behind: Vec<u64> = listeners
+            .iter()
+            .filter(|(_, queue)| queue.try_send(delivery.clone()).is_err())
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in behind {
+            routes.drop_connection(conn);
+        }
+    }
+    tracing::warn!("live stream hub lost Redis; open streams end");
+    let mut routes = lock(&routes);
+    alive.store(false, Ordering::Release);
+    routes.channels.clear();
+}
+
+/// The regions a stream listens to: those within `radius` of any of `points`.
+pub fn regions_near(world: &WorldConfig, points: &[Position], radius: f64) -> BTreeSet<RegionId> {
+    world
+        .regions
+        .iter()
+        .filter(|r| points.iter().any(|p| r.bounds.distance(p) <= radius))
+        .map(|r| r.id.clone())
+        .collect()
+}
+
+/// Points along a walk, close enough together that no region within `radius` of the walk is
+/// missed between them.
+fn along(from: Position, to: Position, radius: f64) -> Vec<Position> {
+    let step = radius.max(1.0);
+    let steps = (from.distance(&to) / step).ceil().clamp(1.0, 10_000.0) as usize;
+    (0..=steps)
+        .map(|i| {
+            let t = i as f64 / steps as f64;
+            Position::new(from.x + (to.x - from.x) * t, from.y + (to.y - from.y) * t)
+        })
+        .collect()
+}
+
+/// Where a stream's avatar is, as far as its own facts tell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interest {
+    player: PlayerId,
+    radius: f64,
+    regions: BTreeSet<RegionId>,
+}
+
+impl Interest {
+    /// An avatar in `region` at `position`, or out of the world when `region` is `None`.
+    pub fn new(
+        world: &WorldConfig,
+        player: PlayerId,
+        radius: f64,
+        region: Option<RegionId>,
+        position: Option<Position>,
+    ) -> Self {
+        let mut regions = position
+            .map(|p| regions_near(world, &[p], radius))
+            .unwrap_or_default();
+        regions.extend(region);
+        Self {
+            player,
+            radius,
+            regions,
+        }
+    }
+
+    /// The channels to listen to.
+    pub fn channels(&self) -> BTreeSet<String> {
+        let mut channels: BTreeSet<String> = self.regions.iter().map(region_channel).collect();
+        channels.insert(player_channel(self.player));
+        channels
+    }
+
+    /// Follows one of the player's facts; whether the regions changed.
+    pub fn follow(&mut self, world: &WorldConfig, fact: &Envelope<Fact>) -> bool {
+        let me = schemas::EntityId::from(self.player);
+        let near = |points: &[Position]| regions_near(world, points, self.radius);
+        let mut next = match &fact.payload {
+            Fact::Spawned(f) if f.state.id == me => near(&[f.state.position]),
+            Fact::HandedOffIn(f) if f.state.id == me => near(&[f.state.position]),
+            Fact::MovementStarted(f) if f.entity == me => {
+                near(&along(f.from, f.destination, self.radius))
+            }
+            Fact::Moved(f) if f.entity == me => near(&[f.position]),
+            Fact::Respawned(f) if f.entity == me => near(&[f.position]),
+            Fact::Died(f) if f.entity == me => near(&[f.position]),
+            Fact::Left(f) if f.entity == me => BTreeSet::new(),
+            _ => return false,
+        };
+        if !matches!(fact.payload, Fact::Left(_)) {
+            next.extend(fact.region.clone());
+        }
+        let changed = next != self.regions;
+        self.regions = next;
+        changed
+    }
 }
 
 /// The caller of a stream: from the `Authorization` header, or from `?access_token=`.
@@ -57,6 +352,26 @@ async fn caller(
     Caller::from_request_parts(parts, state).await
 }
 
+/// A stream's place in the hub; leaves it when dropped, however the stream ends.
+struct Joined {
+    hub: Arc<Hub>,
+    conn: u64,
+    channels: BTreeSet<String>,
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        let (hub, conn, channels) = (
+            self.hub.clone(),
+            self.conn,
+            std::mem::take(&mut self.channels),
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { hub.leave(conn, &channels).await });
+        }
+    }
+}
+
 /// `GET /v1/stream`.
 pub async fn stream(
     State(state): State<AppState>,
@@ -65,57 +380,73 @@ pub async fn stream(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let caller = caller(&mut parts, &state, &query).await?;
-    let mut channels = vec![player_channel(caller.player)];
-    if let Some(region) = players::current_region(&state, caller.player).await? {
-        channels.push(region_channel(&region));
-    }
-    let mut pubsub = state.redis_client().get_async_pubsub().await.map_err(|e| {
-        state.metrics().dependency_error("redis");
-        tracing::warn!(error = %e, "cannot subscribe for a stream");
-        ApiError::unavailable("the live stream")
-    })?;
-    for channel in &channels {
-        pubsub
-            .subscribe(channel)
-            .await
-            .map_err(|_| ApiError::unavailable("the live stream"))?;
-    }
-    tracing::info!(player = %caller.player, ?channels, "stream opened");
-    Ok(ws.on_upgrade(move |socket| pump(socket, pubsub)))
+    let placed = players::view(&state, caller.player)
+        .await?
+        .filter(|v| v.online);
+    let interest = Interest::new(
+        &state.settings().world,
+        caller.player,
+        state.settings().stream_interest_radius,
+        placed.as_ref().and_then(|v| v.region.clone()),
+        placed.as_ref().and_then(|v| v.position),
+    );
+    let hub = state.hub().clone();
+    let (queue, queued) = mpsc::channel::<Delivery>(BUFFER);
+    let joined = Joined {
+        conn: hub.connection(),
+        channels: interest.channels(),
+        hub,
+    };
+    joined
+        .hub
+        .join(joined.conn, &joined.channels, &queue)
+        .await
+        .map_err(|e| {
+            state.metrics().dependency_error("redis");
+            tracing::warn!(error = %e, "cannot subscribe for a stream");
+            ApiError::unavailable("the live stream")
+        })?;
+    tracing::info!(player = %caller.player, channels = ?joined.channels, "stream opened");
+    // Only the hub holds the queue now: when it drops a client that fell behind, the queue
+    // closes and the stream ends.
+    let queue = queue.downgrade();
+    Ok(ws.on_upgrade(move |socket| pump(socket, state, joined, interest, queue, queued)))
 }
 
-async fn pump(socket: WebSocket, pubsub: redis::aio::PubSub) {
+async fn pump(
+    socket: WebSocket,
+    state: AppState,
+    mut joined: Joined,
+    mut interest: Interest,
+    queue: mpsc::WeakSender<Delivery>,
+    mut queued: mpsc::Receiver<Delivery>,
+) {
     let (mut sink, mut incoming) = socket.split();
-    let (queue, mut queued) = mpsc::channel::<String>(BUFFER);
-    let reader = tokio::spawn(async move {
-        let mut messages = pubsub.into_on_message();
-        let mut recent = Recent::default();
-        while let Some(message) = messages.next().await {
-            let Ok(text) = message.get_payload::<String>() else {
-                continue;
-            };
-            // A fact about the player in the player's region comes on both channels: once is
-            // enough.
-            if !recent.first_time(&text) {
-                continue;
-            }
-            match queue.try_send(text) {
-                Ok(()) => {}
-                // Full: the client is too slow. Closed: the client has gone.
-                Err(_) => break,
-            }
-        }
-    });
+    let own = player_channel(interest.player);
+    let mut recent = Recent::default();
     loop {
         tokio::select! {
             next = queued.recv() => match next {
-                Some(text) => {
-                    if sink.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
+                Some(delivery) => {
+                    if *delivery.channel == *own
+                        && let Ok(fact) = Envelope::<Fact>::decode(delivery.text.as_bytes())
+                        && interest.follow(&state.settings().world, &fact)
+                        && !retarget(&mut joined, &interest, &queue).await
+                    {
+                        break;
+                    }
+                    // A fact about the player in a region it listens to comes on two channels:
+                    // once is enough.
+                    if !recent.first_time(&delivery.text) {
+                        continue;
+                    }
+                    let text = Utf8Bytes::from(delivery.text.as_ref());
+                    if sink.send(Message::Text(text)).await.is_err() {
                         break;
                     }
                 }
                 None => {
-                    // The reader stopped: Redis went away or the client fell behind.
+                    // The hub dropped this client: it fell behind, or Redis went away.
                     let frame = CloseFrame { code: TOO_SLOW, reason: Utf8Bytes::from_static("too slow or stream ended") };
                     let _ = sink.send(Message::Close(Some(frame))).await;
                     break;
@@ -127,7 +458,31 @@ async fn pump(socket: WebSocket, pubsub: redis::aio::PubSub) {
             },
         }
     }
-    reader.abort();
+}
+
+/// Moves a stream to the channels of its interest; `false` when the stream has ended.
+async fn retarget(
+    joined: &mut Joined,
+    interest: &Interest,
+    queue: &mpsc::WeakSender<Delivery>,
+) -> bool {
+    let next = interest.channels();
+    let added: BTreeSet<String> = next.difference(&joined.channels).cloned().collect();
+    let removed: BTreeSet<String> = joined.channels.difference(&next).cloned().collect();
+    if !added.is_empty() {
+        // No queue: the hub dropped this client already.
+        let Some(queue) = queue.upgrade() else {
+            return false;
+        };
+        if let Err(e) = joined.hub.join(joined.conn, &added, &queue).await {
+            tracing::warn!(error = %e, "a stream could not follow its player");
+            return false;
+        }
+    }
+    joined.hub.leave(joined.conn, &removed).await;
+    tracing::debug!(channels = ?next, "stream follows its player");
+    joined.channels = next;
+    true
 }
 
 /// The ids of the last facts sent on one connection, to send each once.
@@ -164,7 +519,106 @@ impl Recent {
 
 #[cfg(test)]
 mod tests {
-    use super::Recent;
+    use schemas::fact::{LeaveReason, Left, MovementStarted};
+    use schemas::{Actor, EntityId, EventId};
+
+    use super::*;
+
+    fn world() -> WorldConfig {
+        WorldConfig::from_toml(include_str!("../../config/regions.toml")).expect("regions")
+    }
+
+    fn fact(region: &str, payload: Fact) -> Envelope<Fact> {
+        let id = EventId::new();
+        Envelope {
+            id,
+            occurred_at: chrono::Utc::now(),
+            actor: Actor::System {
+                service: "region-sim".into(),
+            },
+            region: Some(region.parse().expect("region")),
+            correlation_id: id,
+            causation_id: None,
+            payload,
+        }
+    }
+
+    fn names(interest: &Interest) -> Vec<String> {
+        interest.regions.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_stream_listens_to_every_region_within_its_radius() {
+        let world = world();
+        let player = PlayerId::new();
+        let middle = Interest::new(
+            &world,
+            player,
+            100.0,
+            Some("south-west".parse().expect("region")),
+            Some(Position::new(500.0, 500.0)),
+        );
+        assert_eq!(names(&middle), ["south-west"]);
+        let corner = Interest::new(
+            &world,
+            player,
+            100.0,
+            None,
+            Some(Position::new(990.0, 990.0)),
+        );
+        assert_eq!(corner.regions.len(), 4, "all four regions meet there");
+        let nowhere = Interest::new(&world, player, 100.0, None, None);
+        assert!(nowhere.regions.is_empty());
+        assert_eq!(nowhere.channels(), BTreeSet::from([player_channel(player)]));
+    }
+
+    #[test]
+    fn a_walk_brings_every_region_along_it_into_view_and_leaving_drops_them() {
+        let world = world();
+        let player = PlayerId::new();
+        let me = EntityId::from(player);
+        let mut interest = Interest::new(
+            &world,
+            player,
+            100.0,
+            Some("south-west".parse().expect("region")),
+            Some(Position::new(500.0, 500.0)),
+        );
+        let walk = fact(
+            "south-west",
+            Fact::MovementStarted(MovementStarted {
+                entity: me,
+                from: Position::new(500.0, 500.0),
+                destination: Position::new(1500.0, 500.0),
+            }),
+        );
+        assert!(interest.follow(&world, &walk));
+        assert_eq!(names(&interest), ["south-east", "south-west"]);
+
+        let someone_else = fact(
+            "south-west",
+            Fact::MovementStarted(MovementStarted {
+                entity: EntityId::new(),
+                from: Position::new(500.0, 500.0),
+                destination: Position::new(500.0, 1500.0),
+            }),
+        );
+        assert!(
+            !interest.follow(&world, &someone_else),
+            "only the player's own facts move it"
+        );
+
+        let left = fact(
+            "south-east",
+            Fact::Left(Left {
+                entity: me,
+                reason: LeaveReason::Requested,
+                position: Position::new(1500.0, 500.0),
+            }),
+        );
+        assert!(interest.follow(&world, &left));
+        assert!(interest.regions.is_empty());
+    }
 
     #[test]
     fn a_fact_arriving_on_two_channels_is_sent_once() {

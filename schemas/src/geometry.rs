@@ -64,6 +64,13 @@ impl Bounds {
         p.x >= self.min.x && p.x < self.max.x && p.y >= self.min.y && p.y < self.max.y
     }
 
+    /// How far `p` is from the rectangle: 0 inside, else the distance to its nearest edge.
+    pub fn distance(&self, p: &Position) -> f64 {
+        let dx = (self.min.x - p.x).max(p.x - self.max.x).max(0.0);
+        let dy = (self.min.y - p.y).max(p.y - self.max.y).max(0.0);
+        dx.hypot(dy)
+    }
+
     /// The smallest rectangle holding both.
     pub fn union(&self, other: &Bounds) -> Bounds {
         Bounds {
@@ -85,6 +92,15 @@ mod tests {
         assert!(!b.contains(&Position::new(10.0, 5.0)));
         assert!(!b.contains(&Position::new(5.0, -0.1)));
         assert!(!b.contains(&Position::new(f64::NAN, 1.0)));
+    }
+
+    #[test]
+    fn distance_to_a_rectangle_is_zero_inside_and_to_the_nearest_edge_outside() {
+        let b = Bounds::new(Position::new(0.0, 0.0), Position::new(10.0, 10.0)).expect("valid");
+        assert_eq!(b.distance(&Position::new(5.0, 5.0)), 0.0);
+        assert_eq!(b.distance(&Position::new(13.0, 5.0)), 3.0);
+        assert_eq!(b.distance(&Position::new(5.0, -2.0)), 2.0);
+        assert_eq!(b.distance(&Position::new(13.0, 14.0)), 5.0);
     }
 
     #[test]

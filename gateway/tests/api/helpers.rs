@@ -152,11 +152,22 @@ impl TestApp {
 
     /// Writes the read model the projector would: the player is online in `region`.
     pub async fn put_in_world(&self, player_id: &str, username: &str, region: &str) {
+        self.put_in_world_at(player_id, username, region, (10.0, 10.0))
+            .await;
+    }
+
+    pub async fn put_in_world_at(
+        &self,
+        player_id: &str,
+        username: &str,
+        region: &str,
+        (x, y): (f64, f64),
+    ) {
         self.db
             .collection::<mongodb::bson::Document>("players")
             .insert_one(doc! {
                 "_id": player_id, "username": username, "role": "player", "region": region,
-                "position": {"x": 10.0, "y": 10.0}, "hp": 100, "max_hp": 100, "level": 1, "xp": 0,
+                "position": {"x": x, "y": y}, "hp": 100, "max_hp": 100, "level": 1, "xp": 0,
                 "inventory": [], "online": true,
             })
             .await
