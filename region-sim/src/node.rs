@@ -4,9 +4,10 @@
 //! Balancing: a process reports its regions, avatars, entities and slowest recent tick to the
 //! `node_load` bucket. A free region (no lease: never taken, released, or its owner's lease
 //! expired) is taken by the process running the fewest regions. A process with two regions more
-//! than the least busy other, or one whose ticks run slower than `overloaded_tick_ms` while
-//! another's do not, lets its lightest region go (after a last snapshot), and the least busy
-//! process takes it on its next round.
+//! than the least busy other that is not overloaded, or one whose ticks run slower than
+//! `overloaded_tick_ms` while another's run under half that with no more regions, lets its
+//! lightest region go (after a last snapshot), and the least busy process takes it on its next
+//! round. An overloaded process takes no region.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -193,32 +194,43 @@ impl Node {
         info!(node = %self.view.node, "simulator stopped");
     }
 
-    /// Renews every lease. A lease found taken, or not renewed for so long that it may have
-    /// expired, stops its region at once: two owners must never tick one region.
+    /// Renews every lease, all at once and each within one renewal period, so a bus that
+    /// hangs cannot hold a renewal past the fence. A lease found taken, or not renewed for so
+    /// long that it may have expired, stops its region at once: two owners must never tick one
+    /// region.
     async fn renew(&mut self) {
-        let fence = self
-            .lease_ttl
-            .saturating_sub(self.settings().lease_renew * 2)
-            .max(self.settings().lease_renew);
-        let regions: Vec<RegionId> = self.owned.keys().cloned().collect();
-        for region in regions {
-            let Some(owned) = self.owned.get_mut(&region) else {
-                continue;
-            };
-            if owned.task.is_finished() {
-                error!(region = %region, "region task ended; letting the region go");
-                self.give_up(&region).await;
-                continue;
+        let every = self.settings().lease_renew;
+        let fence = self.lease_ttl.saturating_sub(every * 2).max(every);
+        let finished: Vec<RegionId> = self
+            .owned
+            .iter()
+            .filter(|(_, o)| o.task.is_finished())
+            .map(|(r, _)| r.clone())
+            .collect();
+        for region in finished {
+            error!(region = %region, "region task ended; letting the region go");
+            self.give_up(&region).await;
+        }
+        let leases = &self.leases;
+        let renewals = self.owned.iter_mut().map(|(region, owned)| async move {
+            let renewed = tokio::time::timeout(every, leases.renew(&mut owned.held))
+                .await
+                .unwrap_or_else(|_| Err(LeaseError::Bucket("no answer in time".into())));
+            if renewed.is_ok() {
+                owned.renewed = Instant::now();
             }
-            match self.leases.renew(&mut owned.held).await {
-                Ok(()) => owned.renewed = Instant::now(),
+            (region.clone(), renewed, owned.renewed.elapsed())
+        });
+        for (region, renewed, since) in futures::future::join_all(renewals).await {
+            match renewed {
+                Ok(()) => {}
                 Err(LeaseError::Lost(_)) => {
                     error!(region = %region, "lease lost to another process; region stopped");
                     self.abandon(&region, "lost").await;
                 }
                 Err(LeaseError::Bucket(e)) => {
                     warn!(region = %region, error = %e, "lease not renewed");
-                    if owned.renewed.elapsed() >= fence {
+                    if since >= fence {
                         error!(region = %region, "lease may have expired; region stopped");
                         self.abandon(&region, "expired").await;
                     }
@@ -227,22 +239,39 @@ impl Node {
         }
     }
 
+    /// One round of balancing. Every bucket operation is bounded by the renewal period: the
+    /// renewals run on the same loop and must not wait behind a bus that hangs.
     async fn balance(&mut self) {
-        let mine = self.report_load().await;
-        let others = self.others().await;
+        let every = self.settings().lease_renew;
+        let reported = tokio::time::timeout(every, async {
+            let mine = self.report_load().await;
+            (mine, self.others().await)
+        })
+        .await;
+        let Ok((mine, others)) = reported else {
+            warn!("the load bucket did not answer; no balancing this round");
+            return;
+        };
         let now = Instant::now();
         let quiet = self.settings().balance_every * 3;
         self.released
             .retain(|_, at| now.duration_since(*at) < quiet);
 
         let count = self.owned.len();
-        let least_other = others.iter().map(|o| o.regions.len()).min();
-        let overloaded = mine.tick_ms > self.settings().overloaded_tick_ms;
+        let limit = self.settings().overloaded_tick_ms;
+        // An overloaded process takes nothing, so counting its regions would only bounce a
+        // region between the free pool and the process that gave it away.
+        let least_other = others
+            .iter()
+            .filter(|o| o.tick_ms <= limit)
+            .map(|o| o.regions.len())
+            .min();
+        let overloaded = mine.tick_ms > limit;
 
         // Give a region away when clearly busier than another process.
-        let calmer_exists = others.iter().any(|o| {
-            o.tick_ms <= self.settings().overloaded_tick_ms / 2.0 && o.regions.len() <= count
-        });
+        let calmer_exists = others
+            .iter()
+            .any(|o| o.tick_ms <= limit / 2.0 && o.regions.len() <= count);
         if count > 1
             && (least_other.is_some_and(|l| count > l + 1) || (overloaded && calmer_exists))
             && let Some(lightest) = self.lightest()
@@ -273,13 +302,18 @@ impl Node {
             if room == 0 {
                 break;
             }
-            match self.leases.acquire(&region).await {
-                Ok(Some(held)) => {
+            // A lease created but not heard of in time is never renewed, and expires.
+            match tokio::time::timeout(every, self.leases.acquire(&region)).await {
+                Ok(Ok(Some(held))) => {
                     self.launch(held).await;
                     room -= 1;
                 }
-                Ok(None) => {}
-                Err(e) => warn!(region = %region, error = %e, "cannot take a lease"),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => warn!(region = %region, error = %e, "cannot take a lease"),
+                Err(_) => {
+                    warn!(region = %region, "the lease bucket did not answer in time");
+                    break;
+                }
             }
         }
     }

@@ -10,7 +10,7 @@
 //! owner) or stored facts (which the next owner folds, so the redelivered commands are
 //! recognised as applied): never a lost or doubled effect.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,14 +66,20 @@ pub enum Failpoint {
     /// Abort right after storing a hand-off's `handed_off_out` fact, before the neighbour is
     /// sent its `accept_hand_off`.
     AbortAfterHandOffFact,
+    /// Make every tick take [`SLOW_TICK`] longer, as a process on an overloaded machine would.
+    SlowTicks,
 }
 
+/// How much longer a tick takes under [`Failpoint::SlowTicks`].
+pub const SLOW_TICK: Duration = Duration::from_millis(40);
+
 impl Failpoint {
-    /// Reads `SIM_FAILPOINT` (`abort-after-facts`, `abort-after-hand-off-fact`).
+    /// Reads `SIM_FAILPOINT` (`abort-after-facts`, `abort-after-hand-off-fact`, `slow-ticks`).
     pub fn from_env() -> Option<Self> {
         match std::env::var("SIM_FAILPOINT").ok()?.as_str() {
             "abort-after-facts" => Some(Self::AbortAfterFacts),
             "abort-after-hand-off-fact" => Some(Self::AbortAfterHandOffFact),
+            "slow-ticks" => Some(Self::SlowTicks),
             _ => None,
         }
     }
@@ -401,16 +407,21 @@ impl Running {
         }
         let now_ms = Utc::now().timestamp_millis();
         let out = self.region.tick(&commands, now_ms);
+        if self.shared.failpoint == Some(Failpoint::SlowTicks) {
+            tokio::time::sleep(SLOW_TICK).await;
+        }
 
         // Facts first, with the request id and client address of the command they answer.
+        let index: HashMap<EventId, usize> = commands
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id, i))
+            .collect();
         let mut cause_of = vec![None; out.facts.len()];
-        for (i, (_, range)) in out.outcomes.iter().enumerate() {
-            let index = commands
-                .iter()
-                .position(|c| c.id == out.outcomes[i].0)
-                .unwrap_or(usize::MAX);
+        for (id, range) in &out.outcomes {
+            let cause = index.get(id).copied();
             for slot in &mut cause_of[range.clone()] {
-                *slot = Some(index);
+                *slot = cause;
             }
         }
         let facts: Vec<_> = out
@@ -431,12 +442,12 @@ impl Running {
             std::process::abort();
         }
         self.publish_commands(&out.hand_offs).await;
-        self.notify_outcomes(&out, &commands, &messages).await;
+        self.notify_outcomes(&out, &index, &messages).await;
 
         // Dead letters: commands that do not decode, and those whose handler failed.
         let failed: HashSet<EventId> = out.failed.iter().map(|(id, _)| *id).collect();
         for (id, why) in &out.failed {
-            if let Some(i) = commands.iter().position(|c| c.id == *id) {
+            if let Some(&i) = index.get(id) {
                 dead.push((messages[i].clone(), why.clone()));
             }
         }
@@ -553,11 +564,11 @@ impl Running {
     async fn notify_outcomes(
         &self,
         out: &TickOutput,
-        commands: &[Envelope<Command>],
+        index: &HashMap<EventId, usize>,
         messages: &[jetstream::Message],
     ) {
         for (command_id, range) in &out.outcomes {
-            let Some(i) = commands.iter().position(|c| c.id == *command_id) else {
+            let Some(&i) = index.get(command_id) else {
                 continue;
             };
             let Some(inbox) = messages[i]

@@ -1,6 +1,7 @@
 //! The simulator on a real `nats-server`, as separate processes that the tests kill: priority
 //! order, first-wins conflicts, redeliveries, poison commands, a process killed mid-tick and
-//! replaced, a hand-off whose source dies half-way, lease takeover and rebalancing.
+//! replaced, a hand-off whose source dies half-way, lease takeover, rebalancing by count and by
+//! load, and a process fencing itself off when its leases are lost or cannot be renewed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -747,4 +748,136 @@ async fn a_process_stopped_in_good_order_lets_its_regions_go_at_once() {
         second.regions().await == vec!["west".to_owned()]
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_process_whose_lease_is_taken_stops_that_region_at_once() {
+    let bus = Bus::start().await;
+    let sim = bus.sim("sim-a", &[("SIM_REGIONS", "west")]).await;
+    eventually("it runs the west", || async {
+        sim.regions().await == vec!["west".to_owned()]
+    })
+    .await;
+    // Another process's lease over ours, as when ours expired unnoticed and was taken over.
+    let kv = bus.js.get_key_value(REGION_LEASES).await.expect("bucket");
+    let now = chrono::Utc::now();
+    let intruder = nats_topology::lease::Lease {
+        node: "sim-intruder".into(),
+        acquired_at: now,
+        renewed_at: now,
+    };
+    kv.put("west", serde_json::to_vec(&intruder).expect("lease").into())
+        .await
+        .expect("put");
+    eventually("it stops the west", || async {
+        sim.regions().await.is_empty()
+    })
+    .await;
+    assert!(
+        sim.log().contains("lease lost to another process"),
+        "{}",
+        sim.log()
+    );
+    assert_eq!(bus.owner("west").await.as_deref(), Some("sim-intruder"));
+
+    // Once the region is free again it is taken back, restored, and plays on.
+    kv.delete("west").await.expect("delete");
+    eventually("it runs the west again", || async {
+        sim.regions().await == vec!["west".to_owned()]
+    })
+    .await;
+    let spawned = bus.send("west", PlayerId::new(), spawn()).await;
+    assert!(matches!(
+        bus.wait_outcome("west", spawned.id).await[..],
+        [Fact::Spawned(_)]
+    ));
+}
+
+#[tokio::test]
+async fn a_process_cut_off_from_nats_stops_its_regions_and_takes_them_back_after() {
+    let mut bus = Bus::start().await;
+    let player = PlayerId::new();
+    let sim = bus.sim("sim-a", &[]).await;
+    eventually("it runs both regions", || async {
+        sim.regions().await.len() == 2
+    })
+    .await;
+    let spawned = bus.send("west", player, spawn()).await;
+    bus.wait_outcome("west", spawned.id).await;
+
+    // Without the bus its leases cannot be renewed: it stops ticking before they could expire
+    // and be taken by another process.
+    bus.nats.stop();
+    eventually("it stops both regions", || async {
+        sim.regions().await.is_empty()
+    })
+    .await;
+    assert!(
+        sim.log().contains("lease may have expired; region stopped"),
+        "{}",
+        sim.log()
+    );
+
+    bus.nats.restart().expect("nats-server back");
+    eventually("it runs both regions again", || async {
+        sim.regions().await.len() == 2
+    })
+    .await;
+    // The avatar is still there, and commands are applied again.
+    let said = bus.send("west", player, chat("still here")).await;
+    assert!(matches!(
+        bus.wait_outcome("west", said.id).await[..],
+        [Fact::ChatSaid(_)]
+    ));
+}
+
+#[tokio::test]
+async fn an_overloaded_process_gives_a_region_to_a_calm_one_and_none_bounces_back() {
+    let bus = Bus::start().await;
+    // Three regions, and a threshold the slowed ticks exceed and normal ones stay far below.
+    let three = format!(
+        "{REGIONS}
+[[region]]
+id = \"north\"
+bounds = {{ min = {{ x = 0.0, y = 100.0 }}, max = {{ x = 200.0, y = 200.0 }} }}
+cell_size = 10.0
+capacity = 50
+neighbours = []
+"
+    );
+    std::fs::write(bus.path("three.toml"), three).expect("regions");
+    std::fs::write(
+        bus.path("touchy.toml"),
+        SIM.replace("overloaded_tick_ms = 1000.0", "overloaded_tick_ms = 25.0"),
+    )
+    .expect("sim config");
+    let (regions, sim) = (bus.path("three.toml"), bus.path("touchy.toml"));
+    let config = [
+        ("REGIONS_CONFIG", regions.to_str().expect("path")),
+        ("SIM_CONFIG", sim.to_str().expect("path")),
+    ];
+    let slow_env = [config[0], config[1], ("SIM_FAILPOINT", "slow-ticks")];
+    let slow = bus.sim("sim-slow", &slow_env).await;
+    eventually("the slow process, alone, runs all three", || async {
+        slow.regions().await.len() == 3
+    })
+    .await;
+    let calm = bus.sim("sim-calm", &config).await;
+    // Counting alone would stop at two and one; the slow ticks move one more region.
+    eventually(
+        "the calm process runs two regions, the slow one one",
+        || async { slow.regions().await.len() == 1 && calm.regions().await.len() == 2 },
+    )
+    .await;
+    let gave_when_overloaded = slow
+        .log()
+        .lines()
+        .any(|line| line.contains("giving a region away") && line.contains(r#""overloaded":true"#));
+    assert!(gave_when_overloaded, "{}", slow.log());
+    // It stays so: the calm process does not give a region back to an overloaded one.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(slow.regions().await.len(), 1);
+        assert_eq!(calm.regions().await.len(), 2);
+    }
 }
