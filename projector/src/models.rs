@@ -97,6 +97,8 @@ pub fn players_of(fact: &Fact) -> Vec<PlayerId> {
         Fact::ItemPicked(f) => vec![from_entity(&f.entity)],
         Fact::ChatSaid(f) => vec![from_entity(&f.entity)],
         Fact::Left(f) => vec![from_entity(&f.entity)],
+        // Changes no document; the attacker hears that the blow went out.
+        Fact::StruckAcross(f) => vec![from_entity(&f.attacker)],
         Fact::ItemSpawned(_) | Fact::NpcSpawned(_) | Fact::NpcDied(_) | Fact::Rejected(_) => vec![],
     }
 }
@@ -118,7 +120,10 @@ pub fn entities_of(fact: &Fact) -> Vec<EntityId> {
         Fact::ItemSpawned(f) => vec![f.item],
         Fact::ItemPicked(f) => vec![f.item.item],
         Fact::Left(f) => vec![f.entity],
-        Fact::AccountRegistered(_) | Fact::ChatSaid(_) | Fact::Rejected(_) => vec![],
+        Fact::AccountRegistered(_)
+        | Fact::ChatSaid(_)
+        | Fact::Rejected(_)
+        | Fact::StruckAcross(_) => vec![],
     }
 }
 

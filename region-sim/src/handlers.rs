@@ -3,10 +3,10 @@
 //! once (through [`crate::state::apply`]), so a command later in the same tick sees it: that is
 //! how the first of two pickups of one item wins and the second is rejected.
 
-use schemas::command::{AcceptHandOff, Attack, Chat, Kick, Pickup};
+use schemas::command::{AcceptHandOff, Attack, Chat, Kick, Pickup, Strike};
 use schemas::fact::{
     ChatSaid, Damaged, Died, HandedOffIn, ItemPicked, LeaveReason, Left, MovementStarted, NpcDied,
-    Rejected, Respawned, Spawned, XpGained,
+    Rejected, Respawned, Spawned, StruckAcross, XpGained,
 };
 use schemas::{
     Actor, Command, EntityKind, EntityState, Envelope, EventId, Fact, Position, RejectReason,
@@ -67,6 +67,9 @@ impl Facts<'_> {
         if let Command::Kick(k) = &cmd.payload {
             return self.kick(k);
         }
+        if let Command::Strike(s) = &cmd.payload {
+            return self.struck(s);
+        }
         let player = match &cmd.actor {
             Actor::Player { id } | Actor::Admin { id } => *id,
             Actor::System { service } => {
@@ -93,7 +96,10 @@ impl Facts<'_> {
             Command::Pickup(p) => self.pickup(key, me, p),
             Command::Respawn(_) => self.respawn(key, me),
             Command::Leave(_) => self.leave(key, me, LeaveReason::Requested),
-            Command::Spawn(_) | Command::Kick(_) | Command::AcceptHandOff(_) => Ok(()),
+            Command::Spawn(_)
+            | Command::Kick(_)
+            | Command::AcceptHandOff(_)
+            | Command::Strike(_) => Ok(()),
         }
     }
 
@@ -193,11 +199,10 @@ impl Facts<'_> {
         if a.target == me {
             return reject(RejectReason::InvalidTarget, "you cannot attack yourself");
         }
+        let rules = self.rules();
+        let attack = &rules.balance.attack;
         let Some(target) = key_of(self.world, a.target) else {
-            return reject(
-                RejectReason::TargetNotFound,
-                "no such entity in this region",
-            );
+            return self.strike_across(key, me, a, command);
         };
         if self.world.get::<&Ident>(target).is_err() {
             return reject(RejectReason::InvalidTarget, "items cannot be attacked");
@@ -205,8 +210,6 @@ impl Facts<'_> {
         if !self.alive(target) {
             return reject(RejectReason::TargetDead, "the target is already dead");
         }
-        let rules = self.rules();
-        let attack = &rules.balance.attack;
         let distance = self.position(key).distance(&self.position(target));
         if distance > attack.range {
             return reject(
@@ -217,30 +220,92 @@ impl Facts<'_> {
                 ),
             );
         }
+        self.cooled_down(key)?;
+        strike(self, key, target, damage(command, attack));
+        Ok(())
+    }
+
+    /// An attack is ready when the attacker's cooldown has passed.
+    fn cooled_down(&self, key: Key) -> Decision {
+        let cooldown_ms = self.rules().balance.attack.cooldown_ms as i64;
         let last = self
             .world
             .get::<&Combat>(key)
             .ok()
             .and_then(|c| c.last_attack_ms);
-        if let Some(last) = last
-            && self.now_ms - last < attack.cooldown_ms as i64
-        {
-            return reject(
+        match last {
+            Some(last) if self.now_ms - last < cooldown_ms => reject(
                 RejectReason::OnCooldown,
                 format!(
                     "the next attack is ready in {} ms",
-                    attack.cooldown_ms as i64 - (self.now_ms - last)
+                    cooldown_ms - (self.now_ms - last)
                 ),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// An attack on an entity this region does not hold: when a neighbouring region lies within
+    /// reach, the blow is sent there (a [`StruckAcross`] fact, whose `strike` commands the
+    /// runner sends once it is stored), and that region decides the hit. A border is no wall in
+    /// a fight.
+    fn strike_across(
+        &mut self,
+        key: Key,
+        me: schemas::EntityId,
+        a: &Attack,
+        command: EventId,
+    ) -> Decision {
+        let rules = self.rules();
+        let position = self.position(key);
+        let to_regions: Vec<schemas::RegionId> = rules
+            .world
+            .regions
+            .iter()
+            .filter(|r| rules.region.neighbours.contains(&r.id))
+            .filter(|r| r.bounds.distance(&position) <= rules.balance.attack.range)
+            .map(|r| r.id.clone())
+            .collect();
+        if to_regions.is_empty() {
+            return reject(
+                RejectReason::TargetNotFound,
+                "no such entity in this region, and no border within reach",
             );
         }
-        // The damage is drawn from the command's id, so it is the same whenever it is decided.
-        let seed = u64::from_be_bytes(
-            command.as_uuid().as_bytes()[8..16]
-                .try_into()
-                .unwrap_or([0; 8]),
-        );
-        let amount = roll(seed, attack.damage_min, attack.damage_max);
-        strike(self, key, target, amount);
+        self.cooled_down(key)?;
+        self.emit(Fact::StruckAcross(StruckAcross {
+            attacker: me,
+            target: a.target,
+            amount: damage(command, &rules.balance.attack),
+            position,
+            to_regions,
+        }));
+        Ok(())
+    }
+
+    /// A blow from across the border: this region holds the target (or says it does not).
+    fn struck(&mut self, s: &Strike) -> Decision {
+        let Some(target) = key_of(self.world, s.target) else {
+            return reject(
+                RejectReason::TargetNotFound,
+                "no such entity in this region",
+            );
+        };
+        let Ok(ident) = self.world.get::<&Ident>(target).map(|i| **i) else {
+            return reject(RejectReason::InvalidTarget, "items cannot be attacked");
+        };
+        if !self.alive(target) {
+            return reject(RejectReason::TargetDead, "the target is already dead");
+        }
+        let range = self.rules().balance.attack.range;
+        let distance = s.position.distance(&self.position(target));
+        if distance > range {
+            return reject(
+                RejectReason::OutOfRange,
+                format!("the target is {distance:.1} away; attacks reach {range}"),
+            );
+        }
+        hit(self, s.attacker, ident, target, s.amount);
         Ok(())
     }
 
@@ -365,32 +430,71 @@ pub fn roll(seed: u64, min: u32, max: u32) -> u32 {
     min + u32::try_from(z % span).unwrap_or(0)
 }
 
+/// The damage of a player's attack, drawn from the command's id so it is the same whenever the
+/// command is decided.
+fn damage(command: EventId, attack: &crate::balance::Attack) -> u32 {
+    let seed = u64::from_be_bytes(
+        command.as_uuid().as_bytes()[8..16]
+            .try_into()
+            .unwrap_or([0; 8]),
+    );
+    roll(seed, attack.damage_min, attack.damage_max)
+}
+
 /// `attacker` hits `target` for `amount`: the damage, and the death and experience it brings.
 /// Shared by players' attacks and NPCs'.
 fn strike(out: &mut Facts<'_>, attacker: Key, target: Key, amount: u32) {
-    let att = out.world.get::<&Ident>(attacker).ok().map(|i| i.id);
+    let att = out.world.get::<&Ident>(attacker).ok().map(|i| **i);
     let tgt = out.world.get::<&Ident>(target).ok().map(|i| **i);
     let (Some(att), Some(tgt)) = (att, tgt) else {
         return;
     };
+    let xp = hit(out, att.id, tgt, target, amount);
+    let progress = out.world.get::<&Progress>(attacker).ok().map(|p| *p);
+    if let (Some(p), EntityKind::Player, Some(xp)) = (progress, att.kind, xp.filter(|x| *x > 0)) {
+        let rules = out.rules();
+        let total = p.xp + xp;
+        let level = rules.balance.level_for(total);
+        out.emit(Fact::XpGained(XpGained {
+            entity: att.id,
+            amount: xp,
+            xp: total,
+            level,
+            max_hp: rules.balance.max_hp(level),
+        }));
+    }
+}
+
+/// The damage to `target` (whose identity is `tgt`) and its death; for a slain NPC, the
+/// experience it is worth.
+fn hit(
+    out: &mut Facts<'_>,
+    attacker: schemas::EntityId,
+    tgt: Ident,
+    target: Key,
+    amount: u32,
+) -> Option<u64> {
     let hp = out.world.get::<&Health>(target).map(|h| h.hp).unwrap_or(0);
     let left = hp.saturating_sub(amount);
     out.emit(Fact::Damaged(Damaged {
-        attacker: att,
+        attacker,
         target: tgt.id,
         amount: hp - left,
         hp: left,
     }));
     if left > 0 {
-        return;
+        return None;
     }
     let position = out.position(target);
     match tgt.kind {
-        EntityKind::Player => out.emit(Fact::Died(Died {
-            entity: tgt.id,
-            killer: Some(att),
-            position,
-        })),
+        EntityKind::Player => {
+            out.emit(Fact::Died(Died {
+                entity: tgt.id,
+                killer: Some(attacker),
+                position,
+            }));
+            None
+        }
         EntityKind::Npc => {
             let rules = out.rules();
             let xp = out
@@ -401,26 +505,10 @@ fn strike(out: &mut Facts<'_>, attacker: Key, target: Key, amount: u32) {
                 .map_or(0, |k| k.xp);
             out.emit(Fact::NpcDied(NpcDied {
                 npc: tgt.id,
-                killer: Some(att),
+                killer: Some(attacker),
                 position,
             }));
-            let progress = out.world.get::<&Progress>(attacker).ok().map(|p| *p);
-            let is_player = out
-                .world
-                .get::<&Ident>(attacker)
-                .map(|i| i.kind == EntityKind::Player)
-                .unwrap_or(false);
-            if let (Some(p), true, true) = (progress, is_player, xp > 0) {
-                let total = p.xp + xp;
-                let level = rules.balance.level_for(total);
-                out.emit(Fact::XpGained(XpGained {
-                    entity: att,
-                    amount: xp,
-                    xp: total,
-                    level,
-                    max_hp: rules.balance.max_hp(level),
-                }));
-            }
+            Some(xp)
         }
     }
 }

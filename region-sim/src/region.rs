@@ -4,7 +4,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use schemas::command::AcceptHandOff;
+use schemas::command::{AcceptHandOff, Strike};
 use schemas::{
     Actor, Command, EntityState, Envelope, EventId, Fact, Position, RegionConfig, RegionId,
     WorldConfig,
@@ -93,9 +93,10 @@ pub struct TickOutput {
     pub duplicates: Vec<EventId>,
     /// Commands whose handler failed, with why: for the dead-letter queue, never applied.
     pub failed: Vec<(EventId, String)>,
-    /// The `accept_hand_off` commands for neighbouring regions that this tick's hand-offs call
-    /// for; to be published after the facts.
-    pub hand_offs: Vec<Envelope<Command>>,
+    /// The commands for neighbouring regions that this tick's facts call for (an
+    /// `accept_hand_off` for each hand-off, a `strike` for each blow over a border); to be
+    /// published after the facts.
+    pub follow_ups: Vec<Envelope<Command>>,
     /// Entities whose position changed (live state).
     pub moved: Vec<(schemas::EntityId, Position)>,
 }
@@ -218,6 +219,7 @@ impl Region {
                     fact,
                 );
                 env.occurred_at = at(now_ms);
+                out.follow_ups.extend(follow_ups(&env));
                 out.facts.push(env);
             }
             self.applied.insert(cmd.id);
@@ -231,34 +233,26 @@ impl Region {
         produced.extend(systems::respawns(&mut self.world, now_ms, &mut self.rng));
         for fact in produced {
             let env = self.system_fact(fact, now_ms);
-            if let Some(hand_off) = hand_off_command(&env) {
-                out.hand_offs.push(hand_off);
-            }
+            out.follow_ups.extend(follow_ups(&env));
             out.facts.push(env);
         }
         out
     }
 
-    /// Folds a fact read back from the log (recovery). Returns the `accept_hand_off` command a
-    /// hand-off fact calls for, to be sent again: its id is derived from the fact's, so a copy
-    /// already sent is stored once and applied once.
-    pub fn fold(&mut self, env: &Envelope<Fact>) -> Option<Envelope<Command>> {
+    /// Folds a fact read back from the log (recovery). Returns the commands for neighbouring
+    /// regions the fact calls for, to be sent again: their ids are derived from the fact's, so
+    /// a copy already sent is stored once and applied once.
+    pub fn fold(&mut self, env: &Envelope<Fact>) -> Vec<Envelope<Command>> {
         state::apply(
             &mut self.world,
             &env.payload,
             env.occurred_at.timestamp_millis(),
         );
-        if let Some(cause) = env.causation_id
-            && !matches!(env.actor, Actor::System { .. })
-        {
+        // Facts a command decided name it as their cause; the systems' facts name none.
+        if let Some(cause) = env.causation_id {
             self.applied.insert(cause);
         }
-        if let Fact::HandedOffIn(_) = env.payload
-            && let Some(cause) = env.causation_id
-        {
-            self.applied.insert(cause);
-        }
-        hand_off_command(env)
+        follow_ups(env)
     }
 
     /// Every entity's recorded state, by id.
@@ -417,25 +411,53 @@ impl Region {
     }
 }
 
-/// The `accept_hand_off` command a [`Fact::HandedOffOut`] calls for.
-pub fn hand_off_command(env: &Envelope<Fact>) -> Option<Envelope<Command>> {
-    let Fact::HandedOffOut(out) = &env.payload else {
-        return None;
+/// The commands for neighbouring regions a fact calls for: the `accept_hand_off` of a
+/// [`Fact::HandedOffOut`], and a `strike` to each region a [`Fact::StruckAcross`] reaches. Their
+/// ids derive from the fact's, so sending them again is harmless.
+pub fn follow_ups(env: &Envelope<Fact>) -> Vec<Envelope<Command>> {
+    let system = || Actor::System {
+        service: SERVICE.into(),
     };
-    let mut cmd = Envelope::caused_by(
-        env,
-        0,
-        Actor::System {
-            service: SERVICE.into(),
-        },
-        Some(out.to_region.clone()),
-        Command::AcceptHandOff(AcceptHandOff {
-            from_region: env.region.clone()?,
-            state: out.state.clone(),
-        }),
-    );
-    cmd.occurred_at = env.occurred_at;
-    Some(cmd)
+    let Some(from_region) = env.region.clone() else {
+        return Vec::new();
+    };
+    let mut commands = match &env.payload {
+        Fact::HandedOffOut(out) => vec![Envelope::caused_by(
+            env,
+            0,
+            system(),
+            Some(out.to_region.clone()),
+            Command::AcceptHandOff(AcceptHandOff {
+                from_region,
+                state: out.state.clone(),
+            }),
+        )],
+        Fact::StruckAcross(blow) => blow
+            .to_regions
+            .iter()
+            .enumerate()
+            .map(|(i, to)| {
+                Envelope::caused_by(
+                    env,
+                    u32::try_from(i).unwrap_or(u32::MAX),
+                    system(),
+                    Some(to.clone()),
+                    Command::Strike(Strike {
+                        from_region: from_region.clone(),
+                        attacker: blow.attacker,
+                        position: blow.position,
+                        target: blow.target,
+                        amount: blow.amount,
+                    }),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    for cmd in &mut commands {
+        cmd.occurred_at = env.occurred_at;
+    }
+    commands
 }
 
 /// A region's state at a tick boundary, with the `FACTS` sequence it covers.

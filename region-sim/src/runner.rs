@@ -258,7 +258,7 @@ impl Running {
         };
         let (folded, resend) = running.fold_log().await?;
         if !resend.is_empty() {
-            info!(region = %id, hand_offs = resend.len(), "sending unfinished hand-offs again");
+            info!(region = %id, commands = resend.len(), "sending unfinished hand-offs and blows again");
             running.publish_commands(&resend).await;
         }
         let now = Utc::now().timestamp_millis();
@@ -311,9 +311,7 @@ impl Running {
             let (seq, left) = (info.stream_sequence, info.pending);
             match Envelope::<Fact>::decode(&message.payload) {
                 Ok(env) => {
-                    if let Some(hand_off) = self.region.fold(&env) {
-                        resend.push(hand_off);
-                    }
+                    resend.extend(self.region.fold(&env));
                     folded += 1;
                 }
                 Err(e) => {
@@ -325,7 +323,7 @@ impl Running {
                 break;
             }
         }
-        // A hand-off whose neighbour already answered needs no resend: that is for the
+        // A hand-off or blow whose neighbour already answered needs no resend: that is for the
         // neighbour to recognise (the command's id is derived from the fact's), so all are sent.
         Ok((folded, resend))
     }
@@ -435,13 +433,13 @@ impl Running {
             error!(region = %self.id, "failpoint abort-after-facts");
             std::process::abort();
         }
-        if !out.hand_offs.is_empty()
+        if !out.follow_ups.is_empty()
             && self.shared.failpoint == Some(Failpoint::AbortAfterHandOffFact)
         {
             error!(region = %self.id, "failpoint abort-after-hand-off-fact");
             std::process::abort();
         }
-        self.publish_commands(&out.hand_offs).await;
+        self.publish_commands(&out.follow_ups).await;
         self.notify_outcomes(&out, &index, &messages).await;
 
         // Dead letters: commands that do not decode, and those whose handler failed.
@@ -526,13 +524,13 @@ impl Running {
             .filter_map(|c| match Outgoing::command(c) {
                 Ok(m) => Some(m),
                 Err(e) => {
-                    error!(region = %self.id, command = %c.id, error = %e, "a hand-off cannot be encoded");
+                    error!(region = %self.id, command = %c.id, error = %e, "a command for a neighbour cannot be encoded");
                     None
                 }
             })
             .collect();
         if !outgoing.is_empty() {
-            self.publish_until_stored(outgoing, "publish_hand_offs")
+            self.publish_until_stored(outgoing, "publish_follow_ups")
                 .await;
         }
     }

@@ -216,6 +216,11 @@ pub fn apply(world: &mut World, fact: &Fact, at_ms: i64) {
                 remove(world, f.state.id, key);
             }
         }
+        Fact::StruckAcross(f) => with_key(world, f.attacker, |w, key| {
+            if let Ok(mut c) = w.get::<&mut Combat>(key) {
+                c.last_attack_ms = Some(at_ms);
+            }
+        }),
         Fact::ChatSaid(_) | Fact::Rejected(_) | Fact::AccountRegistered(_) => {}
     }
 }

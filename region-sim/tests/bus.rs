@@ -881,3 +881,84 @@ neighbours = []
         assert_eq!(calm.regions().await.len(), 2);
     }
 }
+
+#[tokio::test]
+async fn a_blow_over_the_border_lands_once_when_its_source_dies_half_way() {
+    let bus = Bus::start().await;
+    let mut west = bus
+        .sim(
+            "sim-west",
+            &[
+                ("SIM_REGIONS", "west"),
+                ("SIM_FAILPOINT", "abort-after-hand-off-fact"),
+            ],
+        )
+        .await;
+    let east = bus.sim("sim-east", &[("SIM_REGIONS", "east")]).await;
+    let (a, b) = (PlayerId::new(), PlayerId::new());
+    bus.wait_outcome("west", bus.send("west", a, spawn()).await.id)
+        .await;
+    bus.wait_outcome("east", bus.send("east", b, spawn()).await.id)
+        .await;
+    // Face to face over the border, 1.5 apart (attacks reach 3).
+    bus.send("west", a, Command::Move(Move { x: 99.5, y: 50.0 }))
+        .await;
+    bus.send("east", b, Command::Move(Move { x: 101.0, y: 50.0 }))
+        .await;
+    let (a_id, b_id) = (a.to_string(), b.to_string());
+    eventually("both stand at the border", || async {
+        let at = |region: &'static str, id: &str, x: f64| {
+            let (sim, id) = (if region == "west" { &west } else { &east }, id.to_owned());
+            async move {
+                sim.entities(region)
+                    .await
+                    .is_some_and(|e| e.get(&id).is_some_and(|s| s["position"]["x"] == x))
+            }
+        };
+        at("west", &a_id, 99.5).await && at("east", &b_id, 101.0).await
+    })
+    .await;
+
+    let attack = bus
+        .send(
+            "west",
+            a,
+            Command::Attack(Attack {
+                target: EntityId::from(b),
+            }),
+        )
+        .await;
+    // West stores the blow and dies before sending it over.
+    exited(&mut west, "the west process dies at its failpoint").await;
+    let blows = bus.outcome("west", attack.id).await;
+    assert!(matches!(blows[..], [Fact::StruckAcross(_)]), "{blows:?}");
+    // Its heir finds the blow in the log and sends it; the east decides the hit, once.
+    let _heir = bus.sim("sim-west-2", &[("SIM_REGIONS", "west")]).await;
+    let hits = |facts: Vec<Envelope<Fact>>| -> Vec<(EventId, schemas::fact::Damaged)> {
+        facts
+            .into_iter()
+            .filter_map(|f| match f.payload {
+                Fact::Damaged(d) => Some((f.correlation_id, d)),
+                _ => None,
+            })
+            .collect()
+    };
+    until("the blow lands in the east", || async {
+        let found = hits(bus.facts("east").await);
+        (!found.is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let landed = hits(bus.facts("east").await);
+    assert_eq!(landed.len(), 1, "{landed:?}");
+    let (correlation, damaged) = &landed[0];
+    assert_eq!(*correlation, attack.id, "the hit answers the attack");
+    assert_eq!(
+        (damaged.attacker, damaged.target),
+        (EntityId::from(a), EntityId::from(b))
+    );
+    let Some(Fact::StruckAcross(blow)) = blows.first() else {
+        unreachable!()
+    };
+    assert_eq!(damaged.hp, 100 - blow.amount);
+}

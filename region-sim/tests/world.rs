@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use region_sim::region::hand_off_command;
+use region_sim::region::follow_ups;
 use region_sim::{Balance, Region, RegionSettings, state, systems};
 use schemas::command::{AcceptHandOff, Attack, Chat, Move, Pickup, Respawn, Spawn};
 use schemas::fact::{Moved, Spawned};
@@ -453,21 +453,21 @@ fn a_walk_over_the_border_hands_the_avatar_over_past_the_hysteresis_only() {
         &[command(player, Command::Move(Move { x: 150.0, y: 50.0 }))],
         400_000,
     );
-    assert!(out.hand_offs.is_empty());
+    assert!(out.follow_ups.is_empty());
     // 0.2 s at 10 a second: at 101, within the hysteresis.
     let out = west.tick(&[], 400_200);
-    assert!(out.hand_offs.is_empty(), "not yet past the hysteresis");
+    assert!(out.follow_ups.is_empty(), "not yet past the hysteresis");
     let out = west.tick(&[], 400_500);
-    assert_eq!(out.hand_offs.len(), 1);
+    assert_eq!(out.follow_ups.len(), 1);
     let Fact::HandedOffOut(gone) = &out.facts[0].payload else {
         panic!("{:?}", out.facts)
     };
     assert_eq!(gone.to_region.as_str(), "east");
     assert!(!west.entities().contains_key(&me(player)));
-    let accept = &out.hand_offs[0];
+    let accept = &out.follow_ups[0];
     assert_eq!(accept.region.as_ref().map(|r| r.as_str()), Some("east"));
     assert_eq!(
-        hand_off_command(&out.facts[0]).map(|c| c.id),
+        follow_ups(&out.facts[0]).first().map(|c| c.id),
         Some(accept.id)
     );
 
@@ -658,4 +658,77 @@ fn movement_system_on_a_bare_world() {
     s.destination = None;
     let key = state::key_of(&w, s.id).expect("in the world");
     assert_eq!(state::entity_state(&w, key), Some(s));
+}
+
+#[test]
+fn an_attack_over_the_border_is_decided_where_the_target_stands() {
+    let (mut west, mut east) = (region("west", 0, 0), region("east", 0, 0));
+    let attacker = spawn(&mut west, 0);
+    let target = spawn(&mut east, 0);
+    place(&mut west, attacker, Position::new(99.0, 50.0), 100);
+    place(&mut east, target, Position::new(101.0, 50.0), 100);
+    let now = 200_000;
+    let attack = |at: i64| {
+        let mut c = command(attacker, Command::Attack(Attack { target: me(target) }));
+        c.occurred_at = chrono::DateTime::from_timestamp_millis(at).expect("time");
+        c
+    };
+
+    // The west does not hold the target but the east lies within reach: the blow goes there.
+    let first = attack(now);
+    let out = west.tick(std::slice::from_ref(&first), now);
+    let [Fact::StruckAcross(blow)] = &out
+        .facts
+        .iter()
+        .map(|f| f.payload.clone())
+        .collect::<Vec<_>>()[..]
+    else {
+        panic!("{:?}", out.facts)
+    };
+    assert_eq!(blow.to_regions, vec!["east".parse().expect("id")]);
+    let [strike] = &out.follow_ups[..] else {
+        panic!("{:?}", out.follow_ups)
+    };
+    assert_eq!(strike.region.as_ref().map(|r| r.as_str()), Some("east"));
+    assert_eq!(strike.correlation_id, first.id, "it answers the attack");
+    assert_eq!(
+        follow_ups(&out.facts[0])[0].id,
+        strike.id,
+        "a resend has the same id"
+    );
+
+    // The east decides the hit, once, however often the blow arrives.
+    let hit = east.tick(std::slice::from_ref(strike), now + 50);
+    let Fact::Damaged(damaged) = &hit.facts[0].payload else {
+        panic!("{:?}", hit.facts)
+    };
+    assert_eq!(
+        (damaged.attacker, damaged.target),
+        (me(attacker), me(target))
+    );
+    assert_eq!(damaged.hp, 100 - blow.amount);
+    let again = east.tick(std::slice::from_ref(strike), now + 60);
+    assert_eq!(again.duplicates, vec![strike.id]);
+    assert_eq!(east.entities()[&me(target)].hp, 100 - blow.amount);
+
+    // The attacker's cooldown runs in its own region.
+    let soon = west.tick(&[attack(now + 100)], now + 100);
+    assert_eq!(rejection(&soon), Some(RejectReason::OnCooldown));
+
+    // A target that walked out of reach on its side is missed there.
+    place(&mut east, target, Position::new(150.0, 50.0), now + 200);
+    let out = west.tick(&[attack(now + 70_000)], now + 70_000);
+    let missed = east.tick(&out.follow_ups, now + 70_050);
+    assert_eq!(rejection(&missed), Some(RejectReason::OutOfRange));
+
+    // Far from any border there is nowhere to send the blow.
+    place(
+        &mut west,
+        attacker,
+        Position::new(50.0, 50.0),
+        now + 140_000,
+    );
+    let out = west.tick(&[attack(now + 300_000)], now + 300_000);
+    assert_eq!(rejection(&out), Some(RejectReason::TargetNotFound));
+    assert!(out.follow_ups.is_empty());
 }

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use validator::Validate;
 
 use crate::fold::EntityState;
+use crate::geometry::Position;
 use crate::ids::{EntityId, PlayerId, RegionId};
 use crate::subject::Priority;
 use crate::validation::{
@@ -171,6 +172,9 @@ commands! {
     Kick(Kick) = "kick", High, Admin, version 1;
     /// Take over an entity that crossed the border from a neighbouring region (system).
     AcceptHandOff(AcceptHandOff) = "accept_hand_off", Normal, System, version 1;
+    /// Deliver a blow struck from across the border by an entity of a neighbouring region
+    /// (system).
+    Strike(Strike) = "strike", High, System, version 1;
 }
 
 payload! {
@@ -271,6 +275,22 @@ payload! {
     }
 }
 
+payload! {
+    /// The receiving side of an attack over a border: the target's region decides the hit.
+    pub struct Strike {
+        /// The region the attacker stands in.
+        pub from_region: RegionId,
+        /// Who strikes.
+        pub attacker: EntityId,
+        /// Where the attacker stood when it struck.
+        pub position: Position,
+        /// Who is struck.
+        pub target: EntityId,
+        /// The damage drawn for the blow.
+        pub amount: u32,
+    }
+}
+
 impl DomainRules for Spawn {
     fn check_domain(&self, ctx: &ValidationContext, errors: &mut Vec<FieldError>) {
         if let Some(region) = &self.region
@@ -340,6 +360,26 @@ impl DomainRules for Kick {
 impl DomainRules for AcceptHandOff {
     fn check_domain(&self, ctx: &ValidationContext, errors: &mut Vec<FieldError>) {
         self.state.check(ctx, "state", errors);
+    }
+}
+
+impl DomainRules for Strike {
+    fn check_domain(&self, ctx: &ValidationContext, errors: &mut Vec<FieldError>) {
+        if !ctx.regions.contains(&self.from_region) {
+            errors.push(FieldError::new(
+                "from_region",
+                "unknown_region",
+                format!("no region is named {:?}", self.from_region),
+            ));
+        }
+        let p = self.position;
+        if !(p.x.is_finite() && p.y.is_finite() && ctx.world.contains(&p)) {
+            errors.push(FieldError::new(
+                "position",
+                "out_of_world",
+                "must be a finite point inside the world",
+            ));
+        }
     }
 }
 

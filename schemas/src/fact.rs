@@ -120,6 +120,8 @@ facts! {
     NpcDied(NpcDied) = "npc_died", version 1;
     /// A command could not be applied; the reason says why.
     Rejected(Rejected) = "rejected", version 1;
+    /// An attack went over the border; the target's region decides the hit.
+    StruckAcross(StruckAcross) = "struck_across", version 1;
 }
 
 /// A player account was created.
@@ -320,6 +322,24 @@ pub struct NpcDied {
     pub killer: Option<EntityId>,
     /// Where.
     pub position: Position,
+}
+
+/// An entity attacked one standing across the border. Its attack cooldown starts now; the
+/// region the target is in answers the `strike` this sends with the damage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StruckAcross {
+    /// Who strikes.
+    pub attacker: EntityId,
+    /// Who is struck.
+    pub target: EntityId,
+    /// The damage drawn for the blow.
+    pub amount: u32,
+    /// Where the attacker stands.
+    pub position: Position,
+    /// The neighbouring regions within reach, each asked to deliver the blow; the one the
+    /// target is in does.
+    pub to_regions: Vec<RegionId>,
 }
 
 /// Why a command was not applied. Stable snake_case codes, for clients and analysts.

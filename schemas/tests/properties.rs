@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use schemas::command::{
-    AcceptHandOff, Attack, Chat, ChatChannel, Kick, Leave, Move, Pickup, Respawn, Spawn,
+    AcceptHandOff, Attack, Chat, ChatChannel, Kick, Leave, Move, Pickup, Respawn, Spawn, Strike,
 };
 use schemas::fact::*;
 use schemas::fold::InventoryItem;
@@ -103,6 +103,7 @@ fn command() -> impl Strategy<Value = Command> {
         4 => client_command(),
         1 => (player(), text(200)).prop_map(|(player, reason)| Command::Kick(Kick { player, reason })),
         1 => (region(), entity_state()).prop_map(|(from_region, state)| Command::AcceptHandOff(AcceptHandOff { from_region, state })),
+        1 => (region(), entity(), position(), entity(), any::<u32>()).prop_map(|(from_region, attacker, position, target, amount)| Command::Strike(Strike { from_region, attacker, position, target, amount })),
     ]
 }
 
@@ -217,6 +218,22 @@ fn fact() -> impl Strategy<Value = Fact> {
                 position
             })
         ),
+        (
+            entity(),
+            entity(),
+            any::<u32>(),
+            position(),
+            proptest::collection::vec(region(), 1..3)
+        )
+            .prop_map(|(attacker, target, amount, position, to_regions)| {
+                Fact::StruckAcross(StruckAcross {
+                    attacker,
+                    target,
+                    amount,
+                    position,
+                    to_regions,
+                })
+            }),
         (prop::sample::select(CommandKind::ALL), reason(), text(100)).prop_map(
             |(command, reason, message)| Fact::Rejected(Rejected {
                 command,

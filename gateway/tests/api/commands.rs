@@ -163,6 +163,15 @@ async fn invalid_commands_name_each_bad_field_and_publish_nothing() {
             vec![("type", "unknown_command")],
         ),
         (
+            // The simulators' own blow over a border is not a client's to send.
+            json!({
+                "type": "strike", "from_region": "north-west", "attacker": schemas::EntityId::new(),
+                "position": {"x": 999.0, "y": 1500.0}, "target": schemas::EntityId::new(),
+                "amount": 9999,
+            }),
+            vec![("type", "unknown_command")],
+        ),
+        (
             json!({"type": "move", "x": "far", "y": null}),
             vec![("x", "invalid"), ("y", "required")],
         ),
