@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use mongodb::bson::doc;
 use mongodb::options::{IndexOptions, WriteConcern};
 use mongodb::{Collection, IndexModel};
-use schemas::fact::AccountRegistered;
+use schemas::fact::{AccountRegistered, LoggedIn, LoggedOut, RoleChanged};
 use schemas::{Actor, Envelope, EventId, Fact, FieldError, PlayerId};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,7 @@ use crate::AppState;
 use crate::auth::{Caller, Role, hash_password, now_secs, verify_password};
 use crate::body::JsonBody;
 use crate::error::{ApiError, Code};
+use crate::request::{ClientIp, RequestId};
 
 /// The accounts collection.
 pub const ACCOUNTS: &str = "accounts";
@@ -179,24 +180,27 @@ pub async fn create_account(
             return Err(ApiError::unavailable("the account store"));
         }
     }
-    let fact = Fact::AccountRegistered(AccountRegistered {
+    // The facts' ids follow from the player's, so a retried registration stores them once.
+    let origin = EventId::from_uuid(*player.as_uuid());
+    let registered = Fact::AccountRegistered(AccountRegistered {
         player,
         username: username.to_owned(),
     });
-    let mut env = Envelope::new(
-        Actor::System {
-            service: "gateway".into(),
-        },
+    let mut stored = record(
+        state,
+        gateway(),
+        EventId::derived(origin, 0),
+        registered,
         None,
-        fact,
-    );
-    // The fact's id follows from the player's, so a retried registration stores it once.
-    env.id = EventId::derived(EventId::from_uuid(*player.as_uuid()), 0);
-    env.correlation_id = env.id;
-    let stored = match nats_topology::Outgoing::fact(&env) {
-        Ok(message) => state.publish(message).await.map(|_| ()),
-        Err(e) => Err(ApiError::internal(e)),
-    };
+    )
+    .await;
+    if stored.is_ok() && role != Role::Player {
+        let role = Fact::RoleChanged(RoleChanged {
+            player,
+            role: role.as_str().to_owned(),
+        });
+        stored = record(state, gateway(), EventId::derived(origin, 1), role, None).await;
+    }
     if let Err(e) = stored {
         if let Err(undo) = accounts.delete_one(doc! {"_id": player.to_string()}).await {
             tracing::error!(error = %undo, %player, "account stored but its fact was not, and it could not be removed");
@@ -205,6 +209,33 @@ pub async fn create_account(
     }
     tracing::info!(%player, role = role.as_str(), "account registered");
     Ok(player)
+}
+
+fn gateway() -> Actor {
+    Actor::System {
+        service: "gateway".into(),
+    }
+}
+
+/// Stores a world-wide fact (about accounts and sessions, in no region) with the id given, and
+/// the request's id and client address when it answers a request.
+pub async fn record(
+    state: &AppState,
+    actor: Actor,
+    id: EventId,
+    fact: Fact,
+    origin: Option<(&RequestId, &ClientIp)>,
+) -> Result<(), ApiError> {
+    let mut env = Envelope::new(actor, None, fact);
+    env.id = id;
+    env.correlation_id = id;
+    let mut message = nats_topology::Outgoing::fact(&env).map_err(ApiError::internal)?;
+    if let Some((request_id, ClientIp(ip))) = origin {
+        message = message
+            .header(nats_topology::headers::REQUEST_ID, &request_id.0)
+            .header(nats_topology::headers::CLIENT_IP, &ip.to_string());
+    }
+    state.publish(message).await.map(|_| ())
 }
 
 fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
@@ -232,8 +263,9 @@ pub async fn find_by_username(
         })
 }
 
+/// The answer to a login.
 #[derive(Serialize)]
-struct LoggedIn {
+struct Token {
     access_token: String,
     token_type: &'static str,
     expires_in: u64,
@@ -243,6 +275,8 @@ struct LoggedIn {
 /// `POST /v1/auth/login`: 200 with a bearer token, 401 on bad credentials.
 pub async fn login(
     State(state): State<AppState>,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+    axum::Extension(ip): axum::Extension<ClientIp>,
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let (username, password) = check_credentials(&body)?;
@@ -262,21 +296,38 @@ pub async fn login(
         ));
     };
     let player: PlayerId = account.id.parse().map_err(ApiError::internal)?;
-    let sid = uuid::Uuid::now_v7().to_string();
+    let sid = uuid::Uuid::now_v7();
     let ttl = state.tokens().ttl;
+    let mut redis = state.redis();
     state
         .sessions()
-        .start(&mut state.redis(), &sid, player, ttl)
+        .start(&mut redis, &sid.to_string(), player, ttl)
         .await
         .map_err(|e| {
             state.metrics().dependency_error("redis");
             tracing::warn!(error = %e, "cannot start session");
             ApiError::unavailable("the session store")
         })?;
+    // The login is in the log before the token is handed out; without the log, no login.
+    let logged_in = Fact::LoggedIn(LoggedIn {
+        player,
+        session: sid.to_string(),
+        expires_at: chrono::Utc::now()
+            + chrono::Duration::from_std(ttl).map_err(ApiError::internal)?,
+    });
+    let actor = Actor::Player { id: player };
+    let id = EventId::derived(EventId::from_uuid(sid), 0);
+    if let Err(e) = record(&state, actor, id, logged_in, Some((&request_id, &ip))).await {
+        let _ = state
+            .sessions()
+            .end(&mut redis, player, &sid.to_string())
+            .await;
+        return Err(e);
+    }
     let token = state
         .tokens()
-        .issue(player, &sid, account.role, now_secs())?;
-    Ok(Json(LoggedIn {
+        .issue(player, &sid.to_string(), account.role, now_secs())?;
+    Ok(Json(Token {
         access_token: token,
         token_type: "Bearer",
         expires_in: ttl.as_secs(),
@@ -285,10 +336,26 @@ pub async fn login(
 }
 
 /// `POST /v1/auth/logout`: 204; the token is refused from then on.
-pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
+///
+/// The logout is stored in the log first, then the session ends: while NATS is down the answer
+/// is 503 and the token still works, so a retry finds everything as it was.
+pub async fn logout(
+    State(state): State<AppState>,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+    axum::Extension(ip): axum::Extension<ClientIp>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    let session = caller.session.clone();
+    let logged_out = Fact::LoggedOut(LoggedOut {
+        player: caller.player,
+        session: session.clone(),
+    });
+    let id = logout_id(&session);
+    let actor = Actor::Player { id: caller.player };
+    record(&state, actor, id, logged_out, Some((&request_id, &ip))).await?;
     state
         .sessions()
-        .end(&mut state.redis(), &caller.session)
+        .end(&mut state.redis(), caller.player, &session)
         .await
         .map_err(|e| {
             state.metrics().dependency_error("redis");
@@ -296,6 +363,14 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Sta
             ApiError::unavailable("the session store")
         })?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The id of a session's logout fact: one per session, so a retried logout is stored once.
+pub fn logout_id(session: &str) -> EventId {
+    match session.parse::<uuid::Uuid>() {
+        Ok(sid) => EventId::derived(EventId::from_uuid(sid), 1),
+        Err(_) => EventId::new(),
+    }
 }
 
 /// Creates the configured admin account when it does not exist yet.

@@ -16,7 +16,8 @@ use futures::StreamExt;
 use mongodb::bson::doc;
 use nats_topology::DeadLetter;
 use nats_topology::topology::{COMMANDS, DLQ};
-use schemas::{FieldError, Invalid, PlayerId};
+use schemas::fact::{LoggedOut, RoleChanged};
+use schemas::{Actor, EventId, Fact, FieldError, Invalid, PlayerId};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -381,7 +382,38 @@ pub async fn set_role(
     let (Some(player), Some(role)) = (player, role) else {
         return Err(ApiError::of(Code::InvalidRequest));
     };
-    let updated = accounts::collection(state.db())
+    if accounts::find_by_id(&state, player).await?.is_none() {
+        return Err(ApiError::new(Code::NotFound, "no such player"));
+    }
+    let redis_down = |e: redis::RedisError| {
+        state.metrics().dependency_error("redis");
+        tracing::warn!(error = %e, "cannot reach the session store");
+        ApiError::unavailable("the session store")
+    };
+    let sessions = state
+        .sessions()
+        .of(&mut state.redis(), player)
+        .await
+        .map_err(redis_down)?;
+    // The log first: the change and the sessions it ends. A failure here leaves the account as
+    // it was; one after it is made good by sending the same request again (each logout's id
+    // follows from its session, so it is stored once; the role change is stored again, to the
+    // same role).
+    let actor = Actor::Admin { id: admin.player };
+    let changed = Fact::RoleChanged(RoleChanged {
+        player,
+        role: role.as_str().to_owned(),
+    });
+    accounts::record(&state, actor.clone(), EventId::new(), changed, None).await?;
+    for sid in &sessions {
+        let ended = Fact::LoggedOut(LoggedOut {
+            player,
+            session: sid.clone(),
+        });
+        let id = accounts::logout_id(sid);
+        accounts::record(&state, actor.clone(), id, ended, None).await?;
+    }
+    accounts::collection(state.db())
         .update_one(
             doc! {"_id": player.to_string()},
             doc! {"$set": {"role": role.as_str()}},
@@ -392,18 +424,11 @@ pub async fn set_role(
             tracing::warn!(error = %e, "cannot update role");
             ApiError::unavailable("the account store")
         })?;
-    if updated.matched_count == 0 {
-        return Err(ApiError::new(Code::NotFound, "no such player"));
-    }
     state
         .sessions()
         .end_all(&mut state.redis(), player)
         .await
-        .map_err(|e| {
-            state.metrics().dependency_error("redis");
-            tracing::warn!(error = %e, "role changed but sessions not ended");
-            ApiError::unavailable("the session store")
-        })?;
+        .map_err(redis_down)?;
     tracing::info!(admin = %admin.player, %player, role = role.as_str(), "role changed");
     Ok(Json(json!({"player_id": player, "role": role})))
 }

@@ -237,6 +237,15 @@ impl Sessions {
         Ok(())
     }
 
+    /// The sessions `player` has started and not ended (some may have lapsed since).
+    pub async fn of(
+        &self,
+        redis: &mut redis::aio::ConnectionManager,
+        player: PlayerId,
+    ) -> Result<Vec<String>, redis::RedisError> {
+        redis.smembers(player_sessions_key(player)).await
+    }
+
     /// Ends every session of `player` (after a role change, say).
     pub async fn end_all(
         &self,
@@ -258,13 +267,21 @@ impl Sessions {
         Ok(())
     }
 
-    /// Ends a session: its tokens are refused from now on.
+    /// Ends a session of `player`: its tokens are refused from now on.
     pub async fn end(
         &self,
         redis: &mut redis::aio::ConnectionManager,
+        player: PlayerId,
         sid: &str,
     ) -> Result<(), redis::RedisError> {
-        let _: u64 = redis.del(session_key(sid)).await?;
+        let () = redis::pipe()
+            .atomic()
+            .del(session_key(sid))
+            .ignore()
+            .srem(player_sessions_key(player), sid)
+            .ignore()
+            .query_async(redis)
+            .await?;
         self.forget(sid);
         Ok(())
     }

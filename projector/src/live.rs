@@ -63,6 +63,18 @@ pub async fn ensure_indexes(db: &Database, names: &Names) -> Result<(), mongodb:
                 .build(),
         )
         .await?;
+    db.collection::<Document>(&names.sessions)
+        .create_index(
+            IndexModel::builder()
+                .keys(doc! {"player": 1, "started_at": -1})
+                .options(
+                    IndexOptions::builder()
+                        .name("by_player_time".to_owned())
+                        .build(),
+                )
+                .build(),
+        )
+        .await?;
     if names.audit.is_some() {
         audit::ensure_indexes(db).await?;
     }

@@ -67,6 +67,76 @@ pub struct EntityDoc {
     pub seq: u64,
 }
 
+/// A document of the `sessions` collection: one login and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionDoc {
+    /// The session (the token's `sid`).
+    #[serde(rename = "_id")]
+    pub id: String,
+    /// Whose.
+    pub player: PlayerId,
+    /// When the player logged in.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it lapses unless ended sooner.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the player logged out, if they did.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The client address the login came from.
+    pub client_ip: Option<String>,
+    /// The request id of the login.
+    pub request_id: Option<String>,
+    /// The `FACTS` sequence of the last fact folded in.
+    pub seq: u64,
+}
+
+/// The sessions a fact is about.
+pub fn sessions_of(fact: &Fact) -> Vec<String> {
+    match fact {
+        Fact::LoggedIn(f) => vec![f.session.clone()],
+        Fact::LoggedOut(f) => vec![f.session.clone()],
+        _ => vec![],
+    }
+}
+
+/// Folds a stored fact into a session's document. Returns whether the document changed.
+pub fn fold_session(doc: &mut Option<SessionDoc>, session: &str, fact: &Stored) -> bool {
+    if doc.as_ref().is_some_and(|d| d.seq >= fact.seq) {
+        return false;
+    }
+    let env = &fact.env;
+    let player = match &env.payload {
+        Fact::LoggedIn(f) if f.session == session => f.player,
+        Fact::LoggedOut(f) if f.session == session => f.player,
+        _ => return false,
+    };
+    let d = doc.get_or_insert_with(|| SessionDoc {
+        id: session.to_owned(),
+        player,
+        started_at: None,
+        expires_at: None,
+        ended_at: None,
+        client_ip: None,
+        request_id: None,
+        seq: 0,
+    });
+    match &env.payload {
+        Fact::LoggedIn(f) => {
+            d.started_at = Some(env.occurred_at);
+            d.expires_at = Some(f.expires_at);
+            d.client_ip.clone_from(&fact.client_ip);
+            d.request_id.clone_from(&fact.request_id);
+        }
+        // Ended by a logout, or by a role change, unless it had lapsed already.
+        _ => {
+            if d.expires_at.is_none_or(|at| env.occurred_at < at) {
+                d.ended_at = Some(env.occurred_at);
+            }
+        }
+    }
+    d.seq = fact.seq;
+    true
+}
+
 /// A fact with its place in the log.
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -85,6 +155,9 @@ pub fn players_of(fact: &Fact) -> Vec<PlayerId> {
     let from_entity = |id: &EntityId| PlayerId::from_uuid(*id.as_uuid());
     match fact {
         Fact::AccountRegistered(f) => vec![f.player],
+        Fact::LoggedIn(f) => vec![f.player],
+        Fact::LoggedOut(f) => vec![f.player],
+        Fact::RoleChanged(f) => vec![f.player],
         Fact::Spawned(f) => f.state.player.into_iter().collect(),
         Fact::HandedOffIn(f) => f.state.player.into_iter().collect(),
         Fact::HandedOffOut(f) => f.state.player.into_iter().collect(),
@@ -121,6 +194,9 @@ pub fn entities_of(fact: &Fact) -> Vec<EntityId> {
         Fact::ItemPicked(f) => vec![f.item.item],
         Fact::Left(f) => vec![f.entity],
         Fact::AccountRegistered(_)
+        | Fact::LoggedIn(_)
+        | Fact::LoggedOut(_)
+        | Fact::RoleChanged(_)
         | Fact::ChatSaid(_)
         | Fact::Rejected(_)
         | Fact::StruckAcross(_) => vec![],
@@ -222,6 +298,9 @@ pub fn fold_player(doc: &mut Option<PlayerDoc>, player: PlayerId, fact: &Stored)
             d.position = Some(f.position);
         }
         Fact::ChatSaid(f) if f.entity == me => {}
+        Fact::LoggedIn(f) if f.player == player => {}
+        Fact::LoggedOut(f) if f.player == player => {}
+        Fact::RoleChanged(f) if f.player == player => d.role = f.role.clone(),
         _ => return false,
     }
     d.last_seen = Some(env.occurred_at);

@@ -18,7 +18,8 @@ use serde::de::DeserializeOwned;
 
 use crate::audit;
 use crate::models::{
-    EntityDoc, PlayerDoc, Stored, entities_of, fold_entity, fold_player, players_of,
+    EntityDoc, PlayerDoc, SessionDoc, Stored, entities_of, fold_entity, fold_player, fold_session,
+    players_of, sessions_of,
 };
 
 /// The names of the collections a projection writes: the live ones, or a rebuild's.
@@ -28,16 +29,19 @@ pub struct Names {
     pub players: String,
     /// World entities.
     pub world: String,
+    /// Logins and logouts.
+    pub sessions: String,
     /// The audit trail, if this projection writes it (a rebuild does not).
     pub audit: Option<String>,
 }
 
 impl Names {
-    /// The live collections: `players`, `world`, `audit`.
+    /// The live collections: `players`, `world`, `sessions`, `audit`.
     pub fn live() -> Self {
         Self {
             players: PLAYERS.into(),
             world: WORLD.into(),
+            sessions: SESSIONS.into(),
             audit: Some(audit::AUDIT.into()),
         }
     }
@@ -47,6 +51,7 @@ impl Names {
         Self {
             players: format!("{PLAYERS}__rebuild_{job}"),
             world: format!("{WORLD}__rebuild_{job}"),
+            sessions: format!("{SESSIONS}__rebuild_{job}"),
             audit: None,
         }
     }
@@ -56,6 +61,8 @@ impl Names {
 pub const PLAYERS: &str = "players";
 /// The world read model.
 pub const WORLD: &str = "world";
+/// The sessions read model.
+pub const SESSIONS: &str = "sessions";
 
 /// What a batch changed, for the caches and the live stream.
 #[derive(Debug, Default)]
@@ -167,12 +174,28 @@ pub async fn apply(
     {
         entities.insert(d.id, Some(d));
     }
+    let session_ids: BTreeSet<String> = facts
+        .iter()
+        .flat_map(|f| sessions_of(&f.env.payload))
+        .collect();
+    let mut sessions: BTreeMap<String, Option<SessionDoc>> =
+        session_ids.iter().map(|s| (s.clone(), None)).collect();
+    for d in load::<SessionDoc>(db, &names.sessions, session_ids.into_iter().collect()).await? {
+        sessions.insert(d.id.clone(), Some(d));
+    }
 
     let mut changed = Changed::default();
     // Which facts each changed document carries, to name them if its write is refused.
     let mut player_facts: BTreeMap<PlayerId, Vec<usize>> = BTreeMap::new();
     let mut entity_facts: BTreeMap<EntityId, Vec<usize>> = BTreeMap::new();
+    let mut session_facts: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, f) in facts.iter().enumerate() {
+        for session in sessions_of(&f.env.payload) {
+            let doc = sessions.entry(session.clone()).or_insert(None);
+            if fold_session(doc, &session, f) {
+                session_facts.entry(session).or_default().push(i);
+            }
+        }
         for p in players_of(&f.env.payload) {
             let doc = players.entry(p).or_insert(None);
             let (online, region) = doc
@@ -225,6 +248,17 @@ pub async fn apply(
             models.push(guarded(
                 ns(&names.world),
                 e.to_string(),
+                d.seq,
+                to_document(d)?,
+            ));
+            behind.push(idx.clone());
+        }
+    }
+    for (id, idx) in &session_facts {
+        if let Some(Some(d)) = sessions.get(id) {
+            models.push(guarded(
+                ns(&names.sessions),
+                id.clone(),
                 d.seq,
                 to_document(d)?,
             ));

@@ -27,7 +27,7 @@ use tracing::{error, info, warn};
 use crate::Context;
 use crate::live::{ensure_indexes, stored};
 use crate::models::Stored;
-use crate::projection::{self, Names, PLAYERS, WORLD};
+use crate::projection::{self, Names, PLAYERS, SESSIONS, WORLD};
 
 /// Facts folded per bulk write during a rebuild.
 pub const REBUILD_BATCH: usize = 1000;
@@ -144,7 +144,7 @@ pub async fn rebuild(
     mut on_progress: impl FnMut(Progress) + Send,
 ) -> Result<u64, RebuildError> {
     let names = Names::rebuild(job);
-    for name in [&names.players, &names.world] {
+    for name in [&names.players, &names.world, &names.sessions] {
         ctx.db
             .collection::<mongodb::bson::Document>(name)
             .drop()
@@ -200,7 +200,11 @@ pub async fn rebuild(
     )
     .await?;
     let db = ctx.db.name().to_owned();
-    for (from, to) in [(&names.players, PLAYERS), (&names.world, WORLD)] {
+    for (from, to) in [
+        (&names.players, PLAYERS),
+        (&names.world, WORLD),
+        (&names.sessions, SESSIONS),
+    ] {
         ctx.mongo
             .database("admin")
             .run_command(doc! {

@@ -374,6 +374,19 @@ async fn two_players_meet_fight_chat_and_every_step_shows_everywhere() {
         .await
         .expect("count");
     assert_eq!(by_ada, 4, "spawn, move, attack, pickup");
+    // Each login is a session, with the address it came from.
+    let sessions = world.db.collection::<Document>("sessions");
+    for player in [&ada, &bo] {
+        let session = until("the login is a session", || async {
+            sessions
+                .find_one(doc! {"player": player.as_str()})
+                .await
+                .expect("find")
+        })
+        .await;
+        assert_eq!(session.get_str("client_ip"), Ok("127.0.0.1"));
+        assert!(session.get("expires_at").is_some() && session.get("started_at").is_some());
+    }
 
     // A rebuild while commands flow ends equal to the live models.
     let walking = {

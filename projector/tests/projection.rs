@@ -12,14 +12,24 @@ use mongodb::bson::{Document, doc};
 use nats_topology::publish::{Outgoing, publish, publish_all};
 use nats_topology::topology::{Settings as TopologySettings, Topology};
 use projector::models::{
-    EntityDoc, PlayerDoc, Stored, entities_of, fold_entity, fold_player, players_of,
+    EntityDoc, PlayerDoc, SessionDoc, Stored, entities_of, fold_entity, fold_player, fold_session,
+    players_of, sessions_of,
 };
 use projector::projection::{self, Names, from_document};
-use schemas::fact::{AccountRegistered, Damaged, ItemSpawned, Moved, Spawned};
+use schemas::fact::{
+    AccountRegistered, Damaged, ItemSpawned, LoggedIn, LoggedOut, Moved, RoleChanged, Spawned,
+};
 use schemas::{
     Actor, EntityId, EntityKind, EntityState, Envelope, Fact, PlayerId, Position, RegionId,
 };
 use test_servers::Server;
+
+/// The read models by id: players, world entities, sessions.
+type Models = (
+    BTreeMap<PlayerId, PlayerDoc>,
+    BTreeMap<EntityId, EntityDoc>,
+    BTreeMap<String, SessionDoc>,
+);
 
 struct Stack {
     nats: Server,
@@ -110,7 +120,7 @@ impl Stack {
     }
 
     /// What folding every stored fact gives, computed here from the stream itself.
-    async fn expected(&self) -> (BTreeMap<PlayerId, PlayerDoc>, BTreeMap<EntityId, EntityDoc>) {
+    async fn expected(&self) -> Models {
         let stream = self.js.get_stream("FACTS").await.expect("stream");
         let mut consumer = stream
             .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
@@ -122,6 +132,7 @@ impl Stack {
         let pending = consumer.info().await.expect("info").num_pending;
         let mut players: BTreeMap<PlayerId, Option<PlayerDoc>> = BTreeMap::new();
         let mut entities: BTreeMap<EntityId, Option<EntityDoc>> = BTreeMap::new();
+        let mut sessions: BTreeMap<String, Option<SessionDoc>> = BTreeMap::new();
         if pending > 0 {
             let mut messages = consumer.messages().await.expect("messages");
             while let Some(m) = messages.next().await {
@@ -137,6 +148,9 @@ impl Stack {
                     };
                     for p in players_of(&f.env.payload) {
                         fold_player(players.entry(p).or_insert(None), p, &f);
+                    }
+                    for id in sessions_of(&f.env.payload) {
+                        fold_session(sessions.entry(id.clone()).or_insert(None), &id, &f);
                     }
                     for e in entities_of(&f.env.payload) {
                         let username = players
@@ -165,10 +179,14 @@ impl Stack {
                 .into_iter()
                 .filter_map(|(k, v)| Some((k, v?)))
                 .collect(),
+            sessions
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect(),
         )
     }
 
-    async fn projected(&self) -> (BTreeMap<PlayerId, PlayerDoc>, BTreeMap<EntityId, EntityDoc>) {
+    async fn projected(&self) -> Models {
         (
             self.docs::<PlayerDoc>("players")
                 .await
@@ -179,6 +197,11 @@ impl Stack {
                 .await
                 .into_iter()
                 .map(|d| (d.id, d))
+                .collect(),
+            self.docs::<SessionDoc>("sessions")
+                .await
+                .into_iter()
+                .map(|d| (d.id.clone(), d))
                 .collect(),
         )
     }
@@ -247,7 +270,7 @@ fn avatar(player: PlayerId, at: Position, hp: u32) -> EntityState {
     }
 }
 
-/// A little history: `n` players register, spawn, walk and are hurt; an item appears.
+/// A little history: `n` players register, log in, spawn, walk and are hurt; an item appears.
 fn history(n: usize) -> Vec<Envelope<Fact>> {
     let mut out = vec![fact(
         Some(west()),
@@ -264,6 +287,14 @@ fn history(n: usize) -> Vec<Envelope<Fact>> {
             Fact::AccountRegistered(AccountRegistered {
                 player: p,
                 username: format!("player{i}"),
+            }),
+        ));
+        out.push(fact(
+            None,
+            Fact::LoggedIn(LoggedIn {
+                player: p,
+                session: schemas::EventId::new().to_string(),
+                expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
             }),
         ));
         out.push(fact(
@@ -691,4 +722,103 @@ async fn a_rebuild_while_facts_keep_flowing_ends_equal_to_the_live_models() {
     assert!(names.iter().all(|n| !n.contains("__rebuild_")), "{names:?}");
     let log = std::fs::read_to_string(&projector.log).unwrap_or_default();
     assert!(log.contains("read models switched over"), "{log}");
+}
+
+#[tokio::test]
+async fn logins_logouts_and_role_changes_become_sessions_and_roles() {
+    let stack = Stack::start().await;
+    let names = Names::live();
+    projector::live::ensure_indexes(&stack.db, &names)
+        .await
+        .expect("indexes");
+    let p = PlayerId::new();
+    let (first, second, lapsed) = ("s-first", "s-second", "s-lapsed");
+    let now = chrono::Utc::now();
+    let stored = |seq, payload, ip: Option<&str>| Stored {
+        seq,
+        env: Envelope::new(Actor::Player { id: p }, None, payload),
+        client_ip: ip.map(str::to_owned),
+        request_id: ip.map(|_| format!("req-{seq}")),
+    };
+    let login = |session: &str, expires_at| {
+        Fact::LoggedIn(LoggedIn {
+            player: p,
+            session: session.into(),
+            expires_at,
+        })
+    };
+    let logout = |session: &str| {
+        Fact::LoggedOut(LoggedOut {
+            player: p,
+            session: session.into(),
+        })
+    };
+    let early = vec![
+        stored(
+            1,
+            Fact::AccountRegistered(AccountRegistered {
+                player: p,
+                username: "cy".into(),
+            }),
+            None,
+        ),
+        stored(
+            2,
+            login(first, now + chrono::Duration::hours(1)),
+            Some("10.0.0.7"),
+        ),
+        stored(3, logout(first), Some("10.0.0.7")),
+    ];
+    let late = vec![
+        stored(
+            4,
+            login(second, now + chrono::Duration::hours(1)),
+            Some("10.0.0.8"),
+        ),
+        // A session that lapsed before an admin's role change ended the player's sessions.
+        stored(
+            5,
+            login(lapsed, now - chrono::Duration::minutes(1)),
+            Some("10.0.0.9"),
+        ),
+        stored(
+            6,
+            Fact::RoleChanged(RoleChanged {
+                player: p,
+                role: "moderator".into(),
+            }),
+            None,
+        ),
+        stored(7, logout(second), None),
+        stored(8, logout(lapsed), None),
+    ];
+    for batch in [&early, &late, &early] {
+        projection::apply(&stack.mongo_client, &stack.db, &names, batch)
+            .await
+            .expect("batch");
+    }
+    let (players, _, sessions) = stack.projected().await;
+    assert_eq!(players[&p].role, "moderator");
+    assert_eq!(players[&p].seq, 8);
+    let one = &sessions[first];
+    assert_eq!(one.player, p);
+    assert!(one.started_at.is_some() && one.ended_at.is_some());
+    assert_eq!(one.client_ip.as_deref(), Some("10.0.0.7"));
+    assert_eq!(
+        one.request_id.as_deref(),
+        Some("req-2"),
+        "the login's request"
+    );
+    assert!(
+        sessions[second].ended_at.is_some(),
+        "ended by the role change"
+    );
+    assert_eq!(sessions[lapsed].ended_at, None, "it had lapsed already");
+    assert_eq!(sessions[lapsed].seq, 8);
+    assert_eq!(sessions.len(), 3);
+    // The same facts again change nothing.
+    projection::apply(&stack.mongo_client, &stack.db, &names, &late)
+        .await
+        .expect("redelivery");
+    assert_eq!(stack.projected().await.2, sessions);
 }

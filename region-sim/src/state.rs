@@ -221,7 +221,12 @@ pub fn apply(world: &mut World, fact: &Fact, at_ms: i64) {
                 c.last_attack_ms = Some(at_ms);
             }
         }),
-        Fact::ChatSaid(_) | Fact::Rejected(_) | Fact::AccountRegistered(_) => {}
+        Fact::ChatSaid(_)
+        | Fact::Rejected(_)
+        | Fact::AccountRegistered(_)
+        | Fact::LoggedIn(_)
+        | Fact::LoggedOut(_)
+        | Fact::RoleChanged(_) => {}
     }
 }
 

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -88,6 +89,12 @@ impl fmt::Display for FactKind {
 facts! {
     /// A player account was created (never carries the password or its hash).
     AccountRegistered(AccountRegistered) = "account_registered", version 1;
+    /// A player logged in: a session began.
+    LoggedIn(LoggedIn) = "logged_in", version 1;
+    /// A player logged out: the session ended before its time.
+    LoggedOut(LoggedOut) = "logged_out", version 1;
+    /// An admin gave a player another role.
+    RoleChanged(RoleChanged) = "role_changed", version 1;
     /// A player's avatar entered the world.
     Spawned(Spawned) = "spawned", version 1;
     /// An entity set off towards a destination.
@@ -132,6 +139,38 @@ pub struct AccountRegistered {
     pub player: PlayerId,
     /// Its username.
     pub username: String,
+}
+
+/// A player logged in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoggedIn {
+    /// Who.
+    pub player: PlayerId,
+    /// The session's id (the token's `sid`).
+    pub session: String,
+    /// When the session lapses unless ended sooner.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A player logged out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoggedOut {
+    /// Who.
+    pub player: PlayerId,
+    /// The session that ended.
+    pub session: String,
+}
+
+/// A player's role changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleChanged {
+    /// Whose.
+    pub player: PlayerId,
+    /// The new role: `player`, `moderator` or `admin`.
+    pub role: String,
 }
 
 /// A player's avatar entered the world, with its whole state.

@@ -141,6 +141,17 @@ async fn changing_a_role_ends_the_players_sessions() {
         StatusCode::OK,
         "nothing changed yet"
     );
+    let kinds = |facts: Vec<(schemas::Envelope<schemas::Fact>, async_nats::HeaderMap)>| {
+        facts
+            .iter()
+            .map(|(f, _)| f.payload.kind().as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        kinds(app.facts_about(&player_id).await),
+        ["account_registered", "logged_in"],
+        "nothing recorded yet"
+    );
 
     let changed = admin_call(
         &app,
@@ -158,6 +169,19 @@ async fn changing_a_role_ends_the_players_sessions() {
     )
     .await;
     assert_eq!(error["code"], "token_revoked");
+    // The change, and the end of the session it cut short, are in the log, by the admin.
+    let facts = app.facts_about(&player_id).await;
+    assert_eq!(
+        kinds(facts.clone()),
+        [
+            "account_registered",
+            "logged_in",
+            "role_changed",
+            "logged_out"
+        ]
+    );
+    assert!(matches!(&facts[2].0.payload, schemas::Fact::RoleChanged(r) if r.role == "moderator"));
+    assert!(matches!(facts[2].0.actor, schemas::Actor::Admin { .. }));
     let fresh = app.login("uma", PASSWORD).await;
     let me: Value = app
         .get("/v1/players/me", Some(&fresh))

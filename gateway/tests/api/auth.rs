@@ -1,5 +1,7 @@
 //! Register, log in, log out, tokens and sessions.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -81,6 +83,7 @@ async fn registering_records_a_fact_without_the_password() {
 async fn bad_registrations_name_each_bad_field_and_store_nothing() {
     let app = spawn_app().await;
     let before = app.accounts().await; // the bootstrap admin
+    let facts_before = app.messages_in("FACTS").await; // its registration and role
     let long = "a".repeat(33);
     let long_password = "p".repeat(129);
     let cases = [
@@ -128,7 +131,7 @@ async fn bad_registrations_name_each_bad_field_and_store_nothing() {
         assert_details(&error, &expected, &body.to_string());
     }
     assert_eq!(app.accounts().await, before);
-    assert_eq!(app.messages_in("FACTS").await, before);
+    assert_eq!(app.messages_in("FACTS").await, facts_before);
 }
 
 #[tokio::test]
@@ -232,4 +235,84 @@ async fn the_bootstrap_admin_logs_in_with_the_admin_role() {
         .await
         .expect("json");
     assert_eq!(me["role"], "admin");
+}
+
+#[tokio::test]
+async fn logins_and_logouts_are_recorded_with_their_request() {
+    let app = spawn_app().await;
+    let (player_id, token) = app.player("nia").await;
+    let logout = app
+        .http
+        .post(app.url("/v1/auth/logout"))
+        .bearer_auth(&token)
+        .header("x-request-id", "logout-req-1")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+
+    let facts = app.facts_about(&player_id).await;
+    let kinds: Vec<&str> = facts
+        .iter()
+        .map(|(f, _)| f.payload.kind().as_str())
+        .collect();
+    assert_eq!(kinds, ["account_registered", "logged_in", "logged_out"]);
+    let (schemas::Fact::LoggedIn(login), schemas::Fact::LoggedOut(out)) =
+        (&facts[1].0.payload, &facts[2].0.payload)
+    else {
+        unreachable!()
+    };
+    assert_eq!(login.session, out.session, "the session the token carried");
+    assert!(login.expires_at > chrono::Utc::now());
+    let header = |i: usize, name: &str| {
+        facts[i]
+            .1
+            .get(name)
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(header(2, "Request-Id"), "logout-req-1");
+    assert_eq!(header(1, "Client-Ip"), "127.0.0.1");
+    assert!(!header(1, "Request-Id").is_empty());
+}
+
+#[tokio::test]
+async fn without_nats_no_one_logs_in_and_no_session_is_left_behind() {
+    let mut app = spawn_app().await;
+    let registered = app.register("oak").await;
+    let player_id = registered.json::<Value>().await.expect("json")["player_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    app.nats.stop();
+    let credentials = json!({"username": "oak", "password": PASSWORD});
+    let refused = error_of(
+        app.post_json("/v1/auth/login", &credentials, None).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    assert_eq!(refused["code"], "unavailable");
+    let mut redis = app.state.redis();
+    let sessions: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("player_sessions:{player_id}"))
+        .query_async(&mut redis)
+        .await
+        .expect("smembers");
+    assert!(sessions.is_empty(), "{sessions:?}");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("session:*")
+        .query_async(&mut redis)
+        .await
+        .expect("keys");
+    assert!(keys.is_empty(), "{keys:?}");
+
+    app.nats.restart().expect("NATS back");
+    eventually(Duration::from_secs(20), "logins work again", || async {
+        app.post_json("/v1/auth/login", &credentials, None)
+            .await
+            .status()
+            == StatusCode::OK
+    })
+    .await;
 }

@@ -174,6 +174,29 @@ impl TestApp {
             .expect("read model");
     }
 
+    /// Every stored fact about `player` (by the ids a fact names), with the headers it was
+    /// stored with.
+    pub async fn facts_about(
+        &self,
+        player: &str,
+    ) -> Vec<(schemas::Envelope<schemas::Fact>, async_nats::HeaderMap)> {
+        let facts = self.js.get_stream("FACTS").await.expect("FACTS");
+        let last = facts.get_info().await.expect("info").state.last_sequence;
+        let mut found = Vec::new();
+        for seq in 1..=last {
+            let Ok(message) = facts.get_raw_message(seq).await else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&message.payload);
+            if !text.contains(player) {
+                continue;
+            }
+            let env = schemas::Envelope::decode(&message.payload).expect("a fact");
+            found.push((env, message.headers));
+        }
+        found
+    }
+
     pub async fn messages_in(&self, stream: &str) -> u64 {
         self.js
             .get_stream(stream)
