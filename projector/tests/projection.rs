@@ -651,6 +651,68 @@ async fn a_fact_that_does_not_decode_goes_to_the_dead_letters_and_the_rest_is_pr
 }
 
 #[tokio::test]
+async fn a_fact_the_read_models_keep_refusing_goes_to_the_dead_letters_and_the_rest_is_projected() {
+    let stack = Stack::start().await;
+    // A rule the world's documents must keep, which one fact breaks: no item called "cursed".
+    stack
+        .db
+        .run_command(doc! {"create": "world", "validator": {"name": {"$ne": "cursed"}}})
+        .await
+        .expect("a collection with a validator");
+    let _projector = stack.projector();
+    let cursed = fact(
+        Some(west()),
+        Fact::ItemSpawned(ItemSpawned {
+            item: EntityId::new(),
+            item_kind: "cursed".into(),
+            position: Position::new(5.0, 5.0),
+        }),
+    );
+    let mut facts = history(1);
+    facts.push(cursed.clone());
+    facts.extend(history(1));
+    stack.publish(&facts).await;
+
+    let dlq = stack.js.get_stream("DLQ").await.expect("dlq");
+    until("the refused fact is dead-lettered", || {
+        let mut dlq = dlq.clone();
+        async move { (dlq.info().await.ok()?.state.messages > 0).then_some(()) }
+    })
+    .await;
+    let raw = dlq
+        .get_last_raw_message_by_subject("dlq.facts.fact.west.item_spawned")
+        .await
+        .expect("the dead letter");
+    let letter =
+        nats_topology::DeadLetter::parse(&raw.headers, raw.payload).expect("a dead letter");
+    assert!(
+        letter.reason.contains("refused it 5 times"),
+        "{}",
+        letter.reason
+    );
+    assert_eq!(
+        Envelope::<Fact>::decode(&letter.payload)
+            .expect("the fact")
+            .id,
+        cursed.id
+    );
+    // Everything else is projected, and the projector goes on with what comes next.
+    stack.publish(&history(1)).await;
+    let Fact::ItemSpawned(refused) = &cursed.payload else {
+        unreachable!()
+    };
+    let (players, mut entities, _) = stack.expected().await;
+    entities.remove(&refused.item);
+    until("every other fact is in the read models", || async {
+        let (p, e, _) = stack.projected().await;
+        (p == players && e == entities).then_some(())
+    })
+    .await;
+    assert_eq!(players.len(), 3);
+    assert_eq!(dlq.clone().info().await.expect("info").state.messages, 1);
+}
+
+#[tokio::test]
 async fn a_rebuild_while_facts_keep_flowing_ends_equal_to_the_live_models() {
     let stack = Stack::start().await;
     let projector = stack.projector();
