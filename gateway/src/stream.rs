@@ -614,6 +614,7 @@ mod tests {
                 entity: me,
                 reason: LeaveReason::Requested,
                 position: Position::new(1500.0, 500.0),
+                progress: None,
             }),
         );
         assert!(interest.follow(&world, &left));

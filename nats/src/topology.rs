@@ -34,6 +34,8 @@ pub const REGION_SNAPSHOTS: &str = "region_snapshots";
 pub const NODE_LOAD: &str = "node_load";
 /// The KV bucket of projection rebuild jobs.
 pub const REBUILD_JOBS: &str = "rebuild_jobs";
+/// The KV bucket of what each player's avatar had when it last left the world.
+pub const PLAYER_PROGRESS: &str = "player_progress";
 
 /// The durable consumer on `ADVISORIES` that the dead-letter listeners share.
 pub const DLQ_LISTENER: &str = "dlq-listener";
@@ -200,6 +202,10 @@ impl Topology {
                 max_age: 7 * DAY,
                 ..bucket(REBUILD_JOBS, "Projection rebuild jobs and their progress.")
             },
+            bucket(
+                PLAYER_PROGRESS,
+                "Each player's level, experience and inventory as the avatar last left the world.",
+            ),
         ];
         Self { streams, buckets }
     }

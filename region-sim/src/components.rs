@@ -215,3 +215,9 @@ pub struct Slot {
 /// Every item slot of the region.
 #[derive(Unique, Debug, Clone, Default)]
 pub struct Slots(pub Vec<Slot>);
+
+/// The progress of avatars about to spawn, as they left the world last (looked up by the runner
+/// before the tick that applies their `spawn`; used once, then gone). Not state: the `spawned`
+/// fact carries what was used.
+#[derive(Unique, Debug, Default)]
+pub struct Returning(pub HashMap<PlayerId, schemas::fact::Progress>);

@@ -6,14 +6,14 @@
 use schemas::command::{AcceptHandOff, Attack, Chat, Kick, Pickup, Strike};
 use schemas::fact::{
     ChatSaid, Damaged, Died, HandedOffIn, ItemPicked, LeaveReason, Left, MovementStarted, NpcDied,
-    Rejected, Respawned, Spawned, StruckAcross, XpGained,
+    Progress, Rejected, Respawned, Spawned, StruckAcross, XpGained,
 };
 use schemas::{
     Actor, Command, EntityKind, EntityState, Envelope, EventId, Fact, Position, RejectReason,
 };
 use shipyard::World;
 
-use crate::components::{Combat, Health, Ident, Key, Npc, Pos, Progress, Rules};
+use crate::components::{Combat, Health, Ident, Key, Npc, Pos, Returning, Rules};
 use crate::state::{self, entity_state, item_on_ground, key_of};
 
 /// Decides and applies what `cmd` does at `now_ms`; every command ends in at least one fact
@@ -151,7 +151,18 @@ impl Facts<'_> {
                 format!("{} holds {} players already", rules.region.id, players),
             );
         }
-        let max_hp = rules.balance.max_hp(1);
+        // Back with what it had when it last left, if it has been in the world before.
+        let progress = self
+            .world
+            .get_unique::<&mut Returning>()
+            .ok()
+            .and_then(|mut r| r.0.remove(&player))
+            .unwrap_or(Progress {
+                level: 1,
+                xp: 0,
+                inventory: vec![],
+            });
+        let max_hp = rules.balance.max_hp(progress.level);
         self.emit(Fact::Spawned(Spawned {
             state: EntityState {
                 id: me,
@@ -161,9 +172,9 @@ impl Facts<'_> {
                 destination: None,
                 hp: max_hp,
                 max_hp,
-                level: 1,
-                xp: 0,
-                inventory: vec![],
+                level: progress.level,
+                xp: progress.xp,
+                inventory: progress.inventory,
                 alive: true,
             },
         }));
@@ -388,10 +399,23 @@ impl Facts<'_> {
 
     fn leave(&mut self, key: Key, me: schemas::EntityId, reason: LeaveReason) -> Decision {
         let position = self.position(key);
+        let progress = entity_state(self.world, key).map(|s| Progress {
+            level: s.level,
+            xp: s.xp,
+            inventory: s.inventory,
+        });
+        // A spawn later in this same tick comes back with it.
+        if let (Some(p), Ok(mut returning)) = (&progress, self.world.get_unique::<&mut Returning>())
+        {
+            returning
+                .0
+                .insert(schemas::PlayerId::from_uuid(*me.as_uuid()), p.clone());
+        }
         self.emit(Fact::Left(Left {
             entity: me,
             reason,
             position,
+            progress,
         }));
         Ok(())
     }
@@ -450,7 +474,11 @@ fn strike(out: &mut Facts<'_>, attacker: Key, target: Key, amount: u32) {
         return;
     };
     let xp = hit(out, att.id, tgt, target, amount);
-    let progress = out.world.get::<&Progress>(attacker).ok().map(|p| *p);
+    let progress = out
+        .world
+        .get::<&crate::components::Progress>(attacker)
+        .ok()
+        .map(|p| *p);
     if let (Some(p), EntityKind::Player, Some(xp)) = (progress, att.kind, xp.filter(|x| *x > 0)) {
         let rules = out.rules();
         let total = p.xp + xp;

@@ -18,7 +18,7 @@ use async_nats::jetstream::kv::Store;
 use chrono::Utc;
 use futures::StreamExt;
 use nats_topology::lease::NodeLoad;
-use nats_topology::topology::{NODE_LOAD, REGION_LEASES, REGION_SNAPSHOTS};
+use nats_topology::topology::{NODE_LOAD, PLAYER_PROGRESS, REGION_LEASES, REGION_SNAPSHOTS};
 use schemas::RegionId;
 use tokio::sync::{RwLock, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -129,6 +129,7 @@ impl Node {
         let leases = bucket(REGION_LEASES).await?;
         let snapshots = bucket(REGION_SNAPSHOTS).await?;
         let load_bucket = bucket(NODE_LOAD).await?;
+        let progress = bucket(PLAYER_PROGRESS).await?;
         let lease_ttl = leases
             .status()
             .await
@@ -143,6 +144,7 @@ impl Node {
             balance: Arc::new(settings.balance.clone()),
             metrics: metrics.clone(),
             snapshots,
+            progress,
             failpoint: Failpoint::from_env(),
             settings: Arc::new(settings),
         });

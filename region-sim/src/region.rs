@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use shipyard::{IntoIter, UniqueViewMut, View, World};
 
 use crate::balance::Balance;
-use crate::components::{Clock, Combat, Ident, Item, Moving, Npc, Pos, Rules, Slot, Slots};
+use crate::components::{
+    Clock, Combat, Ident, Item, Moving, Npc, Pos, Returning, Rules, Slot, Slots,
+};
 use crate::handlers::handle;
 use crate::state::{self, entity_state};
 use crate::systems::{self, Produced};
@@ -171,6 +173,13 @@ impl Region {
         env
     }
 
+    /// What `player` had when it last left the world, for its `spawn` in the next tick.
+    pub fn returning(&mut self, player: schemas::PlayerId, progress: schemas::fact::Progress) {
+        if let Ok(mut r) = self.world.get_unique::<&mut Returning>() {
+            r.0.insert(player, progress);
+        }
+    }
+
     /// The facts that fill a region that has never run: its NPCs and items. Nothing when it
     /// has them already.
     pub fn seed(&mut self, now_ms: i64) -> Vec<Envelope<Fact>> {
@@ -224,6 +233,11 @@ impl Region {
             }
             self.applied.insert(cmd.id);
             out.outcomes.push((cmd.id, start..out.facts.len()));
+        }
+        // Progress looked up for a spawn that did not happen (rejected, or not in this batch)
+        // is looked up again when it comes.
+        if let Ok(mut r) = self.world.get_unique::<&mut Returning>() {
+            r.0.clear();
         }
         let Produced { facts, moved } = systems::movement(&mut self.world, now_ms);
         out.moved = moved;

@@ -25,8 +25,8 @@ use nats_topology::outcome::{OUTCOME_INBOX, Outcome};
 use nats_topology::publish::{Outgoing, publish_all};
 use nats_topology::topology::{COMMANDS, FACTS};
 use schemas::{
-    Command, CommandSubject, Envelope, EventId, Fact, FactSubject, Priority, RegionId, Scope,
-    WorldConfig,
+    Actor, Command, CommandSubject, Envelope, EventId, Fact, FactSubject, Priority, RegionId,
+    Scope, WorldConfig,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -53,6 +53,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The `region_snapshots` bucket.
     pub snapshots: Store,
+    /// The `player_progress` bucket.
+    pub progress: Store,
     /// A fault to inject, for the fault tests (`SIM_FAILPOINT`).
     pub failpoint: Option<Failpoint>,
 }
@@ -403,8 +405,12 @@ impl Running {
                 Err(e) => dead.push((message, format!("the command does not decode: {e}"))),
             }
         }
+        self.look_up_returning(&commands).await;
         let now_ms = Utc::now().timestamp_millis();
         let out = self.region.tick(&commands, now_ms);
+        // What avatars that left take with them is kept before their `left` is stored: a
+        // spawn that follows the stored fact always finds it.
+        self.keep_progress(&out.facts).await;
         if self.shared.failpoint == Some(Failpoint::SlowTicks) {
             tokio::time::sleep(SLOW_TICK).await;
         }
@@ -516,6 +522,53 @@ impl Running {
             .facts
             .with_label_values(&[self.id.as_str()])
             .inc_by(stored as u64);
+    }
+
+    /// Gives the region what each player spawning in `commands` had when it last left.
+    async fn look_up_returning(&mut self, commands: &[Envelope<Command>]) {
+        for cmd in commands {
+            let (Command::Spawn(_), Actor::Player { id }) = (&cmd.payload, &cmd.actor) else {
+                continue;
+            };
+            let key = id.to_string();
+            let mut backoff = Duration::from_millis(50);
+            let found = loop {
+                match self.shared.progress.get(&key).await {
+                    Ok(found) => break found,
+                    // Spawning without it would lose the player's progress: wait for the bus.
+                    Err(e) => {
+                        self.bus_error("progress_get", &e);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
+            };
+            if let Some(progress) = found.and_then(|b| serde_json::from_slice(b.as_ref()).ok()) {
+                self.region.returning(*id, progress);
+            }
+        }
+    }
+
+    /// Stores the progress carried by the `left` facts among `facts`, retrying until stored.
+    async fn keep_progress(&self, facts: &[Envelope<Fact>]) {
+        for f in facts {
+            let Fact::Left(left) = &f.payload else {
+                continue;
+            };
+            let Some(progress) = &left.progress else {
+                continue;
+            };
+            let Ok(body) = serde_json::to_vec(progress) else {
+                continue;
+            };
+            let key = left.entity.to_string();
+            let mut backoff = Duration::from_millis(50);
+            while let Err(e) = self.shared.progress.put(&key, body.clone().into()).await {
+                self.bus_error("progress_put", &e);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
     }
 
     async fn publish_commands(&self, commands: &[Envelope<Command>]) {

@@ -962,3 +962,41 @@ async fn a_blow_over_the_border_lands_once_when_its_source_dies_half_way() {
     };
     assert_eq!(damaged.hp, 100 - blow.amount);
 }
+
+#[tokio::test]
+async fn an_avatar_keeps_what_it_carries_when_it_leaves_and_spawns_elsewhere() {
+    let bus = Bus::start().await;
+    let _sim = bus.sim("sim-a", &[]).await;
+    let player = PlayerId::new();
+    bus.wait_outcome("west", bus.send("west", player, spawn()).await.id)
+        .await;
+    let item = until("the west's potion lies there", || async {
+        bus.facts("west")
+            .await
+            .into_iter()
+            .find_map(|f| match f.payload {
+                Fact::ItemSpawned(i) => Some(i.item),
+                _ => None,
+            })
+    })
+    .await;
+    let picked = bus
+        .send("west", player, Command::Pickup(Pickup { item }))
+        .await;
+    assert!(matches!(
+        bus.wait_outcome("west", picked.id).await[..],
+        [Fact::ItemPicked(_)]
+    ));
+    let left = bus
+        .send("west", player, Command::Leave(schemas::command::Leave {}))
+        .await;
+    bus.wait_outcome("west", left.id).await;
+
+    let back = bus.send("east", player, spawn()).await;
+    let spawned = bus.wait_outcome("east", back.id).await;
+    let [Fact::Spawned(s)] = &spawned[..] else {
+        panic!("{spawned:?}")
+    };
+    assert_eq!(s.state.inventory.len(), 1);
+    assert_eq!(s.state.inventory[0].item, item);
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use region_sim::region::follow_ups;
 use region_sim::{Balance, Region, RegionSettings, state, systems};
-use schemas::command::{AcceptHandOff, Attack, Chat, Move, Pickup, Respawn, Spawn};
+use schemas::command::{AcceptHandOff, Attack, Chat, Leave, Move, Pickup, Respawn, Spawn};
 use schemas::fact::{Moved, Spawned};
 use schemas::{
     Actor, Command, EntityId, EntityKind, EntityState, Envelope, Fact, PlayerId, Position,
@@ -731,4 +731,56 @@ fn an_attack_over_the_border_is_decided_where_the_target_stands() {
     let out = west.tick(&[attack(now + 300_000)], now + 300_000);
     assert_eq!(rejection(&out), Some(RejectReason::TargetNotFound));
     assert!(out.follow_ups.is_empty());
+}
+
+#[test]
+fn an_avatar_that_leaves_takes_its_progress_and_has_it_again_when_it_spawns() {
+    let mut west = region("west", 0, 1);
+    west.seed(0);
+    let (item, (_, at)) = west.items().into_iter().next().expect("an item");
+    let player = spawn(&mut west, 0);
+    place(&mut west, player, at, 100);
+    west.tick(
+        &[command(player, Command::Pickup(Pickup { item }))],
+        200_000,
+    );
+    let leave = command(player, Command::Leave(Leave {}));
+    let out = west.tick(std::slice::from_ref(&leave), 200_100);
+    let Fact::Left(left) = &out.facts[0].payload else {
+        panic!("{:?}", out.facts)
+    };
+    let progress = left
+        .progress
+        .clone()
+        .expect("the left fact carries the progress");
+    assert_eq!((progress.level, progress.inventory.len()), (1, 1));
+    assert_eq!(progress.inventory[0].item, item);
+
+    // In another region, given what the runner found for it: the avatar has it again.
+    let mut east = region("east", 0, 0);
+    east.returning(player, progress.clone());
+    let out = east.tick(
+        &[command(player, Command::Spawn(Spawn { region: None }))],
+        300_000,
+    );
+    let Fact::Spawned(back) = &out.facts[0].payload else {
+        panic!("{:?}", out.facts)
+    };
+    assert_eq!(back.state.inventory, progress.inventory);
+    // A spawn given nothing starts afresh, and what was given is used once.
+    let stranger = spawn(&mut east, 300_100);
+    assert!(east.entities()[&me(stranger)].inventory.is_empty());
+
+    // Leaving and spawning in one tick: the spawn has what the leave just took.
+    let out = east.tick(
+        &[
+            command(player, Command::Leave(Leave {})),
+            command(player, Command::Spawn(Spawn { region: None })),
+        ],
+        400_000,
+    );
+    let Fact::Spawned(again) = &out.facts[1].payload else {
+        panic!("{:?}", out.facts)
+    };
+    assert_eq!(again.state.inventory, progress.inventory);
 }

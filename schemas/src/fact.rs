@@ -116,7 +116,7 @@ facts! {
     /// Somebody said something.
     ChatSaid(ChatSaid) = "chat_said", version 1;
     /// An avatar left the world.
-    Left(Left) = "left", version 1;
+    Left(Left) = "left", version 2;
     /// An entity crossed the border and was handed to the neighbouring region.
     HandedOffOut(HandedOffOut) = "handed_off_out", version 1;
     /// An entity arrived from a neighbouring region, with all its state.
@@ -318,6 +318,22 @@ pub struct Left {
     pub reason: LeaveReason,
     /// Where it was.
     pub position: Position,
+    /// What it takes with it, to have again when it spawns (version 2; unknown for facts
+    /// written in version 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+/// What an avatar keeps between one stay in the world and the next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Progress {
+    /// Its level.
+    pub level: u32,
+    /// Its experience.
+    pub xp: u64,
+    /// What it carries.
+    pub inventory: Vec<InventoryItem>,
 }
 
 /// An entity crossed the border and was handed to a neighbouring region.

@@ -286,6 +286,7 @@ mod tests {
             entity: state.id,
             reason: LeaveReason::Requested,
             position: state.position,
+            progress: None,
         });
         assert_eq!(state.apply(&left), Applied::Removed);
     }

@@ -7,6 +7,8 @@
 //! History:
 //! - `move` v1 (the first client prototype) carried its destination as `{"to": {"x", "y"}}`;
 //!   v2 carries `x` and `y` at the top, as the REST contract has it.
+//! - `left` v2 adds `progress` (level, experience, inventory), so an avatar has them again when
+//!   it spawns. A v1 fact did not record them: it reads as v2 without `progress`.
 
 use serde_json::{Map, Value};
 
@@ -24,8 +26,17 @@ fn command_step(kind: CommandKind, from: u16) -> Option<Step> {
     }
 }
 
-fn fact_step(_kind: FactKind, _from: u16) -> Option<Step> {
-    None
+fn fact_step(kind: FactKind, from: u16) -> Option<Step> {
+    match (kind, from) {
+        (FactKind::Left, 1) => Some(unrecorded),
+        _ => None,
+    }
+}
+
+/// A step that adds only optional fields: the old payload is already a valid new one, with
+/// them missing.
+fn unrecorded(_: &mut Map<String, Value>) -> Result<(), String> {
+    Ok(())
 }
 
 /// `move` v1 `{"to": {"x": 1, "y": 2}}` becomes v2 `{"x": 1, "y": 2}`.
@@ -136,6 +147,28 @@ mod tests {
             Envelope::<Command>::decode(broken.as_bytes()),
             Err(DecodeError::Upcast { version: 1, .. })
         ));
+    }
+
+    #[test]
+    fn a_version_1_left_decodes_without_progress() {
+        let v1 = r#"{
+            "id": "019ab6a4-2f10-7c3e-9a51-5d2c8e0f1a23",
+            "kind": "left",
+            "schema_version": 1,
+            "occurred_at": "2026-11-02T09:16:00.000Z",
+            "actor": {"type": "player", "id": "019ab6a3-0000-7000-8000-00000000beef"},
+            "region": "north-1",
+            "correlation_id": "019ab6a4-2f10-7c3e-9a51-5d2c8e0f1a23",
+            "causation_id": null,
+            "payload": {"type": "left", "entity": "019ab6a3-0000-7000-8000-00000000beef",
+                        "reason": "requested", "position": {"x": 1.0, "y": 2.0}}
+        }"#;
+        let env = crate::envelope::Envelope::<crate::fact::Fact>::decode(v1.as_bytes())
+            .expect("v1 decodes");
+        let crate::fact::Fact::Left(left) = &env.payload else {
+            panic!("{env:?}")
+        };
+        assert_eq!(left.progress, None);
     }
 
     #[test]

@@ -198,12 +198,25 @@ fn fact() -> impl Strategy<Value = Fact> {
                 Just(LeaveReason::Kicked),
                 Just(LeaveReason::Disconnected)
             ],
-            position()
+            position(),
+            proptest::option::of(
+                (
+                    1..100u32,
+                    any::<u64>(),
+                    proptest::collection::vec(item(), 0..3)
+                )
+                    .prop_map(|(level, xp, inventory)| Progress {
+                        level,
+                        xp,
+                        inventory
+                    })
+            )
         )
-            .prop_map(|(entity, reason, position)| Fact::Left(Left {
+            .prop_map(|(entity, reason, position, progress)| Fact::Left(Left {
                 entity,
                 reason,
-                position
+                position,
+                progress
             })),
         (entity_state(), region())
             .prop_map(|(state, to_region)| Fact::HandedOffOut(HandedOffOut { state, to_region })),

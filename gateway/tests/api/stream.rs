@@ -240,6 +240,7 @@ async fn a_stream_sees_across_a_border_and_follows_its_player_over_it() {
             entity: me,
             reason: schemas::fact::LeaveReason::Requested,
             position: schemas::Position::new(1500.0, 300.0),
+            progress: None,
         }),
     );
     publish(&app, &format!("player:{player_id}"), &left).await;
