@@ -220,6 +220,20 @@ async fn run() {
         )
         .await
     };
+    // The same clients against a route that does nothing: what HTTP alone costs on this machine.
+    let http_phase = {
+        let (http, base) = (http.clone(), base.clone());
+        phase("gateway GET /healthz", clients, duration, move |_| {
+            let request = http.get(format!("{base}/healthz"));
+            async move {
+                request
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+            }
+        })
+        .await
+    };
     let (_client, js) = nats_topology::connect(&nats.url(), "load")
         .await
         .expect("nats");
@@ -243,6 +257,7 @@ async fn run() {
     )
     .await;
     gateway_phase.print();
+    http_phase.print();
     raw_phase.print();
     println!(
         "ratio gateway / raw publishers: {:.2}",
