@@ -19,6 +19,10 @@ use mongodb::bson::doc;
 use serde_json::{Value, json};
 use test_servers::Server;
 
+// As in the gateway binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const LIMITS: &str = r#"
 [rate_limits]
 auth_per_ip = { rate_per_sec = 100000.0, burst = 100000 }
