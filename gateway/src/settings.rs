@@ -9,6 +9,8 @@ use std::time::Duration;
 use schemas::WorldConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+pub use service::SettingsError;
+use service::bad;
 
 /// A rate: `rate_per_sec` requests per second on average, up to `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -75,23 +77,6 @@ pub struct Settings {
     pub world: WorldConfig,
     /// Copies of every stream (`NATS_REPLICAS`).
     pub nats_replicas: usize,
-}
-
-/// A configuration that cannot be used; says which key and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("configuration: {key}: {why}")]
-pub struct SettingsError {
-    /// The file key or environment variable.
-    pub key: String,
-    /// What is wrong with it.
-    pub why: String,
-}
-
-fn bad(key: &str, why: impl Into<String>) -> SettingsError {
-    SettingsError {
-        key: key.to_owned(),
-        why: why.into(),
-    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,13 +17,7 @@ use projector::{Context, live};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    service::init_json_logs();
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {
@@ -98,7 +92,7 @@ async fn main() -> ExitCode {
             projector::rebuild::take_jobs(Arc::clone(&ctx), stopped.clone()),
         )),
     ];
-    shutdown_signal().await;
+    service::shutdown_signal().await;
     let _ = stop.send(true);
     for t in tasks {
         let _ = t.await;
@@ -110,26 +104,4 @@ async fn run(what: &str, task: impl Future<Output = Result<(), async_nats::Error
     if let Err(e) = task.await {
         tracing::error!(task = what, error = %e, "stopped");
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down");
 }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+pub use service::SettingsError;
+use service::bad;
 
 /// Everything the projector needs to run.
 #[derive(Debug, Clone)]
@@ -30,23 +32,6 @@ pub struct Settings {
     pub max_write_attempts: u32,
     /// How long one bulk write may take before it is abandoned and tried again.
     pub write_timeout: Duration,
-}
-
-/// A configuration that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("configuration: {key}: {why}")]
-pub struct SettingsError {
-    /// The file key or environment variable.
-    pub key: String,
-    /// What is wrong with it.
-    pub why: String,
-}
-
-fn bad(key: &str, why: impl Into<String>) -> SettingsError {
-    SettingsError {
-        key: key.to_owned(),
-        why: why.into(),
-    }
 }
 
 #[derive(Debug, Deserialize)]

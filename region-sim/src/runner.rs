@@ -65,8 +65,8 @@ pub enum Failpoint {
     /// Abort right after a tick that applied commands has stored its facts, before its
     /// hand-offs are sent and its commands acknowledged.
     AbortAfterFacts,
-    /// Abort right after storing a hand-off's `handed_off_out` fact, before the neighbour is
-    /// sent its `accept_hand_off`.
+    /// Abort right after storing a fact that calls for a command in a neighbouring region (a
+    /// hand-off's `handed_off_out`, a blow's `struck_across`), before that command is sent.
     AbortAfterHandOffFact,
     /// Make every tick take [`SLOW_TICK`] longer, as a process on an overloaded machine would.
     SlowTicks,

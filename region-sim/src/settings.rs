@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use schemas::{RegionId, WorldConfig};
 use serde::Deserialize;
+pub use service::SettingsError;
+use service::bad;
 
 use crate::balance::Balance;
 
@@ -49,23 +51,6 @@ pub struct Settings {
     pub balance_every: Duration,
     /// A slowest recent tick above this makes the process give a region away.
     pub overloaded_tick_ms: f64,
-}
-
-/// A configuration that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("configuration: {key}: {why}")]
-pub struct SettingsError {
-    /// The file key or environment variable.
-    pub key: String,
-    /// What is wrong with it.
-    pub why: String,
-}
-
-fn bad(key: &str, why: impl Into<String>) -> SettingsError {
-    SettingsError {
-        key: key.to_owned(),
-        why: why.into(),
-    }
 }
 
 #[derive(Debug, Deserialize)]
