@@ -34,6 +34,8 @@ pub const REGION_SNAPSHOTS: &str = "region_snapshots";
 pub const NODE_LOAD: &str = "node_load";
 /// The KV bucket of projection rebuild jobs.
 pub const REBUILD_JOBS: &str = "rebuild_jobs";
+/// The KV bucket of the live projection's lease: one projector projects at a time.
+pub const PROJECTOR_LEASE: &str = "projector_lease";
 /// The KV bucket of what each player's avatar had when it last left the world.
 pub const PLAYER_PROGRESS: &str = "player_progress";
 
@@ -181,6 +183,13 @@ impl Topology {
                 ..bucket(
                     REGION_LEASES,
                     "Which simulator owns which region; renewed while alive.",
+                )
+            },
+            kv::Config {
+                max_age: s.lease_ttl,
+                ..bucket(
+                    PROJECTOR_LEASE,
+                    "Which projector runs the live projection; renewed while alive.",
                 )
             },
             kv::Config {

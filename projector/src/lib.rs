@@ -7,10 +7,12 @@
 //! - [`live`]: the consumers, the dead letters and the Redis bridge.
 //! - [`audit`]: the audit trail's documents and indexes.
 //! - [`rebuild`]: rebuilding the read models from the first fact, without downtime.
+//! - [`lease`]: one live projection per deployment; the others stand by.
 //! - [`settings`], [`metrics`]: configuration and Prometheus metrics.
 
 pub mod audit;
 pub mod follow;
+pub mod lease;
 pub mod live;
 pub mod metrics;
 pub mod models;

@@ -72,6 +72,16 @@ async fn main() -> ExitCode {
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
+    // One live projection per deployment: stand by until the lease is ours.
+    let node = format!("projector-{}", schemas::EventId::new());
+    let mut lease = match projector::lease::take(&ctx, &node, service::shutdown_signal()).await {
+        Ok(Some(lease)) => lease,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("projector: cannot reach the lease bucket: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     live::started(&names);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let tasks = vec![
@@ -92,11 +102,19 @@ async fn main() -> ExitCode {
             projector::rebuild::take_jobs(Arc::clone(&ctx), stopped.clone()),
         )),
     ];
-    service::shutdown_signal().await;
+    if !lease.keep(service::shutdown_signal()).await {
+        // Another projector may be projecting already: stop at once, mid-batch if need be (an
+        // unacknowledged batch is delivered again and changes nothing twice).
+        for t in &tasks {
+            t.abort();
+        }
+        return ExitCode::FAILURE;
+    }
     let _ = stop.send(true);
     for t in tasks {
         let _ = t.await;
     }
+    lease.release().await;
     ExitCode::SUCCESS
 }
 

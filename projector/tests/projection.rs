@@ -48,9 +48,15 @@ impl Stack {
         let redis = Server::start_redis().expect("redis-server");
         let client = async_nats::connect(nats.url()).await.expect("nats");
         let js = nats_topology::publish::context(client);
-        nats_topology::ensure(&js, &Topology::new(&TopologySettings::local()))
-            .await
-            .expect("topology");
+        nats_topology::ensure(
+            &js,
+            &Topology::new(&TopologySettings {
+                lease_ttl: Duration::from_secs(3),
+                ..TopologySettings::local()
+            }),
+        )
+        .await
+        .expect("topology");
         let mongo_client = mongodb::Client::with_uri_str(mongo.url())
             .await
             .expect("mongo");
@@ -883,4 +889,53 @@ async fn logins_logouts_and_role_changes_become_sessions_and_roles() {
         .await
         .expect("redelivery");
     assert_eq!(stack.projected().await.2, sessions);
+}
+
+#[tokio::test]
+async fn a_second_projector_stands_by_and_takes_over_when_the_first_dies() {
+    let stack = Stack::start().await;
+    let lease = stack
+        .js
+        .get_key_value("projector_lease")
+        .await
+        .expect("bucket");
+    let owner = || async {
+        let bytes = lease.get("live").await.ok().flatten()?;
+        serde_json::from_slice::<nats_topology::lease::Lease>(&bytes)
+            .ok()
+            .map(|l| l.node)
+    };
+    let mut first = stack.projector();
+    let first_node = until("the first projector holds the live projection", owner).await;
+    let second = stack.projector();
+    until("the second projector stands by", || async {
+        let log = std::fs::read_to_string(&second.log).unwrap_or_default();
+        log.contains("standing by").then_some(())
+    })
+    .await;
+    let early = history(2);
+    stack.publish(&early).await;
+    until("the first projector projects", || async {
+        (stack.audit_count().await == early.len() as u64).then_some(())
+    })
+    .await;
+    assert_eq!(owner().await.as_deref(), Some(first_node.as_str()));
+
+    // The first dies without a word; its lease expires and the second takes over.
+    first.kill();
+    let late = history(2);
+    stack.publish(&late).await;
+    until("the second projector projects what came after", || async {
+        (stack.audit_count().await == (early.len() + late.len()) as u64).then_some(())
+    })
+    .await;
+    let second_node = owner().await.expect("an owner");
+    assert_ne!(second_node, first_node);
+    let expected = stack.expected().await;
+    until("the read models equal the fold of the log", || async {
+        (stack.projected().await == expected).then_some(())
+    })
+    .await;
+    let log = std::fs::read_to_string(&second.log).unwrap_or_default();
+    assert!(log.contains("took the live projection"), "{log}");
 }

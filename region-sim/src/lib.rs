@@ -9,14 +9,13 @@
 //! - [`systems`]: movement, border crossings, NPC behaviour, respawns.
 //! - [`region`]: one region's tick, its memory of applied commands, its snapshots.
 //! - [`runner`]: one region on the bus: recovery, then ticks.
-//! - [`lease`]: owning regions through the lease bucket.
+//! - [`node`]: a simulator process: region leases (`nats_topology::lease`), balancing.
 //! - [`settings`], [`metrics`]: configuration and Prometheus metrics.
 
 pub mod balance;
 pub mod components;
 pub mod handlers;
 pub mod http;
-pub mod lease;
 pub mod metrics;
 pub mod node;
 pub mod region;

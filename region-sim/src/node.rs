@@ -17,14 +17,13 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::kv::Store;
 use chrono::Utc;
 use futures::StreamExt;
-use nats_topology::lease::NodeLoad;
+use nats_topology::lease::{Held, LeaseError, Leases, NodeLoad};
 use nats_topology::topology::{NODE_LOAD, PLAYER_PROGRESS, REGION_LEASES, REGION_SNAPSHOTS};
 use schemas::RegionId;
 use tokio::sync::{RwLock, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use crate::lease::{Held, LeaseError, Leases};
 use crate::metrics::Metrics;
 use crate::runner::{self, Failpoint, Inspect, RegionLoad, RegionState, Shared};
 use crate::settings::Settings;
@@ -305,9 +304,9 @@ impl Node {
                 break;
             }
             // A lease created but not heard of in time is never renewed, and expires.
-            match tokio::time::timeout(every, self.leases.acquire(&region)).await {
+            match tokio::time::timeout(every, self.leases.acquire(region.as_str())).await {
                 Ok(Ok(Some(held))) => {
-                    self.launch(held).await;
+                    self.launch(region, held).await;
                     room -= 1;
                 }
                 Ok(Ok(None)) => {}
@@ -376,8 +375,7 @@ impl Node {
         out
     }
 
-    async fn launch(&mut self, held: Held) {
-        let region = held.region.clone();
+    async fn launch(&mut self, region: RegionId, held: Held) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (inspect_tx, inspect_rx) = mpsc::channel(8);
         let load = Arc::new(std::sync::Mutex::new(RegionLoad::default()));
