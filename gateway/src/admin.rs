@@ -439,19 +439,7 @@ pub async fn start_rebuild(
     State(state): State<AppState>,
     Admin(admin): Admin,
 ) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
-    let now = chrono::Utc::now();
-    let job = nats_topology::jobs::RebuildJob {
-        job_id: uuid::Uuid::now_v7().simple().to_string(),
-        state: nats_topology::jobs::JobState::Pending,
-        requested_by: admin.player.to_string(),
-        requested_at: now,
-        updated_at: now,
-        facts_done: 0,
-        facts_total: 0,
-        rate_per_sec: 0.0,
-        eta_secs: None,
-        error: None,
-    };
+    let job = nats_topology::jobs::RebuildJob::pending(admin.player.to_string());
     let bytes = serde_json::to_vec(&job).map_err(ApiError::internal)?;
     state
         .rebuild_jobs()

@@ -45,3 +45,22 @@ pub struct RebuildJob {
     /// Why it failed.
     pub error: Option<String>,
 }
+
+impl RebuildJob {
+    /// A new job, waiting for a projector to take it, asked for by `requested_by`.
+    pub fn pending(requested_by: impl Into<String>) -> Self {
+        let now = Utc::now();
+        Self {
+            job_id: schemas::EventId::new().as_uuid().simple().to_string(),
+            state: JobState::Pending,
+            requested_by: requested_by.into(),
+            requested_at: now,
+            updated_at: now,
+            facts_done: 0,
+            facts_total: 0,
+            rate_per_sec: 0.0,
+            eta_secs: None,
+            error: None,
+        }
+    }
+}

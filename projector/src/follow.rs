@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 use nats_topology::jobs::{JobState, RebuildJob};
 use nats_topology::topology::REBUILD_JOBS;
@@ -19,19 +18,7 @@ pub async fn request_and_follow(settings: &Settings) -> Result<(), String> {
         .get_key_value(REBUILD_JOBS)
         .await
         .map_err(|e| format!("no {REBUILD_JOBS} bucket ({e}); run `nats-topology ensure` first"))?;
-    let now = Utc::now();
-    let job = RebuildJob {
-        job_id: schemas::EventId::new().as_uuid().simple().to_string(),
-        state: JobState::Pending,
-        requested_by: "projector rebuild".into(),
-        requested_at: now,
-        updated_at: now,
-        facts_done: 0,
-        facts_total: 0,
-        rate_per_sec: 0.0,
-        eta_secs: None,
-        error: None,
-    };
+    let job = RebuildJob::pending("projector rebuild");
     let bytes = serde_json::to_vec(&job).map_err(|e| e.to_string())?;
     jobs.create(&job.job_id, bytes.into())
         .await
