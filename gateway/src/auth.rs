@@ -199,7 +199,13 @@ pub async fn verify_password(
     .map_err(ApiError::internal)
 }
 
-fn session_key(sid: &str) -> String {
+/// Neither Redis nor this gateway's memory can say whether a session is live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("nobody can say whether the session is live")]
+pub struct SessionUnknown;
+
+/// The Redis key of a session.
+pub fn session_key(sid: &str) -> String {
     format!("session:{sid}")
 }
 
@@ -290,28 +296,35 @@ impl Sessions {
     /// confirmed sessions while Redis is unreachable (`Err` when it has no answer either).
     pub async fn is_live(
         &self,
-        redis: &mut redis::aio::ConnectionManager,
+        gate: &crate::gate::Gate,
         sid: &str,
-    ) -> Result<bool, ()> {
-        let asked = tokio::time::timeout(
-            Duration::from_millis(500),
-            redis.exists::<_, bool>(session_key(sid)),
-        )
-        .await;
-        match asked {
-            Ok(Ok(true)) => {
+    ) -> Result<bool, SessionUnknown> {
+        let ask = crate::gate::Ask {
+            session: Some(session_key(sid)),
+            ..crate::gate::Ask::default()
+        };
+        let answer = gate.ask(ask).await;
+        self.answered(sid, answer.ok().map(|a| a.live))
+    }
+
+    /// Whether the session is live, given Redis's answer (`None` when it gave none): Redis's
+    /// answer is remembered, and without one a session confirmed within [`SESSION_GRACE`] is
+    /// live (`Err` when there is no answer either way).
+    pub fn answered(&self, sid: &str, redis_says: Option<bool>) -> Result<bool, SessionUnknown> {
+        match redis_says {
+            Some(true) => {
                 self.remember(sid);
                 Ok(true)
             }
-            Ok(Ok(false)) => {
+            Some(false) => {
                 self.forget(sid);
                 Ok(false)
             }
-            _ => {
-                let confirmed = self.confirmed.lock().map_err(|_| ())?;
+            None => {
+                let confirmed = self.confirmed.lock().map_err(|_| SessionUnknown)?;
                 match confirmed.get(sid) {
                     Some(at) if at.elapsed() < SESSION_GRACE => Ok(true),
-                    _ => Err(()),
+                    _ => Err(SessionUnknown),
                 }
             }
         }
@@ -392,9 +405,13 @@ impl FromRequestParts<AppState> for Bearer {
 }
 
 impl Bearer {
-    /// The session's state as [`Sessions::is_live`] answered it, turned into a caller or a
+    /// The session's state as [`Sessions::answered`] decided it, turned into a caller or a
     /// refusal.
-    pub fn into_caller(self, state: &AppState, live: Result<bool, ()>) -> Result<Caller, ApiError> {
+    pub fn into_caller(
+        self,
+        state: &AppState,
+        live: Result<bool, SessionUnknown>,
+    ) -> Result<Caller, ApiError> {
         match live {
             Ok(true) => Ok(Caller {
                 player: self.0.sub,
@@ -408,7 +425,7 @@ impl Bearer {
                     "the session has ended; log in again",
                 ))
             }
-            Err(()) => {
+            Err(SessionUnknown) => {
                 state.metrics().dependency_error("redis");
                 Err(ApiError::unavailable("the session store"))
             }
@@ -424,10 +441,7 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let bearer = Bearer::from_request_parts(parts, state).await?;
-        let live = state
-            .sessions()
-            .is_live(&mut state.redis(), &bearer.0.sid)
-            .await;
+        let live = state.sessions().is_live(state.gate(), &bearer.0.sid).await;
         bearer.into_caller(state, live)
     }
 }

@@ -137,24 +137,21 @@ pub async fn submit(
     JsonBody(body): JsonBody,
 ) -> Result<axum::response::Response, ApiError> {
     // Every command asks Redis three things: is the session live, are the sender and its IP
-    // within their limits, where is the avatar. Asked together, they share one round trip.
+    // within their limits, where is the avatar. The gate asks them in one script call, together
+    // with other requests' questions.
     let (player_key, ip_key) = (bearer.0.sub.to_string(), ip.to_string());
     let limits = [
         (Rule::ApiPerIp, ip_key.as_str()),
         (Rule::CommandsPerPlayer, player_key.as_str()),
     ];
-    let mut sessions_redis = state.redis();
-    let (live, limited, view) = tokio::join!(
-        state.sessions().is_live(&mut sessions_redis, &bearer.0.sid),
-        state.limit_all(&limits),
-        players::view(&state, bearer.0.sub),
-    );
-    let caller = bearer.into_caller(&state, live)?;
-    limited?;
+    let admission = state.admit(&bearer.0.sid, bearer.0.sub, &limits).await;
+    let caller = bearer.into_caller(&state, admission.live)?;
+    admission.limited?;
     let wait = wait_for(&state, &query)?;
     let key = idempotency_key(&headers)?;
     let command = Command::parse_value(body, Origin::Player, state.validation())?;
-    let current = view?.filter(|v| v.online).and_then(|v| v.region);
+    let view = players::resolve(&state, caller.player, admission.cached_view).await?;
+    let current = view.filter(|v| v.online).and_then(|v| v.region);
     let region = route(&state, current, &command).await?;
     tracing::Span::current().record("region", tracing::field::display(&region));
 

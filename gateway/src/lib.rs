@@ -13,6 +13,7 @@
 //! - [`commands`]: `POST /v1/commands`, idempotency keys, routing to a region.
 //! - [`outcomes`]: waiting for a command's outcome, one subscription per gateway.
 //! - [`players`]: the players' read model.
+//! - [`gate`]: the Redis round trip a request begins with, one script call for many requests.
 //! - [`ratelimit`]: GCRA in Redis, with an in-process fallback.
 //! - [`regions`]: regions, their owners and population, entities near a point.
 //! - [`bus`]: publishing, with a circuit breaker.
@@ -31,6 +32,7 @@ pub mod body;
 pub mod bus;
 pub mod commands;
 pub mod error;
+pub mod gate;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
@@ -52,7 +54,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use schemas::ValidationContext;
+use schemas::{PlayerId, ValidationContext};
 
 pub use error::{ApiError, Code};
 pub use settings::Settings;
@@ -101,6 +103,7 @@ struct Inner {
     node_load: async_nats::jetstream::kv::Store,
     rebuild_jobs: async_nats::jetstream::kv::Store,
     redis: redis::aio::ConnectionManager,
+    gate: gate::Gate,
     hub: Arc<stream::Hub>,
     db: mongodb::Database,
 }
@@ -170,6 +173,10 @@ impl AppState {
     pub fn redis(&self) -> redis::aio::ConnectionManager {
         self.0.redis.clone()
     }
+    /// The shared Redis round trip requests begin with.
+    pub fn gate(&self) -> &gate::Gate {
+        &self.0.gate
+    }
     /// The Redis subscription every live stream shares.
     pub fn hub(&self) -> &Arc<stream::Hub> {
         &self.0.hub
@@ -191,17 +198,60 @@ impl AppState {
     /// Counts a request against several rate limits in one round trip; 429 with `Retry-After`
     /// when any is over.
     pub async fn limit_all(&self, limits: &[(Rule, &str)]) -> Result<(), ApiError> {
-        self.0
+        self.0.limiter.check_all(limits).await.map_err(rate_limited)
+    }
+
+    /// What a player's request asks first, in one round trip: is the session live, is the
+    /// request within `limits` (counted only for a live session), and the player's cached view.
+    /// Without an answer from Redis, the session is judged by the memory of confirmed ones, the
+    /// limits locally, and the view is `Err` (to be read from MongoDB).
+    pub async fn admit(&self, sid: &str, player: PlayerId, limits: &[(Rule, &str)]) -> Admission {
+        let ask = gate::Ask {
+            session: Some(auth::session_key(sid)),
+            view: Some(players::cache_key(player)),
+            limits: limits
+                .iter()
+                .map(|(rule, key)| self.0.limiter.limit(*rule, key))
+                .collect(),
+        };
+        let answer = self.0.gate.ask(ask).await;
+        let live = self
+            .sessions()
+            .answered(sid, answer.as_ref().ok().map(|a| a.live));
+        let limited = self
+            .0
             .limiter
-            .check_all(&mut self.redis(), limits)
-            .await
-            .map_err(|wait| ApiError {
-                retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
-                ..ApiError::new(
-                    Code::RateLimited,
-                    format!("too many requests; retry in {} ms", wait.as_millis()),
-                )
-            })
+            .decide(
+                limits,
+                answer.as_ref().map(|a| a.wait).map_err(Clone::clone),
+            )
+            .map_err(rate_limited);
+        Admission {
+            live,
+            limited,
+            cached_view: answer.map(|a| a.view),
+        }
+    }
+}
+
+/// What [`AppState::admit`] found.
+#[derive(Debug)]
+pub struct Admission {
+    /// Whether the session is live (`Err` when nobody can say).
+    pub live: Result<bool, auth::SessionUnknown>,
+    /// `Ok` when the request is within its rate limits, 429 otherwise.
+    pub limited: Result<(), ApiError>,
+    /// The player's cached view (`Ok(None)` when not cached, `Err` when Redis gave no answer).
+    pub cached_view: Result<Option<String>, gate::Unanswered>,
+}
+
+fn rate_limited(wait: Duration) -> ApiError {
+    ApiError {
+        retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+        ..ApiError::new(
+            Code::RateLimited,
+            format!("too many requests; retry in {} ms", wait.as_millis()),
+        )
     }
 }
 
@@ -256,6 +306,7 @@ impl Application {
         let gateway_id = uuid::Uuid::now_v7().simple().to_string();
         let outcomes = outcomes::Outcomes::start(&nats, &gateway_id).await?;
         let metrics = Metrics::new();
+        let gate = gate::Gate::start(redis.clone());
         let state = AppState(Arc::new(Inner {
             validation: settings.world.validation_context(),
             tokens: Tokens::new(
@@ -265,7 +316,7 @@ impl Application {
                 settings.token_ttl,
             ),
             sessions: Sessions::default(),
-            limiter: Limiter::new(settings.rate_limits.clone(), metrics.clone()),
+            limiter: Limiter::new(settings.rate_limits.clone(), gate.clone(), metrics.clone()),
             metrics,
             breaker: Breaker::default(),
             outcomes,
@@ -275,6 +326,7 @@ impl Application {
             node_load,
             rebuild_jobs,
             redis,
+            gate,
             hub: Arc::new(stream::Hub::new(redis_client)),
             db,
             settings,

@@ -15,8 +15,9 @@ use schemas::{PlayerId, RegionId};
 
 use crate::AppState;
 use crate::accounts;
-use crate::auth::Caller;
+use crate::auth::Bearer;
 use crate::error::ApiError;
+use crate::gate::Unanswered;
 use crate::ratelimit::Rule;
 
 /// The read-model collection of players.
@@ -32,11 +33,23 @@ pub fn cache_key(player: PlayerId) -> String {
 
 /// A player's view, from the cache or the read model; `None` when neither has it.
 pub async fn view(state: &AppState, player: PlayerId) -> Result<Option<PlayerView>, ApiError> {
-    let mut redis = state.redis();
-    let cached: Result<Option<String>, _> =
-        tokio::time::timeout(Duration::from_millis(200), redis.get(cache_key(player)))
-            .await
-            .unwrap_or_else(|_| Err(redis::RedisError::from((redis::ErrorKind::Io, "timed out"))));
+    let cached = tokio::time::timeout(
+        crate::gate::BUDGET,
+        state.redis().get::<_, Option<String>>(cache_key(player)),
+    )
+    .await
+    .map_err(|_| Unanswered("no answer in time".to_owned()))
+    .and_then(|got| got.map_err(|e| Unanswered(e.to_string())));
+    resolve(state, player, cached).await
+}
+
+/// A player's view, given what the cache held (`Err` when Redis gave no answer): the cached
+/// view, or else the read model's, which is then cached for [`READ_THROUGH_TTL`].
+pub async fn resolve(
+    state: &AppState,
+    player: PlayerId,
+    cached: Result<Option<String>, Unanswered>,
+) -> Result<Option<PlayerView>, ApiError> {
     match cached {
         Ok(Some(text)) => {
             if let Ok(view) = serde_json::from_str(&text) {
@@ -61,7 +74,8 @@ pub async fn view(state: &AppState, player: PlayerId) -> Result<Option<PlayerVie
     if let Some(view) = &found
         && let Ok(text) = serde_json::to_string(view)
     {
-        let _: Result<(), _> = redis
+        let _: Result<(), _> = state
+            .redis()
             .set_ex(cache_key(player), text, READ_THROUGH_TTL.as_secs())
             .await;
     }
@@ -86,15 +100,18 @@ pub async fn current_region(
         .and_then(|v| v.region))
 }
 
-/// `GET /v1/players/me`.
+/// `GET /v1/players/me`: the session, the player's read limit and the cached view are asked of
+/// Redis in one round trip.
 pub async fn me(
     State(state): State<AppState>,
-    caller: Caller,
+    bearer: Bearer,
 ) -> Result<Json<PlayerView>, ApiError> {
-    state
-        .limit(Rule::ReadsPerPlayer, &caller.player.to_string())
-        .await?;
-    if let Some(view) = view(&state, caller.player).await? {
+    let player_key = bearer.0.sub.to_string();
+    let limits = [(Rule::ReadsPerPlayer, player_key.as_str())];
+    let admission = state.admit(&bearer.0.sid, bearer.0.sub, &limits).await;
+    let caller = bearer.into_caller(&state, admission.live)?;
+    admission.limited?;
+    if let Some(view) = resolve(&state, caller.player, admission.cached_view).await? {
         return Ok(Json(view));
     }
     let account = accounts::find_by_id(&state, caller.player)

@@ -1,11 +1,11 @@
 //! Rate limits, per client IP and per player, shared by every gateway through Redis.
 //!
 //! The rule is the generic cell rate algorithm (GCRA): one Redis key per limited thing holds the
-//! theoretical arrival time of the next request, updated by one atomic script with Redis's own
-//! clock, so every gateway sees one limit. When Redis does not answer within
-//! [`REDIS_BUDGET`], each gateway limits on its own with the same rule in memory (the `governor`
-//! crate), says so in the `gateway_rate_limiter_fallback` metric and in the log, and goes back
-//! to Redis as soon as it answers again.
+//! theoretical arrival time of the next request, updated atomically by the [`crate::gate`] script
+//! with Redis's own clock, so every gateway sees one limit. When Redis does not answer within
+//! [`crate::gate::BUDGET`], each gateway limits on its own with the same rule in memory (the
+//! `governor` crate), says so in the `gateway_rate_limiter_fallback` metric and in the log, and
+//! goes back to Redis as soon as it answers again.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -15,38 +15,9 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use crate::gate::{Ask, Gate, Limit, Unanswered};
 use crate::metrics::Metrics;
 use crate::settings::{Rate, RateLimits};
-
-/// How long a rate-limit check may wait for Redis before the local limiter decides.
-pub const REDIS_BUDGET: Duration = Duration::from_millis(100);
-
-/// The GCRA step for every key at once, atomically: allowed (1, 0) only when every key allows,
-/// and then all of them count the request; refused (0, milliseconds until all would allow), and
-/// then none counts it. ARGV holds an interval and a tolerance (ms) per key.
-const GCRA: &str = r#"
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local wait = 0
-local tats = {}
-for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local tolerance = tonumber(ARGV[2 * i])
-  local tat = tonumber(redis.call('GET', key) or now)
-  if tat < now then tat = now end
-  local new_tat = tat + interval
-  local allow_at = new_tat - tolerance
-  if now < allow_at and allow_at - now > wait then wait = allow_at - now end
-  tats[i] = new_tat
-end
-if wait > 0 then
-  return {0, wait}
-end
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, tats[i], 'PX', math.max(1, tats[i] - now))
-end
-return {1, 0}
-"#;
 
 /// Which limit a request counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,7 +64,7 @@ const RULES: [Rule; 4] = [
 #[derive(Clone)]
 pub struct Limiter {
     limits: RateLimits,
-    script: redis::Script,
+    gate: Gate,
     local: Arc<Vec<(Rule, DefaultKeyedRateLimiter<String>)>>,
     falling_back: Arc<AtomicBool>,
     metrics: Metrics,
@@ -113,7 +84,7 @@ fn interval(rate: Rate) -> Duration {
 
 impl Limiter {
     /// A limiter for these rules.
-    pub fn new(limits: RateLimits, metrics: Metrics) -> Self {
+    pub fn new(limits: RateLimits, gate: Gate, metrics: Metrics) -> Self {
         let local = RULES
             .iter()
             .map(|rule| {
@@ -126,46 +97,46 @@ impl Limiter {
             .collect();
         Self {
             limits,
-            script: redis::Script::new(GCRA),
+            gate,
             local: Arc::new(local),
             falling_back: Arc::new(AtomicBool::new(false)),
             metrics,
         }
     }
 
-    /// `Ok` when the request may go on, `Err(wait)` when it must come back after `wait`.
-    pub async fn check(
-        &self,
-        redis: &mut redis::aio::ConnectionManager,
-        rule: Rule,
-        key: &str,
-    ) -> Result<(), Duration> {
-        self.check_all(redis, &[(rule, key)]).await
+    /// The limit `key` counts against under `rule`, as the gate script takes it.
+    pub fn limit(&self, rule: Rule, key: &str) -> Limit {
+        let rate = rule.rate(&self.limits);
+        let interval_ms = (interval(rate).as_secs_f64() * 1000.0).ceil().max(1.0) as u64;
+        Limit {
+            key: format!("rl:{}:{key}", rule.as_str()),
+            interval_ms,
+            tolerance_ms: interval_ms * u64::from(rate.burst),
+        }
     }
 
     /// Counts one request against several limits in one round trip to Redis: `Ok` when every
     /// limit allows it (and then every one counts it), `Err(wait)` otherwise.
-    pub async fn check_all(
+    pub async fn check_all(&self, limits: &[(Rule, &str)]) -> Result<(), Duration> {
+        let ask = Ask {
+            limits: limits.iter().map(|(r, k)| self.limit(*r, k)).collect(),
+            ..Ask::default()
+        };
+        let answer = self.gate.ask(ask).await.map(|a| a.wait);
+        self.decide(limits, answer)
+    }
+
+    /// The decision on `limits` once Redis has answered (`Ok(None)`: counted; `Ok(Some(wait))`:
+    /// over), or locally when it has not.
+    pub fn decide(
         &self,
-        redis: &mut redis::aio::ConnectionManager,
         limits: &[(Rule, &str)],
+        answer: Result<Option<Duration>, Unanswered>,
     ) -> Result<(), Duration> {
-        let mut invocation = self.script.prepare_invoke();
-        for (rule, key) in limits {
-            let rate = rule.rate(&self.limits);
-            let interval_ms = (interval(rate).as_secs_f64() * 1000.0).ceil().max(1.0) as u64;
-            invocation
-                .key(format!("rl:{}:{key}", rule.as_str()))
-                .arg(interval_ms)
-                .arg(interval_ms * u64::from(rate.burst));
-        }
-        let answer =
-            tokio::time::timeout(REDIS_BUDGET, invocation.invoke_async::<(u8, u64)>(redis)).await;
         let decided = match answer {
-            Ok(Ok((1, _))) => Ok(()),
-            Ok(Ok((_, wait_ms))) => Err(Duration::from_millis(wait_ms.max(1))),
-            Ok(Err(e)) => return self.all_locally(limits, &e.to_string()),
-            Err(_) => return self.all_locally(limits, "no answer in time"),
+            Ok(None) => Ok(()),
+            Ok(Some(wait)) => Err(wait.max(Duration::from_millis(1))),
+            Err(e) => return self.all_locally(limits, &e.0),
         };
         if self.falling_back.swap(false, Ordering::Relaxed) {
             tracing::info!("Redis answers again: rate limits are shared again");

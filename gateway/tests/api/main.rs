@@ -5,6 +5,7 @@ mod helpers;
 mod admin;
 mod auth;
 mod commands;
+mod gate;
 mod operations;
 mod reads;
 mod stream;

@@ -1,0 +1,238 @@
+//! The Redis round trip a request begins with, shared between requests.
+//!
+//! A command asks Redis three things before anything else: is the session live, are the player
+//! and its IP within their rate limits, and where is the avatar (the cached player view). Other
+//! routes ask for their rate limits. Each such question is an [`Ask`]; a task of its own collects
+//! the asks that come in while earlier ones are with Redis, and answers all of them with one
+//! script call. Under load a call carries many asks, so Redis runs one script instead of three
+//! commands per request, and the gateway makes one call instead of three.
+//!
+//! Each ask stays atomic on its own: its rate limits are counted together or not at all, and not
+//! at all when its session has ended. An ask that gets no answer within [`BUDGET`] fails
+//! with [`Unanswered`]; the caller then decides without Redis (see [`crate::ratelimit`],
+//! [`crate::auth::Sessions::answered`] and [`crate::players::resolve`]).
+//!
+//! Every key of a call is named in `KEYS`, so the script runs on a standalone Redis or on one
+//! shard of a cluster whose key slots agree; the gateway is configured with a standalone one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// How long an ask may wait for Redis before its caller decides without it.
+pub const BUDGET: Duration = Duration::from_millis(100);
+
+/// Asks queued for Redis at most; more wait for room, within [`BUDGET`].
+const QUEUE: usize = 4096;
+
+/// Asks in one script call at most.
+const MAX_BATCH: usize = 128;
+
+/// Script calls with Redis at once. While they are out, new asks gather for the next one.
+const IN_FLIGHT: usize = 2;
+
+/// For each ask, in order: `ARGV` holds whether it names a session (0/1), whether it names a
+/// cached view (0/1), its number of rate limits, then an interval and a tolerance (ms) per limit;
+/// `KEYS` holds the session key, the view key and the limit keys it names. The answer per ask is
+/// `{live, wait, view}`: `live` 1 or 0 (1 when no session was named), `wait` 0 when the request
+/// was counted against every limit or the milliseconds until all would allow it (and then none
+/// counted it), `view` the cached text or nil. The limits are the generic cell rate algorithm
+/// (GCRA) on Redis's own clock, so every gateway sees one limit. Times are whole milliseconds,
+/// handed to Redis as `%d` text: Lua numbers are doubles, which Redis would print with the far
+/// slower `%.17g`.
+const SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local answers = {}
+local k, a = 1, 2
+for r = 1, tonumber(ARGV[1]) do
+  local has_session, has_view, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  a = a + 3
+  local live = 1
+  if has_session == 1 then
+    live = redis.call('EXISTS', KEYS[k])
+    k = k + 1
+  end
+  local view = false
+  if has_view == 1 then
+    view = redis.call('GET', KEYS[k])
+    k = k + 1
+  end
+  local wait = 0
+  if live == 1 then
+    local tats = {}
+    for i = 0, n - 1 do
+      local interval, tolerance = tonumber(ARGV[a + 2 * i]), tonumber(ARGV[a + 2 * i + 1])
+      local tat = tonumber(redis.call('GET', KEYS[k + i]) or now)
+      if tat < now then tat = now end
+      local new_tat = tat + interval
+      local allow_at = new_tat - tolerance
+      if allow_at - now > wait then wait = allow_at - now end
+      tats[i] = new_tat
+    end
+    if wait == 0 then
+      for i = 0, n - 1 do
+        local ttl = math.max(1, tats[i] - now)
+        redis.call('SET', KEYS[k + i], string.format('%d', tats[i]), 'PX', string.format('%d', ttl))
+      end
+    end
+  end
+  k = k + n
+  a = a + 2 * n
+  answers[r] = {live, wait, view}
+end
+return answers
+"#;
+
+/// One rate limit an ask counts against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit {
+    /// The Redis key holding the limit's next theoretical arrival time.
+    pub key: String,
+    /// The time one request takes up, in milliseconds.
+    pub interval_ms: u64,
+    /// How far ahead of now the limit may run (the burst), in milliseconds.
+    pub tolerance_ms: u64,
+}
+
+/// What a request wants from Redis before it goes on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ask {
+    /// The session key whose existence says the session is live.
+    pub session: Option<String>,
+    /// The key of a cached view to read.
+    pub view: Option<String>,
+    /// The limits to count the request against, all or none.
+    pub limits: Vec<Limit>,
+}
+
+/// Redis's answer to an [`Ask`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Whether the session exists (`true` when the ask named none).
+    pub live: bool,
+    /// `None` when the request was counted against every limit; otherwise how long until all
+    /// would allow it (and then none counted it). Limits are not counted for an ended session.
+    pub wait: Option<Duration>,
+    /// The cached view, if the ask named one and Redis holds it.
+    pub view: Option<String>,
+}
+
+/// Redis gave no answer in time: why, for the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Redis gave no answer: {0}")]
+pub struct Unanswered(pub String);
+
+type Reply = oneshot::Sender<Result<Answer, Unanswered>>;
+
+/// The shared round trip; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    asks: mpsc::Sender<(Ask, Reply)>,
+}
+
+impl Gate {
+    /// Starts the task that answers asks through `redis`. It ends when every clone of the gate
+    /// is dropped.
+    pub fn start(redis: redis::aio::ConnectionManager) -> Self {
+        let (asks, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(answer_asks(queue, redis));
+        Self { asks }
+    }
+
+    /// Redis's answer to `ask`, or [`Unanswered`] after [`BUDGET`].
+    pub async fn ask(&self, ask: Ask) -> Result<Answer, Unanswered> {
+        let (reply, answer) = oneshot::channel();
+        let asked = async {
+            self.asks
+                .send((ask, reply))
+                .await
+                .map_err(|_| Unanswered("the gate has stopped".to_owned()))?;
+            answer
+                .await
+                .map_err(|_| Unanswered("the gate has stopped".to_owned()))?
+        };
+        tokio::time::timeout(BUDGET, asked)
+            .await
+            .unwrap_or_else(|_| Err(Unanswered("no answer in time".to_owned())))
+    }
+}
+
+async fn answer_asks(
+    mut queue: mpsc::Receiver<(Ask, Reply)>,
+    redis: redis::aio::ConnectionManager,
+) {
+    let script = redis::Script::new(SCRIPT);
+    let calls = Arc::new(Semaphore::new(IN_FLIGHT));
+    loop {
+        // Wait for room first: asks that come in meanwhile gather for this call.
+        let Ok(permit) = Arc::clone(&calls).acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::new();
+        if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        let (script, mut redis) = (script.clone(), redis.clone());
+        tokio::spawn(async move {
+            let answers = tokio::time::timeout(BUDGET, call(&script, &mut redis, &batch)).await;
+            let answers = match answers {
+                Ok(Ok(answers)) if answers.len() == batch.len() => Ok(answers),
+                Ok(Ok(answers)) => Err(Unanswered(format!(
+                    "{} answers to {} asks",
+                    answers.len(),
+                    batch.len()
+                ))),
+                Ok(Err(e)) => Err(Unanswered(e.to_string())),
+                Err(_) => Err(Unanswered("no answer in time".to_owned())),
+            };
+            drop(permit);
+            match answers {
+                Ok(answers) => {
+                    for ((_, reply), answer) in batch.into_iter().zip(answers) {
+                        let _ = reply.send(Ok(answer));
+                    }
+                }
+                Err(e) => {
+                    for (_, reply) in batch {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn call(
+    script: &redis::Script,
+    redis: &mut redis::aio::ConnectionManager,
+    batch: &[(Ask, Reply)],
+) -> redis::RedisResult<Vec<Answer>> {
+    let mut invocation = script.prepare_invoke();
+    invocation.arg(batch.len());
+    for (ask, _) in batch {
+        invocation
+            .arg(u8::from(ask.session.is_some()))
+            .arg(u8::from(ask.view.is_some()))
+            .arg(ask.limits.len());
+        for key in ask.session.iter().chain(&ask.view) {
+            invocation.key(key);
+        }
+        for limit in &ask.limits {
+            invocation
+                .key(&limit.key)
+                .arg(limit.interval_ms)
+                .arg(limit.tolerance_ms);
+        }
+    }
+    let answers: Vec<(u8, u64, Option<String>)> = invocation.invoke_async(redis).await?;
+    Ok(answers
+        .into_iter()
+        .map(|(live, wait_ms, view)| Answer {
+            live: live == 1,
+            wait: (wait_ms > 0).then(|| Duration::from_millis(wait_ms)),
+            view,
+        })
+        .collect())
+}

@@ -1,0 +1,148 @@
+//! The shared Redis round trip, on its own against a real Redis: many asks in one script call,
+//! each decided as if it were alone.
+
+use std::time::Duration;
+
+use gateway::gate::{Ask, BUDGET, Gate, Limit};
+use redis::AsyncCommands;
+use test_servers::Server;
+
+async fn connect(server: &Server) -> redis::aio::ConnectionManager {
+    let client = redis::Client::open(server.url()).expect("client");
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(200)))
+        .set_response_timeout(Some(Duration::from_millis(200)))
+        .set_number_of_retries(0);
+    redis::aio::ConnectionManager::new_with_config(client, config)
+        .await
+        .expect("redis")
+}
+
+/// One request a second with a burst of two.
+fn limit(key: &str) -> Limit {
+    Limit {
+        key: key.to_owned(),
+        interval_ms: 1000,
+        tolerance_ms: 2000,
+    }
+}
+
+fn ask(session: &str, view: &str, limits: &[&str]) -> Ask {
+    Ask {
+        session: Some(session.to_owned()),
+        view: Some(view.to_owned()),
+        limits: limits.iter().map(|k| limit(k)).collect(),
+    }
+}
+
+#[tokio::test]
+async fn asks_sent_together_are_each_answered_as_if_alone() {
+    let server = Server::start_redis().expect("redis-server");
+    let mut redis = connect(&server).await;
+    let () = redis.set("session:live", 1).await.expect("set");
+    let () = redis
+        .set("player:a", r#"{"region":"north"}"#)
+        .await
+        .expect("set");
+    let gate = Gate::start(redis.clone());
+
+    // Many asks at once, so most go in shared calls: each answer still matches its own ask.
+    let asks = (0..200).map(|i| {
+        let gate = gate.clone();
+        async move {
+            let live = i % 2 == 0;
+            let session = if live { "session:live" } else { "session:gone" };
+            let answer = gate
+                .ask(ask(session, "player:a", &[&format!("rl:p:{i}")]))
+                .await
+                .expect("answered");
+            (i, live, answer)
+        }
+    });
+    for (i, live, answer) in futures::future::join_all(asks).await {
+        assert_eq!(answer.live, live, "ask {i}");
+        assert_eq!(answer.wait, None, "ask {i}: within its limit");
+        assert_eq!(answer.view.as_deref(), Some(r#"{"region":"north"}"#));
+    }
+    // A request with an ended session counts against no limit.
+    let counted: Vec<Option<String>> = redis.mget(&["rl:p:0", "rl:p:1"]).await.expect("mget");
+    assert!(counted[0].is_some(), "a live session's request is counted");
+    assert_eq!(counted[1], None, "an ended session's request is not");
+}
+
+#[tokio::test]
+async fn limits_are_counted_all_together_or_not_at_all() {
+    let server = Server::start_redis().expect("redis-server");
+    let redis = connect(&server).await;
+    let gate = Gate::start(redis.clone());
+    let no_session = |limits: &[&str]| Ask {
+        limits: limits.iter().map(|k| limit(k)).collect(),
+        ..Ask::default()
+    };
+
+    // The shared limit allows a burst of two, and then refuses.
+    for _ in 0..2 {
+        let answer = gate
+            .ask(no_session(&["rl:ip", "rl:a"]))
+            .await
+            .expect("answered");
+        assert!(answer.live, "an ask without a session is live");
+        assert_eq!(answer.wait, None);
+        assert_eq!(answer.view, None);
+    }
+    let refused = gate
+        .ask(no_session(&["rl:ip", "rl:b"]))
+        .await
+        .expect("answered");
+    let wait = refused.wait.expect("over the shared limit");
+    assert!(
+        wait > Duration::ZERO && wait <= Duration::from_secs(1),
+        "{wait:?}"
+    );
+
+    // The refused request did not count against `rl:b`: alone it still has its whole burst.
+    for _ in 0..2 {
+        let answer = gate.ask(no_session(&["rl:b"])).await.expect("answered");
+        assert_eq!(answer.wait, None);
+    }
+    assert!(
+        gate.ask(no_session(&["rl:b"]))
+            .await
+            .expect("answered")
+            .wait
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn without_redis_an_ask_is_unanswered_within_the_budget_and_answered_again_after() {
+    let mut server = Server::start_redis().expect("redis-server");
+    let redis = connect(&server).await;
+    let gate = Gate::start(redis);
+    let probe = || ask("session:x", "player:x", &["rl:x"]);
+    assert!(gate.ask(probe()).await.is_ok());
+
+    server.stop();
+    let started = tokio::time::Instant::now();
+    let unanswered = gate.ask(probe()).await;
+    assert!(unanswered.is_err(), "{unanswered:?}");
+    assert!(
+        started.elapsed() < BUDGET + Duration::from_secs(1),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+
+    server.restart().expect("Redis back");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(answer) = gate.ask(probe()).await {
+            assert!(!answer.live, "the restarted Redis holds no session");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never answered again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
