@@ -1,6 +1,9 @@
 //! The load driver: accepted commands per second and latency with N concurrent clients through
 //! the gateway, next to N `async-nats` publishers that each await their own JetStream ack on the
-//! same server in the same run (the ceiling for answering 202 after the ack).
+//! same server in the same run (the ceiling for answering 202 after the ack). The publishers run
+//! twice: with a small bare payload, and with exactly the messages the gateway stores (the
+//! command's envelope, its id as `Nats-Msg-Id` for de-duplication, the request id and client
+//! address headers), which is the ceiling for what the gateway must publish.
 //!
 //! ```text
 //! cargo bench -p gateway --bench load                    # 64 clients, 10 s per phase
@@ -16,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use gateway::{Application, Settings};
 use mongodb::bson::doc;
+use schemas::{Actor, Command, Envelope, Origin, PlayerId, RegionId};
 use serde_json::{Value, json};
 use test_servers::Server;
 
@@ -155,6 +159,7 @@ async fn run() {
         ),
     ]);
     let settings = Settings::load(|k| env.get(k).cloned()).expect("settings");
+    let world = settings.world.validation_context();
     let app = Application::build(settings).await.expect("gateway");
     let base = format!("http://{}", app.local_addr().expect("addr"));
     tokio::spawn(app.run_until_stopped(std::future::pending()));
@@ -260,11 +265,45 @@ async fn run() {
         },
     )
     .await;
+    let (_client, js) = nats_topology::connect(&nats.url(), "load-envelopes")
+        .await
+        .expect("nats");
+    let stored_phase = phase(
+        "async-nats gateway's messages",
+        clients,
+        duration,
+        move |client| {
+            let js = js.clone();
+            let message = json!({"type": "move", "x": 100.0 + client as f64, "y": 200.0});
+            let command = Command::parse_value(message, Origin::Player, &world).map(|command| {
+                let region = RegionId::new("south-west").ok();
+                let actor = Actor::Player {
+                    id: PlayerId::new(),
+                };
+                let mut env = Envelope::new(actor, region, command);
+                env.correlation_id = env.id;
+                let request_id = uuid::Uuid::now_v7().to_string();
+                gateway::commands::stored_as(&env, &request_id, [127, 0, 0, 1].into())
+            });
+            async move {
+                match command {
+                    Ok(Ok(message)) => nats_topology::publish(&js, message).await.is_ok(),
+                    _ => false,
+                }
+            }
+        },
+    )
+    .await;
     gateway_phase.print();
     http_phase.print();
     raw_phase.print();
+    stored_phase.print();
     println!(
         "ratio gateway / raw publishers: {:.2}",
         gateway_phase.rate() / raw_phase.rate().max(1.0)
+    );
+    println!(
+        "ratio gateway / publishers of the gateway's messages: {:.2}",
+        gateway_phase.rate() / stored_phase.rate().max(1.0)
     );
 }

@@ -6,6 +6,7 @@
 //! stored once and answered the same; the same key with a different command is a 409.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::Json;
@@ -172,10 +173,7 @@ pub async fn submit(
     let mut env = Envelope::new(Actor::Player { id: caller.player }, Some(region), command);
     env.id = command_id;
     env.correlation_id = command_id;
-    let mut message = nats_topology::Outgoing::command(&env)
-        .map_err(ApiError::internal)?
-        .header(nats_topology::headers::REQUEST_ID, &request_id.0)
-        .header(nats_topology::headers::CLIENT_IP, &ip.to_string());
+    let mut message = stored_as(&env, &request_id.0, ip).map_err(ApiError::internal)?;
     // Registered before publishing, so an outcome that comes back at once is not missed.
     let waiter = wait.map(|_| state.outcomes().register(command_id));
     if waiter.is_some() {
@@ -227,6 +225,18 @@ pub async fn submit(
         }),
     )
         .into_response())
+}
+
+/// The message a command is stored as: its envelope on its subject, with its id as
+/// `Nats-Msg-Id`, and the request id and the client's address in the headers.
+pub fn stored_as(
+    env: &Envelope<Command>,
+    request_id: &str,
+    ip: IpAddr,
+) -> Result<nats_topology::Outgoing, nats_topology::publish::OutgoingError> {
+    Ok(nats_topology::Outgoing::command(env)?
+        .header(nats_topology::headers::REQUEST_ID, request_id)
+        .header(nats_topology::headers::CLIENT_IP, &ip.to_string()))
 }
 
 fn redis_key(player: PlayerId, key: &str) -> String {
