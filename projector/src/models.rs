@@ -172,6 +172,8 @@ pub fn players_of(fact: &Fact) -> Vec<PlayerId> {
         Fact::Left(f) => vec![from_entity(&f.entity)],
         // Changes no document; the attacker hears that the blow went out.
         Fact::StruckAcross(f) => vec![from_entity(&f.attacker)],
+        // Changes no document here; the player's region grants the experience.
+        Fact::RewardSent(f) => vec![from_entity(&f.entity)],
         Fact::ItemSpawned(_) | Fact::NpcSpawned(_) | Fact::NpcDied(_) | Fact::Rejected(_) => vec![],
     }
 }
@@ -199,7 +201,8 @@ pub fn entities_of(fact: &Fact) -> Vec<EntityId> {
         | Fact::RoleChanged(_)
         | Fact::ChatSaid(_)
         | Fact::Rejected(_)
-        | Fact::StruckAcross(_) => vec![],
+        | Fact::StruckAcross(_)
+        | Fact::RewardSent(_) => vec![],
     }
 }
 

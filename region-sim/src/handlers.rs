@@ -3,10 +3,10 @@
 //! once (through [`crate::state::apply`]), so a command later in the same tick sees it: that is
 //! how the first of two pickups of one item wins and the second is rejected.
 
-use schemas::command::{AcceptHandOff, Attack, Chat, Kick, Pickup, Strike};
+use schemas::command::{AcceptHandOff, Attack, Chat, Kick, Pickup, Reward, Strike};
 use schemas::fact::{
     ChatSaid, Damaged, Died, HandedOffIn, ItemPicked, LeaveReason, Left, MovementStarted, NpcDied,
-    Progress, Rejected, Respawned, Spawned, StruckAcross, XpGained,
+    Progress, Rejected, Respawned, RewardSent, Spawned, StruckAcross, XpGained,
 };
 use schemas::{
     Actor, Command, EntityKind, EntityState, Envelope, EventId, Fact, Position, RejectReason,
@@ -70,6 +70,9 @@ impl Facts<'_> {
         if let Command::Strike(s) = &cmd.payload {
             return self.struck(s);
         }
+        if let Command::Reward(r) = &cmd.payload {
+            return self.reward(r);
+        }
         let player = match &cmd.actor {
             Actor::Player { id } | Actor::Admin { id } => *id,
             Actor::System { service } => {
@@ -99,7 +102,8 @@ impl Facts<'_> {
             Command::Spawn(_)
             | Command::Kick(_)
             | Command::AcceptHandOff(_)
-            | Command::Strike(_) => Ok(()),
+            | Command::Strike(_)
+            | Command::Reward(_) => Ok(()),
         }
     }
 
@@ -316,7 +320,28 @@ impl Facts<'_> {
                 format!("the target is {distance:.1} away; attacks reach {range}"),
             );
         }
-        hit(self, s.attacker, ident, target, s.amount);
+        let xp = hit(self, s.attacker, ident, target, s.amount).filter(|xp| *xp > 0);
+        // The attacker is in the other region's world: the experience goes there.
+        if let Some(amount) = xp {
+            self.emit(Fact::RewardSent(RewardSent {
+                entity: s.attacker,
+                npc: s.target,
+                amount,
+                to_region: s.from_region.clone(),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Experience a player earned over the border, granted here if the player still is.
+    fn reward(&mut self, r: &Reward) -> Decision {
+        let Some(key) = key_of(self.world, r.entity) else {
+            return reject(
+                RejectReason::TargetNotFound,
+                "that player is not in this region",
+            );
+        };
+        gain(self, key, r.entity, r.amount);
         Ok(())
     }
 
@@ -474,23 +499,30 @@ fn strike(out: &mut Facts<'_>, attacker: Key, target: Key, amount: u32) {
         return;
     };
     let xp = hit(out, att.id, tgt, target, amount);
-    let progress = out
-        .world
-        .get::<&crate::components::Progress>(attacker)
-        .ok()
-        .map(|p| *p);
-    if let (Some(p), EntityKind::Player, Some(xp)) = (progress, att.kind, xp.filter(|x| *x > 0)) {
-        let rules = out.rules();
-        let total = p.xp + xp;
-        let level = rules.balance.level_for(total);
-        out.emit(Fact::XpGained(XpGained {
-            entity: att.id,
-            amount: xp,
-            xp: total,
-            level,
-            max_hp: rules.balance.max_hp(level),
-        }));
+    if let (EntityKind::Player, Some(xp)) = (att.kind, xp.filter(|x| *x > 0)) {
+        gain(out, attacker, att.id, xp);
     }
+}
+
+/// The player `key` (whose id is `id`) earns `xp`, and the level it brings.
+fn gain(out: &mut Facts<'_>, key: Key, id: schemas::EntityId, xp: u64) {
+    let Ok(p) = out
+        .world
+        .get::<&crate::components::Progress>(key)
+        .map(|p| *p)
+    else {
+        return;
+    };
+    let rules = out.rules();
+    let total = p.xp + xp;
+    let level = rules.balance.level_for(total);
+    out.emit(Fact::XpGained(XpGained {
+        entity: id,
+        amount: xp,
+        xp: total,
+        level,
+        max_hp: rules.balance.max_hp(level),
+    }));
 }
 
 /// The damage to `target` (whose identity is `tgt`) and its death; for a slain NPC, the

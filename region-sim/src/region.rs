@@ -4,7 +4,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use schemas::command::{AcceptHandOff, Strike};
+use schemas::command::{AcceptHandOff, Reward, Strike};
 use schemas::{
     Actor, Command, EntityState, Envelope, EventId, Fact, Position, RegionConfig, RegionId,
     WorldConfig,
@@ -426,8 +426,9 @@ impl Region {
 }
 
 /// The commands for neighbouring regions a fact calls for: the `accept_hand_off` of a
-/// [`Fact::HandedOffOut`], and a `strike` to each region a [`Fact::StruckAcross`] reaches. Their
-/// ids derive from the fact's, so sending them again is harmless.
+/// [`Fact::HandedOffOut`], a `strike` to each region a [`Fact::StruckAcross`] reaches, and the
+/// `reward` of a [`Fact::RewardSent`]. Their ids derive from the fact's, so sending them again is
+/// harmless.
 pub fn follow_ups(env: &Envelope<Fact>) -> Vec<Envelope<Command>> {
     let system = || Actor::System {
         service: SERVICE.into(),
@@ -466,6 +467,17 @@ pub fn follow_ups(env: &Envelope<Fact>) -> Vec<Envelope<Command>> {
                 )
             })
             .collect(),
+        Fact::RewardSent(reward) => vec![Envelope::caused_by(
+            env,
+            0,
+            system(),
+            Some(reward.to_region.clone()),
+            Command::Reward(Reward {
+                from_region,
+                entity: reward.entity,
+                amount: reward.amount,
+            }),
+        )],
         _ => Vec::new(),
     };
     for cmd in &mut commands {

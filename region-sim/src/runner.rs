@@ -66,7 +66,8 @@ pub enum Failpoint {
     /// hand-offs are sent and its commands acknowledged.
     AbortAfterFacts,
     /// Abort right after storing a fact that calls for a command in a neighbouring region (a
-    /// hand-off's `handed_off_out`, a blow's `struck_across`), before that command is sent.
+    /// hand-off's `handed_off_out`, a blow's `struck_across`, a kill's `reward_sent`), before
+    /// that command is sent.
     AbortAfterHandOffFact,
     /// Make every tick take [`SLOW_TICK`] longer, as a process on an overloaded machine would.
     SlowTicks,

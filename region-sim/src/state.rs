@@ -224,6 +224,7 @@ pub fn apply(world: &mut World, fact: &Fact, at_ms: i64) {
         }),
         Fact::ChatSaid(_)
         | Fact::Rejected(_)
+        | Fact::RewardSent(_)
         | Fact::AccountRegistered(_)
         | Fact::LoggedIn(_)
         | Fact::LoggedOut(_)

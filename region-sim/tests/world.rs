@@ -7,9 +7,9 @@ use std::sync::Arc;
 use region_sim::region::follow_ups;
 use region_sim::{Balance, Region, RegionSettings, state, systems};
 use schemas::command::{AcceptHandOff, Attack, Chat, Leave, Move, Pickup, Respawn, Spawn};
-use schemas::fact::{Moved, Spawned};
+use schemas::fact::{Moved, NpcSpawned, Spawned};
 use schemas::{
-    Actor, Command, EntityId, EntityKind, EntityState, Envelope, Fact, PlayerId, Position,
+    Actor, Command, EntityId, EntityKind, EntityState, Envelope, EventId, Fact, PlayerId, Position,
     RejectReason, WorldConfig,
 };
 
@@ -731,6 +731,94 @@ fn an_attack_over_the_border_is_decided_where_the_target_stands() {
     let out = west.tick(&[attack(now + 300_000)], now + 300_000);
     assert_eq!(rejection(&out), Some(RejectReason::TargetNotFound));
     assert!(out.follow_ups.is_empty());
+}
+
+#[test]
+fn an_npc_slain_over_the_border_gives_its_experience_in_the_slayers_region() {
+    let (mut west, mut east) = (region("west", 0, 0), region("east", 0, 0));
+    let slayer = spawn(&mut west, 0);
+    place(&mut west, slayer, Position::new(99.0, 50.0), 100);
+    // A wolf with one hp left, just over the border.
+    let wolf = EntityId::new();
+    let state = EntityState {
+        id: wolf,
+        kind: EntityKind::Npc,
+        player: None,
+        position: Position::new(101.0, 50.0),
+        destination: None,
+        hp: 1,
+        max_hp: 50,
+        level: 1,
+        xp: 0,
+        inventory: vec![],
+        alive: true,
+    };
+    let system = Actor::System {
+        service: "test".into(),
+    };
+    let spawned = Fact::NpcSpawned(NpcSpawned {
+        state,
+        npc_kind: "wolf".into(),
+    });
+    east.fold(&Envelope::new(system, Some(east.id().clone()), spawned));
+    let now = 200_000;
+    let mut attack = command(slayer, Command::Attack(Attack { target: wolf }));
+    attack.occurred_at = chrono::DateTime::from_timestamp_millis(now).expect("time");
+
+    let out = west.tick(std::slice::from_ref(&attack), now);
+    let [strike] = &out.follow_ups[..] else {
+        panic!("{:?}", out.follow_ups)
+    };
+    let slain = east.tick(std::slice::from_ref(strike), now + 50);
+    let kinds: Vec<&str> = slain
+        .facts
+        .iter()
+        .map(|f| f.payload.kind().as_str())
+        .collect();
+    assert_eq!(kinds, ["damaged", "npc_died", "reward_sent"]);
+    let Fact::RewardSent(sent) = &slain.facts[2].payload else {
+        panic!("{:?}", slain.facts)
+    };
+    assert_eq!(
+        (sent.entity, sent.npc, sent.amount, sent.to_region.as_str()),
+        (me(slayer), wolf, 150, "west")
+    );
+    let [reward] = &slain.follow_ups[..] else {
+        panic!("{:?}", slain.follow_ups)
+    };
+    assert_eq!(reward.region.as_ref().map(|r| r.as_str()), Some("west"));
+    assert_eq!(reward.correlation_id, attack.id, "it answers the attack");
+    assert_eq!(
+        follow_ups(&slain.facts[2])[0].id,
+        reward.id,
+        "a resend has the same id"
+    );
+
+    // The slayer's region grants the experience, once however often the reward arrives.
+    let granted = west.tick(std::slice::from_ref(reward), now + 100);
+    let [Fact::XpGained(xp)] = &granted
+        .facts
+        .iter()
+        .map(|f| f.payload.clone())
+        .collect::<Vec<_>>()[..]
+    else {
+        panic!("{:?}", granted.facts)
+    };
+    assert_eq!(
+        (xp.entity, xp.amount, xp.xp, xp.level),
+        (me(slayer), 150, 150, 2)
+    );
+    let again = west.tick(std::slice::from_ref(reward), now + 150);
+    assert_eq!(again.duplicates, vec![reward.id]);
+    let slayer_now = &west.entities()[&me(slayer)];
+    assert_eq!((slayer_now.xp, slayer_now.level), (150, 2));
+
+    // A slayer who is no longer in that region by the time the reward comes gets nothing there.
+    let mut late = reward.clone();
+    late.id = EventId::new();
+    west.tick(&[command(slayer, Command::Leave(Leave {}))], now + 200);
+    let missed = west.tick(&[late], now + 250);
+    assert_eq!(rejection(&missed), Some(RejectReason::TargetNotFound));
 }
 
 #[test]

@@ -175,6 +175,9 @@ commands! {
     /// Deliver a blow struck from across the border by an entity of a neighbouring region
     /// (system).
     Strike(Strike) = "strike", High, System, version 1;
+    /// Grant a player the experience it earned in a neighbouring region, by slaying an NPC over
+    /// the border (system).
+    Reward(Reward) = "reward", Normal, System, version 1;
 }
 
 payload! {
@@ -291,6 +294,19 @@ payload! {
     }
 }
 
+payload! {
+    /// The receiving side of a kill over a border: the attacker's region grants the experience.
+    pub struct Reward {
+        /// The region the NPC was slain in.
+        pub from_region: RegionId,
+        /// The player who slew it.
+        pub entity: EntityId,
+        /// The experience it was worth.
+        #[validate(range(min = 1))]
+        pub amount: u64,
+    }
+}
+
 impl DomainRules for Spawn {
     fn check_domain(&self, ctx: &ValidationContext, errors: &mut Vec<FieldError>) {
         if let Some(region) = &self.region
@@ -378,6 +394,18 @@ impl DomainRules for Strike {
                 "position",
                 "out_of_world",
                 "must be a finite point inside the world",
+            ));
+        }
+    }
+}
+
+impl DomainRules for Reward {
+    fn check_domain(&self, ctx: &ValidationContext, errors: &mut Vec<FieldError>) {
+        if !ctx.regions.contains(&self.from_region) {
+            errors.push(FieldError::new(
+                "from_region",
+                "unknown_region",
+                format!("no region is named {:?}", self.from_region),
             ));
         }
     }

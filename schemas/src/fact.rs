@@ -129,6 +129,9 @@ facts! {
     Rejected(Rejected) = "rejected", version 1;
     /// An attack went over the border; the target's region decides the hit.
     StruckAcross(StruckAcross) = "struck_across", version 1;
+    /// An NPC was slain by a player standing across the border; the experience goes to the
+    /// player's region.
+    RewardSent(RewardSent) = "reward_sent", version 1;
 }
 
 /// A player account was created.
@@ -395,6 +398,21 @@ pub struct StruckAcross {
     /// The neighbouring regions within reach, each asked to deliver the blow; the one the
     /// target is in does.
     pub to_regions: Vec<RegionId>,
+}
+
+/// A player standing in a neighbouring region slew an NPC here. The experience it was worth is
+/// sent to the player's region in a `reward`, and granted there (`xp_gained`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RewardSent {
+    /// The player who slew it.
+    pub entity: EntityId,
+    /// The NPC slain.
+    pub npc: EntityId,
+    /// The experience it was worth.
+    pub amount: u64,
+    /// The region the player stands in.
+    pub to_region: RegionId,
 }
 
 /// Why a command was not applied. Stable snake_case codes, for clients and analysts.

@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use schemas::command::{
-    AcceptHandOff, Attack, Chat, ChatChannel, Kick, Leave, Move, Pickup, Respawn, Spawn, Strike,
+    AcceptHandOff, Attack, Chat, ChatChannel, Kick, Leave, Move, Pickup, Respawn, Reward, Spawn,
+    Strike,
 };
 use schemas::fact::*;
 use schemas::fold::InventoryItem;
@@ -104,6 +105,7 @@ fn command() -> impl Strategy<Value = Command> {
         1 => (player(), text(200)).prop_map(|(player, reason)| Command::Kick(Kick { player, reason })),
         1 => (region(), entity_state()).prop_map(|(from_region, state)| Command::AcceptHandOff(AcceptHandOff { from_region, state })),
         1 => (region(), entity(), position(), entity(), any::<u32>()).prop_map(|(from_region, attacker, position, target, amount)| Command::Strike(Strike { from_region, attacker, position, target, amount })),
+        1 => (region(), entity(), 1..u64::MAX).prop_map(|(from_region, entity, amount)| Command::Reward(Reward { from_region, entity, amount })),
     ]
 }
 
@@ -247,6 +249,16 @@ fn fact() -> impl Strategy<Value = Fact> {
                     to_regions,
                 })
             }),
+        (entity(), entity(), any::<u64>(), region()).prop_map(
+            |(entity, npc, amount, to_region)| {
+                Fact::RewardSent(RewardSent {
+                    entity,
+                    npc,
+                    amount,
+                    to_region,
+                })
+            }
+        ),
         (prop::sample::select(CommandKind::ALL), reason(), text(100)).prop_map(
             |(command, reason, message)| Fact::Rejected(Rejected {
                 command,

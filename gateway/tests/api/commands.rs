@@ -172,6 +172,14 @@ async fn invalid_commands_name_each_bad_field_and_publish_nothing() {
             vec![("type", "unknown_command")],
         ),
         (
+            // Nor is the experience a region grants for a kill over its border.
+            json!({
+                "type": "reward", "from_region": "north-west", "entity": schemas::EntityId::new(),
+                "amount": 1000000,
+            }),
+            vec![("type", "unknown_command")],
+        ),
+        (
             json!({"type": "move", "x": "far", "y": null}),
             vec![("x", "invalid"), ("y", "required")],
         ),
