@@ -3,8 +3,15 @@
 //! Accounts live in MongoDB (`accounts`, unique on the lower-cased username) and are written with
 //! `j: true`, so an acknowledged registration survives a crash of the database. Registering also
 //! records an `account_registered` fact (without the password or its hash) for the read models
-//! and the audit trail; if that fact cannot be stored the account is removed again and the client
-//! gets 503, so no account exists that the event log does not know of.
+//! and the audit trail, and a `role_changed` for an account created with another role.
+//!
+//! An account is stored first, marked unrecorded, and marked recorded once its facts are stored.
+//! When they cannot be (NATS down, or no acknowledgement in time, so they may or may not be
+//! stored) the client gets 503 and the account stays, unrecorded: nobody logs in with it, and
+//! registering again with the same password, logging in, or starting again with it as the
+//! bootstrap admin stores its facts then. Their ids follow from the player's, so a fact stored
+//! twice is stored once. The log thus never names an account that does not exist, and no
+//! account is used that the log does not know of.
 
 use axum::Json;
 use axum::extract::State;
@@ -43,6 +50,14 @@ pub struct Account {
     pub role: Role,
     /// When it was registered (seconds since the epoch).
     pub created_at: i64,
+    /// Whether the log holds its facts. Accounts from before this field were recorded before
+    /// they were answered.
+    #[serde(default = "recorded_before")]
+    pub recorded: bool,
+}
+
+fn recorded_before() -> bool {
+    true
 }
 
 /// The accounts collection, writing with `j: true`.
@@ -149,7 +164,8 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(Registered { player_id: player })))
 }
 
-/// Creates an account and records its fact; undoes the account when the fact cannot be stored.
+/// Creates an account and records its facts. When they cannot be recorded the account stays,
+/// unrecorded, and the answer is 503; registering again with the same password records them.
 pub async fn create_account(
     state: &AppState,
     username: &str,
@@ -161,54 +177,85 @@ pub async fn create_account(
         id: player.to_string(),
         username: username.to_owned(),
         username_key: username.to_lowercase(),
-        password_hash: hash_password(password).await?,
+        password_hash: hash_password(password.clone()).await?,
         role,
         created_at: now_secs() as i64,
+        recorded: false,
     };
-    let accounts = collection(state.db());
-    match accounts.insert_one(&account).await {
+    match collection(state.db()).insert_one(&account).await {
         Ok(_) => {}
-        Err(e) if is_duplicate_key(&e) => {
-            return Err(ApiError::new(
-                Code::UsernameTaken,
-                format!("the username {username:?} is taken"),
-            ));
-        }
+        Err(e) if is_duplicate_key(&e) => return resume(state, username, password).await,
         Err(e) => {
             state.metrics().dependency_error("mongodb");
             tracing::warn!(error = %e, "cannot store account");
             return Err(ApiError::unavailable("the account store"));
         }
     }
-    // The facts' ids follow from the player's, so a retried registration stores them once.
+    complete(state, &account).await?;
+    tracing::info!(%player, role = role.as_str(), "account registered");
+    Ok(player)
+}
+
+/// A registration of a taken username: the same registration again when its account is still
+/// unrecorded and the password matches (its facts are recorded now), 409 otherwise.
+async fn resume(
+    state: &AppState,
+    username: &str,
+    password: SecretString,
+) -> Result<PlayerId, ApiError> {
+    let taken = || {
+        ApiError::new(
+            Code::UsernameTaken,
+            format!("the username {username:?} is taken"),
+        )
+    };
+    let Some(account) = find_by_username(state, username).await? else {
+        return Err(taken());
+    };
+    if account.recorded || !verify_password(password, Some(account.password_hash.clone())).await? {
+        return Err(taken());
+    }
+    complete(state, &account).await?;
+    tracing::info!(player = %account.id, "account registered on a second try");
+    account.id.parse().map_err(ApiError::internal)
+}
+
+/// Records the facts of an account that is not recorded yet, and marks it recorded; nothing for
+/// one that is. The facts' ids follow from the player's, so recording again stores them once.
+pub async fn complete(state: &AppState, account: &Account) -> Result<(), ApiError> {
+    if account.recorded {
+        return Ok(());
+    }
+    let player: PlayerId = account.id.parse().map_err(ApiError::internal)?;
     let origin = EventId::from_uuid(*player.as_uuid());
     let registered = Fact::AccountRegistered(AccountRegistered {
         player,
-        username: username.to_owned(),
+        username: account.username.clone(),
     });
-    let mut stored = record(
+    record(
         state,
         gateway(),
         EventId::derived(origin, 0),
         registered,
         None,
     )
-    .await;
-    if stored.is_ok() && role != Role::Player {
+    .await?;
+    if account.role != Role::Player {
         let role = Fact::RoleChanged(RoleChanged {
             player,
-            role: role.as_str().to_owned(),
+            role: account.role.as_str().to_owned(),
         });
-        stored = record(state, gateway(), EventId::derived(origin, 1), role, None).await;
+        record(state, gateway(), EventId::derived(origin, 1), role, None).await?;
     }
-    if let Err(e) = stored {
-        if let Err(undo) = accounts.delete_one(doc! {"_id": player.to_string()}).await {
-            tracing::error!(error = %undo, %player, "account stored but its fact was not, and it could not be removed");
-        }
-        return Err(e);
+    // The facts are stored; failing to say so here only means they are sent again next time.
+    if let Err(e) = collection(state.db())
+        .update_one(doc! {"_id": &account.id}, doc! {"$set": {"recorded": true}})
+        .await
+    {
+        state.metrics().dependency_error("mongodb");
+        tracing::warn!(error = %e, player = %account.id, "cannot mark an account recorded");
     }
-    tracing::info!(%player, role = role.as_str(), "account registered");
-    Ok(player)
+    Ok(())
 }
 
 fn gateway() -> Actor {
@@ -295,6 +342,8 @@ pub async fn login(
             "wrong username or password",
         ));
     };
+    // An account whose registration was cut short is recorded before its first login.
+    complete(&state, &account).await?;
     let player: PlayerId = account.id.parse().map_err(ApiError::internal)?;
     let sid = uuid::Uuid::now_v7();
     let ttl = state.tokens().ttl;
@@ -378,8 +427,9 @@ pub async fn bootstrap_admin(state: &AppState) -> Result<(), ApiError> {
     let Some((username, password)) = state.settings().bootstrap_admin.clone() else {
         return Ok(());
     };
-    if find_by_username(state, &username).await?.is_some() {
-        return Ok(());
+    if let Some(account) = find_by_username(state, &username).await? {
+        // Created before, maybe with its facts cut short.
+        return complete(state, &account).await;
     }
     match create_account(state, &username, password, Role::Admin).await {
         Ok(player) => {

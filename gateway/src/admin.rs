@@ -382,9 +382,11 @@ pub async fn set_role(
     let (Some(player), Some(role)) = (player, role) else {
         return Err(ApiError::of(Code::InvalidRequest));
     };
-    if accounts::find_by_id(&state, player).await?.is_none() {
+    let Some(account) = accounts::find_by_id(&state, player).await? else {
         return Err(ApiError::new(Code::NotFound, "no such player"));
-    }
+    };
+    // The log hears of the account before it hears of its new role.
+    accounts::complete(&state, &account).await?;
     let redis_down = |e: redis::RedisError| {
         state.metrics().dependency_error("redis");
         tracing::warn!(error = %e, "cannot reach the session store");

@@ -316,3 +316,106 @@ async fn without_nats_no_one_logs_in_and_no_session_is_left_behind() {
     })
     .await;
 }
+
+/// Whether the account of `username` is marked recorded.
+async fn recorded(app: &TestApp, username: &str) -> Option<bool> {
+    app.db
+        .collection::<mongodb::bson::Document>("accounts")
+        .find_one(mongodb::bson::doc! {"username_key": username})
+        .await
+        .expect("find")
+        .and_then(|a| a.get_bool("recorded").ok())
+}
+
+/// Registers `username` with `password`: the answer's status and player id, if any.
+async fn register_with(app: &TestApp, username: &str, password: &str) -> (StatusCode, String) {
+    let response = app
+        .post_json(
+            "/v1/auth/register",
+            &json!({"username": username, "password": password}),
+            None,
+        )
+        .await;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or_default();
+    let id = body["player_id"].as_str().unwrap_or_default().to_owned();
+    (status, id)
+}
+
+#[tokio::test]
+async fn a_registration_cut_short_by_nats_is_completed_by_registering_again() {
+    let mut app = spawn_app().await;
+    app.nats.stop();
+    app.nats_gone().await;
+    let (status, _) = register_with(&app, "elm", PASSWORD).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        recorded(&app, "elm").await,
+        Some(false),
+        "the account waits"
+    );
+    // The name stays taken for anyone else, and nobody logs in with it yet.
+    let (status, _) = register_with(&app, "elm", "another-password").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let login = json!({"username": "elm", "password": PASSWORD});
+    let refused = app.post_json("/v1/auth/login", &login, None).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    app.nats.restart().expect("NATS back");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let player_id = loop {
+        let (status, id) = register_with(&app, "elm", PASSWORD).await;
+        if status == StatusCode::CREATED {
+            break id;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the registration never went through: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(recorded(&app, "elm").await, Some(true));
+    let facts = app.facts_about(&player_id).await;
+    let kinds: Vec<&str> = facts
+        .iter()
+        .map(|(f, _)| f.payload.kind().as_str())
+        .collect();
+    assert_eq!(kinds, ["account_registered"], "recorded once");
+    assert!(!app.login("elm", PASSWORD).await.is_empty());
+    // Once recorded, the name is simply taken.
+    let (status, _) = register_with(&app, "elm", PASSWORD).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn a_login_records_an_account_whose_registration_was_cut_short() {
+    let mut app = spawn_app().await;
+    app.nats.stop();
+    app.nats_gone().await;
+    let (status, _) = register_with(&app, "ash", PASSWORD).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+    app.nats.restart().expect("NATS back");
+    let login = json!({"username": "ash", "password": PASSWORD});
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let body: Value = loop {
+        let response = app.post_json("/v1/auth/login", &login, None).await;
+        if response.status() == StatusCode::OK {
+            break response.json().await.expect("json");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "logins never worked again: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let player_id = body["player_id"].as_str().expect("id");
+    assert_eq!(recorded(&app, "ash").await, Some(true));
+    let facts = app.facts_about(player_id).await;
+    let kinds: Vec<&str> = facts
+        .iter()
+        .map(|(f, _)| f.payload.kind().as_str())
+        .collect();
+    assert_eq!(kinds, ["account_registered", "logged_in"]);
+}

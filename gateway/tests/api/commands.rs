@@ -335,14 +335,7 @@ async fn with_nats_down_commands_get_503_fast_and_flow_again_after() {
     let command = json!({"type": "move", "x": 5, "y": 5});
 
     app.nats.stop();
-    eventually(
-        Duration::from_secs(10),
-        "the gateway to see NATS gone",
-        || async {
-            app.state.nats().connection_state() != async_nats::connection::State::Connected
-        },
-    )
-    .await;
+    app.nats_gone().await;
     let started = Instant::now();
     let error = error_of(
         app.post_json("/v1/commands", &command, Some(&token)).await,

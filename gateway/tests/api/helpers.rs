@@ -197,6 +197,18 @@ impl TestApp {
         found
     }
 
+    /// Waits until the gateway has seen NATS go (after `self.nats.stop()`).
+    pub async fn nats_gone(&self) {
+        eventually(
+            Duration::from_secs(10),
+            "the gateway to see NATS gone",
+            || async {
+                self.state.nats().connection_state() != async_nats::connection::State::Connected
+            },
+        )
+        .await;
+    }
+
     pub async fn messages_in(&self, stream: &str) -> u64 {
         self.js
             .get_stream(stream)
