@@ -379,15 +379,20 @@ impl DomainRules for AcceptHandOff {
     }
 }
 
+/// A system command's `from_region` must name a region of the world.
+fn known_from_region(ctx: &ValidationContext, region: &RegionId, errors: &mut Vec<FieldError>) {
+    if !ctx.regions.contains(region) {
+        errors.push(FieldError::new(
+            "from_region",
+            "unknown_region",
+            format!("no region is named {region:?}"),
+        ));
+    }
+}
+
 impl DomainRules for Strike {
     fn check_domain(&self, ctx: &ValidationContext, errors: &mut Vec<FieldError>) {
-        if !ctx.regions.contains(&self.from_region) {
-            errors.push(FieldError::new(
-                "from_region",
-                "unknown_region",
-                format!("no region is named {:?}", self.from_region),
-            ));
-        }
+        known_from_region(ctx, &self.from_region, errors);
         let p = self.position;
         if !(p.x.is_finite() && p.y.is_finite() && ctx.world.contains(&p)) {
             errors.push(FieldError::new(
@@ -401,13 +406,7 @@ impl DomainRules for Strike {
 
 impl DomainRules for Reward {
     fn check_domain(&self, ctx: &ValidationContext, errors: &mut Vec<FieldError>) {
-        if !ctx.regions.contains(&self.from_region) {
-            errors.push(FieldError::new(
-                "from_region",
-                "unknown_region",
-                format!("no region is named {:?}", self.from_region),
-            ));
-        }
+        known_from_region(ctx, &self.from_region, errors);
     }
 }
 
@@ -579,6 +578,19 @@ mod tests {
         let err =
             parse(json!({"type": "chat", "text": "hi", "channel": "shout"})).expect_err("channel");
         assert_eq!(fields(err), pairs(&[("channel", "invalid")]));
+    }
+
+    #[test]
+    fn a_reward_names_a_known_region_and_some_experience() {
+        let system = |body: Value| Command::parse_value(body, Origin::System, &ctx());
+        let entity = crate::EntityId::new();
+        let good = json!({"type": "reward", "from_region": "r1", "entity": entity, "amount": 150});
+        assert!(matches!(system(good), Ok(Command::Reward(_))));
+        let bad = json!({"type": "reward", "from_region": "r9", "entity": entity, "amount": 0});
+        assert_eq!(
+            fields(system(bad).expect_err("invalid")),
+            pairs(&[("amount", "range"), ("from_region", "unknown_region")])
+        );
     }
 
     #[test]
