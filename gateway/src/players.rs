@@ -10,8 +10,8 @@ use axum::Json;
 use axum::extract::State;
 use mongodb::bson::doc;
 use redis::AsyncCommands;
+use schemas::PlayerId;
 use schemas::read_model::PlayerView;
-use schemas::{PlayerId, RegionId};
 
 use crate::AppState;
 use crate::accounts;
@@ -87,17 +87,6 @@ pub async fn resolve(
 fn from_document(doc: mongodb::bson::Document) -> Result<PlayerView, ApiError> {
     serde_json::from_value(mongodb::bson::Bson::Document(doc).into_relaxed_extjson())
         .map_err(ApiError::internal)
-}
-
-/// The region the player's avatar is in, if it is in the world.
-pub async fn current_region(
-    state: &AppState,
-    player: PlayerId,
-) -> Result<Option<RegionId>, ApiError> {
-    Ok(view(state, player)
-        .await?
-        .filter(|v| v.online)
-        .and_then(|v| v.region))
 }
 
 /// `GET /v1/players/me`: the session, the player's read limit and the cached view are asked of
