@@ -161,6 +161,11 @@ async fn with_redis_down_limits_fall_back_and_active_players_keep_playing() {
         "a confirmed session keeps playing"
     );
     assert!(app.state.limiter_falling_back());
+    // Reads too: the view comes from the read model when Redis gives no answer.
+    let me = app.get("/v1/players/me", Some(&token)).await;
+    assert_eq!(me.status(), StatusCode::OK);
+    let me: Value = me.json().await.expect("json");
+    assert_eq!(me["region"], "south-west");
     let text = app.get("/metrics", None).await.text().await.expect("text");
     assert!(text.contains("gateway_rate_limiter_fallback 1"), "{text}");
     // The local limiter still limits: its burst of 2 is soon spent.
