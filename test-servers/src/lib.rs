@@ -12,8 +12,9 @@
 //! `.local/venv/bin` that `ops/install` fills. A missing binary is an error that says which
 //! command installs it. Tests may run in parallel: nothing is shared between two servers.
 //!
-//! Fault tests use [`Server::stop`] (the process is killed, as in a crash) and
-//! [`Server::restart`] (the same port and data directory, as after a reboot).
+//! Fault tests use [`Server::stop`] (the process is killed, as in a crash),
+//! [`Server::restart`] (the same port and data directory, as after a reboot), and
+//! [`Server::pause`] / [`Server::resume`] (the process frozen and thawed, as a stalled server).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
@@ -284,6 +285,41 @@ impl Server {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Freezes the process (`SIGSTOP`), as a server stalled by its machine would be: connections
+    /// stay open and nothing is answered until [`Server::resume`].
+    pub fn pause(&mut self) -> Result<(), Error> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a paused process run again (`SIGCONT`); it answers what waited meanwhile.
+    pub fn resume(&mut self) -> Result<(), Error> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&mut self, signal: &str) -> Result<(), Error> {
+        let binary = self.kind.binary();
+        let Some(child) = self.child.as_ref() else {
+            return Err(Error::NotReady {
+                binary,
+                why: "it is not running".into(),
+                log: String::new(),
+            });
+        };
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .map_err(|source| Error::Io { binary, source })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::Io {
+                binary,
+                source: std::io::Error::other(format!("kill {signal} failed: {status}")),
+            })
         }
     }
 
