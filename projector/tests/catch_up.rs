@@ -1,0 +1,179 @@
+//! The projector catching up on a backlog against real servers: 20 000 facts and 20 000 commands
+//! stored while no projector ran, drained with progress on both consumers in every 30-second
+//! window; and the same while MongoDB is first slow (frozen and thawed again and again) and then
+//! frozen outright for longer than a write may take.
+//!
+//! Progress, not speed, is what is asserted: each window must move both consumers' acknowledged
+//! positions forward until the backlog is gone. The rates seen are printed for the README.
+
+use std::time::{Duration, Instant};
+
+use nats_topology::publish::{Outgoing, publish_all};
+use projector::live::{COMMANDS_CONSUMER, FACTS_CONSUMER};
+use schemas::command::Chat;
+use schemas::{Actor, Command, Envelope, PlayerId};
+
+mod common;
+
+use common::*;
+
+/// Facts and commands stored before the projector starts.
+const BACKLOG: usize = 20_000;
+/// Each of these must see both consumers move forward (until their backlog is gone).
+const WINDOW: Duration = Duration::from_secs(30);
+
+/// Stores at least [`BACKLOG`] facts (players registering, logging in, spawning, walking, being
+/// hurt) and [`BACKLOG`] chat commands; returns the last sequence of each stream.
+async fn backlog(stack: &Stack) -> (u64, u64) {
+    let mut facts = Vec::new();
+    while facts.len() < BACKLOG {
+        facts.extend(history(100));
+    }
+    for chunk in facts.chunks(2_000) {
+        stack.publish(chunk).await;
+    }
+    let players: Vec<PlayerId> = (0..200).map(|_| PlayerId::new()).collect();
+    let commands: Vec<Outgoing> = (0..BACKLOG)
+        .map(|i| {
+            let player = players[i % players.len()];
+            let env = Envelope::new(
+                Actor::Player { id: player },
+                Some(west()),
+                Command::Chat(Chat {
+                    text: format!("line {i} of the backlog"),
+                    channel: None,
+                }),
+            );
+            Outgoing::command(&env).expect("a command message")
+        })
+        .collect();
+    let mut commands = commands.into_iter().peekable();
+    while commands.peek().is_some() {
+        let chunk: Vec<Outgoing> = commands.by_ref().take(2_000).collect();
+        for r in publish_all(&stack.js, chunk).await {
+            r.expect("stored");
+        }
+    }
+    let last = |name: &'static str| {
+        let js = stack.js.clone();
+        async move {
+            let mut stream = js.get_stream(name).await.expect("stream");
+            stream.info().await.expect("info").state.last_sequence
+        }
+    };
+    (last("FACTS").await, last("COMMANDS").await)
+}
+
+/// How far a projector's durable consumer has acknowledged (0 before it exists).
+async fn acked(stack: &Stack, stream: &str, consumer: &str) -> u64 {
+    let Ok(stream) = stack.js.get_stream(stream).await else {
+        return 0;
+    };
+    stream
+        .consumer_info(consumer)
+        .await
+        .map(|i| i.ack_floor.stream_sequence)
+        .unwrap_or(0)
+}
+
+/// Both positions: facts, commands.
+async fn positions(stack: &Stack) -> (u64, u64) {
+    (
+        acked(stack, "FACTS", FACTS_CONSUMER).await,
+        acked(stack, "COMMANDS", COMMANDS_CONSUMER).await,
+    )
+}
+
+/// Waits until both consumers have acknowledged everything up to `ends`, failing the first
+/// window in which one with facts or commands still waiting did not move. Returns the time it
+/// took from the call.
+async fn drains_with_progress(stack: &Stack, projector: &Projector, ends: (u64, u64)) -> Duration {
+    let started = Instant::now();
+    let mut window_start = Instant::now();
+    let mut at_window_start = positions(stack).await;
+    loop {
+        let now = positions(stack).await;
+        if now.0 >= ends.0 && now.1 >= ends.1 {
+            return started.elapsed();
+        }
+        if window_start.elapsed() >= WINDOW {
+            let facts_moved = now.0 > at_window_start.0 || now.0 >= ends.0;
+            let commands_moved = now.1 > at_window_start.1 || now.1 >= ends.1;
+            if !(facts_moved && commands_moved) {
+                let log = std::fs::read_to_string(&projector.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(12).collect();
+                panic!(
+                    "no progress in {WINDOW:?}: facts {} -> {} of {}, commands {} -> {} of {}; \
+                     the projector says: {tail:#?}",
+                    at_window_start.0, now.0, ends.0, at_window_start.1, now.1, ends.1
+                );
+            }
+            eprintln!(
+                "window: facts {} -> {} of {}, commands {} -> {} of {}",
+                at_window_start.0, now.0, ends.0, at_window_start.1, now.1, ends.1
+            );
+            window_start = Instant::now();
+            at_window_start = now;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Everything is in the audit trail once, and the read models are the fold of the log.
+async fn all_projected(stack: &Stack, ends: (u64, u64)) {
+    until("every fact and command is audited", || async {
+        (stack.audit_count_retrying().await == ends.0 + ends.1).then_some(())
+    })
+    .await;
+    let expected = stack.expected().await;
+    until("the read models equal the fold of the log", || async {
+        (stack.projected().await == expected).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_backlog_of_facts_and_commands_drains_with_progress_in_every_window() {
+    let stack = Stack::start().await;
+    let ends = backlog(&stack).await;
+    let projector = stack.projector();
+    let took = drains_with_progress(&stack, &projector, ends).await;
+    eprintln!(
+        "drained {} facts and {} commands in {took:?}: {:.0} events/s",
+        ends.0,
+        ends.1,
+        (ends.0 + ends.1) as f64 / took.as_secs_f64()
+    );
+    all_projected(&stack, ends).await;
+}
+
+#[tokio::test]
+async fn a_backlog_drains_after_mongodb_was_slow_and_then_frozen() {
+    let mut stack = Stack::start().await;
+    let ends = backlog(&stack).await;
+    let mut projector = stack.projector();
+    until("the projector has begun", || async {
+        let (facts, commands) = positions(&stack).await;
+        (facts > 0 && commands > 0).then_some(())
+    })
+    .await;
+    // Slow: every write meets a server that stops for longer than a write is given (4 s), then
+    // runs for a moment, for half a minute.
+    let slow_until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < slow_until {
+        stack.mongo.pause().expect("SIGSTOP");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        stack.mongo.resume().expect("SIGCONT");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // Frozen: longer than the driver's own checks of the server wait (10 s).
+    stack.mongo.pause().expect("SIGSTOP");
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    stack.mongo.resume().expect("SIGCONT");
+    drains_with_progress(&stack, &projector, ends).await;
+    all_projected(&stack, ends).await;
+    assert!(
+        matches!(projector.child.try_wait(), Ok(None)),
+        "the projector kept running"
+    );
+}

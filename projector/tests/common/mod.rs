@@ -1,0 +1,360 @@
+//! What the projector's integration tests share: real servers, a projector process, facts and
+//! waits with a deadline.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::Context;
+use futures::{StreamExt, TryStreamExt};
+use mongodb::bson::{Document, doc};
+use nats_topology::publish::{Outgoing, publish_all};
+use nats_topology::topology::{Settings as TopologySettings, Topology};
+use projector::models::{
+    EntityDoc, PlayerDoc, SessionDoc, Stored, entities_of, fold_entity, fold_player, fold_session,
+    players_of, sessions_of,
+};
+use projector::projection::from_document;
+use schemas::fact::{AccountRegistered, Damaged, ItemSpawned, LoggedIn, Moved, Spawned};
+use schemas::{
+    Actor, EntityId, EntityKind, EntityState, Envelope, Fact, PlayerId, Position, RegionId,
+};
+use test_servers::Server;
+
+/// The read models by id: players, world entities, sessions.
+pub type Models = (
+    BTreeMap<PlayerId, PlayerDoc>,
+    BTreeMap<EntityId, EntityDoc>,
+    BTreeMap<String, SessionDoc>,
+);
+
+pub struct Stack {
+    pub nats: Server,
+    pub mongo: Server,
+    pub redis: Server,
+    pub js: Context,
+    pub db: mongodb::Database,
+    pub mongo_client: mongodb::Client,
+    pub dir: tempfile::TempDir,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        let nats = Server::start().expect("nats-server");
+        let mongo = Server::start_mongo().expect("secantusd");
+        let redis = Server::start_redis().expect("redis-server");
+        let client = async_nats::connect(nats.url()).await.expect("nats");
+        let js = nats_topology::publish::context(client);
+        nats_topology::ensure(
+            &js,
+            &Topology::new(&TopologySettings {
+                lease_ttl: Duration::from_secs(3),
+                ..TopologySettings::local()
+            }),
+        )
+        .await
+        .expect("topology");
+        let mongo_client = mongodb::Client::with_uri_str(mongo.url())
+            .await
+            .expect("mongo");
+        let db = mongo_client.database("game");
+        Self {
+            nats,
+            mongo,
+            redis,
+            js,
+            db,
+            mongo_client,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn projector(&self) -> Projector {
+        self.projector_with(&self.mongo.url())
+    }
+
+    pub fn projector_with(&self, mongodb_uri: &str) -> Projector {
+        self.projector_configured(mongodb_uri, &[])
+    }
+
+    /// A projector whose `config/projector.toml` has `changes` (whole `key = value` lines)
+    /// replacing the lines of the same keys.
+    pub fn projector_configured(&self, mongodb_uri: &str, changes: &[&str]) -> Projector {
+        let port = test_servers::free_port().expect("port");
+        let log = self.dir.path().join(format!("projector-{port}.log"));
+        let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/projector.toml");
+        let text = std::fs::read_to_string(shipped).expect("the shipped projector.toml");
+        let key = |line: &str| line.split('=').next().unwrap_or("").trim().to_owned();
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| !changes.iter().any(|c| key(c) == key(l)))
+            .map(str::to_owned)
+            .collect();
+        lines.extend(changes.iter().map(|c| (*c).to_owned()));
+        let config = self.dir.path().join(format!("projector-{port}.toml"));
+        std::fs::write(&config, lines.join("\n")).expect("config");
+        let child = Process::new(env!("CARGO_BIN_EXE_projector"))
+            .env("PROJECTOR_CONFIG", &config)
+            .env("NATS_URL", self.nats.url())
+            .env("MONGODB_URI", mongodb_uri)
+            .env("REDIS_URL", self.redis.url())
+            .env("PROJECTOR_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&log).expect("log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("projector binary");
+        Projector { child, log }
+    }
+
+    pub async fn publish(&self, facts: &[Envelope<Fact>]) {
+        let out: Vec<_> = facts
+            .iter()
+            .map(|f| Outgoing::fact(f).expect("encode"))
+            .collect();
+        for r in publish_all(&self.js, out).await {
+            r.expect("stored");
+        }
+    }
+
+    pub async fn docs<T: serde::de::DeserializeOwned>(&self, collection: &str) -> Vec<T> {
+        let docs: Vec<Document> = self
+            .db
+            .collection::<Document>(collection)
+            .find(doc! {})
+            .await
+            .expect("find")
+            .try_collect()
+            .await
+            .expect("docs");
+        docs.into_iter()
+            .map(|d| from_document(d).expect("a read-model document"))
+            .collect()
+    }
+
+    pub async fn audit_count(&self) -> u64 {
+        self.db
+            .collection::<Document>("audit")
+            .count_documents(doc! {})
+            .await
+            .expect("count")
+    }
+
+    /// What folding every stored fact gives, computed here from the stream itself.
+    pub async fn expected(&self) -> Models {
+        let stream = self.js.get_stream("FACTS").await.expect("stream");
+        let mut consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                filter_subject: "fact.>".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("consumer");
+        let pending = consumer.info().await.expect("info").num_pending;
+        let mut players: BTreeMap<PlayerId, Option<PlayerDoc>> = BTreeMap::new();
+        let mut entities: BTreeMap<EntityId, Option<EntityDoc>> = BTreeMap::new();
+        let mut sessions: BTreeMap<String, Option<SessionDoc>> = BTreeMap::new();
+        if pending > 0 {
+            let mut messages = consumer.messages().await.expect("messages");
+            while let Some(m) = messages.next().await {
+                let m = m.expect("message");
+                let info = m.info().expect("info");
+                let (seq, left) = (info.stream_sequence, info.pending);
+                if let Ok(env) = Envelope::<Fact>::decode(&m.payload) {
+                    let f = Stored {
+                        seq,
+                        env,
+                        client_ip: None,
+                        request_id: None,
+                    };
+                    for p in players_of(&f.env.payload) {
+                        fold_player(players.entry(p).or_insert(None), p, &f);
+                    }
+                    for id in sessions_of(&f.env.payload) {
+                        fold_session(sessions.entry(id.clone()).or_insert(None), &id, &f);
+                    }
+                    for e in entities_of(&f.env.payload) {
+                        let username = players
+                            .get(&PlayerId::from_uuid(*e.as_uuid()))
+                            .and_then(|d| d.as_ref())
+                            .map(|d| d.username.clone());
+                        fold_entity(
+                            entities.entry(e).or_insert(None),
+                            e,
+                            &f,
+                            username.as_deref(),
+                        );
+                    }
+                }
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+        (
+            players
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect(),
+            entities
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect(),
+            sessions
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect(),
+        )
+    }
+
+    pub async fn projected(&self) -> Models {
+        (
+            self.docs::<PlayerDoc>("players")
+                .await
+                .into_iter()
+                .map(|d| (d.id, d))
+                .collect(),
+            self.docs::<EntityDoc>("world")
+                .await
+                .into_iter()
+                .map(|d| (d.id, d))
+                .collect(),
+            self.docs::<SessionDoc>("sessions")
+                .await
+                .into_iter()
+                .map(|d| (d.id.clone(), d))
+                .collect(),
+        )
+    }
+}
+
+pub struct Projector {
+    pub child: Child,
+    pub log: std::path::PathBuf,
+}
+
+impl Projector {
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Projector {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+pub fn west() -> RegionId {
+    "west".parse().expect("region")
+}
+
+pub fn sim() -> Actor {
+    Actor::System {
+        service: "region-sim".into(),
+    }
+}
+
+pub fn fact(region: Option<RegionId>, payload: Fact) -> Envelope<Fact> {
+    Envelope::new(sim(), region, payload)
+}
+
+pub fn avatar(player: PlayerId, at: Position, hp: u32) -> EntityState {
+    EntityState {
+        id: player.into(),
+        kind: EntityKind::Player,
+        player: Some(player),
+        position: at,
+        destination: None,
+        hp,
+        max_hp: 100,
+        level: 1,
+        xp: 0,
+        inventory: vec![],
+        alive: true,
+    }
+}
+
+/// A little history: `n` players register, log in, spawn, walk and are hurt; an item appears.
+pub fn history(n: usize) -> Vec<Envelope<Fact>> {
+    let mut out = vec![fact(
+        Some(west()),
+        Fact::ItemSpawned(ItemSpawned {
+            item: EntityId::new(),
+            item_kind: "potion".into(),
+            position: Position::new(3.0, 4.0),
+        }),
+    )];
+    for i in 0..n {
+        let p = PlayerId::new();
+        out.push(fact(
+            None,
+            Fact::AccountRegistered(AccountRegistered {
+                player: p,
+                username: format!("player{i}"),
+            }),
+        ));
+        out.push(fact(
+            None,
+            Fact::LoggedIn(LoggedIn {
+                player: p,
+                session: schemas::EventId::new().to_string(),
+                expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+            }),
+        ));
+        out.push(fact(
+            Some(west()),
+            Fact::Spawned(Spawned {
+                state: avatar(p, Position::new(1.0, 1.0), 100),
+            }),
+        ));
+        for step in 0..5 {
+            out.push(fact(
+                Some(west()),
+                Fact::Moved(Moved {
+                    entity: p.into(),
+                    position: Position::new(2.0 + step as f64, 1.0),
+                    arrived: step == 4,
+                }),
+            ));
+            out.push(fact(
+                Some(west()),
+                Fact::Damaged(Damaged {
+                    attacker: EntityId::new(),
+                    target: p.into(),
+                    amount: 3,
+                    hp: 100 - 3 * (step + 1),
+                }),
+            ));
+        }
+    }
+    out
+}
+
+impl Stack {
+    pub async fn audit_count_retrying(&self) -> u64 {
+        self.db
+            .collection::<Document>("audit")
+            .count_documents(doc! {})
+            .await
+            .unwrap_or(0)
+    }
+}
