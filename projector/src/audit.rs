@@ -8,7 +8,7 @@ use mongodb::{Database, IndexModel};
 use serde::Serialize;
 
 use crate::models::Stored;
-use crate::projection::to_document;
+use crate::projection::{DocumentError, to_document};
 
 /// The audit collection.
 pub const AUDIT: &str = "audit";
@@ -33,7 +33,7 @@ pub fn entry(
     envelope: &impl Serialize,
     origin: &Origin,
     occurred_ms: i64,
-) -> Result<Document, mongodb::error::Error> {
+) -> Result<Document, DocumentError> {
     let mut d = to_document(envelope)?;
     let id = d.remove("id").unwrap_or(bson::Bson::Null);
     d.insert("_id", id);
@@ -54,7 +54,7 @@ pub fn entry(
 }
 
 /// The audit document of a stored fact.
-pub fn fact_entry(fact: &Stored) -> Result<Document, mongodb::error::Error> {
+pub fn fact_entry(fact: &Stored) -> Result<Document, DocumentError> {
     let json: serde_json::Value = fact
         .env
         .encode()

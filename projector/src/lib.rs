@@ -5,6 +5,7 @@
 //! - [`models`]: the documents and how facts change them (pure).
 //! - [`projection`]: a batch of facts as one bulk write.
 //! - [`live`]: the consumers, the dead letters and the Redis bridge.
+//! - [`pace`]: one write at a time, never abandoned, in batches sized to how fast writes are.
 //! - [`audit`]: the audit trail's documents and indexes.
 //! - [`rebuild`]: rebuilding the read models from the first fact, without downtime.
 //! - [`lease`]: one live projection per deployment; the others stand by.
@@ -16,6 +17,7 @@ pub mod lease;
 pub mod live;
 pub mod metrics;
 pub mod models;
+pub mod pace;
 pub mod projection;
 pub mod rebuild;
 pub mod settings;
@@ -43,6 +45,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Held by the live projection while it writes a batch; a rebuild takes it to switch over.
     pub live_lock: tokio::sync::Mutex<()>,
+    /// The writes to MongoDB, in turn: the facts, the commands' audit and a rebuild share it.
+    pub lane: pace::Lane,
 }
 
 /// Why a projector could not start.
@@ -68,7 +72,6 @@ impl Context {
         let db = mongo.database(&settings.mongodb_database);
         let redis = live::redis(&settings.redis_url).await;
         Ok(Arc::new(Self {
-            settings,
             nats,
             js,
             mongo,
@@ -76,6 +79,8 @@ impl Context {
             redis,
             metrics: Metrics::new(),
             live_lock: tokio::sync::Mutex::new(()),
+            lane: pace::Lane::new(settings.concurrent_writes),
+            settings,
         }))
     }
 }

@@ -2,16 +2,19 @@
 //! the audit trail; the simulators' live positions onto Redis.
 //!
 //! A pull batch of facts becomes one bulk write; the batch is acknowledged only once MongoDB has
-//! journaled it. While MongoDB is unreachable the batch is retried with backoff (and kept from
-//! being redelivered meanwhile), so the stream position is kept and nothing is skipped. A fact
-//! whose writes MongoDB refuses again and again goes to `DLQ` with the reason, and the rest of
-//! its batch goes on. Killed mid-batch, the projector is given the unacknowledged batch again
-//! on its next start, and the `seq` guards and unique audit ids make the second pass change
-//! nothing that the first already wrote.
+//! journaled it. Writes take turns on the process's [`Lane`](crate::pace::Lane), are sized by a
+//! [`Pace`] and are never abandoned while the server may still run them (see [`crate::pace`]).
+//! While MongoDB is unreachable the batch is retried with backoff (and kept from being
+//! redelivered meanwhile), so the stream position is kept and nothing is skipped. A fact whose
+//! data cannot be written goes to `DLQ` at once, one whose writes MongoDB refuses again and
+//! again after its attempts, each with the reason, and the rest of its batch goes on. Killed
+//! mid-batch, the projector is given the unacknowledged batch again on its next start, and the
+//! `seq` guards and unique audit ids make the second pass change nothing that the first
+//! already wrote.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind};
@@ -24,11 +27,13 @@ use nats_topology::headers::{CLIENT_IP, REQUEST_ID};
 use nats_topology::topology::{COMMANDS, FACTS};
 use redis::aio::ConnectionManager;
 use schemas::{Command, Envelope, Fact};
+use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::Context;
 use crate::audit;
 use crate::models::Stored;
+use crate::pace::{Backoff, Lost, Pace, Running};
 use crate::projection::{self, Changed, Names, WriteError};
 
 /// The durable consumer of the live projection on `FACTS`.
@@ -128,10 +133,14 @@ async fn durable(
         .await?)
 }
 
-async fn next_batch(consumer: &PullConsumer, ctx: &Context) -> Vec<jetstream::Message> {
+async fn next_batch(
+    consumer: &PullConsumer,
+    ctx: &Context,
+    limit: usize,
+) -> Vec<jetstream::Message> {
     let batch = consumer
         .batch()
-        .max_messages(ctx.settings.batch_size)
+        .max_messages(limit)
         .expires(ctx.settings.fetch_wait)
         .messages()
         .await;
@@ -153,7 +162,7 @@ async fn next_batch(consumer: &PullConsumer, ctx: &Context) -> Vec<jetstream::Me
     out
 }
 
-/// Keeps the messages of a batch being retried from being delivered again meanwhile.
+/// Keeps the messages of a batch being written or retried from being delivered again meanwhile.
 async fn keep(messages: &[&jetstream::Message]) {
     for m in messages {
         let _ = m.ack_with(AckKind::Progress).await;
@@ -166,49 +175,220 @@ async fn to_dlq(ctx: &Context, message: &jetstream::Message, why: &str) {
     let Ok(letter) = DeadLetter::from_delivery(message, why) else {
         return;
     };
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new();
     while dead_letter(&ctx.js, &letter).await.is_err() {
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        tokio::time::sleep(backoff.delay()).await;
     }
     let _ = message.ack_with(AckKind::Term).await;
+}
+
+/// Sleeps for `delay`; `false` (at once) when asked to stop.
+async fn pause(delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => !*stop.borrow(),
+        _ = stop.changed() => false,
+    }
+}
+
+/// Waits for a write on the lane to end, keeping `messages` from redelivery meanwhile and
+/// logging while it runs long: it is never abandoned and sent again on top of itself. Asked to
+/// stop, it waits at most the stop grace period; `None` when the write had not ended by then
+/// (its batch stays unacknowledged and is delivered again to the next projector).
+async fn finish<T>(
+    ctx: &Context,
+    consumer: &'static str,
+    mut running: Running<T>,
+    messages: &[&jetstream::Message],
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Result<(T, Duration), Lost>> {
+    let every = (ctx.settings.ack_wait / 2).max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut deadline = stop
+        .borrow()
+        .then(|| tokio::time::Instant::now() + ctx.settings.stop_grace);
+    loop {
+        let give_up = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = &mut running => return Some(result),
+            _ = tick.tick() => {
+                keep(messages).await;
+                if running.waited() >= ctx.settings.ack_wait {
+                    warn!(
+                        consumer,
+                        waited_ms = running.waited().as_millis() as u64,
+                        events = messages.len(),
+                        "a write is still running; waiting for it to end before writing again"
+                    );
+                }
+            }
+            changed = stop.changed(), if deadline.is_none() => {
+                if changed.is_err() || *stop.borrow() {
+                    deadline = Some(tokio::time::Instant::now() + ctx.settings.stop_grace);
+                }
+            }
+            _ = give_up => {
+                warn!(consumer, "stopping with a write still running; its batch will be delivered again");
+                return None;
+            }
+        }
+    }
+}
+
+/// Dead-letters the events of `batch` at `indexes` with `why`; returns the rest.
+async fn dead_letter_some<'a, I>(
+    ctx: &Context,
+    batch: Vec<(I, &'a jetstream::Message)>,
+    indexes: &BTreeSet<usize>,
+    why: &str,
+) -> Vec<(I, &'a jetstream::Message)> {
+    let mut kept = Vec::with_capacity(batch.len());
+    for (i, (item, m)) in batch.into_iter().enumerate() {
+        if indexes.contains(&i) {
+            to_dlq(ctx, m, why).await;
+        } else {
+            kept.push((item, m));
+        }
+    }
+    kept
+}
+
+/// Writes a batch on the lane until it is written: what MongoDB could not take is retried
+/// (after the attempt before has ended, with backoff, in smaller batches next time); events
+/// whose data cannot be written are dead-lettered at once, and those MongoDB refuses
+/// `max_write_attempts` times after that. Returns the write's output and the events written
+/// (to acknowledge), or `None` when asked to stop first.
+async fn write_batch<'a, I, T, F, Fut>(
+    ctx: &Context,
+    consumer: &'static str,
+    pace: &mut Pace,
+    stop: &mut watch::Receiver<bool>,
+    mut batch: Vec<(I, &'a jetstream::Message)>,
+    make: F,
+) -> Option<(T, Vec<(I, &'a jetstream::Message)>)>
+where
+    I: Clone,
+    T: Send + 'static,
+    F: Fn(Vec<I>) -> Fut,
+    Fut: Future<Output = Result<T, WriteError>> + Send + 'static,
+{
+    let mut refusals = 0;
+    let mut backoff = Backoff::new();
+    loop {
+        let messages: Vec<&jetstream::Message> = batch.iter().map(|(_, m)| *m).collect();
+        let events = batch.len();
+        let running = ctx
+            .lane
+            .spawn(make(batch.iter().map(|(i, _)| i.clone()).collect()));
+        let error = match finish(ctx, consumer, running, &messages, stop).await? {
+            Ok((Ok(out), took)) => {
+                pace.wrote(events, took);
+                ctx.metrics
+                    .write_seconds
+                    .with_label_values(&[consumer])
+                    .observe(took.as_secs_f64());
+                ctx.metrics
+                    .batch_size
+                    .with_label_values(&[consumer])
+                    .observe(events as f64);
+                return Some((out, batch));
+            }
+            Ok((Err(e), _)) => e,
+            Err(lost) => {
+                error!(consumer, error = %lost, "a write failed unexpectedly; retrying");
+                WriteError::Unavailable(mongodb::error::Error::from(std::io::Error::other(
+                    lost.to_string(),
+                )))
+            }
+        };
+        ctx.metrics
+            .write_errors
+            .with_label_values(&[consumer])
+            .inc();
+        match error {
+            WriteError::Unwritable { facts, reason } => {
+                // Nothing was written and the rest has not been tried: at once, without them.
+                batch = dead_letter_some(ctx, batch, &facts, &reason).await;
+                continue;
+            }
+            WriteError::Refused { facts, reason } => {
+                refusals += 1;
+                if refusals >= ctx.settings.max_write_attempts {
+                    let why = format!("MongoDB refused it {refusals} times: {reason}");
+                    batch = dead_letter_some(ctx, batch, &facts, &why).await;
+                    refusals = 0;
+                    continue;
+                }
+                warn!(
+                    consumer,
+                    reason,
+                    attempts = refusals,
+                    "writes refused; retrying"
+                );
+            }
+            WriteError::Unavailable(e) => {
+                pace.failed();
+                warn!(consumer, error = %e, events, "MongoDB unavailable; the batch waits");
+            }
+        }
+        keep(&messages).await;
+        if !pause(backoff.delay(), stop).await {
+            return None;
+        }
+    }
+}
+
+/// What a batch of facts did to the read models, and the population after it when that may
+/// have changed.
+struct Written {
+    changed: Changed,
+    population: Option<Result<Vec<(String, u32)>, mongodb::error::Error>>,
 }
 
 /// Projects facts until `stop` turns true.
 pub async fn project_facts(
     ctx: Arc<Context>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<(), async_nats::Error> {
     let names = Names::live();
     let consumer = durable(&ctx, FACTS, FACTS_CONSUMER, "fact.>").await?;
-    let mut lag_at = Instant::now();
+    let mut pace = Pace::new(ctx.settings.batch_size, ctx.settings.target_write);
     loop {
         if *stop.borrow() {
             return Ok(());
         }
+        ctx.metrics
+            .batch_limit
+            .with_label_values(&[FACTS_CONSUMER])
+            .set(pace.limit() as i64);
         let messages = tokio::select! {
-            m = next_batch(&consumer, &ctx) => m,
+            m = next_batch(&consumer, &ctx, pace.limit()) => m,
             _ = stop.changed() => return Ok(()),
         };
-        if lag_at.elapsed() > Duration::from_secs(1) {
-            lag_at = Instant::now();
-            let mut c = consumer.clone();
-            if let Ok(info) = c.info().await {
-                ctx.metrics
-                    .lag
-                    .set(i64::try_from(info.num_pending).unwrap_or(i64::MAX));
-            }
-        }
         if messages.is_empty() {
             continue;
         }
         let _guard = ctx.live_lock.lock().await;
-        project_batch(&ctx, &names, messages).await;
+        project_batch(&ctx, &names, messages, &mut pace, &mut stop).await;
     }
 }
 
-/// Projects one batch of fact messages and acknowledges them.
-pub async fn project_batch(ctx: &Context, names: &Names, messages: Vec<jetstream::Message>) {
+/// Projects one batch of fact messages and acknowledges them (or, asked to stop before they
+/// are written, leaves them to be delivered again).
+pub async fn project_batch(
+    ctx: &Context,
+    names: &Names,
+    messages: Vec<jetstream::Message>,
+    pace: &mut Pace,
+    stop: &mut watch::Receiver<bool>,
+) {
     let mut batch: Vec<(Stored, &jetstream::Message)> = Vec::with_capacity(messages.len());
     for m in &messages {
         match stored(m) {
@@ -216,66 +396,27 @@ pub async fn project_batch(ctx: &Context, names: &Names, messages: Vec<jetstream
             Err(why) => to_dlq(ctx, m, &why).await,
         }
     }
-    ctx.metrics.batch_size.observe(batch.len() as f64);
-    let mut attempts = 0;
-    let mut backoff = Duration::from_millis(100);
-    let changed = loop {
-        let facts: Vec<Stored> = batch.iter().map(|(s, _)| s.clone()).collect();
-        let started = Instant::now();
-        // A server that accepted the connection and then never answers (one restarting, say)
-        // must not hold the batch for ever: give up on the attempt and try again.
-        let attempt = tokio::time::timeout(
-            ctx.settings.write_timeout,
-            projection::apply(&ctx.mongo, &ctx.db, names, &facts),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(WriteError::Unavailable(mongodb::error::Error::custom(
-                "the bulk write did not finish in time",
-            )))
-        });
-        match attempt {
-            Ok(changed) => {
-                ctx.metrics
-                    .write_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                break changed;
-            }
-            Err(WriteError::Unavailable(e)) => {
-                warn!(error = %e, facts = facts.len(), "MongoDB unavailable; the batch waits");
-                ctx.metrics.write_errors.inc();
-                keep(&batch.iter().map(|(_, m)| *m).collect::<Vec<_>>()).await;
-            }
-            Err(WriteError::Refused {
-                facts: refused,
-                reason,
-            }) => {
-                attempts += 1;
-                ctx.metrics.write_errors.inc();
-                if attempts >= ctx.settings.max_write_attempts {
-                    let mut kept = Vec::new();
-                    for (i, (s, m)) in batch.into_iter().enumerate() {
-                        if refused.contains(&i) {
-                            to_dlq(
-                                ctx,
-                                m,
-                                &format!("the read models refused it {attempts} times: {reason}"),
-                            )
-                            .await;
-                        } else {
-                            kept.push((s, m));
-                        }
-                    }
-                    batch = kept;
-                    attempts = 0;
-                    continue;
-                }
-                warn!(reason, attempts, "writes refused; retrying");
-                keep(&batch.iter().map(|(_, m)| *m).collect::<Vec<_>>()).await;
-            }
+    let (client, db, names) = (ctx.mongo.clone(), ctx.db.clone(), names.clone());
+    let write = move |facts: Vec<Stored>| {
+        let (client, db, names) = (client.clone(), db.clone(), names.clone());
+        async move {
+            let changed = projection::apply(&client, &db, &names, &facts).await?;
+            // Counted here, on the lane, so that the count is never one more query
+            // running beside a write.
+            let population = if changed.population {
+                Some(population(&db).await)
+            } else {
+                None
+            };
+            Ok(Written {
+                changed,
+                population,
+            })
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+    };
+    let Some((written, batch)) = write_batch(ctx, FACTS_CONSUMER, pace, stop, batch, write).await
+    else {
+        return;
     };
     let facts: Vec<&Stored> = batch.iter().map(|(s, _)| s).collect();
     for f in &facts {
@@ -285,7 +426,7 @@ pub async fn project_batch(ctx: &Context, names: &Names, messages: Vec<jetstream
             .inc();
     }
     tracing::debug!(facts = facts.len(), "batch written");
-    bridge(ctx, &facts, &changed).await;
+    bridge(ctx, &facts, &written).await;
     for (_, m) in &batch {
         if let Err(e) = m.ack().await {
             // It comes back and changes nothing.
@@ -296,10 +437,11 @@ pub async fn project_batch(ctx: &Context, names: &Names, messages: Vec<jetstream
 
 /// Publishes the facts on the live stream's channels and refreshes the caches. Best effort:
 /// the read models are written already; a cache left stale expires on its own.
-async fn bridge(ctx: &Context, facts: &[&Stored], changed: &Changed) {
+async fn bridge(ctx: &Context, facts: &[&Stored], written: &Written) {
     let Some(mut redis) = ctx.redis.clone() else {
         return;
     };
+    let changed = &written.changed;
     let mut pipe = redis::pipe();
     for f in facts {
         let Ok(body) = f.env.encode() else { continue };
@@ -325,20 +467,16 @@ async fn bridge(ctx: &Context, facts: &[&Stored], changed: &Changed) {
     for region in &changed.regions {
         pipe.incr(format!("world:version:{region}"), 1).ignore();
     }
-    if changed.population {
-        let counted = tokio::time::timeout(ctx.settings.write_timeout, population(&ctx.db))
-            .await
-            .unwrap_or_else(|_| Err(mongodb::error::Error::custom("timed out")));
-        match counted {
-            Ok(counts) if !counts.is_empty() => {
-                pipe.del("world:population").ignore();
-                pipe.hset_multiple("world:population", &counts).ignore();
-            }
-            Ok(_) => {
-                pipe.del("world:population").ignore();
-            }
-            Err(e) => warn!(error = %e, "cannot count the population"),
+    match &written.population {
+        None => {}
+        Some(Ok(counts)) if !counts.is_empty() => {
+            pipe.del("world:population").ignore();
+            pipe.hset_multiple("world:population", counts).ignore();
         }
+        Some(Ok(_)) => {
+            pipe.del("world:population").ignore();
+        }
+        Some(Err(e)) => warn!(error = %e, "cannot count the population"),
     }
     if let Err(e) = pipe.query_async::<()>(&mut redis).await {
         ctx.metrics.redis_errors.inc();
@@ -371,65 +509,61 @@ async fn population(db: &Database) -> Result<Vec<(String, u32)>, mongodb::error:
         .collect())
 }
 
+/// A command's audit document and its sequence in `COMMANDS`.
+type AuditEntry = (u64, Document);
+
+/// Builds the audit entry of a command message; `Err` with why when it has none.
+fn command_entry(m: &jetstream::Message) -> Result<AuditEntry, String> {
+    let info = m.info().map_err(|e| e.to_string())?;
+    let env = Envelope::<Command>::decode(&m.payload)
+        .map_err(|e| format!("the command does not decode: {e}"))?;
+    let json: serde_json::Value = env
+        .encode()
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let doc = audit::entry(
+        &json,
+        &audit::Origin {
+            stream: COMMANDS.into(),
+            seq: info.stream_sequence,
+            subject: m.subject.to_string(),
+            client_ip: header(m, CLIENT_IP),
+            request_id: header(m, REQUEST_ID),
+        },
+        env.occurred_at.timestamp_millis(),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((info.stream_sequence, doc))
+}
+
 /// Writes every command into the audit trail until `stop` turns true.
 pub async fn audit_commands(
     ctx: Arc<Context>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<(), async_nats::Error> {
     let consumer = durable(&ctx, COMMANDS, COMMANDS_CONSUMER, "cmd.>").await?;
     let ns = mongodb::Namespace::new(ctx.db.name(), audit::AUDIT);
+    let mut pace = Pace::new(ctx.settings.batch_size, ctx.settings.target_write);
     loop {
         if *stop.borrow() {
             return Ok(());
         }
+        ctx.metrics
+            .batch_limit
+            .with_label_values(&[COMMANDS_CONSUMER])
+            .set(pace.limit() as i64);
         let messages = tokio::select! {
-            m = next_batch(&consumer, &ctx) => m,
+            m = next_batch(&consumer, &ctx, pace.limit()) => m,
             _ = stop.changed() => return Ok(()),
         };
         if messages.is_empty() {
             continue;
         }
-        let mut models = Vec::new();
-        let mut behind = Vec::new();
-        let mut written = Vec::new();
-        let last_seq = messages
-            .iter()
-            .filter_map(|m| m.info().ok().map(|i| i.stream_sequence))
-            .max()
-            .unwrap_or(0);
-        for (i, m) in messages.iter().enumerate() {
-            let entry = m.info().map_err(|e| e.to_string()).and_then(|info| {
-                let env = Envelope::<Command>::decode(&m.payload)
-                    .map_err(|e| format!("the command does not decode: {e}"))?;
-                let json: serde_json::Value = env
-                    .encode()
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                    .unwrap_or_default();
-                audit::entry(
-                    &json,
-                    &audit::Origin {
-                        stream: COMMANDS.into(),
-                        seq: info.stream_sequence,
-                        subject: m.subject.to_string(),
-                        client_ip: header(m, CLIENT_IP),
-                        request_id: header(m, REQUEST_ID),
-                    },
-                    env.occurred_at.timestamp_millis(),
-                )
-                .map_err(|e| e.to_string())
-            });
-            match entry {
-                Ok(d) => {
-                    models.push(mongodb::options::WriteModel::InsertOne(
-                        mongodb::options::InsertOneModel::builder()
-                            .namespace(ns.clone())
-                            .document(d)
-                            .build(),
-                    ));
-                    behind.push(vec![i]);
-                    written.push(m);
-                }
+        let mut batch = Vec::with_capacity(messages.len());
+        for m in &messages {
+            match command_entry(m) {
+                Ok(entry) => batch.push((entry, m)),
                 // A command that does not decode is the simulator's to dead-letter; the audit
                 // trail records what it can and lets it be.
                 Err(why) => {
@@ -438,39 +572,83 @@ pub async fn audit_commands(
                 }
             }
         }
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let attempt = tokio::time::timeout(
-                ctx.settings.write_timeout,
-                projection::write(&ctx.mongo, models.clone(), &behind),
-            )
-            .await
-            .unwrap_or_else(|_| {
-                Err(WriteError::Unavailable(mongodb::error::Error::custom(
-                    "the bulk write did not finish in time",
-                )))
-            });
-            let attempt = match attempt {
-                Ok(()) => projection::mark(&ctx.db, COMMANDS_CONSUMER, last_seq).await,
-                Err(e) => Err(e),
-            };
-            match attempt {
-                Ok(()) => break,
-                Err(e) => {
-                    ctx.metrics.write_errors.inc();
-                    error!(error = %e, "cannot write the audit of commands; retrying");
-                    keep(&written).await;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+        let (client, db, ns) = (ctx.mongo.clone(), ctx.db.clone(), ns.clone());
+        let write = move |entries: Vec<AuditEntry>| {
+            let (client, db, ns) = (client.clone(), db.clone(), ns.clone());
+            async move {
+                let last = entries.iter().map(|(seq, _)| *seq).max();
+                let behind: Vec<Vec<usize>> = (0..entries.len()).map(|i| vec![i]).collect();
+                let models = entries
+                    .into_iter()
+                    .map(|(_, d)| {
+                        mongodb::options::WriteModel::InsertOne(
+                            mongodb::options::InsertOneModel::builder()
+                                .namespace(ns.clone())
+                                .document(d)
+                                .build(),
+                        )
+                    })
+                    .collect();
+                projection::write(&client, models, &behind).await?;
+                if let Some(last) = last {
+                    projection::mark(&db, COMMANDS_CONSUMER, last).await?;
                 }
+                Ok(())
             }
-        }
+        };
+        let Some(((), written)) =
+            write_batch(&ctx, COMMANDS_CONSUMER, &mut pace, &mut stop, batch, write).await
+        else {
+            return Ok(());
+        };
         ctx.metrics
             .facts
             .with_label_values(&["command"])
             .inc_by(written.len() as u64);
-        for m in written {
+        for (_, m) in written {
             let _ = m.ack().await;
+        }
+    }
+}
+
+/// Keeps the consumers' lag and position metrics current, every `every`, whatever the writes
+/// are doing (a stalled write must not freeze the numbers that show it), until `stop`.
+pub async fn watch_consumers(
+    ctx: Arc<Context>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), async_nats::Error> {
+    let mut streams = BTreeMap::new();
+    loop {
+        for (stream, consumer) in [(FACTS, FACTS_CONSUMER), (COMMANDS, COMMANDS_CONSUMER)] {
+            if !streams.contains_key(stream) {
+                match ctx.js.get_stream(stream).await {
+                    Ok(s) => {
+                        streams.insert(stream, s);
+                    }
+                    Err(e) => tracing::debug!(stream, error = %e, "stream not reachable"),
+                }
+            }
+            let Some(s) = streams.get(stream) else {
+                continue;
+            };
+            match s.consumer_info(consumer).await {
+                Ok(info) => {
+                    let waiting = info.num_pending + info.num_ack_pending as u64;
+                    ctx.metrics
+                        .lag
+                        .with_label_values(&[consumer])
+                        .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+                    ctx.metrics
+                        .position
+                        .with_label_values(&[consumer])
+                        .set(i64::try_from(info.ack_floor.stream_sequence).unwrap_or(i64::MAX));
+                }
+                Err(e) => tracing::debug!(consumer, error = %e, "consumer not reachable"),
+            }
+        }
+        if !pause(every, &mut stop).await {
+            return Ok(());
         }
     }
 }
@@ -478,7 +656,7 @@ pub async fn audit_commands(
 /// Forwards the simulators' live positions (`live.<region>`) to the region's Redis channel.
 pub async fn bridge_positions(
     ctx: Arc<Context>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<(), async_nats::Error> {
     let mut live = ctx.nats.subscribe("live.>").await?;
     loop {

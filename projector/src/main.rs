@@ -10,6 +10,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::routing::get;
 use projector::settings::Settings;
@@ -92,6 +93,10 @@ async fn main() -> ExitCode {
         tokio::spawn(run(
             "commands",
             live::audit_commands(Arc::clone(&ctx), stopped.clone()),
+        )),
+        tokio::spawn(run(
+            "consumers",
+            live::watch_consumers(Arc::clone(&ctx), Duration::from_secs(2), stopped.clone()),
         )),
         tokio::spawn(run(
             "positions",

@@ -1,8 +1,12 @@
 //! The projector's Prometheus metrics, served at `/metrics`.
+//!
+//! Per consumer (`consumer` label: `projector` for the facts, `audit-commands` for the
+//! commands): events waiting and the position acknowledged, so an operator sees a projector
+//! falling behind or standing still; the batch size the pace allows; write times and failures.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Every metric the projector keeps.
@@ -11,16 +15,20 @@ pub struct Metrics {
     registry: Registry,
     /// Events applied, by kind (facts by their kind; commands as `command`).
     pub facts: IntCounterVec,
-    /// Facts per batch.
-    pub batch_size: Histogram,
-    /// Time of a batch's bulk write.
-    pub write_seconds: Histogram,
-    /// Failed bulk writes (each retried).
-    pub write_errors: IntCounter,
+    /// Events per written batch, by consumer.
+    pub batch_size: HistogramVec,
+    /// The largest batch the pace allows now, by consumer.
+    pub batch_limit: IntGaugeVec,
+    /// Time of a batch's write (not counting its wait for its turn), by consumer.
+    pub write_seconds: HistogramVec,
+    /// Failed writes (each retried, or its events dead-lettered), by consumer.
+    pub write_errors: IntCounterVec,
     /// Failed Redis bridge rounds.
     pub redis_errors: IntCounter,
-    /// Facts waiting for the live projection.
-    pub lag: IntGauge,
+    /// Events stored but not yet acknowledged by the projector (delivered or not), by consumer.
+    pub lag: IntGaugeVec,
+    /// The stream sequence up to which the consumer has acknowledged everything.
+    pub position: IntGaugeVec,
     /// Events sent to the dead letters.
     pub dead_letters: IntCounter,
     /// Facts a running rebuild has folded.
@@ -39,29 +47,55 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("projector".into()), None).unwrap_or_default();
+        let by_consumer = &["consumer"];
         let m = Self {
             facts: must(IntCounterVec::new(
                 Opts::new("events_applied_total", "Events applied, by kind."),
                 &["kind"],
             )),
-            batch_size: must(Histogram::with_opts(
-                HistogramOpts::new("batch_size", "Facts per batch.")
+            batch_size: must(HistogramVec::new(
+                HistogramOpts::new("batch_size", "Events per written batch.")
                     .buckets(vec![1.0, 4.0, 16.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
+                by_consumer,
             )),
-            write_seconds: must(Histogram::with_opts(
-                HistogramOpts::new("write_duration_seconds", "Time of a batch's bulk write.")
-                    .buckets(vec![
-                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                    ]),
+            batch_limit: must(IntGaugeVec::new(
+                Opts::new(
+                    "batch_limit",
+                    "The largest batch the pace allows now (it shrinks when writes are slow).",
+                ),
+                by_consumer,
             )),
-            write_errors: must(IntCounter::new("write_errors_total", "Failed bulk writes.")),
+            write_seconds: must(HistogramVec::new(
+                HistogramOpts::new(
+                    "write_duration_seconds",
+                    "Time of a batch's write, not counting its wait for its turn.",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ]),
+                by_consumer,
+            )),
+            write_errors: must(IntCounterVec::new(
+                Opts::new("write_errors_total", "Failed writes, by consumer."),
+                by_consumer,
+            )),
             redis_errors: must(IntCounter::new(
                 "redis_errors_total",
                 "Failed Redis bridge rounds.",
             )),
-            lag: must(IntGauge::new(
-                "consumer_lag",
-                "Facts waiting for the live projection.",
+            lag: must(IntGaugeVec::new(
+                Opts::new(
+                    "consumer_lag",
+                    "Events stored but not yet acknowledged by the projector, by consumer.",
+                ),
+                by_consumer,
+            )),
+            position: must(IntGaugeVec::new(
+                Opts::new(
+                    "consumer_position",
+                    "Stream sequence up to which the consumer has acknowledged everything.",
+                ),
+                by_consumer,
             )),
             dead_letters: must(IntCounter::new("dead_letters_total", "Events sent to DLQ.")),
             rebuild_done: must(IntGauge::new(
@@ -78,10 +112,12 @@ impl Metrics {
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.facts.clone()),
             Box::new(m.batch_size.clone()),
+            Box::new(m.batch_limit.clone()),
             Box::new(m.write_seconds.clone()),
             Box::new(m.write_errors.clone()),
             Box::new(m.redis_errors.clone()),
             Box::new(m.lag.clone()),
+            Box::new(m.position.clone()),
             Box::new(m.dead_letters.clone()),
             Box::new(m.rebuild_done.clone()),
             Box::new(m.rebuild_total.clone()),

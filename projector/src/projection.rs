@@ -75,13 +75,15 @@ pub struct Changed {
     pub population: bool,
 }
 
-/// Why a batch could not be written.
+/// Why a batch could not be written, and so what becomes of it.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    /// MongoDB could not be reached or failed as a whole: retry the batch.
+    /// MongoDB could not be reached or failed as a whole: the batch is retried once this
+    /// attempt has ended.
     #[error("MongoDB: {0}")]
     Unavailable(#[from] mongodb::error::Error),
     /// Some writes were refused; these facts (by their index in the batch) are behind them.
+    /// Retried a few times, then those facts are dead-lettered.
     #[error("{} writes refused: {reason}", facts.len())]
     Refused {
         /// The facts behind the refused writes.
@@ -89,29 +91,54 @@ pub enum WriteError {
         /// The first reason given.
         reason: String,
     },
+    /// The data, not the database: these facts (by their index in the batch) make a document
+    /// that cannot be written, or touch a stored one that cannot be read. Nothing was written;
+    /// retrying cannot help, so they are dead-lettered at once and the rest goes on.
+    #[error("{} facts cannot be written: {reason}", facts.len())]
+    Unwritable {
+        /// The facts.
+        facts: BTreeSet<usize>,
+        /// Why, for the first of them.
+        reason: String,
+    },
 }
+
+/// A document that cannot be turned into BSON, or read back from it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DocumentError(pub String);
 
 /// A document written with ids as strings: through JSON, since BSON's own serializer would
 /// write the ids as binary UUIDs.
-pub fn to_document(value: &impl Serialize) -> Result<Document, mongodb::error::Error> {
+pub fn to_document(value: &impl Serialize) -> Result<Document, DocumentError> {
     let json = serde_json::to_value(value)
-        .map_err(|e| mongodb::error::Error::custom(format!("cannot encode a document: {e}")))?;
-    bson::to_document(&json).map_err(mongodb::error::Error::custom)
+        .map_err(|e| DocumentError(format!("cannot encode a document: {e}")))?;
+    bson::to_document(&json).map_err(|e| DocumentError(format!("cannot encode a document: {e}")))
 }
 
 /// A stored document read back (through JSON, for the same reason).
-pub fn from_document<T: DeserializeOwned>(doc: Document) -> Result<T, mongodb::error::Error> {
+pub fn from_document<T: DeserializeOwned>(doc: Document) -> Result<T, DocumentError> {
     serde_json::from_value(Bson::Document(doc).into_relaxed_extjson())
-        .map_err(|e| mongodb::error::Error::custom(format!("cannot read a document: {e}")))
+        .map_err(|e| DocumentError(format!("cannot read a document: {e}")))
+}
+
+/// The documents of `ids` that are stored, by id; those that cannot be read, with why.
+struct Loaded<T> {
+    docs: Vec<T>,
+    unreadable: BTreeMap<String, String>,
 }
 
 async fn load<T: DeserializeOwned>(
     db: &Database,
     collection: &str,
     ids: Vec<String>,
-) -> Result<Vec<T>, mongodb::error::Error> {
+) -> Result<Loaded<T>, mongodb::error::Error> {
+    let mut loaded = Loaded {
+        docs: Vec::new(),
+        unreadable: BTreeMap::new(),
+    };
     if ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok(loaded);
     }
     let docs: Vec<Document> = db
         .collection::<Document>(collection)
@@ -119,7 +146,18 @@ async fn load<T: DeserializeOwned>(
         .await?
         .try_collect()
         .await?;
-    docs.into_iter().map(from_document).collect()
+    for d in docs {
+        let id = d.get_str("_id").map(str::to_owned).unwrap_or_default();
+        match from_document(d) {
+            Ok(t) => loaded.docs.push(t),
+            Err(e) => {
+                loaded
+                    .unreadable
+                    .insert(id.clone(), format!("{collection} {id}: {e}"));
+            }
+        }
+    }
+    Ok(loaded)
 }
 
 /// The write of one read-model document at `seq`. A document that was not there when the batch
@@ -172,24 +210,26 @@ pub async fn apply(
     }
     let mut players: BTreeMap<PlayerId, Option<PlayerDoc>> =
         player_ids.iter().map(|p| (*p, None)).collect();
-    for d in load::<PlayerDoc>(
+    let loaded = load::<PlayerDoc>(
         db,
         &names.players,
         player_ids.iter().map(ToString::to_string).collect(),
     )
-    .await?
-    {
+    .await?;
+    let unreadable_players = loaded.unreadable;
+    for d in loaded.docs {
         players.insert(d.id, Some(d));
     }
     let mut entities: BTreeMap<EntityId, Option<EntityDoc>> =
         entity_ids.iter().map(|e| (*e, None)).collect();
-    for d in load::<EntityDoc>(
+    let loaded = load::<EntityDoc>(
         db,
         &names.world,
         entity_ids.iter().map(ToString::to_string).collect(),
     )
-    .await?
-    {
+    .await?;
+    let unreadable_entities = loaded.unreadable;
+    for d in loaded.docs {
         entities.insert(d.id, Some(d));
     }
     let session_ids: BTreeSet<String> = facts
@@ -198,8 +238,34 @@ pub async fn apply(
         .collect();
     let mut sessions: BTreeMap<String, Option<SessionDoc>> =
         session_ids.iter().map(|s| (s.clone(), None)).collect();
-    for d in load::<SessionDoc>(db, &names.sessions, session_ids.into_iter().collect()).await? {
+    let loaded = load::<SessionDoc>(db, &names.sessions, session_ids.into_iter().collect()).await?;
+    let unreadable_sessions = loaded.unreadable;
+    for d in loaded.docs {
         sessions.insert(d.id.clone(), Some(d));
+    }
+    // A fact whose stored documents cannot be read cannot be folded into them: it goes to the
+    // dead letters with why, before anything of the batch is written.
+    let mut unwritable: BTreeMap<usize, String> = BTreeMap::new();
+    for (i, f) in facts.iter().enumerate() {
+        let why = players_of(&f.env.payload)
+            .iter()
+            .find_map(|p| unreadable_players.get(&p.to_string()))
+            .or_else(|| {
+                entities_of(&f.env.payload)
+                    .iter()
+                    .find_map(|e| unreadable_entities.get(&e.to_string()))
+            })
+            .or_else(|| {
+                sessions_of(&f.env.payload)
+                    .iter()
+                    .find_map(|s| unreadable_sessions.get(s))
+            });
+        if let Some(why) = why {
+            unwritable.insert(i, format!("a stored document cannot be read: {why}"));
+        }
+    }
+    if !unwritable.is_empty() {
+        return Err(unwritable_error(unwritable));
     }
 
     // Which documents were there before this batch: those are replaced, the rest inserted.
@@ -259,58 +325,82 @@ pub async fn apply(
     let ns = |coll: &str| Namespace::new(db.name(), coll);
     let mut models = Vec::new();
     let mut behind: Vec<Vec<usize>> = Vec::new();
+    // A document that cannot be encoded names the facts folded into it as unwritable.
+    let mut add = |encoded: Result<Document, DocumentError>,
+                   model: &dyn Fn(Document) -> WriteModel,
+                   idx: &[usize]| match encoded {
+        Ok(d) => {
+            models.push(model(d));
+            behind.push(idx.to_vec());
+        }
+        Err(e) => {
+            for i in idx {
+                unwritable.entry(*i).or_insert_with(|| e.to_string());
+            }
+        }
+    };
     for (p, idx) in &player_facts {
         if let Some(Some(d)) = players.get(p) {
-            models.push(guarded(
-                ns(&names.players),
-                p.to_string(),
-                d.seq,
-                to_document(d)?,
-                players_there.contains(p),
-            ));
-            behind.push(idx.clone());
+            let there = players_there.contains(p);
+            add(
+                to_document(d),
+                &|doc| guarded(ns(&names.players), p.to_string(), d.seq, doc, there),
+                idx,
+            );
         }
     }
     for (e, idx) in &entity_facts {
         if let Some(Some(d)) = entities.get(e) {
-            models.push(guarded(
-                ns(&names.world),
-                e.to_string(),
-                d.seq,
-                to_document(d)?,
-                entities_there.contains(e),
-            ));
-            behind.push(idx.clone());
+            let there = entities_there.contains(e);
+            add(
+                to_document(d),
+                &|doc| guarded(ns(&names.world), e.to_string(), d.seq, doc, there),
+                idx,
+            );
         }
     }
     for (id, idx) in &session_facts {
         if let Some(Some(d)) = sessions.get(id) {
-            models.push(guarded(
-                ns(&names.sessions),
-                id.clone(),
-                d.seq,
-                to_document(d)?,
-                sessions_there.contains(id),
-            ));
-            behind.push(idx.clone());
+            let there = sessions_there.contains(id);
+            add(
+                to_document(d),
+                &|doc| guarded(ns(&names.sessions), id.clone(), d.seq, doc, there),
+                idx,
+            );
         }
     }
     if let Some(audit) = &names.audit {
         for (i, f) in facts.iter().enumerate() {
-            models.push(WriteModel::InsertOne(
-                mongodb::options::InsertOneModel::builder()
-                    .namespace(ns(audit))
-                    .document(audit::fact_entry(f)?)
-                    .build(),
-            ));
-            behind.push(vec![i]);
+            add(
+                audit::fact_entry(f),
+                &|doc| {
+                    WriteModel::InsertOne(
+                        mongodb::options::InsertOneModel::builder()
+                            .namespace(ns(audit))
+                            .document(doc)
+                            .build(),
+                    )
+                },
+                &[i],
+            );
         }
+    }
+    if !unwritable.is_empty() {
+        return Err(unwritable_error(unwritable));
     }
     write(client, models, &behind).await?;
     if let Some(last) = facts.last() {
         mark(db, &names.players, last.seq).await?;
     }
     Ok(changed)
+}
+
+fn unwritable_error(unwritable: BTreeMap<usize, String>) -> WriteError {
+    let reason = unwritable.values().next().cloned().unwrap_or_default();
+    WriteError::Unwritable {
+        facts: unwritable.into_keys().collect(),
+        reason,
+    }
 }
 
 /// The collection where each projection records how far it has written.

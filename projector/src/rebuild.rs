@@ -27,9 +27,10 @@ use tracing::{error, info, warn};
 use crate::Context;
 use crate::live::{ensure_indexes, stored};
 use crate::models::Stored;
-use crate::projection::{self, Names, PLAYERS, SESSIONS, WORLD};
+use crate::pace::Pace;
+use crate::projection::{self, Names, PLAYERS, SESSIONS, WORLD, WriteError};
 
-/// Facts folded per bulk write during a rebuild.
+/// Facts folded per bulk write during a rebuild, at most (fewer while writes are slow).
 pub const REBUILD_BATCH: usize = 1000;
 
 /// How far a rebuild is.
@@ -75,12 +76,56 @@ async fn last_sequence(ctx: &Context) -> Result<u64, RebuildError> {
     Ok(stream.info().await.map_err(nats)?.state.last_sequence)
 }
 
+/// Writes a batch of the rebuild, on the lane in turn with the live projection, sized by `pace`.
+/// Facts whose data cannot be written are left out, as the live projection dead-letters them.
+async fn write(
+    ctx: &Context,
+    names: &Names,
+    batch: &mut Vec<Stored>,
+    pace: &mut Pace,
+) -> Result<(), RebuildError> {
+    loop {
+        let (client, db, names_, facts) = (
+            ctx.mongo.clone(),
+            ctx.db.clone(),
+            names.clone(),
+            batch.clone(),
+        );
+        let (result, took) = ctx
+            .lane
+            .spawn(async move { projection::apply(&client, &db, &names_, &facts).await })
+            .await
+            .map_err(mongo)?;
+        match result {
+            Ok(_) => {
+                pace.wrote(batch.len(), took);
+                batch.clear();
+                return Ok(());
+            }
+            Err(WriteError::Unwritable { facts, reason }) => {
+                warn!(
+                    facts = facts.len(),
+                    reason, "rebuild leaves out facts it cannot write"
+                );
+                let mut i = 0;
+                batch.retain(|_| {
+                    i += 1;
+                    !facts.contains(&(i - 1))
+                });
+            }
+            Err(e) => return Err(mongo(e)),
+        }
+    }
+}
+
 /// Folds the facts from `from` to `to` (sequences, inclusive) into `names`.
+#[allow(clippy::too_many_arguments)]
 async fn fold_range(
     ctx: &Context,
     names: &Names,
     from: u64,
     to: u64,
+    pace: &mut Pace,
     progress: &mut Progress,
     started: Instant,
     on_progress: &mut (impl FnMut(Progress) + Send),
@@ -100,7 +145,7 @@ async fn fold_range(
         .await
         .map_err(nats)?;
     let mut messages = consumer.messages().await.map_err(nats)?;
-    let mut batch: Vec<Stored> = Vec::with_capacity(REBUILD_BATCH);
+    let mut batch: Vec<Stored> = Vec::with_capacity(pace.limit());
     let mut reported = Instant::now();
     while let Some(message) = messages.next().await {
         let message = message.map_err(nats)?;
@@ -113,11 +158,8 @@ async fn fold_range(
             batch.push(fact);
         }
         progress.done = seq;
-        if batch.len() >= REBUILD_BATCH || seq >= to {
-            projection::apply(&ctx.mongo, &ctx.db, names, &batch)
-                .await
-                .map_err(mongo)?;
-            batch.clear();
+        if batch.len() >= pace.limit() || seq >= to {
+            write(ctx, names, &mut batch, pace).await?;
             progress.rate = progress.done as f64 / started.elapsed().as_secs_f64().max(1e-3);
             if reported.elapsed() >= Duration::from_millis(500) || seq >= to {
                 reported = Instant::now();
@@ -129,9 +171,7 @@ async fn fold_range(
         }
     }
     if !batch.is_empty() {
-        projection::apply(&ctx.mongo, &ctx.db, names, &batch)
-            .await
-            .map_err(mongo)?;
+        write(ctx, names, &mut batch, pace).await?;
     }
     Ok(())
 }
@@ -159,6 +199,7 @@ pub async fn rebuild(
         rate: 0.0,
     };
     on_progress(progress);
+    let mut pace = Pace::new(REBUILD_BATCH, ctx.settings.target_write);
     // Up to the stream's end as it was, then after it as long as the stream keeps growing
     // faster than a batch; all while the live projection serves.
     let mut folded = 0;
@@ -173,6 +214,7 @@ pub async fn rebuild(
             &names,
             folded + 1,
             target,
+            &mut pace,
             &mut progress,
             started,
             &mut on_progress,
@@ -194,6 +236,7 @@ pub async fn rebuild(
         &names,
         folded + 1,
         target,
+        &mut pace,
         &mut progress,
         started,
         &mut on_progress,

@@ -30,8 +30,14 @@ pub struct Settings {
     pub ack_wait: Duration,
     /// Attempts at a refused write before its fact is dead-lettered.
     pub max_write_attempts: u32,
-    /// How long one bulk write may take before it is abandoned and tried again.
-    pub write_timeout: Duration,
+    /// How long a batch's write should take: slower writes shrink the next batches, faster ones
+    /// let them grow back to `batch_size`.
+    pub target_write: Duration,
+    /// How many writes this process runs on MongoDB at once (its consumers take turns).
+    pub concurrent_writes: usize,
+    /// How long a stopping projector waits for a write in flight to end before it leaves it
+    /// unacknowledged (to be delivered again).
+    pub stop_grace: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,7 +49,9 @@ struct File {
     fetch_wait_ms: u64,
     ack_wait_secs: u64,
     max_write_attempts: u32,
-    write_timeout_secs: u64,
+    target_write_ms: u64,
+    concurrent_writes: usize,
+    stop_grace_secs: u64,
 }
 
 impl Settings {
@@ -79,6 +87,12 @@ impl Settings {
         if file.max_write_attempts == 0 {
             return Err(bad("max_write_attempts", "must be at least 1"));
         }
+        if file.target_write_ms == 0 {
+            return Err(bad("target_write_ms", "must be at least 1"));
+        }
+        if file.concurrent_writes == 0 || file.concurrent_writes > 64 {
+            return Err(bad("concurrent_writes", "must be from 1 to 64"));
+        }
         Ok(Self {
             addr,
             nats_url: env("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
@@ -90,7 +104,9 @@ impl Settings {
             fetch_wait: Duration::from_millis(file.fetch_wait_ms.max(1)),
             ack_wait: Duration::from_secs(file.ack_wait_secs),
             max_write_attempts: file.max_write_attempts,
-            write_timeout: Duration::from_secs(file.write_timeout_secs.max(1)),
+            target_write: Duration::from_millis(file.target_write_ms),
+            concurrent_writes: file.concurrent_writes,
+            stop_grace: Duration::from_secs(file.stop_grace_secs),
         })
     }
 }
