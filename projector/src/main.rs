@@ -116,8 +116,18 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let _ = stop.send(true);
-    for t in tasks {
-        let _ = t.await;
+    // Each task finishes what it has in flight within the grace period (a write that has not
+    // ended by then is left unacknowledged, to be delivered again); never wait much longer.
+    let grace = ctx.settings.stop_grace + Duration::from_secs(2);
+    let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+    if tokio::time::timeout(grace, futures::future::join_all(tasks))
+        .await
+        .is_err()
+    {
+        tracing::warn!("tasks still running after the grace period; stopping them");
+        for a in aborts {
+            a.abort();
+        }
     }
     lease.release().await;
     ExitCode::SUCCESS

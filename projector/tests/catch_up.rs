@@ -100,8 +100,7 @@ async fn drains_with_progress(stack: &Stack, projector: &Projector, ends: (u64, 
             let facts_moved = now.0 > at_window_start.0 || now.0 >= ends.0;
             let commands_moved = now.1 > at_window_start.1 || now.1 >= ends.1;
             if !(facts_moved && commands_moved) {
-                let log = std::fs::read_to_string(&projector.log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(12).collect();
+                let tail = projector.log_tail(12);
                 panic!(
                     "no progress in {WINDOW:?}: facts {} -> {} of {}, commands {} -> {} of {}; \
                      the projector says: {tail:#?}",
@@ -137,6 +136,14 @@ async fn a_backlog_of_facts_and_commands_drains_with_progress_in_every_window() 
     let stack = Stack::start().await;
     let ends = backlog(&stack).await;
     let projector = stack.projector();
+    // An operator sees both backlogs.
+    for consumer in [FACTS_CONSUMER, COMMANDS_CONSUMER] {
+        let lag = format!("projector_consumer_lag{{consumer=\"{consumer}\"}}");
+        until("the backlog shows in the metrics", || async {
+            projector.metric(&lag).await.filter(|n| *n > 0.0)
+        })
+        .await;
+    }
     let took = drains_with_progress(&stack, &projector, ends).await;
     eprintln!(
         "drained {} facts and {} commands in {took:?}: {:.0} events/s",
@@ -145,6 +152,16 @@ async fn a_backlog_of_facts_and_commands_drains_with_progress_in_every_window() 
         (ends.0 + ends.1) as f64 / took.as_secs_f64()
     );
     all_projected(&stack, ends).await;
+    for (consumer, end) in [(FACTS_CONSUMER, ends.0), (COMMANDS_CONSUMER, ends.1)] {
+        let lag = format!("projector_consumer_lag{{consumer=\"{consumer}\"}}");
+        let position = format!("projector_consumer_position{{consumer=\"{consumer}\"}}");
+        until("the metrics show the backlog gone", || async {
+            let done = projector.metric(&lag).await == Some(0.0)
+                && projector.metric(&position).await == Some(end as f64);
+            done.then_some(())
+        })
+        .await;
+    }
 }
 
 #[tokio::test]

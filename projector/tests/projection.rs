@@ -302,6 +302,55 @@ async fn mongodb_stopped_and_restarted_loses_and_doubles_nothing() {
 }
 
 #[tokio::test]
+async fn a_projector_asked_to_stop_while_mongodb_is_frozen_stops_within_its_grace_period() {
+    let mut stack = Stack::start().await;
+    let mut projector = stack.projector();
+    let facts = history(20);
+    stack.publish(&facts[..50]).await;
+    until("the first facts are projected", || async {
+        (stack.audit_count().await == 50).then_some(())
+    })
+    .await;
+    stack.mongo.pause().expect("SIGSTOP");
+    stack.publish(&facts[50..]).await;
+    until("a write waits for the frozen server", || async {
+        let tail = projector.log_tail(50);
+        tail.iter()
+            .any(|l| l.contains("a write is still running") || l.contains("MongoDB unavailable"))
+            .then_some(())
+    })
+    .await;
+    projector.terminate();
+    // The grace period is 5 s (config/projector.toml); this bound only keeps a failing test
+    // from hanging.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Ok(Some(status)) = projector.child.try_wait() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 30 s after SIGTERM: {:#?}",
+            projector.log_tail(10)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status}");
+    // Nothing of what it left unacknowledged is lost: the next projector writes it.
+    stack.mongo.resume().expect("SIGCONT");
+    let _next = stack.projector();
+    until("everything is projected", || async {
+        (stack.audit_count_retrying().await == facts.len() as u64).then_some(())
+    })
+    .await;
+    let expected = stack.expected().await;
+    until("the read models equal the fold of the log", || async {
+        (stack.projected().await == expected).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_fact_that_does_not_decode_goes_to_the_dead_letters_and_the_rest_is_projected() {
     let stack = Stack::start().await;
     let _projector = stack.projector();

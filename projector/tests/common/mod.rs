@@ -106,7 +106,11 @@ impl Stack {
             .stderr(Stdio::null())
             .spawn()
             .expect("projector binary");
-        Projector { child, log }
+        Projector {
+            child,
+            log,
+            addr: format!("127.0.0.1:{port}"),
+        }
     }
 
     pub async fn publish(&self, facts: &[Envelope<Fact>]) {
@@ -233,9 +237,41 @@ impl Stack {
 pub struct Projector {
     pub child: Child,
     pub log: std::path::PathBuf,
+    /// Where its health and metrics are served.
+    pub addr: String,
 }
 
 impl Projector {
+    /// Asks it to stop, as an operator's SIGTERM does.
+    pub fn terminate(&self) {
+        let status = Process::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// The value of the metric `name` (with its labels, as Prometheus prints them), when served.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = reqwest::get(format!("http://{}/metrics", self.addr))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// The end of its log, for a failing assertion.
+    pub fn log_tail(&self, lines: usize) -> Vec<String> {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut tail: Vec<String> = log.lines().rev().take(lines).map(str::to_owned).collect();
+        tail.reverse();
+        tail
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
