@@ -14,7 +14,8 @@
 //!
 //! Fault tests use [`Server::stop`] (the process is killed, as in a crash),
 //! [`Server::restart`] (the same port and data directory, as after a reboot), and
-//! [`Server::pause`] / [`Server::resume`] (the process frozen and thawed, as a stalled server).
+//! [`Server::pause`] / [`Server::resume`] (the process frozen and thawed, as a stalled server),
+//! and [`Server::throttle`] (the process given a share of the time, as on a busy machine).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
@@ -299,28 +300,49 @@ impl Server {
         self.signal("-CONT")
     }
 
-    fn signal(&mut self, signal: &str) -> Result<(), Error> {
+    /// Slows the process down until the returned guard is dropped: it runs for `share` of
+    /// every 100 ms and is frozen for the rest, as on a machine busy with other work. Every
+    /// request it gets is answered, only later.
+    pub fn throttle(&mut self, share: f64) -> Result<Throttle, Error> {
+        let pid = self.pid()?;
         let binary = self.kind.binary();
-        let Some(child) = self.child.as_ref() else {
-            return Err(Error::NotReady {
-                binary,
+        let period = Duration::from_millis(100);
+        let running = period.mul_f64(share.clamp(0.01, 1.0));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            loop {
+                let _ = send_signal(binary, pid, "-CONT");
+                let stopping = stopped.recv_timeout(running);
+                if !matches!(stopping, Err(std::sync::mpsc::RecvTimeoutError::Timeout)) {
+                    break;
+                }
+                let _ = send_signal(binary, pid, "-STOP");
+                let stopping = stopped.recv_timeout(period.saturating_sub(running));
+                if !matches!(stopping, Err(std::sync::mpsc::RecvTimeoutError::Timeout)) {
+                    let _ = send_signal(binary, pid, "-CONT");
+                    break;
+                }
+            }
+        });
+        Ok(Throttle {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    fn pid(&self) -> Result<u32, Error> {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .ok_or_else(|| Error::NotReady {
+                binary: self.kind.binary(),
                 why: "it is not running".into(),
                 log: String::new(),
-            });
-        };
-        let status = Command::new("kill")
-            .arg(signal)
-            .arg(child.id().to_string())
-            .status()
-            .map_err(|source| Error::Io { binary, source })?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(Error::Io {
-                binary,
-                source: std::io::Error::other(format!("kill {signal} failed: {status}")),
             })
-        }
+    }
+
+    fn signal(&mut self, signal: &str) -> Result<(), Error> {
+        send_signal(self.kind.binary(), self.pid()?, signal)
     }
 
     /// Starts the process again on the same port with the same data, and waits until it answers.
@@ -392,6 +414,39 @@ impl Server {
             why,
             log: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
         }
+    }
+}
+
+/// A server slowed down by [`Server::throttle`]; it runs at full speed again when this is
+/// dropped.
+#[derive(Debug)]
+pub struct Throttle {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Throttle {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn send_signal(binary: &'static str, pid: u32, signal: &str) -> Result<(), Error> {
+    let status = Command::new("kill")
+        .arg(signal)
+        .arg(pid.to_string())
+        .status()
+        .map_err(|source| Error::Io { binary, source })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Io {
+            binary,
+            source: std::io::Error::other(format!("kill {signal} {pid} failed: {status}")),
+        })
     }
 }
 

@@ -116,3 +116,35 @@ fn servers_in_parallel_get_their_own_ports_and_directories() {
     assert_ne!(a.port(), b.port());
     assert_ne!(a.data_dir(), b.data_dir());
 }
+
+#[tokio::test]
+async fn a_paused_server_answers_nothing_until_resumed_and_a_throttled_one_answers_late() {
+    let mut redis = Server::start_redis().expect("redis-server starts");
+    let client = redis::Client::open(redis.url()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let ping = |mut conn: redis::aio::MultiplexedConnection| async move {
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    redis.pause().expect("SIGSTOP");
+    let mut frozen = tokio::spawn(ping(conn.clone()));
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut frozen).await;
+    assert!(early.is_err(), "a paused server answered");
+    redis.resume().expect("SIGCONT");
+    assert_eq!(frozen.await.expect("task").expect("PING"), "PONG");
+
+    let throttle = redis.throttle(0.2).expect("throttle");
+    for _ in 0..5 {
+        assert_eq!(ping(conn.clone()).await.expect("PING"), "PONG");
+    }
+    drop(throttle);
+    assert_eq!(ping(conn.clone()).await.expect("PING"), "PONG");
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut conn)
+        .await
+        .expect("SET after the throttle");
+}
