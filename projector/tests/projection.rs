@@ -446,6 +446,60 @@ async fn a_fact_the_read_models_keep_refusing_goes_to_the_dead_letters_and_the_r
 }
 
 #[tokio::test]
+async fn a_fact_whose_numbers_do_not_fit_a_document_goes_to_the_dead_letters_at_once() {
+    let stack = Stack::start().await;
+    let mut projector = stack.projector();
+    // Experience beyond what BSON's 64-bit integers hold: no document can carry it.
+    let p = PlayerId::new();
+    let mut state = avatar(p, Position::new(1.0, 1.0), 100);
+    state.xp = u64::MAX;
+    let absurd = fact(Some(west()), Fact::Spawned(Spawned { state }));
+    let mut facts = history(1);
+    facts.push(absurd.clone());
+    facts.extend(history(1));
+    stack.publish(&facts).await;
+    let dlq = stack.js.get_stream("DLQ").await.expect("dlq");
+    let raw = until("the absurd fact is dead-lettered", || {
+        let dlq = dlq.clone();
+        async move {
+            dlq.get_last_raw_message_by_subject("dlq.facts.fact.west.spawned")
+                .await
+                .ok()
+        }
+    })
+    .await;
+    let letter =
+        nats_topology::DeadLetter::parse(&raw.headers, raw.payload).expect("a dead letter");
+    assert!(
+        letter.reason.contains("cannot encode"),
+        "the reason names the data: {}",
+        letter.reason
+    );
+    assert_eq!(letter.attempts, 1, "dead-lettered at once, not retried");
+    assert_eq!(
+        Envelope::<Fact>::decode(&letter.payload)
+            .expect("the fact")
+            .id,
+        absurd.id
+    );
+    // Everything else is projected and audited, and the projector goes on.
+    let more = history(1);
+    stack.publish(&more).await;
+    until("every other fact is audited", || async {
+        (stack.audit_count().await == (facts.len() - 1 + more.len()) as u64).then_some(())
+    })
+    .await;
+    let (players, entities, sessions) = stack.projected().await;
+    assert_eq!(players.len(), 3);
+    assert!(!entities.contains_key(&EntityId::from(p)));
+    assert_eq!(sessions.len(), 3);
+    assert!(
+        matches!(projector.child.try_wait(), Ok(None)),
+        "the projector kept running"
+    );
+}
+
+#[tokio::test]
 async fn a_rebuild_while_facts_keep_flowing_ends_equal_to_the_live_models() {
     let stack = Stack::start().await;
     let projector = stack.projector();
