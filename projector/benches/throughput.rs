@@ -1,6 +1,6 @@
 //! Projection throughput: facts projected per second (read models, audit trail, Redis) next to
-//! the raw `mongodb` driver's bulk-write rate on the same server in the same run, and the
-//! rebuild's facts per second.
+//! the raw `mongodb` driver's bulk-write rate on the same server in the same run, while catching
+//! up on a backlog and while facts keep coming, and the rebuild's facts per second.
 //!
 //! ```text
 //! cargo bench -p projector --bench throughput                 # 20 000 facts
@@ -8,13 +8,18 @@
 //! ```
 //!
 //! It starts its own NATS, Redis and SecantusDB, stores the facts in `FACTS` first (a mix of
-//! 500 avatars spawning, walking and being hurt, as a busy region writes them), then runs three
+//! 500 avatars spawning, walking and being hurt, as a busy region writes them), then runs these
 //! phases one after the other:
 //!
 //! - raw: the driver alone writes one document per fact (an upsert by id, in client bulk writes of
 //!   256 models, journaled): the least any projection of these facts has to do;
-//! - projection: the live projection, from the first fact to the last acknowledged;
-//! - rebuild: a rebuild of the read models from the first fact, switch-over included.
+//! - projection: the live projection catching up on the stored facts, from the first fact to the
+//!   last acknowledged;
+//! - rebuild: a rebuild of the read models from the first fact, switch-over included;
+//! - catch-up: as many facts and as many chat commands stored with no projector running, then
+//!   both consumers (read models and audit, commands' audit) draining them at once;
+//! - live: as many again published while both consumers run, from the first publish to the last
+//!   acknowledgement.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -25,13 +30,14 @@ use nats_topology::publish::{Outgoing, publish_all};
 use nats_topology::topology::{Settings as TopologySettings, Topology};
 use projector::settings::Settings;
 use projector::{Context, live, rebuild};
+use schemas::command::Chat;
 use schemas::fact::{AccountRegistered, Damaged, Moved, Spawned};
 use schemas::{
-    Actor, EntityId, EntityKind, EntityState, Envelope, Fact, PlayerId, Position, RegionId,
+    Actor, Command, EntityId, EntityKind, EntityState, Envelope, Fact, PlayerId, Position, RegionId,
 };
 use test_servers::Server;
 
-fn facts(n: usize) -> Vec<Envelope<Fact>> {
+fn facts_of(n: usize) -> Vec<Envelope<Fact>> {
     let region: RegionId = "south-west".parse().expect("region");
     let players: Vec<PlayerId> = (0..500).map(|_| PlayerId::new()).collect();
     let sim = Actor::System {
@@ -91,10 +97,84 @@ fn facts(n: usize) -> Vec<Envelope<Fact>> {
     out
 }
 
-fn line(name: &str, n: usize, took: Duration) -> f64 {
+fn commands(n: usize) -> Vec<Envelope<Command>> {
+    let region: RegionId = "south-west".parse().expect("region");
+    let players: Vec<PlayerId> = (0..500).map(|_| PlayerId::new()).collect();
+    (0..n)
+        .map(|i| {
+            Envelope::new(
+                Actor::Player {
+                    id: players[i % players.len()],
+                },
+                Some(region.clone()),
+                Command::Chat(Chat {
+                    text: format!("line {i}"),
+                    channel: None,
+                }),
+            )
+        })
+        .collect()
+}
+
+async fn store(ctx: &Context, facts: &[Envelope<Fact>], commands: &[Envelope<Command>]) {
+    // Interleaved, as a running game stores them.
+    let mut facts = facts.iter().map(|f| Outgoing::fact(f).expect("encode"));
+    let mut commands = commands
+        .iter()
+        .map(|c| Outgoing::command(c).expect("encode"));
+    let mut out = std::iter::from_fn(|| match (facts.next(), commands.next()) {
+        (None, None) => None,
+        (f, c) => Some(f.into_iter().chain(c)),
+    })
+    .flatten()
+    .peekable();
+    while out.peek().is_some() {
+        let chunk: Vec<Outgoing> = out.by_ref().take(500).collect();
+        for r in publish_all(&ctx.js, chunk).await {
+            r.expect("stored");
+        }
+    }
+}
+
+async fn last_sequence(ctx: &Context, stream: &str) -> u64 {
+    let mut stream = ctx.js.get_stream(stream).await.expect("stream");
+    stream.info().await.expect("info").state.last_sequence
+}
+
+/// Waits until `consumer` on `stream` has acknowledged everything up to `last`.
+async fn drained(ctx: &Context, stream: &str, consumer: &str, last: u64) {
+    let stream = ctx.js.get_stream(stream).await.expect("stream");
+    loop {
+        if let Ok(info) = stream.consumer_info(consumer).await
+            && info.ack_floor.stream_sequence >= last
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs both consumers until `stop` turns true.
+fn consumers(
+    ctx: &std::sync::Arc<Context>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<Result<(), async_nats::Error>>> {
+    vec![
+        tokio::spawn(live::project_facts(
+            std::sync::Arc::clone(ctx),
+            stop.clone(),
+        )),
+        tokio::spawn(live::audit_commands(
+            std::sync::Arc::clone(ctx),
+            stop.clone(),
+        )),
+    ]
+}
+
+fn line(name: &str, n: usize, what: &str, took: Duration) -> f64 {
     let rate = n as f64 / took.as_secs_f64();
     println!(
-        "{name:<12} {n:>7} facts in {:>6.2} s: {rate:>9.0} facts/s",
+        "{name:<12} {n:>7} {what:<8} in {:>6.2} s: {rate:>9.0} {what}/s",
         took.as_secs_f64()
     );
     rate
@@ -124,7 +204,7 @@ async fn main() {
     nats_topology::ensure(&ctx.js, &Topology::new(&TopologySettings::local()))
         .await
         .expect("topology");
-    let facts = facts(n);
+    let facts = facts_of(n);
     for chunk in facts.chunks(1000) {
         let out: Vec<_> = chunk
             .iter()
@@ -159,7 +239,7 @@ async fn main() {
             .await
             .expect("raw bulk write");
     }
-    let raw = line("raw", n, started.elapsed());
+    let raw = line("raw", n, "facts", started.elapsed());
 
     // The live projection, from the first fact to the last acknowledged.
     live::ensure_indexes(&ctx.db, &projector::projection::Names::live())
@@ -182,7 +262,7 @@ async fn main() {
             break;
         }
     }
-    let projected = line("projection", n, started.elapsed());
+    let projected = line("projection", n, "facts", started.elapsed());
     let _ = stop.send(true);
     let _ = task.await;
 
@@ -190,11 +270,51 @@ async fn main() {
     let folded = rebuild::rebuild(&ctx, "bench", |_| {})
         .await
         .expect("rebuild");
-    let rebuilt = line("rebuild", folded as usize, started.elapsed());
+    let rebuilt = line("rebuild", folded as usize, "facts", started.elapsed());
+
+    // Catch-up: facts and commands stored while nothing projects, then both consumers at once.
+    store(&ctx, &facts_of(n), &commands(n)).await;
+    let (facts_end, commands_end) = (
+        last_sequence(&ctx, "FACTS").await,
+        last_sequence(&ctx, "COMMANDS").await,
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let tasks = consumers(&ctx, &stopped);
+    drained(&ctx, "FACTS", live::FACTS_CONSUMER, facts_end).await;
+    let facts_took = started.elapsed();
+    drained(&ctx, "COMMANDS", live::COMMANDS_CONSUMER, commands_end).await;
+    let commands_took = started.elapsed();
+    let caught_up = line("catch-up", n, "facts", facts_took);
+    line("", n, "commands", commands_took);
+
+    // Live: as many again published while both consumers run.
+    let started = Instant::now();
+    let publisher = {
+        let ctx = std::sync::Arc::clone(&ctx);
+        tokio::spawn(async move { store(&ctx, &facts_of(n), &commands(n)).await })
+    };
+    publisher.await.expect("publisher");
+    let (facts_end, commands_end) = (
+        last_sequence(&ctx, "FACTS").await,
+        last_sequence(&ctx, "COMMANDS").await,
+    );
+    drained(&ctx, "FACTS", live::FACTS_CONSUMER, facts_end).await;
+    let facts_took = started.elapsed();
+    drained(&ctx, "COMMANDS", live::COMMANDS_CONSUMER, commands_end).await;
+    let commands_took = started.elapsed();
+    let lived = line("live", n, "facts", facts_took);
+    line("", n, "commands", commands_took);
+    let _ = stop.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
 
     println!(
-        "projection / raw = {:.2}; rebuild / raw = {:.2}",
+        "projection / raw = {:.2}; catch-up / raw = {:.2}; live / raw = {:.2}; rebuild / raw = {:.2}",
         projected / raw,
+        caught_up / raw,
+        lived / raw,
         rebuilt / raw
     );
 }
