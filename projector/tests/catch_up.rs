@@ -124,19 +124,6 @@ async fn drains_with_progress(
     }
 }
 
-/// Everything is in the audit trail once, and the read models are the fold of the log.
-async fn all_projected(stack: &Stack, ends: (u64, u64)) {
-    until("every fact and command is audited", || async {
-        (stack.audit_count_retrying().await == ends.0 + ends.1).then_some(())
-    })
-    .await;
-    let expected = stack.expected().await;
-    until("the read models equal the fold of the log", || async {
-        (stack.projected().await == expected).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn a_backlog_of_facts_and_commands_drains_with_progress_in_every_window() {
     let stack = Stack::start().await;
@@ -157,7 +144,7 @@ async fn a_backlog_of_facts_and_commands_drains_with_progress_in_every_window() 
         ends.1,
         (ends.0 + ends.1) as f64 / took.as_secs_f64()
     );
-    all_projected(&stack, ends).await;
+    stack.all_projected(ends.0 + ends.1).await;
     for (consumer, end) in [(FACTS_CONSUMER, ends.0), (COMMANDS_CONSUMER, ends.1)] {
         let lag = format!("projector_consumer_lag{{consumer=\"{consumer}\"}}");
         let position = format!("projector_consumer_position{{consumer=\"{consumer}\"}}");
@@ -192,7 +179,7 @@ async fn a_backlog_drains_with_progress_while_mongodb_is_slow_and_after_it_was_f
     tokio::time::sleep(Duration::from_secs(20)).await;
     stack.mongo.resume().expect("SIGCONT");
     drains_with_progress(&stack, &projector, ends, None).await;
-    all_projected(&stack, ends).await;
+    stack.all_projected(ends.0 + ends.1).await;
     assert!(
         matches!(projector.child.try_wait(), Ok(None)),
         "the projector kept running"

@@ -339,15 +339,7 @@ async fn a_projector_asked_to_stop_while_mongodb_is_frozen_stops_within_its_grac
     // Nothing of what it left unacknowledged is lost: the next projector writes it.
     stack.mongo.resume().expect("SIGCONT");
     let _next = stack.projector();
-    until("everything is projected", || async {
-        (stack.audit_count_retrying().await == facts.len() as u64).then_some(())
-    })
-    .await;
-    let expected = stack.expected().await;
-    until("the read models equal the fold of the log", || async {
-        (stack.projected().await == expected).then_some(())
-    })
-    .await;
+    stack.all_projected(facts.len() as u64).await;
 }
 
 #[tokio::test]

@@ -386,6 +386,20 @@ pub fn history(n: usize) -> Vec<Envelope<Fact>> {
 }
 
 impl Stack {
+    /// Waits until the audit trail holds `audited` events and the read models equal the fold
+    /// of the log.
+    pub async fn all_projected(&self, audited: u64) {
+        until("every event is audited", || async {
+            (self.audit_count_retrying().await == audited).then_some(())
+        })
+        .await;
+        let expected = self.expected().await;
+        until("the read models equal the fold of the log", || async {
+            (self.projected().await == expected).then_some(())
+        })
+        .await;
+    }
+
     pub async fn audit_count_retrying(&self) -> u64 {
         self.db
             .collection::<Document>("audit")
