@@ -21,6 +21,7 @@ player_base_hp = 100
 player_hp_per_level = 10
 respawn_secs = 1.0
 xp_per_level = 100
+max_level = 100
 pickup_range = 3000.0
 inventory_slots = 10
 

@@ -69,6 +69,8 @@ pub struct Balance {
     pub respawn_secs: f64,
     /// Experience for level n + 1 is `xp_per_level * n`.
     pub xp_per_level: u64,
+    /// The highest level; experience stops adding up there.
+    pub max_level: u32,
     /// How far an avatar reaches to pick an item up.
     pub pickup_range: f64,
     /// How many items an avatar carries.
@@ -115,6 +117,24 @@ impl Balance {
         if self.xp_per_level == 0 {
             return Err(BalanceError("xp_per_level must be at least 1".into()));
         }
+        if self.max_level == 0 {
+            return Err(BalanceError("max_level must be at least 1".into()));
+        }
+        // Every number the simulator makes must fit the signed 64 bits BSON and most readers
+        // have; the largest are the experience and the hit points of the highest level.
+        let max_xp = u128::from(self.xp_per_level)
+            * u128::from(self.max_level - 1)
+            * u128::from(self.max_level)
+            / 2;
+        let max_hp = u64::from(self.player_base_hp)
+            + u64::from(self.player_hp_per_level) * u64::from(self.max_level - 1);
+        if max_xp > i64::MAX as u128 || max_hp > u64::from(u32::MAX) {
+            return Err(BalanceError(
+                "max_level is too high for xp_per_level and player_hp_per_level: the experience \
+                 or hit points of the highest level would not fit"
+                    .into(),
+            ));
+        }
         if self.attack.damage_min > self.attack.damage_max {
             return Err(BalanceError(
                 "attack.damage_min must not exceed attack.damage_max".into(),
@@ -141,22 +161,45 @@ impl Balance {
         Ok(())
     }
 
-    /// The maximum hit points of an avatar at `level`.
+    /// The maximum hit points of an avatar at `level` (the highest level's above it).
     pub fn max_hp(&self, level: u32) -> u32 {
-        self.player_base_hp + self.player_hp_per_level * level.saturating_sub(1)
+        let levels = level.clamp(1, self.max_level) - 1;
+        self.player_base_hp
+            .saturating_add(self.player_hp_per_level.saturating_mul(levels))
     }
 
-    /// The level that `xp` experience gives: level n + 1 needs `xp_per_level * n` more than n.
+    /// The experience that reaches the highest level; no avatar has more.
+    pub fn max_xp(&self) -> u64 {
+        let (per, top) = (self.xp_per_level, u64::from(self.max_level));
+        // Checked at load to fit; saturating all the same.
+        per.saturating_mul(top.saturating_sub(1).saturating_mul(top) / 2)
+    }
+
+    /// The level that `xp` experience gives: level n + 1 needs `xp_per_level * n` more than n,
+    /// up to the highest level.
     pub fn level_for(&self, xp: u64) -> u32 {
         let mut level: u32 = 1;
         let mut needed = self.xp_per_level;
         let mut left = xp;
-        while left >= needed && level < u32::MAX {
+        while left >= needed && level < self.max_level {
             left -= needed;
             level += 1;
             needed = self.xp_per_level.saturating_mul(u64::from(level));
         }
         level
+    }
+
+    /// The most damage any blow does, a player's or an NPC's.
+    pub fn max_damage(&self) -> u32 {
+        self.npcs
+            .iter()
+            .map(|n| n.damage_max)
+            .fold(self.attack.damage_max, u32::max)
+    }
+
+    /// The most experience any NPC is worth.
+    pub fn max_reward(&self) -> u64 {
+        self.npcs.iter().map(|n| n.xp).max().unwrap_or(0)
     }
 }
 
@@ -188,7 +231,19 @@ mod tests {
         assert_eq!(balance.level_for(100), 2);
         assert_eq!(balance.level_for(299), 2);
         assert_eq!(balance.level_for(300), 3);
-        assert!(balance.level_for(u64::MAX) > 3);
+        assert_eq!(balance.level_for(u64::MAX), balance.max_level);
+    }
+
+    #[test]
+    fn the_highest_level_bounds_experience_and_hit_points() {
+        let balance = Balance::from_toml(&shipped()).expect("valid");
+        // 100 * (1 + 2 + ... + 99)
+        assert_eq!(balance.max_xp(), 495_000);
+        assert_eq!(balance.level_for(balance.max_xp()), 100);
+        assert_eq!(balance.level_for(balance.max_xp() - 1), 99);
+        assert_eq!(balance.max_hp(u32::MAX), balance.max_hp(100));
+        assert_eq!(balance.max_damage(), 15);
+        assert_eq!(balance.max_reward(), 60);
     }
 
     #[test]
@@ -200,6 +255,8 @@ mod tests {
             ("damage_min = 8", "damage_min = 80", "attack.damage_min"),
             ("speed = 4.0", "speed = nan", "npc wolf: speed"),
             ("xp_per_level = 100", "xp_per_level = 0", "xp_per_level"),
+            ("max_level = 100", "max_level = 0", "max_level"),
+            ("max_level = 100", "max_level = 4000000000", "max_level"),
             (
                 "inventory_slots = 20",
                 "inventory_slots = 20\nmana = 3",

@@ -514,11 +514,15 @@ fn gain(out: &mut Facts<'_>, key: Key, id: schemas::EntityId, xp: u64) {
         return;
     };
     let rules = out.rules();
-    let total = p.xp + xp;
+    // Experience stops adding up at the highest level.
+    let total =
+        p.xp.saturating_add(xp)
+            .min(rules.balance.max_xp())
+            .max(p.xp);
     let level = rules.balance.level_for(total);
     out.emit(Fact::XpGained(XpGained {
         entity: id,
-        amount: xp,
+        amount: total - p.xp,
         xp: total,
         level,
         max_hp: rules.balance.max_hp(level),

@@ -1,6 +1,8 @@
 //! The region simulator: the authoritative world of the game, one shipyard ECS world per region,
 //! sharded across simulator processes by leases in JetStream KV.
 //!
+//! - [`admission`]: what a command (and a stored snapshot or progress) must be before it is
+//!   taken: the edge's bounds and the balance's, whoever sent it.
 //! - [`balance`]: the game rules from `config/balance.toml`.
 //! - [`spatial`]: the grid index that makes neighbour and area-of-interest queries cost what is
 //!   nearby, not what is in the region.
@@ -12,6 +14,7 @@
 //! - [`node`]: a simulator process: region leases (`nats_topology::lease`), balancing.
 //! - [`settings`], [`metrics`]: configuration and Prometheus metrics.
 
+pub mod admission;
 pub mod balance;
 pub mod components;
 pub mod handlers;

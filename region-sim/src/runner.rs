@@ -32,6 +32,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, debug, error, info, warn};
 
+use crate::admission::Admission;
 use crate::balance::Balance;
 use crate::metrics::Metrics;
 use crate::region::{Region, RegionSettings, Snapshot, TickOutput};
@@ -151,6 +152,7 @@ const PRIORITIES: [Priority; 3] = [Priority::High, Priority::Normal, Priority::L
 struct Running {
     shared: Arc<Shared>,
     region: Region,
+    admission: Admission,
     id: RegionId,
     consumers: Vec<(Priority, PullConsumer)>,
     facts_seq: u64,
@@ -217,11 +219,26 @@ impl Running {
             hysteresis: shared.settings.hysteresis,
             applied_memory: shared.settings.applied_memory,
         };
+        let admission = Admission::new(
+            id.clone(),
+            shared.world.validation_context(),
+            shared.balance.clone(),
+        );
         let snapshot = match shared.snapshots.get(id.as_str()).await {
             Ok(Some(bytes)) => match serde_json::from_slice::<Snapshot>(&bytes) {
-                Ok(s) if s.region == id => Some(s),
-                Ok(_) | Err(_) => {
-                    warn!(region = %id, "the stored snapshot is unreadable; rebuilding from the whole log");
+                Ok(s) if s.region != id => {
+                    warn!(region = %id, "the stored snapshot is another region's; rebuilding from the whole log");
+                    None
+                }
+                Ok(s) => match admission.check_snapshot(&s) {
+                    Ok(()) => Some(s),
+                    Err(why) => {
+                        error!(region = %id, reason = why, "the stored snapshot is refused; rebuilding from the whole log");
+                        None
+                    }
+                },
+                Err(e) => {
+                    warn!(region = %id, error = %e, "the stored snapshot is unreadable; rebuilding from the whole log");
                     None
                 }
             },
@@ -251,6 +268,7 @@ impl Running {
         };
         let mut running = Self {
             region,
+            admission,
             id: id.clone(),
             consumers: Vec::new(),
             facts_seq,
@@ -398,11 +416,16 @@ impl Running {
         let mut messages = Vec::with_capacity(taken.len());
         let mut dead = Vec::new();
         for (_, message) in taken {
+            // The bus is not trusted: a command from a client or from another simulator passes
+            // the same bounds before anything applies it.
             match Envelope::<Command>::decode(&message.payload) {
-                Ok(env) => {
-                    commands.push(env);
-                    messages.push(message);
-                }
+                Ok(env) => match self.admission.admit(&env) {
+                    Ok(()) => {
+                        commands.push(env);
+                        messages.push(message);
+                    }
+                    Err(why) => dead.push((message, why)),
+                },
                 Err(e) => dead.push((message, format!("the command does not decode: {e}"))),
             }
         }
@@ -544,8 +567,19 @@ impl Running {
                     }
                 }
             };
-            if let Some(progress) = found.and_then(|b| serde_json::from_slice(b.as_ref()).ok()) {
-                self.region.returning(*id, progress);
+            let Some(bytes) = found else { continue };
+            match serde_json::from_slice::<schemas::fact::Progress>(bytes.as_ref()) {
+                Ok(progress) => match self.admission.check_progress(&progress) {
+                    Ok(()) => self.region.returning(*id, progress),
+                    // Tampered with, or written under other rules: the avatar starts afresh
+                    // rather than with what the rules do not allow.
+                    Err(why) => {
+                        error!(region = %self.id, player = %id, reason = why, "stored progress refused")
+                    }
+                },
+                Err(e) => {
+                    error!(region = %self.id, player = %id, error = %e, "stored progress unreadable")
+                }
             }
         }
     }

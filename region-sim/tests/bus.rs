@@ -12,9 +12,10 @@ use async_nats::jetstream::{self, Context};
 use futures::StreamExt;
 use nats_topology::publish::{Outgoing, publish};
 use nats_topology::topology::{DLQ, FACTS, REGION_LEASES, Settings as TopologySettings, Topology};
-use schemas::command::{Attack, Chat, Move, Pickup, Spawn};
+use schemas::command::{AcceptHandOff, Attack, Chat, Move, Pickup, Spawn};
 use schemas::{
-    Actor, Command, EntityId, Envelope, EventId, Fact, FactSubject, PlayerId, RegionId, Scope,
+    Actor, Command, EntityId, EntityKind, EntityState, Envelope, EventId, Fact, FactSubject,
+    PlayerId, Position, RegionId, Scope,
 };
 use serde_json::Value;
 use test_servers::Server;
@@ -43,6 +44,7 @@ player_base_hp = 100
 player_hp_per_level = 10
 respawn_secs = 1.0
 xp_per_level = 100
+max_level = 100
 pickup_range = 500.0
 inventory_slots = 10
 
@@ -513,6 +515,77 @@ async fn a_poison_command_goes_to_the_dead_letters_and_the_region_keeps_ticking(
         .unwrap_or_default();
     assert!(reason.contains("does not decode"), "{reason}");
     assert_eq!(&letters[0].payload[..], b"{not a command");
+}
+
+#[tokio::test]
+async fn a_command_from_the_bus_with_absurd_values_is_dead_lettered_and_never_applied() {
+    let bus = Bus::start().await;
+    let _sim = bus.sim("sim-a", &[]).await;
+    // A hand-off such as only a simulator sends, claiming what no avatar can have.
+    let p = PlayerId::new();
+    let absurd = Envelope::new(
+        Actor::System {
+            service: "region-sim".into(),
+        },
+        Some(region_id("west")),
+        Command::AcceptHandOff(AcceptHandOff {
+            from_region: region_id("east"),
+            state: EntityState {
+                id: p.into(),
+                kind: EntityKind::Player,
+                player: Some(p),
+                position: Position::new(50.0, 50.0),
+                destination: None,
+                hp: 100,
+                max_hp: 100,
+                level: 1,
+                xp: u64::MAX,
+                inventory: vec![],
+                alive: true,
+            },
+        }),
+    );
+    publish(&bus.js, Outgoing::command(&absurd).expect("encode"))
+        .await
+        .expect("stored");
+    // The same from a player: only simulators hand entities over.
+    let mut forged = absurd.clone();
+    forged.id = EventId::new();
+    forged.actor = Actor::Player { id: p };
+    if let Command::AcceptHandOff(h) = &mut forged.payload {
+        h.state.xp = 0;
+    }
+    publish(&bus.js, Outgoing::command(&forged).expect("encode"))
+        .await
+        .expect("stored");
+    let letters = until("both commands are in the DLQ", || async {
+        let letters = stream_of(&bus.js, DLQ, "dlq.>").await;
+        (letters.len() == 2).then_some(letters)
+    })
+    .await;
+    let reasons: Vec<String> = letters
+        .iter()
+        .map(|l| {
+            l.headers
+                .as_ref()
+                .and_then(|h| h.get("Dlq-Reason"))
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(reasons[0].contains("state.xp"), "{}", reasons[0]);
+    assert!(reasons[1].contains("may not send"), "{}", reasons[1]);
+    // The region goes on, and neither was applied.
+    let a = PlayerId::new();
+    let spawned = bus.send("west", a, spawn()).await;
+    bus.wait_outcome("west", spawned.id).await;
+    let facts = bus.facts("west").await;
+    assert!(
+        facts
+            .iter()
+            .all(|f| f.causation_id != Some(absurd.id) && f.causation_id != Some(forged.id)),
+        "nothing was applied"
+    );
 }
 
 #[tokio::test]

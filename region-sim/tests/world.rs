@@ -38,6 +38,7 @@ player_base_hp = 100
 player_hp_per_level = 10
 respawn_secs = 5.0
 xp_per_level = 100
+max_level = 100
 pickup_range = 2.0
 inventory_slots = 2
 

@@ -139,12 +139,7 @@ impl EntityState {
 
     /// Records every way this state is impossible (hp above max, outside the world, ...), with
     /// field names under `prefix`.
-    pub(crate) fn check(
-        &self,
-        ctx: &ValidationContext,
-        prefix: &str,
-        errors: &mut Vec<FieldError>,
-    ) {
+    pub fn check(&self, ctx: &ValidationContext, prefix: &str, errors: &mut Vec<FieldError>) {
         let field = |name: &str| format!("{prefix}.{name}");
         if !ctx.world.contains(&self.position) {
             errors.push(FieldError::new(
@@ -181,6 +176,15 @@ impl EntityState {
                 field("player"),
                 "invalid",
                 "is set for players and only for players",
+            ));
+        }
+        if let Some(player) = self.player
+            && EntityId::from(player) != self.id
+        {
+            errors.push(FieldError::new(
+                field("player"),
+                "invalid",
+                "must be the avatar's own id",
             ));
         }
     }
