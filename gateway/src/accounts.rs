@@ -350,7 +350,7 @@ pub async fn login(
     let mut redis = state.redis();
     state
         .sessions()
-        .start(&mut redis, &sid.to_string(), player, ttl)
+        .start(&mut redis, &sid.to_string(), player, account.role, ttl)
         .await
         .map_err(|e| {
             state.metrics().dependency_error("redis");

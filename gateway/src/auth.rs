@@ -2,6 +2,11 @@
 //! and a session id), sessions in Redis (a token whose session is gone is revoked), roles, and the
 //! admin API key.
 //!
+//! A session holds its player and the role it was started with (`session:<sid>` is
+//! `"<player> <role>"`). A token counts only for the player of the session it names, and the
+//! caller's role is the session's: the claims of a token are what the gateway signed, but a
+//! leaked signing key must not make anyone another player, or an admin, with one live session.
+//!
 //! While Redis is unreachable a token whose session was confirmed within the last
 //! [`SESSION_GRACE`] is still accepted, so players in the middle of a game keep playing through a
 //! short Redis outage; any other token gets 503, never a guess.
@@ -51,6 +56,13 @@ impl Role {
             Role::Admin => "admin",
         }
     }
+
+    /// The role a name stands for.
+    pub fn parse(name: &str) -> Option<Role> {
+        [Role::Player, Role::Moderator, Role::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == name)
+    }
 }
 
 /// The claims of an access token.
@@ -60,7 +72,8 @@ pub struct Claims {
     pub sub: PlayerId,
     /// The session; logging out deletes it.
     pub sid: String,
-    /// The player's role when the token was issued.
+    /// The player's role when the token was issued, for the client to read. The gateway never
+    /// trusts it: a caller's role is its session's.
     pub role: Role,
     /// Issuer.
     pub iss: String,
@@ -199,6 +212,32 @@ pub async fn verify_password(
     .map_err(ApiError::internal)
 }
 
+/// What Redis, or this gateway's memory of it, says of the session a token names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Live and the token's player's, started with this role: the caller's role.
+    Live(Role),
+    /// Ended (logout, role change), lapsed, or never started.
+    Ended,
+    /// Live, but another player's: no login made that token; it was signed by someone holding
+    /// the signing key.
+    NotTheirs,
+}
+
+impl SessionState {
+    /// The state the gate script answered: `live` 1 (the role the session holds, empty for a
+    /// session stored before sessions held roles, which is a player's), 0 or 2 (another
+    /// player's).
+    pub fn from_gate(live: u8, role: &str) -> Self {
+        match live {
+            1 if role.is_empty() => SessionState::Live(Role::Player),
+            1 => Role::parse(role).map_or(SessionState::Ended, SessionState::Live),
+            2 => SessionState::NotTheirs,
+            _ => SessionState::Ended,
+        }
+    }
+}
+
 /// Neither Redis nor this gateway's memory can say whether a session is live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("nobody can say whether the session is live")]
@@ -209,29 +248,43 @@ pub fn session_key(sid: &str) -> String {
     format!("session:{sid}")
 }
 
+/// What a session's key holds: its player and role.
+fn session_value(player: PlayerId, role: Role) -> String {
+    format!("{player} {}", role.as_str())
+}
+
 fn player_sessions_key(player: PlayerId) -> String {
     format!("player_sessions:{player}")
+}
+
+/// A session Redis confirmed: when, whose, and with which role.
+#[derive(Debug, Clone, Copy)]
+struct Confirmed {
+    at: Instant,
+    player: PlayerId,
+    role: Role,
 }
 
 /// Sessions in Redis, with a short memory of confirmed ones for Redis outages.
 #[derive(Debug, Clone, Default)]
 pub struct Sessions {
-    confirmed: Arc<Mutex<HashMap<String, Instant>>>,
+    confirmed: Arc<Mutex<HashMap<String, Confirmed>>>,
 }
 
 impl Sessions {
-    /// Starts a session for `player` that lives `ttl`.
+    /// Starts a session for `player` with `role` that lives `ttl`.
     pub async fn start(
         &self,
         redis: &mut redis::aio::ConnectionManager,
         sid: &str,
         player: PlayerId,
+        role: Role,
         ttl: Duration,
     ) -> Result<(), redis::RedisError> {
         let sessions = player_sessions_key(player);
         let () = redis::pipe()
             .atomic()
-            .set_ex(session_key(sid), player.to_string(), ttl.as_secs())
+            .set_ex(session_key(sid), session_value(player, role), ttl.as_secs())
             .ignore()
             .sadd(&sessions, sid)
             .ignore()
@@ -239,7 +292,7 @@ impl Sessions {
             .ignore()
             .query_async(redis)
             .await?;
-        self.remember(sid);
+        self.remember(sid, player, role);
         Ok(())
     }
 
@@ -292,50 +345,65 @@ impl Sessions {
         Ok(())
     }
 
-    /// Whether the session is live: `Ok(true)`/`Ok(false)` from Redis, or from the memory of
+    /// The state of session `sid` for a token of `player`: from Redis, or from the memory of
     /// confirmed sessions while Redis is unreachable (`Err` when it has no answer either).
-    pub async fn is_live(
+    pub async fn check(
         &self,
         gate: &crate::gate::Gate,
         sid: &str,
-    ) -> Result<bool, SessionUnknown> {
+        player: PlayerId,
+    ) -> Result<SessionState, SessionUnknown> {
         let ask = crate::gate::Ask {
-            session: Some(session_key(sid)),
+            session: Some(crate::gate::SessionCheck {
+                key: session_key(sid),
+                owner: player.to_string(),
+            }),
             ..crate::gate::Ask::default()
         };
         let answer = gate.ask(ask).await;
-        self.answered(sid, answer.ok().map(|a| a.live))
+        self.answered(sid, player, answer.ok().and_then(|a| a.session))
     }
 
-    /// Whether the session is live, given Redis's answer (`None` when it gave none): Redis's
-    /// answer is remembered, and without one a session confirmed within [`SESSION_GRACE`] is
-    /// live (`Err` when there is no answer either way).
-    pub fn answered(&self, sid: &str, redis_says: Option<bool>) -> Result<bool, SessionUnknown> {
+    /// The state of session `sid` for a token of `player`, given Redis's answer (`None` when it
+    /// gave none): Redis's answer is remembered, and without one a session confirmed within
+    /// [`SESSION_GRACE`] keeps the player and role it was confirmed with (`Err` when there is no
+    /// answer either way).
+    pub fn answered(
+        &self,
+        sid: &str,
+        player: PlayerId,
+        redis_says: Option<SessionState>,
+    ) -> Result<SessionState, SessionUnknown> {
         match redis_says {
-            Some(true) => {
-                self.remember(sid);
-                Ok(true)
+            Some(SessionState::Live(role)) => {
+                self.remember(sid, player, role);
+                Ok(SessionState::Live(role))
             }
-            Some(false) => {
+            Some(SessionState::Ended) => {
                 self.forget(sid);
-                Ok(false)
+                Ok(SessionState::Ended)
             }
+            Some(SessionState::NotTheirs) => Ok(SessionState::NotTheirs),
             None => {
                 let confirmed = self.confirmed.lock().map_err(|_| SessionUnknown)?;
                 match confirmed.get(sid) {
-                    Some(at) if at.elapsed() < SESSION_GRACE => Ok(true),
+                    Some(c) if c.at.elapsed() < SESSION_GRACE && c.player == player => {
+                        Ok(SessionState::Live(c.role))
+                    }
+                    Some(c) if c.at.elapsed() < SESSION_GRACE => Ok(SessionState::NotTheirs),
                     _ => Err(SessionUnknown),
                 }
             }
         }
     }
 
-    fn remember(&self, sid: &str) {
+    fn remember(&self, sid: &str, player: PlayerId, role: Role) {
         if let Ok(mut confirmed) = self.confirmed.lock() {
             if confirmed.len() > 100_000 {
-                confirmed.retain(|_, at| at.elapsed() < SESSION_GRACE);
+                confirmed.retain(|_, c| c.at.elapsed() < SESSION_GRACE);
             }
-            confirmed.insert(sid.to_owned(), Instant::now());
+            let at = Instant::now();
+            confirmed.insert(sid.to_owned(), Confirmed { at, player, role });
         }
     }
 
@@ -351,7 +419,7 @@ impl Sessions {
 pub struct Caller {
     /// The player.
     pub player: PlayerId,
-    /// The role in the token.
+    /// The role of the session (decided at login, held by the server), not the token's claim.
     pub role: Role,
     /// The session id.
     pub session: String,
@@ -405,20 +473,29 @@ impl FromRequestParts<AppState> for Bearer {
 }
 
 impl Bearer {
-    /// The session's state as [`Sessions::answered`] decided it, turned into a caller or a
-    /// refusal.
+    /// The session's state as [`Sessions::answered`] decided it, turned into a caller (with the
+    /// session's role) or a refusal.
     pub fn into_caller(
         self,
         state: &AppState,
-        live: Result<bool, SessionUnknown>,
+        session: Result<SessionState, SessionUnknown>,
     ) -> Result<Caller, ApiError> {
-        match live {
-            Ok(true) => Ok(Caller {
+        match session {
+            Ok(SessionState::Live(role)) => Ok(Caller {
                 player: self.0.sub,
-                role: self.0.role,
+                role,
                 session: self.0.sid,
             }),
-            Ok(false) => {
+            Ok(SessionState::NotTheirs) => {
+                // Only a holder of the signing key makes such a token.
+                state.metrics().auth_rejected("session_mismatch");
+                tracing::warn!(
+                    player = %self.0.sub,
+                    "a validly signed token names another player's session"
+                );
+                Err(ApiError::new(Code::Unauthorized, "the token is not valid"))
+            }
+            Ok(SessionState::Ended) => {
                 state.metrics().auth_rejected("revoked");
                 Err(ApiError::new(
                     Code::TokenRevoked,
@@ -441,8 +518,11 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let bearer = Bearer::from_request_parts(parts, state).await?;
-        let live = state.sessions().is_live(state.gate(), &bearer.0.sid).await;
-        bearer.into_caller(state, live)
+        let session = state
+            .sessions()
+            .check(state.gate(), &bearer.0.sid, bearer.0.sub)
+            .await;
+        bearer.into_caller(state, session)
     }
 }
 

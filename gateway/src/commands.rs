@@ -146,7 +146,7 @@ pub async fn submit(
         (Rule::CommandsPerPlayer, player_key.as_str()),
     ];
     let admission = state.admit(&bearer.0.sid, bearer.0.sub, &limits).await;
-    let caller = bearer.into_caller(&state, admission.live)?;
+    let caller = bearer.into_caller(&state, admission.session)?;
     admission.limited?;
     let wait = wait_for(&state, &query)?;
     let key = idempotency_key(&headers)?;

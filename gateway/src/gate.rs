@@ -1,6 +1,7 @@
 //! The Redis round trip a request begins with, shared between requests.
 //!
-//! A command asks Redis three things before anything else: is the session live, are the player
+//! A command asks Redis three things before anything else: is the session live (and the token's
+//! player's, and with which role), are the player
 //! and its IP within their rate limits, and where is the avatar (the cached player view). Other
 //! routes ask for their rate limits. Each such question is an [`Ask`]; a task of its own collects
 //! the asks that come in while earlier ones are with Redis, and answers all of them with one
@@ -20,6 +21,8 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::auth::SessionState;
+
 /// How long an ask may wait for Redis before its caller decides without it.
 pub const BUDGET: Duration = Duration::from_millis(100);
 
@@ -33,11 +36,14 @@ const MAX_BATCH: usize = 128;
 const IN_FLIGHT: usize = 2;
 
 /// For each ask, in order: `ARGV` holds whether it names a session (0/1), whether it names a
-/// cached view (0/1), its number of rate limits, then an interval and a tolerance (ms) per limit;
-/// `KEYS` holds the session key, the view key and the limit keys it names. The answer per ask is
-/// `{live, wait, view}`: `live` 1 or 0 (1 when no session was named), `wait` 0 when the request
-/// was counted against every limit or the milliseconds until all would allow it (and then none
-/// counted it), `view` the cached text or nil. The limits are the generic cell rate algorithm
+/// cached view (0/1), its number of rate limits, the player the session must belong to (when it
+/// names one), then an interval and a tolerance (ms) per limit; `KEYS` holds the session key, the
+/// view key and the limit keys it names. The answer per ask is `{live, wait, view, role}`: `live`
+/// 1 when the session holds the named player (or no session was named), 0 when there is no such
+/// session, 2 when it holds another player; `wait` 0 when the request was counted against every
+/// limit or the milliseconds until all would allow it (and then none counted it); `view` the
+/// cached text or nil; `role` the role the session was started with (empty for a session stored
+/// as the bare player id, before sessions held roles). The limits are the generic cell rate algorithm
 /// (GCRA) on Redis's own clock, so every gateway sees one limit. Times are whole milliseconds,
 /// handed to Redis as `%d` text: Lua numbers are doubles, which Redis would print with the far
 /// slower `%.17g`.
@@ -49,10 +55,21 @@ local k, a = 1, 2
 for r = 1, tonumber(ARGV[1]) do
   local has_session, has_view, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
-  local live = 1
+  local live, role = 1, ''
   if has_session == 1 then
-    live = redis.call('EXISTS', KEYS[k])
+    local owner = ARGV[a]
+    a = a + 1
+    local held = redis.call('GET', KEYS[k])
     k = k + 1
+    if not held then
+      live = 0
+    elseif held == owner then
+      role = ''
+    elseif string.sub(held, 1, #owner + 1) == owner .. ' ' then
+      role = string.sub(held, #owner + 2)
+    else
+      live = 2
+    end
   end
   local view = false
   if has_view == 1 then
@@ -80,7 +97,7 @@ for r = 1, tonumber(ARGV[1]) do
   end
   k = k + n
   a = a + 2 * n
-  answers[r] = {live, wait, view}
+  answers[r] = {live, wait, view, role}
 end
 return answers
 "#;
@@ -96,11 +113,20 @@ pub struct Limit {
     pub tolerance_ms: u64,
 }
 
+/// A session to look up, and the player whose it must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCheck {
+    /// The session's key.
+    pub key: String,
+    /// The player the token names: the session is live for this player only.
+    pub owner: String,
+}
+
 /// What a request wants from Redis before it goes on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ask {
-    /// The session key whose existence says the session is live.
-    pub session: Option<String>,
+    /// The session to check.
+    pub session: Option<SessionCheck>,
     /// The key of a cached view to read.
     pub view: Option<String>,
     /// The limits to count the request against, all or none.
@@ -110,10 +136,11 @@ pub struct Ask {
 /// Redis's answer to an [`Ask`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
-    /// Whether the session exists (`true` when the ask named none).
-    pub live: bool,
+    /// The state of the session the ask named (`None` when it named none).
+    pub session: Option<SessionState>,
     /// `None` when the request was counted against every limit; otherwise how long until all
-    /// would allow it (and then none counted it). Limits are not counted for an ended session.
+    /// would allow it (and then none counted it). Limits are not counted unless the session is
+    /// live and the named player's.
     pub wait: Option<Duration>,
     /// The cached view, if the ask named one and Redis holds it.
     pub view: Option<String>,
@@ -216,8 +243,11 @@ async fn call(
             .arg(u8::from(ask.session.is_some()))
             .arg(u8::from(ask.view.is_some()))
             .arg(ask.limits.len());
-        for key in ask.session.iter().chain(&ask.view) {
-            invocation.key(key);
+        if let Some(session) = &ask.session {
+            invocation.key(&session.key).arg(&session.owner);
+        }
+        if let Some(view) = &ask.view {
+            invocation.key(view);
         }
         for limit in &ask.limits {
             invocation
@@ -226,11 +256,15 @@ async fn call(
                 .arg(limit.tolerance_ms);
         }
     }
-    let answers: Vec<(u8, u64, Option<String>)> = invocation.invoke_async(redis).await?;
+    let answers: Vec<(u8, u64, Option<String>, String)> = invocation.invoke_async(redis).await?;
     Ok(answers
         .into_iter()
-        .map(|(live, wait_ms, view)| Answer {
-            live: live == 1,
+        .enumerate()
+        .map(|(i, (live, wait_ms, view, role))| Answer {
+            session: batch
+                .get(i)
+                .and_then(|(ask, _)| ask.session.as_ref())
+                .map(|_| SessionState::from_gate(live, &role)),
             wait: (wait_ms > 0).then(|| Duration::from_millis(wait_ms)),
             view,
         })

@@ -201,13 +201,17 @@ impl AppState {
         self.0.limiter.check_all(limits).await.map_err(rate_limited)
     }
 
-    /// What a player's request asks first, in one round trip: is the session live, is the
-    /// request within `limits` (counted only for a live session), and the player's cached view.
-    /// Without an answer from Redis, the session is judged by the memory of confirmed ones, the
-    /// limits locally, and the view is `Err` (to be read from MongoDB).
+    /// What a player's request asks first, in one round trip: is the session live and the
+    /// player's (and with which role), is the request within `limits` (counted only for such a
+    /// session), and the player's cached view. Without an answer from Redis, the session is
+    /// judged by the memory of confirmed ones, the limits locally, and the view is `Err` (to be
+    /// read from MongoDB).
     pub async fn admit(&self, sid: &str, player: PlayerId, limits: &[(Rule, &str)]) -> Admission {
         let ask = gate::Ask {
-            session: Some(auth::session_key(sid)),
+            session: Some(gate::SessionCheck {
+                key: auth::session_key(sid),
+                owner: player.to_string(),
+            }),
             view: Some(players::cache_key(player)),
             limits: limits
                 .iter()
@@ -215,9 +219,9 @@ impl AppState {
                 .collect(),
         };
         let answer = self.0.gate.ask(ask).await;
-        let live = self
-            .sessions()
-            .answered(sid, answer.as_ref().ok().map(|a| a.live));
+        let session =
+            self.sessions()
+                .answered(sid, player, answer.as_ref().ok().and_then(|a| a.session));
         let limited = self
             .0
             .limiter
@@ -227,7 +231,7 @@ impl AppState {
             )
             .map_err(rate_limited);
         Admission {
-            live,
+            session,
             limited,
             cached_view: answer.map(|a| a.view),
         }
@@ -237,8 +241,8 @@ impl AppState {
 /// What [`AppState::admit`] found.
 #[derive(Debug)]
 pub struct Admission {
-    /// Whether the session is live (`Err` when nobody can say).
-    pub live: Result<bool, auth::SessionUnknown>,
+    /// The state of the token's session (`Err` when nobody can say).
+    pub session: Result<auth::SessionState, auth::SessionUnknown>,
     /// `Ok` when the request is within its rate limits, 429 otherwise.
     pub limited: Result<(), ApiError>,
     /// The player's cached view (`Ok(None)` when not cached, `Err` when Redis gave no answer).

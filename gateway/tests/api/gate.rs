@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use gateway::gate::{Ask, BUDGET, Gate, Limit};
+use gateway::auth::{Role, SessionState};
+use gateway::gate::{Ask, BUDGET, Gate, Limit, SessionCheck};
 use redis::AsyncCommands;
 use test_servers::Server;
 
@@ -29,7 +30,10 @@ fn limit(key: &str) -> Limit {
 
 fn ask(session: &str, view: &str, limits: &[&str]) -> Ask {
     Ask {
-        session: Some(session.to_owned()),
+        session: Some(SessionCheck {
+            key: session.to_owned(),
+            owner: "ann".to_owned(),
+        }),
         view: Some(view.to_owned()),
         limits: limits.iter().map(|k| limit(k)).collect(),
     }
@@ -39,7 +43,7 @@ fn ask(session: &str, view: &str, limits: &[&str]) -> Ask {
 async fn asks_sent_together_are_each_answered_as_if_alone() {
     let server = Server::start_redis().expect("redis-server");
     let mut redis = connect(&server).await;
-    let () = redis.set("session:live", 1).await.expect("set");
+    let () = redis.set("session:live", "ann admin").await.expect("set");
     let () = redis
         .set("player:a", r#"{"region":"north"}"#)
         .await
@@ -60,7 +64,12 @@ async fn asks_sent_together_are_each_answered_as_if_alone() {
         }
     });
     for (i, live, answer) in futures::future::join_all(asks).await {
-        assert_eq!(answer.live, live, "ask {i}");
+        let expected = if live {
+            SessionState::Live(Role::Admin)
+        } else {
+            SessionState::Ended
+        };
+        assert_eq!(answer.session, Some(expected), "ask {i}");
         assert_eq!(answer.wait, None, "ask {i}: within its limit");
         assert_eq!(answer.view.as_deref(), Some(r#"{"region":"north"}"#));
     }
@@ -68,6 +77,19 @@ async fn asks_sent_together_are_each_answered_as_if_alone() {
     let counted: Vec<Option<String>> = redis.mget(&["rl:p:0", "rl:p:1"]).await.expect("mget");
     assert!(counted[0].is_some(), "a live session's request is counted");
     assert_eq!(counted[1], None, "an ended session's request is not");
+
+    // A session is only its own player's: for another, it is not theirs and counts nothing.
+    let mut of_ben = ask("session:live", "player:a", &["rl:ben"]);
+    if let Some(session) = of_ben.session.as_mut() {
+        session.owner = "ben".to_owned();
+    }
+    let answer = gate.ask(of_ben).await.expect("answered");
+    assert_eq!(answer.session, Some(SessionState::NotTheirs));
+    let counted: Option<String> = redis.get("rl:ben").await.expect("get");
+    assert_eq!(
+        counted, None,
+        "a request on another player's session is not counted"
+    );
 }
 
 #[tokio::test]
@@ -86,7 +108,7 @@ async fn limits_are_counted_all_together_or_not_at_all() {
             .ask(no_session(&["rl:ip", "rl:a"]))
             .await
             .expect("answered");
-        assert!(answer.live, "an ask without a session is live");
+        assert_eq!(answer.session, None, "an ask without a session");
         assert_eq!(answer.wait, None);
         assert_eq!(answer.view, None);
     }
@@ -136,7 +158,11 @@ async fn without_redis_an_ask_is_unanswered_within_the_budget_and_answered_again
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(answer) = gate.ask(probe()).await {
-            assert!(!answer.live, "the restarted Redis holds no session");
+            assert_eq!(
+                answer.session,
+                Some(SessionState::Ended),
+                "the restarted Redis holds no session"
+            );
             break;
         }
         assert!(

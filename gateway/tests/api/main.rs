@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod commands;
 mod gate;
+mod hardening;
 mod operations;
 mod reads;
 mod stream;
