@@ -223,7 +223,9 @@ pub enum ChatChannel {
 payload! {
     /// Say something.
     pub struct Chat {
-        /// The line, 1 to 500 characters, not blank, without control characters.
+        /// The line, 1 to 500 characters, not blank, with something to see (not only zero-width,
+        /// format or combining characters), without control characters or bidirectional
+        /// overrides and isolates (U+202A to U+202E, U+2066 to U+2069).
         #[validate(length(min = 1, max = 500))]
         pub text: String,
         /// `say` (the default) or `region`.
@@ -344,21 +346,57 @@ impl DomainRules for Move {
 
 impl DomainRules for Chat {
     fn check_domain(&self, _: &ValidationContext, errors: &mut Vec<FieldError>) {
+        let control = self.text.chars().any(char::is_control);
         if !self.text.is_empty() && self.text.trim().is_empty() {
             errors.push(FieldError::new(
                 "text",
                 "blank",
                 "must not be only whitespace",
             ));
+        } else if !self.text.is_empty() && !control && self.text.chars().all(invisible) {
+            errors.push(FieldError::new(
+                "text",
+                "invisible",
+                "must hold at least one visible character",
+            ));
         }
-        if self.text.chars().any(char::is_control) {
+        if control {
             errors.push(FieldError::new(
                 "text",
                 "control_characters",
                 "must not contain control characters",
             ));
         }
+        if self.text.chars().any(bidi_control) {
+            errors.push(FieldError::new(
+                "text",
+                "bidi_control",
+                "must not contain bidirectional overrides or isolates (U+202A to U+202E, U+2066 to U+2069)",
+            ));
+        }
     }
+}
+
+/// Whether a character shows nothing on its own: whitespace, a control or format character
+/// (zero-width spaces and joiners, U+2060, U+FEFF, the soft hyphen, bidirectional marks), a
+/// combining mark or variation selector (which only change the character before them), or a
+/// Hangul filler.
+fn invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, GeneralCategoryGroup, UnicodeGeneralCategory};
+    c.is_whitespace()
+        || matches!(
+            c.general_category(),
+            GeneralCategory::Control | GeneralCategory::Format
+        )
+        || c.general_category_group() == GeneralCategoryGroup::Mark
+        || matches!(c, '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}')
+}
+
+/// Whether a character overrides or isolates the direction of the text around it, which lets a
+/// line show something other than what it holds ("pay me \u{202E}won 001" shows "pay me 100
+/// now").
+fn bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 impl DomainRules for Kick {
@@ -578,6 +616,46 @@ mod tests {
         let err =
             parse(json!({"type": "chat", "text": "hi", "channel": "shout"})).expect_err("channel");
         assert_eq!(fields(err), pairs(&[("channel", "invalid")]));
+    }
+
+    #[test]
+    fn chat_text_of_only_invisible_characters_is_refused() {
+        for text in [
+            "\u{200B}",
+            "\u{200B}\u{200C}\u{200D}",
+            "\u{2060}",
+            "\u{FEFF}",
+            "\u{00AD}",
+            "\u{0301}",
+            "\u{0301}\u{0308}\u{20DD}",
+            " \u{200B} \u{2060} ",
+            "\u{3164}",
+            "\u{FE0F}",
+        ] {
+            let err = parse(json!({"type": "chat", "text": text})).expect_err(text);
+            assert_eq!(fields(err), pairs(&[("text", "invisible")]), "{text:?}");
+        }
+        for text in [
+            "e\u{0301}",
+            "\u{200B}hi",
+            "\u{00AD}x",
+            "\u{05D0}\u{200F}",
+            "👍\u{FE0F}",
+        ] {
+            assert!(
+                parse(json!({"type": "chat", "text": text})).is_ok(),
+                "{text:?} has something to see"
+            );
+        }
+    }
+
+    #[test]
+    fn chat_text_with_bidirectional_overrides_or_isolates_is_refused() {
+        for c in ('\u{202A}'..='\u{202E}').chain('\u{2066}'..='\u{2069}') {
+            let text = format!("abc{c}def");
+            let err = parse(json!({"type": "chat", "text": text})).expect_err(&text);
+            assert_eq!(fields(err), pairs(&[("text", "bidi_control")]), "{text:?}");
+        }
     }
 
     #[test]

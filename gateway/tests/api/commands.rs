@@ -226,6 +226,37 @@ async fn invalid_commands_name_each_bad_field_and_publish_nothing() {
 }
 
 #[tokio::test]
+async fn chat_lines_with_nothing_to_see_or_bidi_controls_are_refused() {
+    let app = spawn_app().await;
+    let (player_id, token) = app.player("ivy").await;
+    app.put_in_world(&player_id, "ivy", "south-west").await;
+    for (text, code) in [
+        ("\u{200B}\u{2060}\u{FEFF}", "invisible"),
+        ("\u{00AD}", "invisible"),
+        ("\u{0301}\u{0308}", "invisible"),
+        ("pay me \u{202E}won 001\u{202C}", "bidi_control"),
+        ("\u{2067}hidden\u{2069}", "bidi_control"),
+    ] {
+        let body = json!({"type": "chat", "text": text});
+        let error = error_of(
+            app.post_json("/v1/commands", &body, Some(&token)).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert_details(&error, &[("text", code)], &format!("{text:?}"));
+    }
+    assert_eq!(app.messages_in("COMMANDS").await, 0);
+    let fine =
+        json!({"type": "chat", "text": "caf\u{0065}\u{0301} \u{05E9}\u{05DC}\u{05D5}\u{05DD}"});
+    assert_eq!(
+        app.post_json("/v1/commands", &fine, Some(&token))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+}
+
+#[tokio::test]
 async fn bodies_must_be_json_and_small() {
     let app = spawn_app().await;
     let (player_id, token) = app.player("jan").await;
