@@ -117,6 +117,15 @@ pub fn default_config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
 }
 
+/// Secrets the project has published (the development defaults `ops/up` once used, in its
+/// history and docs): anyone may know them, so a gateway reachable from other machines refuses
+/// them.
+const PUBLIC_SECRETS: &[&str] = &[
+    "dev-jwt-secret-not-for-production-0123",
+    "dev-admin-key",
+    "dev-admin-password",
+];
+
 impl Settings {
     /// Reads the process environment and the files it names.
     pub fn from_env() -> Result<Self, SettingsError> {
@@ -139,7 +148,7 @@ impl Settings {
         let addr_text = env("GATEWAY_ADDR")
             .or(file.addr)
             .unwrap_or_else(|| "127.0.0.1:8080".into());
-        let addr = addr_text
+        let addr: SocketAddr = addr_text
             .parse()
             .map_err(|_| bad("GATEWAY_ADDR", format!("{addr_text:?} is not host:port")))?;
 
@@ -179,6 +188,33 @@ impl Settings {
                 ));
             }
         };
+
+        if !addr.ip().is_loopback() {
+            let given = [
+                ("JWT_SECRET", Some(jwt_secret.as_str())),
+                (
+                    "BOOTSTRAP_ADMIN_PASSWORD",
+                    bootstrap_admin.as_ref().map(|(_, p)| p.expose_secret()),
+                ),
+            ]
+            .into_iter()
+            .chain(
+                admin_api_keys
+                    .iter()
+                    .map(|k| ("ADMIN_API_KEY", Some(k.expose_secret()))),
+            );
+            for (key, value) in given {
+                if value.is_some_and(|v| PUBLIC_SECRETS.contains(&v)) {
+                    return Err(bad(
+                        key,
+                        format!(
+                            "is a development value anyone can read in the project; set your own \
+                             before listening on {addr}, which is not loopback"
+                        ),
+                    ));
+                }
+            }
+        }
 
         let auth = file.auth.unwrap_or(AuthFile {
             issuer: None,
@@ -273,6 +309,35 @@ mod tests {
     }
 
     const SECRET: (&str, &str) = ("JWT_SECRET", "0123456789abcdef0123456789abcdef");
+
+    #[test]
+    fn published_development_secrets_are_refused_beyond_loopback() {
+        let dev = [
+            ("JWT_SECRET", "dev-jwt-secret-not-for-production-0123"),
+            ("ADMIN_API_KEY", "dev-admin-key"),
+            ("BOOTSTRAP_ADMIN_USERNAME", "admin"),
+            ("BOOTSTRAP_ADMIN_PASSWORD", "dev-admin-password"),
+        ];
+        let mut on_loopback = dev.to_vec();
+        on_loopback.push(("GATEWAY_ADDR", "127.0.0.1:8080"));
+        assert!(with(&on_loopback).is_ok(), "a laptop keeps its convenience");
+        for (key, _) in [dev[0], dev[1], dev[3]] {
+            let mut exposed: Vec<(&str, &str)> = vec![
+                ("GATEWAY_ADDR", "0.0.0.0:8080"),
+                SECRET,
+                ("ADMIN_API_KEY", "an-admin-key-of-our-own"),
+                ("BOOTSTRAP_ADMIN_USERNAME", "admin"),
+                ("BOOTSTRAP_ADMIN_PASSWORD", "a password of our own"),
+            ];
+            assert!(with(&exposed).is_ok(), "our own secrets are fine anywhere");
+            let public = dev.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+            exposed.retain(|(k, _)| *k != key);
+            exposed.push((key, public.unwrap_or_default()));
+            let err = with(&exposed).expect_err("a published secret on 0.0.0.0");
+            assert_eq!(err.key, key);
+            assert!(err.why.contains("development value"), "{}", err.why);
+        }
+    }
 
     #[test]
     fn the_shipped_files_and_a_secret_are_enough() {
