@@ -333,6 +333,83 @@ mod tests {
         assert_eq!(admission().admit(&cmd), Ok(()));
     }
 
+    fn any_state() -> impl proptest::strategy::Strategy<Value = EntityState> {
+        use proptest::prelude::*;
+        let f = prop_oneof![
+            any::<f64>(),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            -10.0..2010.0f64
+        ];
+        (
+            (any::<bool>(), any::<bool>(), f.clone(), f),
+            (any::<u32>(), any::<u32>(), any::<u32>(), any::<u64>()),
+            (
+                prop::collection::vec(".{0,12}", 0..30),
+                any::<bool>(),
+                any::<bool>(),
+            ),
+        )
+            .prop_map(
+                |((player, own_id, x, y), (hp, max_hp, level, xp), (kinds, alive, small))| {
+                    let p = PlayerId::new();
+                    let id = if own_id { p.into() } else { EntityId::new() };
+                    let pick = |n: u64, small: bool| if small { n % 200 } else { n };
+                    EntityState {
+                        id,
+                        kind: if player {
+                            EntityKind::Player
+                        } else {
+                            EntityKind::Npc
+                        },
+                        player: player.then_some(p),
+                        position: Position::new(x, y),
+                        destination: None,
+                        hp: pick(u64::from(hp), small) as u32,
+                        max_hp: pick(u64::from(max_hp), small) as u32,
+                        level: pick(u64::from(level), small) as u32,
+                        xp: pick(xp, small),
+                        inventory: kinds
+                            .into_iter()
+                            .map(|k| schemas::fold::InventoryItem {
+                                item: EntityId::new(),
+                                item_kind: if small { "healing_potion".into() } else { k },
+                            })
+                            .collect(),
+                        alive,
+                    }
+                },
+            )
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_hand_off_is_admitted_within_the_rules_or_refused_with_its_reasons(state in any_state()) {
+            let a = admission();
+            let b = balance();
+            match a.admit(&hand_off(state.clone())) {
+                Ok(()) => {
+                    proptest::prop_assert!(state.level >= 1 && state.level <= b.max_level);
+                    proptest::prop_assert!(state.xp <= b.max_xp());
+                    proptest::prop_assert!(state.hp <= state.max_hp);
+                    proptest::prop_assert!(state.inventory.len() <= b.inventory_slots as usize);
+                    proptest::prop_assert!(state.position.x.is_finite() && state.position.y.is_finite());
+                }
+                Err(why) => {
+                    proptest::prop_assert!(why.starts_with("the accept_hand_off command breaks the rules: state."), "{}", why);
+                }
+            }
+        }
+
+        #[test]
+        fn any_stored_progress_is_taken_within_the_rules_or_refused_with_its_reasons(state in any_state()) {
+            let progress = Progress { level: state.level, xp: state.xp, inventory: state.inventory };
+            if let Err(why) = admission().check_progress(&progress) {
+                proptest::prop_assert!(why.starts_with("the stored progress breaks the rules: progress."), "{}", why);
+            }
+        }
+    }
+
     #[test]
     fn strikes_and_rewards_beyond_the_balance_are_refused() {
         let b = balance();
