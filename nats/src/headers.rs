@@ -2,6 +2,8 @@
 
 /// The gateway's request id, carried from the HTTP request into the command's message.
 pub const REQUEST_ID: &str = "Request-Id";
+/// The client's own `x-request-id`, beside the gateway's (which a client cannot choose).
+pub const CLIENT_REQUEST_ID: &str = "Client-Request-Id";
 /// The client's IP address, for the audit trail.
 pub const CLIENT_IP: &str = "Client-Ip";
 

@@ -24,8 +24,11 @@ pub struct Origin {
     pub subject: String,
     /// The client's address, when a client sent it.
     pub client_ip: Option<String>,
-    /// The request id of the REST call behind it.
+    /// The request id of the REST call behind it (the gateway's own).
     pub request_id: Option<String>,
+    /// The client's own request id for that call, when it sent one (chosen by the client, so
+    /// kept apart from `request_id`).
+    pub client_request_id: Option<String>,
 }
 
 /// An audit document from an envelope (as JSON) and where it came from.
@@ -50,6 +53,9 @@ pub fn entry(
     d.insert("subject", origin.subject.clone());
     d.insert("client_ip", origin.client_ip.clone());
     d.insert("request_id", origin.request_id.clone());
+    if let Some(client_request_id) = &origin.client_request_id {
+        d.insert("client_request_id", client_request_id.clone());
+    }
     Ok(d)
 }
 
@@ -69,6 +75,7 @@ pub fn fact_entry(fact: &Stored) -> Result<Document, DocumentError> {
             subject: fact.env.subject().to_string(),
             client_ip: fact.client_ip.clone(),
             request_id: fact.request_id.clone(),
+            client_request_id: None,
         },
         fact.env.occurred_at.timestamp_millis(),
     )
@@ -92,4 +99,24 @@ pub async fn ensure_indexes(db: &Database) -> Result<(), mongodb::error::Error> 
         ])
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clients_request_id_is_kept_beside_the_gateways() {
+        let envelope = serde_json::json!({"id": "c1", "actor": {"type": "player", "id": "p1"}});
+        let origin = Origin {
+            request_id: Some("gateway-id".into()),
+            client_request_id: Some("client-id".into()),
+            ..Origin::default()
+        };
+        let d = entry(&envelope, &origin, 0).expect("document");
+        assert_eq!(d.get_str("request_id"), Ok("gateway-id"));
+        assert_eq!(d.get_str("client_request_id"), Ok("client-id"));
+        let without = entry(&envelope, &Origin::default(), 0).expect("document");
+        assert!(!without.contains_key("client_request_id"));
+    }
 }

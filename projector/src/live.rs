@@ -23,7 +23,7 @@ use mongodb::bson::{Document, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Database, IndexModel};
 use nats_topology::dlq::{DeadLetter, dead_letter};
-use nats_topology::headers::{CLIENT_IP, REQUEST_ID};
+use nats_topology::headers::{CLIENT_IP, CLIENT_REQUEST_ID, REQUEST_ID};
 use nats_topology::topology::{COMMANDS, FACTS};
 use redis::aio::ConnectionManager;
 use schemas::{Command, Envelope, Fact};
@@ -530,6 +530,7 @@ fn command_entry(m: &jetstream::Message) -> Result<AuditEntry, String> {
             subject: m.subject.to_string(),
             client_ip: header(m, CLIENT_IP),
             request_id: header(m, REQUEST_ID),
+            client_request_id: header(m, CLIENT_REQUEST_ID),
         },
         env.occurred_at.timestamp_millis(),
     )
