@@ -325,7 +325,7 @@ async fn run() {
                 let mut env = Envelope::new(actor, region, command);
                 env.correlation_id = env.id;
                 let request_id = uuid::Uuid::now_v7().to_string();
-                gateway::commands::stored_as(&env, &request_id, [127, 0, 0, 1].into())
+                gateway::commands::stored_as(&env, &request_id, None, [127, 0, 0, 1].into())
             });
             async move {
                 match command {

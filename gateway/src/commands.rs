@@ -23,7 +23,7 @@ use crate::body::JsonBody;
 use crate::error::{ApiError, Code};
 use crate::players;
 use crate::ratelimit::Rule;
-use crate::request::{ClientIp, RequestId};
+use crate::request::{ClientIp, RequestIds};
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -131,7 +131,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 pub async fn submit(
     State(state): State<AppState>,
     bearer: Bearer,
-    axum::Extension(request_id): axum::Extension<RequestId>,
+    request_ids: RequestIds,
     axum::Extension(ClientIp(ip)): axum::Extension<ClientIp>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -173,7 +173,9 @@ pub async fn submit(
     let mut env = Envelope::new(Actor::Player { id: caller.player }, Some(region), command);
     env.id = command_id;
     env.correlation_id = command_id;
-    let mut message = stored_as(&env, &request_id.0, ip).map_err(ApiError::internal)?;
+    let client_request_id = request_ids.client.as_ref().map(|c| c.0.as_str());
+    let mut message =
+        stored_as(&env, &request_ids.own.0, client_request_id, ip).map_err(ApiError::internal)?;
     // Registered before publishing, so an outcome that comes back at once is not missed.
     let waiter = wait.map(|_| state.outcomes().register(command_id));
     if waiter.is_some() {
@@ -228,15 +230,21 @@ pub async fn submit(
 }
 
 /// The message a command is stored as: its envelope on its subject, with its id as
-/// `Nats-Msg-Id`, and the request id and the client's address in the headers.
+/// `Nats-Msg-Id`, and in the headers the gateway's request id, the client's own beside it when
+/// it sent one, and the client's address.
 pub fn stored_as(
     env: &Envelope<Command>,
     request_id: &str,
+    client_request_id: Option<&str>,
     ip: IpAddr,
 ) -> Result<nats_topology::Outgoing, nats_topology::publish::OutgoingError> {
-    Ok(nats_topology::Outgoing::command(env)?
+    let mut message = nats_topology::Outgoing::command(env)?
         .header(nats_topology::headers::REQUEST_ID, request_id)
-        .header(nats_topology::headers::CLIENT_IP, &ip.to_string()))
+        .header(nats_topology::headers::CLIENT_IP, &ip.to_string());
+    if let Some(client_request_id) = client_request_id {
+        message = message.header(nats_topology::headers::CLIENT_REQUEST_ID, client_request_id);
+    }
+    Ok(message)
 }
 
 fn redis_key(player: PlayerId, key: &str) -> String {

@@ -2,8 +2,9 @@
 //! contract, `{"error": {"code", "message", "details", "request_id"}}`.
 //!
 //! Handlers return [`ApiError`]; the request middleware ([`crate::request`]) writes the body with
-//! the request's id, and turns any other error response (an unknown route, a body over the limit)
-//! into the same shape.
+//! the request's id, and turns any other error response (an unknown route, a body over the limit,
+//! an extractor's rejection) into the same shape; [`crate::connection`] does the same for what
+//! hyper answers by itself to a request it cannot parse.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -41,10 +42,14 @@ pub enum Code {
     IdempotencyConflict,
     /// 413: the body is larger than allowed.
     PayloadTooLarge,
+    /// 414: the request's URI is longer than the server reads.
+    UriTooLong,
     /// 415: the body is not `application/json`.
     UnsupportedMediaType,
     /// 429: too many requests; `Retry-After` says when to come back.
     RateLimited,
+    /// 431: the request's headers are larger than the server reads.
+    HeadersTooLarge,
     /// 500: a fault of the gateway's.
     Internal,
     /// 503: a server the gateway depends on is unreachable.
@@ -69,8 +74,10 @@ impl Code {
             Code::NotInWorld => "not_in_world",
             Code::IdempotencyConflict => "idempotency_conflict",
             Code::PayloadTooLarge => "payload_too_large",
+            Code::UriTooLong => "uri_too_long",
             Code::UnsupportedMediaType => "unsupported_media_type",
             Code::RateLimited => "rate_limited",
+            Code::HeadersTooLarge => "headers_too_large",
             Code::Internal => "internal",
             Code::Unavailable => "unavailable",
         }
@@ -90,8 +97,10 @@ impl Code {
                 StatusCode::CONFLICT
             }
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::UriTooLong => StatusCode::URI_TOO_LONG,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -107,8 +116,10 @@ impl Code {
             StatusCode::NOT_FOUND => Code::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => Code::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => Code::PayloadTooLarge,
+            StatusCode::URI_TOO_LONG => Code::UriTooLong,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Code::UnsupportedMediaType,
             StatusCode::TOO_MANY_REQUESTS => Code::RateLimited,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Code::HeadersTooLarge,
             StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
             _ => Code::Internal,
         }
@@ -120,6 +131,9 @@ impl Code {
             Code::NotFound => "no such resource",
             Code::MethodNotAllowed => "this route does not take that method",
             Code::PayloadTooLarge => "the request body is too large",
+            Code::UriTooLong => "the request's URI is too long",
+            Code::HeadersTooLarge => "the request's headers are too large",
+            Code::InvalidRequest => "the request is invalid",
             Code::UnsupportedMediaType => "the request body must be application/json",
             Code::Unavailable => {
                 "a server the gateway depends on is unreachable; try again shortly"
@@ -236,8 +250,10 @@ mod tests {
             Code::NotFound,
             Code::MethodNotAllowed,
             Code::PayloadTooLarge,
+            Code::UriTooLong,
             Code::UnsupportedMediaType,
             Code::RateLimited,
+            Code::HeadersTooLarge,
             Code::Unavailable,
         ] {
             assert_eq!(Code::for_status(code.status()), code);

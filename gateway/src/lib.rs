@@ -4,6 +4,8 @@
 //! answering once JetStream has stored it.
 //!
 //! - [`settings`]: typed configuration, file and environment.
+//! - [`connection`]: the listener; hyper's own answers to requests it cannot parse, in the error
+//!   shape.
 //! - [`request`]: request ids, client IPs, error bodies, request metrics.
 //! - [`error`]: the error codes of the REST contract and their statuses.
 //! - [`body`]: JSON bodies at the edge (415, 413, 400).
@@ -31,6 +33,7 @@ pub mod auth;
 pub mod body;
 pub mod bus;
 pub mod commands;
+pub mod connection;
 pub mod error;
 pub mod gate;
 pub mod health;
@@ -357,10 +360,15 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = router(self.state);
+        use axum::serve::ListenerExt;
         tracing::info!(addr = %self.listener.local_addr()?, "gateway listening");
+        let listener = connection::Listener::new(self.listener, self.state.metrics().clone())
+            // A tap that does nothing: axum gives the connections of a tapped listener their
+            // address as `ConnectInfo<SocketAddr>`, which the request layer reads.
+            .tap_io(|_| {});
+        let app = router(self.state);
         axum::serve(
-            self.listener,
+            listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)

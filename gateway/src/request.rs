@@ -1,6 +1,11 @@
-//! What every request goes through first and last: a request id (taken from a well-formed
-//! `x-request-id` or made), the client's IP, a tracing span carrying both, the error body of the
-//! REST contract, the `x-request-id` answer header, and the request metrics.
+//! What every request goes through first and last: a request id of the gateway's own, the
+//! client's `x-request-id` beside it, the client's IP, a tracing span carrying them, the error
+//! body of the REST contract, the `x-request-id` answer header, and the request metrics.
+//!
+//! A client's well-formed `x-request-id` is echoed (in the header and in error bodies), so it can
+//! match answers to its requests; but anyone can send any id, so what the gateway records (logs,
+//! the headers of what it publishes, and so the audit trail) goes by its own id, with the
+//! client's beside it as `client_request_id`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
@@ -18,10 +23,41 @@ use crate::error::{ApiError, Code};
 /// The header carrying the request id, both ways.
 pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The request's id: the client's `x-request-id` when it is 1 to 64 characters of
-/// `[A-Za-z0-9._-]`, a fresh UUIDv7 otherwise.
+/// The request's id: the gateway's own, a fresh UUIDv7 for every request, whatever the client
+/// sent. The logs and the audit trail go by it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
+
+/// The client's `x-request-id`, when it is 1 to 64 characters of `[A-Za-z0-9._-]`: echoed in the
+/// answer and recorded beside the gateway's [`RequestId`], never in its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRequestId(pub String);
+
+/// A request's ids: the gateway's, and the client's beside it when it sent one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestIds {
+    /// The gateway's own.
+    pub own: RequestId,
+    /// The client's.
+    pub client: Option<ClientRequestId>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestIds {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let own = parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("no request id: the request layer is missing"))?;
+        let client = parts.extensions.get::<ClientRequestId>().cloned();
+        Ok(Self { own, client })
+    }
+}
 
 /// The address the request came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,22 +90,31 @@ pub async fn remember_route(request: Request, next: Next) -> Response {
 /// The outermost layer.
 pub async fn around(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = request
+    let id = uuid::Uuid::now_v7().to_string();
+    let client_id = request
         .headers()
         .get(&REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| well_formed(v))
-        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+        .map(str::to_owned);
+    // What the client is answered: its own id when it sent one.
+    let echoed = client_id.clone().unwrap_or_else(|| id.clone());
     let ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip());
     request.extensions_mut().insert(RequestId(id.clone()));
+    if let Some(client_id) = &client_id {
+        request
+            .extensions_mut()
+            .insert(ClientRequestId(client_id.clone()));
+    }
     request.extensions_mut().insert(ClientIp(ip));
     let method = request.method().clone();
     let span = tracing::info_span!(
         "request",
         request_id = %id,
+        client_request_id = client_id.as_deref(),
         method = %method,
         path = %request.uri().path(),
         client_ip = %ip,
@@ -92,16 +137,19 @@ pub async fn around(State(state): State<AppState>, mut request: Request, next: N
     if handler_error.is_some()
         || ((status.is_client_error() || status.is_server_error()) && !is_json)
     {
-        let error = handler_error.unwrap_or_else(|| ApiError::of(Code::for_status(status)));
-        let headers = response.headers().clone();
-        response = (status, Json(error.body(&id))).into_response();
+        let (parts, body) = response.into_parts();
+        let error = match handler_error {
+            Some(error) => error,
+            None => layer_error(status, body).await,
+        };
+        response = (status, Json(error.body(&echoed))).into_response();
         for name in [header::RETRY_AFTER, header::ALLOW] {
-            if let Some(value) = headers.get(&name) {
+            if let Some(value) = parts.headers.get(&name) {
                 response.headers_mut().insert(name, value.clone());
             }
         }
     }
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    if let Ok(value) = HeaderValue::from_str(&echoed) {
         response
             .headers_mut()
             .insert(REQUEST_ID_HEADER.clone(), value);
@@ -118,6 +166,27 @@ pub async fn around(State(state): State<AppState>, mut request: Request, next: N
         );
     });
     response
+}
+
+/// The longest plain-text error body read to become an error's message.
+const LAYER_MESSAGE_LIMIT: usize = 1024;
+
+/// The error of a response made by something other than a handler (the router, a layer, an
+/// extractor's rejection): its status's code, with the plain text it came with as the message
+/// (axum's rejections say what was wrong: "Invalid URL: ...", "Failed to deserialize query
+/// string: ...").
+async fn layer_error(status: axum::http::StatusCode, body: axum::body::Body) -> ApiError {
+    let code = Code::for_status(status);
+    let text = axum::body::to_bytes(body, LAYER_MESSAGE_LIMIT)
+        .await
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty());
+    match text {
+        Some(message) => ApiError::new(code, message),
+        None => ApiError::of(code),
+    }
 }
 
 #[cfg(test)]

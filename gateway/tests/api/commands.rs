@@ -40,7 +40,7 @@ async fn a_valid_command_is_stored_on_its_region_subject_and_answered_202() {
     let stored = stored_command(&app, seq).await;
     assert_eq!(stored.subject.as_str(), "cmd.normal.north-east.move");
     assert_eq!(
-        stored.headers.get("Request-Id").map(|v| v.as_str()),
+        stored.headers.get("Client-Request-Id").map(|v| v.as_str()),
         Some("req-42")
     );
     assert_eq!(

@@ -1,5 +1,6 @@
 //! Request ids, unknown routes, health, readiness, metrics and rate limits.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -232,4 +233,230 @@ async fn the_openapi_document_names_only_routes_that_exist() {
             operation.method, operation.path
         );
     }
+}
+
+/// Sends `request` as raw bytes on a fresh connection: the status, the headers (lower-cased
+/// names) and the body of the answer.
+async fn raw(app: &TestApp, request: &[u8]) -> (u16, HashMap<String, String>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+            if let Some((head, body)) = split_head(&answer)
+                && let Some(length) = content_length(head)
+                && body.len() >= length
+            {
+                break;
+            }
+        }
+    });
+    read.await.expect("an answer in time");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn split_head(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    Some((std::str::from_utf8(&bytes[..end]).ok()?, &bytes[end + 4..]))
+}
+
+fn content_length(head: &str) -> Option<usize> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+}
+
+/// An error answered on a raw connection, checked for the contract's shape: its `error`
+/// object, or what is wrong with it.
+fn raw_error_of(
+    (status, headers, body): &(u16, HashMap<String, String>, String),
+    expected: u16,
+) -> Result<Value, String> {
+    if *status != expected {
+        return Err(format!("status {status}, not {expected}: {body:?}"));
+    }
+    let request_id = headers
+        .get("x-request-id")
+        .ok_or_else(|| format!("no x-request-id in {headers:?}"))?;
+    if !headers
+        .get("content-type")
+        .is_some_and(|c| c.starts_with("application/json"))
+    {
+        return Err(format!("not JSON: {headers:?} {body:?}"));
+    }
+    let body: Value = serde_json::from_str(body).map_err(|_| format!("not JSON: {body:?}"))?;
+    let error = body["error"].clone();
+    let shaped = error["code"].is_string()
+        && error["message"].is_string()
+        && error["details"].is_array()
+        && error["request_id"] == request_id.as_str();
+    shaped
+        .then_some(error)
+        .ok_or_else(|| format!("not the error shape: {body}"))
+}
+
+#[tokio::test]
+async fn errors_of_the_http_layer_have_the_error_shape() {
+    let app = spawn_app().await;
+    let (_, token) = app.player("hal").await;
+    let with_token = |line: &str| {
+        format!("{line}\r\nhost: x\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n")
+            .into_bytes()
+    };
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "a header value with a control character",
+            b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-bad: a\x01b\r\n\r\n".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "a request line that is not HTTP",
+            b"NOT HTTP AT ALL\r\n\r\n".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "a header name with a space",
+            b"GET /healthz HTTP/1.1\r\nhost: x\r\nbad name: x\r\n\r\n".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "a raw path that is not UTF-8",
+            b"GET /v1/regions/\xff\xfe HTTP/1.1\r\nhost: x\r\n\r\n".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "a percent-encoded path that is not UTF-8",
+            with_token("GET /v1/regions/%FF%FE HTTP/1.1"),
+            400,
+            "invalid_request",
+        ),
+        (
+            "a query that is not UTF-8",
+            with_token("GET /v1/regions/south-west/entities?x=%FF HTTP/1.1"),
+            400,
+            "invalid_request",
+        ),
+        (
+            "a body that is not JSON",
+            format!(
+                "POST /v1/commands HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: 3\r\nconnection: close\r\n\r\n{{x}}"
+            )
+            .into_bytes(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "more headers than the server reads",
+            format!(
+                "GET /healthz HTTP/1.1\r\nhost: x\r\n{}\r\n",
+                (0..200).map(|i| format!("x-h{i}: v\r\n")).collect::<String>()
+            )
+            .into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+        (
+            "a URI longer than the server reads",
+            format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(70_000)).into_bytes(),
+            414,
+            "uri_too_long",
+        ),
+        (
+            "an unknown route",
+            b"GET /nowhere HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_vec(),
+            404,
+            "not_found",
+        ),
+        (
+            "a method the route does not take",
+            b"DELETE /v1/commands HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_vec(),
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (context, request, status, code) in cases {
+        let answer = raw(&app, &request).await;
+        match raw_error_of(&answer, status) {
+            Ok(error) if error["code"] == code && error["message"] != "the request failed" => {}
+            Ok(error) => wrong.push(format!("{context}: {error}")),
+            Err(why) => wrong.push(format!("{context}: {why}")),
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[tokio::test]
+async fn a_clients_request_id_is_echoed_but_the_audit_goes_by_the_gateways() {
+    let app = spawn_app().await;
+    let (player_id, token) = app.player("ray").await;
+    app.put_in_world(&player_id, "ray", "south-west").await;
+    let stream = app.js.get_stream("COMMANDS").await.expect("COMMANDS");
+    let send = |request_id: Option<&'static str>| {
+        let mut request = app
+            .http
+            .post(app.url("/v1/commands"))
+            .bearer_auth(&token)
+            .json(&json!({"type": "chat", "text": "hello"}));
+        if let Some(id) = request_id {
+            request = request.header("x-request-id", id);
+        }
+        async {
+            let response = request.send().await.expect("send");
+            assert_eq!(response.status(), StatusCode::ACCEPTED);
+            let echoed = response.headers()["x-request-id"]
+                .to_str()
+                .expect("ascii")
+                .to_owned();
+            let seq = response.json::<Value>().await.expect("json")["stream_seq"]
+                .as_u64()
+                .expect("seq");
+            let stored = stream.get_raw_message(seq).await.expect("stored");
+            let header = |name: &str| stored.headers.get(name).map(|v| v.as_str().to_owned());
+            (echoed, header("Request-Id"), header("Client-Request-Id"))
+        }
+    };
+
+    // Two requests claiming one id: each is echoed what it sent, and recorded under an id of
+    // the gateway's own, different for each, with the client's beside it.
+    let (echoed, first, client) = send(Some("req-42")).await;
+    assert_eq!(echoed, "req-42");
+    assert_eq!(client.as_deref(), Some("req-42"));
+    let first = first.expect("the gateway's request id");
+    assert!(first.parse::<uuid::Uuid>().is_ok(), "{first}");
+    let (_, second, _) = send(Some("req-42")).await;
+    assert_ne!(
+        Some(first),
+        second,
+        "the audit cannot be made to mix requests"
+    );
+
+    // Without one of the client's, the gateway's is the one answered, and nothing stands beside it.
+    let (echoed, own, client) = send(None).await;
+    assert_eq!(Some(echoed), own);
+    assert_eq!(client, None);
 }
