@@ -319,7 +319,16 @@ struct Token {
     player_id: PlayerId,
 }
 
+/// How many times a login reads the account again when a role change overtakes it, before it
+/// answers 503.
+const LOGIN_ATTEMPTS: usize = 3;
+
 /// `POST /v1/auth/login`: 200 with a bearer token, 401 on bad credentials.
+///
+/// A role change wins over every login that has not answered: the login reads the account's
+/// role generation before the account, and starts its session only if the generation has not
+/// moved since (in the same Redis script); a role change moves it once the new role is stored,
+/// then ends the sessions there are. A login overtaken that way reads the account again.
 pub async fn login(
     State(state): State<AppState>,
     axum::Extension(request_id): axum::Extension<RequestId>,
@@ -327,61 +336,87 @@ pub async fn login(
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let (username, password) = check_credentials(&body)?;
-    let account = find_by_username(&state, &username).await?;
-    let hash = account.as_ref().map(|a| a.password_hash.clone());
-    if !verify_password(password, hash).await? {
-        state.metrics().auth_rejected("bad_credentials");
-        return Err(ApiError::new(
-            Code::BadCredentials,
-            "wrong username or password",
-        ));
-    }
-    let Some(account) = account else {
-        return Err(ApiError::new(
-            Code::BadCredentials,
-            "wrong username or password",
-        ));
-    };
-    // An account whose registration was cut short is recorded before its first login.
-    complete(&state, &account).await?;
-    let player: PlayerId = account.id.parse().map_err(ApiError::internal)?;
-    let sid = uuid::Uuid::now_v7();
-    let ttl = state.tokens().ttl;
+    let bad_credentials = || ApiError::new(Code::BadCredentials, "wrong username or password");
     let mut redis = state.redis();
-    state
-        .sessions()
-        .start(&mut redis, &sid.to_string(), player, account.role, ttl)
-        .await
-        .map_err(|e| {
-            state.metrics().dependency_error("redis");
-            tracing::warn!(error = %e, "cannot start session");
-            ApiError::unavailable("the session store")
-        })?;
-    // The login is in the log before the token is handed out; without the log, no login.
-    let logged_in = Fact::LoggedIn(LoggedIn {
-        player,
-        session: sid.to_string(),
-        expires_at: chrono::Utc::now()
-            + chrono::Duration::from_std(ttl).map_err(ApiError::internal)?,
-    });
-    let actor = Actor::Player { id: player };
-    let id = EventId::derived(EventId::from_uuid(sid), 0);
-    if let Err(e) = record(&state, actor, id, logged_in, Some((&request_id, &ip))).await {
-        let _ = state
+    let session_store_down = |e: redis::RedisError| {
+        state.metrics().dependency_error("redis");
+        tracing::warn!(error = %e, "cannot reach the session store");
+        ApiError::unavailable("the session store")
+    };
+    let ttl = state.tokens().ttl;
+    // The hash the password was checked against: checked again only if it changes.
+    let mut verified: Option<String> = None;
+    for _ in 0..LOGIN_ATTEMPTS {
+        let generation = state
             .sessions()
-            .end(&mut redis, player, &sid.to_string())
-            .await;
-        return Err(e);
+            .role_generation(&mut redis, &username.to_lowercase())
+            .await
+            .map_err(session_store_down)?;
+        let account = find_by_username(&state, &username).await?;
+        let hash = account.as_ref().map(|a| a.password_hash.clone());
+        if verified.is_none() || verified != hash {
+            if !verify_password(password.clone(), hash.clone()).await? {
+                state.metrics().auth_rejected("bad_credentials");
+                return Err(bad_credentials());
+            }
+            verified = hash;
+        }
+        let Some(account) = account else {
+            return Err(bad_credentials());
+        };
+        // An account whose registration was cut short is recorded before its first login.
+        complete(&state, &account).await?;
+        let player: PlayerId = account.id.parse().map_err(ApiError::internal)?;
+        let sid = uuid::Uuid::now_v7();
+        let started = state
+            .sessions()
+            .start(
+                &mut redis,
+                &generation,
+                &sid.to_string(),
+                player,
+                account.role,
+                ttl,
+            )
+            .await
+            .map_err(session_store_down)?;
+        if !started {
+            tracing::info!(%player, "a role change overtook a login; reading the account again");
+            continue;
+        }
+        // The login is in the log before the token is handed out; without the log, no login.
+        let logged_in = Fact::LoggedIn(LoggedIn {
+            player,
+            session: sid.to_string(),
+            expires_at: chrono::Utc::now()
+                + chrono::Duration::from_std(ttl).map_err(ApiError::internal)?,
+        });
+        let actor = Actor::Player { id: player };
+        let id = EventId::derived(EventId::from_uuid(sid), 0);
+        if let Err(e) = record(&state, actor, id, logged_in, Some((&request_id, &ip))).await {
+            let _ = state
+                .sessions()
+                .end(&mut redis, player, &sid.to_string())
+                .await;
+            return Err(e);
+        }
+        let token = state
+            .tokens()
+            .issue(player, &sid.to_string(), account.role, now_secs())?;
+        return Ok(Json(Token {
+            access_token: token,
+            token_type: "Bearer",
+            expires_in: ttl.as_secs(),
+            player_id: player,
+        }));
     }
-    let token = state
-        .tokens()
-        .issue(player, &sid.to_string(), account.role, now_secs())?;
-    Ok(Json(Token {
-        access_token: token,
-        token_type: "Bearer",
-        expires_in: ttl.as_secs(),
-        player_id: player,
-    }))
+    Err(ApiError {
+        retry_after: Some(1),
+        ..ApiError::new(
+            Code::Unavailable,
+            "the account's role keeps changing; try again shortly",
+        )
+    })
 }
 
 /// `POST /v1/auth/logout`: 204; the token is refused from then on.

@@ -426,9 +426,34 @@ pub async fn set_role(
             tracing::warn!(error = %e, "cannot update role");
             ApiError::unavailable("the account store")
         })?;
+    // No login that read the old role starts a session from here on; those that started one
+    // already are listed now, with the sessions listed before.
+    let mut redis = state.redis();
     state
         .sessions()
-        .end_all(&mut state.redis(), player)
+        .fence_role(&mut redis, &account.username_key)
+        .await
+        .map_err(redis_down)?;
+    let to_end = state
+        .sessions()
+        .of(&mut redis, player)
+        .await
+        .map_err(redis_down)?;
+    for sid in to_end.iter().filter(|sid| !sessions.contains(sid)) {
+        // A login that overtook the listing: its end is recorded too, but it ends even if the
+        // log cannot say so now, as the old role must not outlive the change.
+        let ended = Fact::LoggedOut(LoggedOut {
+            player,
+            session: sid.clone(),
+        });
+        let id = accounts::logout_id(sid);
+        if let Err(e) = accounts::record(&state, actor.clone(), id, ended, None).await {
+            tracing::warn!(error = %e, session = %sid, "cannot record the end of a session");
+        }
+    }
+    state
+        .sessions()
+        .end_these(&mut redis, player, &to_end)
         .await
         .map_err(redis_down)?;
     tracing::info!(admin = %admin.player, %player, role = role.as_str(), "role changed");

@@ -257,6 +257,40 @@ fn player_sessions_key(player: PlayerId) -> String {
     format!("player_sessions:{player}")
 }
 
+/// The Redis key counting an account's role changes, by its lower-cased username (what a login
+/// knows before it reads the account). Kept for good: one small key per account whose role ever
+/// changed, and one that lapsed would read as 0 again and could match a login's stale reading.
+fn role_generation_key(username_key: &str) -> String {
+    format!("role_generation:{username_key}")
+}
+
+/// How many times an account's role had changed when a login began, read before the account:
+/// the login starts its session only if no role change came in between (see
+/// [`Sessions::start`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleGeneration {
+    key: String,
+    value: u64,
+}
+
+/// Starts a session unless the account's role generation has moved since the login read it.
+/// `KEYS`: the session, the player's sessions, the role generation; `ARGV`: the session's value,
+/// its lifetime in seconds, the generation the login read, the session id. Answers 1 when
+/// started, 0 when the role changed meanwhile.
+static START_SESSION: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[3] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+"#,
+    )
+});
+
 /// A session Redis confirmed: when, whose, and with which role.
 #[derive(Debug, Clone, Copy)]
 struct Confirmed {
@@ -272,27 +306,57 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Starts a session for `player` with `role` that lives `ttl`.
+    /// The role generation of the account `username_key` names, to be read before the account.
+    pub async fn role_generation(
+        &self,
+        redis: &mut redis::aio::ConnectionManager,
+        username_key: &str,
+    ) -> Result<RoleGeneration, redis::RedisError> {
+        let key = role_generation_key(username_key);
+        let value: Option<u64> = redis.get(&key).await?;
+        Ok(RoleGeneration {
+            key,
+            value: value.unwrap_or(0),
+        })
+    }
+
+    /// Starts a session for `player` with `role` (as read after `generation`) that lives `ttl`;
+    /// `false`, and no session, when the role has changed since `generation` was read: the
+    /// account must be read again.
     pub async fn start(
         &self,
         redis: &mut redis::aio::ConnectionManager,
+        generation: &RoleGeneration,
         sid: &str,
         player: PlayerId,
         role: Role,
         ttl: Duration,
-    ) -> Result<(), redis::RedisError> {
-        let sessions = player_sessions_key(player);
-        let () = redis::pipe()
-            .atomic()
-            .set_ex(session_key(sid), session_value(player, role), ttl.as_secs())
-            .ignore()
-            .sadd(&sessions, sid)
-            .ignore()
-            .expire(&sessions, ttl.as_secs() as i64)
-            .ignore()
-            .query_async(redis)
+    ) -> Result<bool, redis::RedisError> {
+        let started: u8 = START_SESSION
+            .key(session_key(sid))
+            .key(player_sessions_key(player))
+            .key(&generation.key)
+            .arg(session_value(player, role))
+            .arg(ttl.as_secs())
+            .arg(generation.value)
+            .arg(sid)
+            .invoke_async(redis)
             .await?;
-        self.remember(sid, player, role);
+        if started == 1 {
+            self.remember(sid, player, role);
+        }
+        Ok(started == 1)
+    }
+
+    /// Moves the role generation of the account `username_key` names, once its new role is
+    /// stored: from then on no login that read the account before can start a session, so
+    /// every session with the old role is among [`Sessions::of`].
+    pub async fn fence_role(
+        &self,
+        redis: &mut redis::aio::ConnectionManager,
+        username_key: &str,
+    ) -> Result<(), redis::RedisError> {
+        let _: u64 = redis.incr(role_generation_key(username_key), 1).await?;
         Ok(())
     }
 
@@ -305,22 +369,25 @@ impl Sessions {
         redis.smembers(player_sessions_key(player)).await
     }
 
-    /// Ends every session of `player` (after a role change, say).
-    pub async fn end_all(
+    /// Ends these sessions of `player` (after a role change, say). Sessions started since they
+    /// were listed stay.
+    pub async fn end_these(
         &self,
         redis: &mut redis::aio::ConnectionManager,
         player: PlayerId,
+        sids: &[String],
     ) -> Result<(), redis::RedisError> {
-        let sessions = player_sessions_key(player);
-        let sids: Vec<String> = redis.smembers(&sessions).await?;
+        if sids.is_empty() {
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
         pipe.atomic();
-        for sid in &sids {
+        for sid in sids {
             pipe.del(session_key(sid)).ignore();
         }
-        pipe.del(&sessions).ignore();
+        pipe.srem(player_sessions_key(player), sids).ignore();
         let () = pipe.query_async(redis).await?;
-        for sid in &sids {
+        for sid in sids {
             self.forget(sid);
         }
         Ok(())

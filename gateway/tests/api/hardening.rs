@@ -74,3 +74,81 @@ async fn a_token_holds_only_for_the_player_and_role_of_its_session() {
         StatusCode::OK
     );
 }
+
+/// Logs `username` in again and again until `stop` is set (and once more after): every token
+/// a login answered with.
+async fn log_in_until(
+    app: &TestApp,
+    username: &str,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<String> {
+    let mut tokens = Vec::new();
+    loop {
+        let stopping = stop.load(std::sync::atomic::Ordering::SeqCst);
+        let response = app
+            .post_json(
+                "/v1/auth/login",
+                &json!({"username": username, "password": PASSWORD}),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: serde_json::Value = response.json().await.expect("json");
+        tokens.push(body["access_token"].as_str().expect("token").to_owned());
+        if stopping {
+            return tokens;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_role_change_wins_over_every_login_that_has_not_answered() {
+    let app = spawn_app().await;
+    let (ivy, _) = app.player("ivy").await;
+    let root = app.login("root", PASSWORD).await;
+    let set_role = |role: &'static str| {
+        let request = app
+            .http
+            .put(app.url(&format!("/admin/players/{ivy}/role")))
+            .bearer_auth(&root)
+            .header("x-api-key", ADMIN_KEY)
+            .json(&json!({"role": role}));
+        async move {
+            let response = request.send().await.expect("request");
+            assert_eq!(response.status(), StatusCode::OK, "{role}");
+        }
+    };
+    let answered = std::sync::atomic::AtomicUsize::new(0);
+    for round in 0..3 {
+        set_role("admin").await;
+        // Logins keep coming while the admin demotes ivy: some read the account before the
+        // change and store their session after it.
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        answered.store(0, std::sync::atomic::Ordering::SeqCst);
+        let logins = futures::future::join_all((0..6).map(|_| async {
+            let tokens = log_in_until(&app, "ivy", &stop).await;
+            answered.fetch_add(tokens.len(), std::sync::atomic::Ordering::SeqCst);
+            tokens
+        }));
+        let demote = async {
+            // Logins that answer keep answering while they run; wait for the first.
+            eventually(
+                std::time::Duration::from_secs(10),
+                "logins to be under way",
+                || async { admin_dlq(&app, &root).await.status() == StatusCode::OK },
+            )
+            .await;
+            set_role("player").await;
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        };
+        let (tokens, ()) = futures::join!(logins, demote);
+        for token in tokens.iter().flatten() {
+            let status = admin_dlq(&app, token).await.status();
+            assert_ne!(
+                status,
+                StatusCode::OK,
+                "round {round}: a login overlapping the demotion kept the admin role"
+            );
+        }
+    }
+}
