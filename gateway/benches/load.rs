@@ -285,7 +285,7 @@ async fn run() {
         })
         .await
     };
-    let (_client, js) = nats_topology::connect(&nats.url(), "load")
+    let (_client, js) = nats_topology::connect(&nats.url(), "load", &Default::default())
         .await
         .expect("nats");
     let raw_phase = phase(
@@ -307,7 +307,7 @@ async fn run() {
         },
     )
     .await;
-    let (_client, js) = nats_topology::connect(&nats.url(), "load-envelopes")
+    let (_client, js) = nats_topology::connect(&nats.url(), "load-envelopes", &Default::default())
         .await
         .expect("nats");
     let stored_phase = phase(

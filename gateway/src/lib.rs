@@ -272,9 +272,10 @@ impl Application {
     /// Connects to NATS (ensuring the topology), Redis and MongoDB, creates the bootstrap admin,
     /// and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let (nats, js) = nats_topology::connect(&settings.nats_url, "gateway")
-            .await
-            .map_err(|e| StartError::Nats(e.to_string()))?;
+        let (nats, js) =
+            nats_topology::connect(&settings.nats_url, "gateway", &settings.nats_credentials)
+                .await
+                .map_err(|e| StartError::Nats(e.to_string()))?;
         let topology = nats_topology::Topology::new(&nats_topology::Settings {
             replicas: settings.nats_replicas,
             ..nats_topology::Settings::local()

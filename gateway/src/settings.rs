@@ -58,6 +58,8 @@ pub struct Settings {
     /// How long an access token (and its session) lives.
     pub token_ttl: Duration,
     /// Keys accepted in `X-Api-Key` on admin routes (`ADMIN_API_KEY`, comma-separated).
+    /// Who it is to NATS (`NATS_USER`, `NATS_PASSWORD`).
+    pub nats_credentials: nats_topology::Credentials,
     pub admin_api_keys: Vec<SecretString>,
     /// An admin account to create at start-up when missing
     /// (`BOOTSTRAP_ADMIN_USERNAME`, `BOOTSTRAP_ADMIN_PASSWORD`).
@@ -316,6 +318,12 @@ mod tests {
             ("JWT_SECRET", "dev-jwt-secret-not-for-production-0123"),
             ("ADMIN_API_KEY", "dev-admin-key"),
             ("BOOTSTRAP_ADMIN_USERNAME", "admin"),
+            nats_credentials: nats_topology::Credentials::from_env(&env).map_err(|missing| {
+                bad(
+                    missing,
+                    "is required with the other of NATS_USER and NATS_PASSWORD",
+                )
+            })?,
             ("BOOTSTRAP_ADMIN_PASSWORD", "dev-admin-password"),
         ];
         let mut on_loopback = dev.to_vec();

@@ -28,5 +28,5 @@ pub mod topology;
 pub use advisory::run_dead_letter_listener;
 pub use dlq::{DeadLetter, dead_letter};
 pub use ensure::{Change, EnsureError, Report, ensure};
-pub use publish::{Outgoing, connect, context, publish, publish_all};
+pub use publish::{Credentials, Outgoing, connect, context, publish, publish_all};
 pub use topology::{Settings, Topology};

@@ -5,6 +5,7 @@
 //! the same server. [`publish_all`] pipelines a batch: every message is sent in order without
 //! waiting for the one before it to be acknowledged, and each acknowledgement is awaited.
 
+use std::fmt;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -14,6 +15,7 @@ use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
 use schemas::{Command, Envelope, Fact};
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::headers;
 
@@ -32,22 +34,66 @@ pub fn context(client: async_nats::Client) -> Context {
         .build(client)
 }
 
-/// Connects to NATS as `name` (shown in the server's connection list) and returns the client
-/// and its JetStream context. `url` may list several servers separated by commas (the nodes of
-/// a cluster).
+/// Who a service is to NATS: a user and password (`NATS_USER`, `NATS_PASSWORD`), or nobody, on a
+/// server that asks for nothing (the tests' own). `nats/config/users.conf` says what each user
+/// may do. The password is never printed.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    user: Option<(String, SecretString)>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.user {
+            Some((user, _)) => write!(f, "Credentials({user}, password redacted)"),
+            None => f.write_str("Credentials(none)"),
+        }
+    }
+}
+
+impl Credentials {
+    /// A user and its password.
+    pub fn user(user: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            user: Some((user.into(), SecretString::from(password.into()))),
+        }
+    }
+
+    /// `NATS_USER` and `NATS_PASSWORD` from `env` (both or neither); `Err` names the variable
+    /// that is missing.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, &'static str> {
+        match (env("NATS_USER"), env("NATS_PASSWORD")) {
+            (Some(user), Some(password)) => Ok(Self::user(user, password)),
+            (None, None) => Ok(Self::default()),
+            (Some(_), None) => Err("NATS_PASSWORD"),
+            (None, Some(_)) => Err("NATS_USER"),
+        }
+    }
+
+    /// The user, when there is one.
+    pub fn user_name(&self) -> Option<&str> {
+        self.user.as_ref().map(|(u, _)| u.as_str())
+    }
+}
+
+/// Connects to NATS as `name` (shown in the server's connection list) with `credentials`, and
+/// returns the client and its JetStream context. `url` may list several servers separated by
+/// commas (the nodes of a cluster).
 pub async fn connect(
     url: &str,
     name: &str,
+    credentials: &Credentials,
 ) -> Result<(async_nats::Client, Context), async_nats::ConnectError> {
     let servers: Vec<&str> = url
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect();
-    let client = async_nats::ConnectOptions::new()
-        .name(name)
-        .connect(servers)
-        .await?;
+    let mut options = async_nats::ConnectOptions::new().name(name);
+    if let Some((user, password)) = &credentials.user {
+        options = options.user_and_password(user.clone(), password.expose_secret().to_owned());
+    }
+    let client = options.connect(servers).await?;
     let js = context(client.clone());
     Ok((client, js))
 }

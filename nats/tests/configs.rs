@@ -33,6 +33,7 @@ fn check(name: &str) -> std::process::Output {
             ("NATS_ROUTE_2", "nats-route://127.0.0.1:6223"),
             ("NATS_ROUTE_3", "nats-route://127.0.0.1:6224"),
         ])
+        .envs(test_servers::NatsUsers::random().env())
         .output()
         .expect("nats-server runs (ops/install installs it)")
 }
@@ -69,7 +70,11 @@ async fn the_cluster_config_keeps_three_replicas_and_survives_a_lost_node() {
 
     let mut cluster =
         test_servers::NatsCluster::start(&config("cluster.conf")).expect("three nodes");
-    let (_client, js) = nats_topology::connect(&cluster.url(), "test")
+    let admin = nats_topology::Credentials::user(
+        "admin",
+        cluster.users.password("admin").unwrap_or_default(),
+    );
+    let (_client, js) = nats_topology::connect(&cluster.url(), "test", &admin)
         .await
         .expect("connect to every node");
     let topology = Topology::new(&Settings::cluster());

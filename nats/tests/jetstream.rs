@@ -16,7 +16,7 @@ use schemas::{Actor, Command, Envelope, PlayerId, RegionId};
 use test_servers::Server;
 
 async fn connect(nats: &Server) -> Context {
-    let (_client, js) = nats_topology::connect(&nats.url(), "test")
+    let (_client, js) = nats_topology::connect(&nats.url(), "test", &Default::default())
         .await
         .expect("connect");
     js

@@ -11,9 +11,13 @@ use crate::settings::Settings;
 
 /// Asks for a rebuild and follows it to its end; `Err` when it failed or cannot be followed.
 pub async fn request_and_follow(settings: &Settings) -> Result<(), String> {
-    let (_client, js) = nats_topology::publish::connect(&settings.nats_url, "projector-rebuild")
-        .await
-        .map_err(|e| format!("cannot connect to NATS: {e}"))?;
+    let (_client, js) = nats_topology::publish::connect(
+        &settings.nats_url,
+        "projector-rebuild",
+        &settings.nats_credentials,
+    )
+    .await
+    .map_err(|e| format!("cannot connect to NATS: {e}"))?;
     let jobs = js
         .get_key_value(REBUILD_JOBS)
         .await

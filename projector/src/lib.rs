@@ -63,9 +63,13 @@ pub enum StartError {
 impl Context {
     /// Connects to NATS, MongoDB and Redis.
     pub async fn connect(settings: Settings) -> Result<Arc<Self>, StartError> {
-        let (nats, js) = nats_topology::publish::connect(&settings.nats_url, "projector")
-            .await
-            .map_err(|e| StartError::Nats(e.to_string()))?;
+        let (nats, js) = nats_topology::publish::connect(
+            &settings.nats_url,
+            "projector",
+            &settings.nats_credentials,
+        )
+        .await
+        .map_err(|e| StartError::Nats(e.to_string()))?;
         let mongo = mongodb::Client::with_uri_str(&settings.mongodb_uri)
             .await
             .map_err(|e| StartError::Mongo(e.to_string()))?;

@@ -16,6 +16,8 @@ pub struct Settings {
     pub addr: SocketAddr,
     /// NATS (`NATS_URL`).
     pub nats_url: String,
+    /// Who it is to NATS (`NATS_USER`, `NATS_PASSWORD`).
+    pub nats_credentials: nats_topology::Credentials,
     /// MongoDB (`MONGODB_URI`).
     pub mongodb_uri: String,
     /// The database of the read models (`MONGODB_DATABASE`).
@@ -96,6 +98,12 @@ impl Settings {
         Ok(Self {
             addr,
             nats_url: env("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+            nats_credentials: nats_topology::Credentials::from_env(&env).map_err(|missing| {
+                bad(
+                    missing,
+                    "is required with the other of NATS_USER and NATS_PASSWORD",
+                )
+            })?,
             mongodb_uri: env("MONGODB_URI")
                 .unwrap_or_else(|| "mongodb://127.0.0.1:27017/?directConnection=true".into()),
             mongodb_database: env("MONGODB_DATABASE").unwrap_or(file.mongodb_database),

@@ -39,6 +39,7 @@ respawn_secs = 3600.0
 
 struct World {
     nats: Server,
+    users: test_servers::NatsUsers,
     mongo: Server,
     redis: Server,
     dir: tempfile::TempDir,
@@ -60,7 +61,20 @@ impl Drop for Projector {
 
 impl World {
     async fn start() -> Self {
-        let nats = Server::start().expect("nats-server");
+        // NATS as ops/up runs it: one user per role, each with only the subjects it needs; the
+        // admin creates the topology first, as `nats-topology ensure` does there.
+        let (nats, users) = Server::start_secured().expect("a secured nats-server");
+        let admin =
+            nats_topology::Credentials::user("admin", users.password("admin").unwrap_or_default());
+        let (_, js) = nats_topology::connect(&nats.url(), "e2e-admin", &admin)
+            .await
+            .expect("the admin connects");
+        nats_topology::ensure(
+            &js,
+            &nats_topology::Topology::new(&nats_topology::Settings::local()),
+        )
+        .await
+        .expect("the admin creates the topology");
         let mongo = Server::start_mongo().expect("secantusd");
         let redis = Server::start_redis().expect("redis-server");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -81,18 +95,27 @@ impl World {
             ),
             ("ADMIN_API_KEY", "e2e-admin-key-0123".to_owned()),
         ]);
-        let get = |k: &str| env.get(k).cloned();
-        let gateway =
-            gateway::Application::build(gateway::Settings::load(get).expect("gateway settings"))
-                .await
-                .expect("gateway starts");
+        let as_user = |user: &'static str| {
+            let env = env.clone();
+            let password = users.password(user).unwrap_or_default().to_owned();
+            move |k: &str| match k {
+                "NATS_USER" => Some(user.to_owned()),
+                "NATS_PASSWORD" => Some(password.clone()),
+                _ => env.get(k).cloned(),
+            }
+        };
+        let gateway = gateway::Application::build(
+            gateway::Settings::load(as_user("gateway")).expect("gateway settings"),
+        )
+        .await
+        .expect("gateway starts");
         let addr = gateway.local_addr().expect("addr");
         let (stop_gateway, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(gateway.run_until_stopped(async {
             let _ = stopped.await;
         }));
         let sim = region_sim::node::Node::start(
-            region_sim::settings::Settings::load(get).expect("simulator settings"),
+            region_sim::settings::Settings::load(as_user("simulator")).expect("simulator settings"),
         )
         .await
         .expect("simulator starts");
@@ -106,6 +129,7 @@ impl World {
             .database("game");
         Self {
             nats,
+            users,
             mongo,
             redis,
             dir,
@@ -123,6 +147,11 @@ impl World {
         Projector(
             Process::new(env!("CARGO_BIN_EXE_projector"))
                 .env("NATS_URL", self.nats.url())
+                .env("NATS_USER", "projector")
+                .env(
+                    "NATS_PASSWORD",
+                    self.users.password("projector").unwrap_or_default(),
+                )
                 .env("MONGODB_URI", self.mongo.url())
                 .env("REDIS_URL", self.redis.url())
                 .env("PROJECTOR_ADDR", format!("127.0.0.1:{port}"))
@@ -443,6 +472,11 @@ async fn two_players_meet_fight_chat_and_every_step_shows_everywhere() {
     let rebuild = Process::new(env!("CARGO_BIN_EXE_projector"))
         .arg("rebuild")
         .env("NATS_URL", world.nats.url())
+        .env("NATS_USER", "projector")
+        .env(
+            "NATS_PASSWORD",
+            world.users.password("projector").unwrap_or_default(),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -478,4 +512,13 @@ async fn two_players_meet_fight_chat_and_every_step_shows_everywhere() {
         .expect("ada");
     assert_eq!(ada_doc.get_array("inventory").map(Vec::len), Ok(1));
     drop(projector);
+    // Every service did all of this as its own NATS user, refused nothing.
+    let refused: Vec<String> = world
+        .nats
+        .log()
+        .lines()
+        .filter(|l| l.contains(" Violation - "))
+        .map(str::to_owned)
+        .collect();
+    assert!(refused.is_empty(), "NATS refused: {refused:#?}");
 }

@@ -108,12 +108,16 @@ pub struct Node {
 impl Node {
     /// Connects to NATS and opens the buckets; takes no region yet.
     pub async fn start(settings: Settings) -> Result<Self, StartError> {
-        let (client, js) = nats_topology::publish::connect(&settings.nats_url, &settings.node_id)
-            .await
-            .map_err(|e| StartError::Connect {
-                url: settings.nats_url.clone(),
-                why: e.to_string(),
-            })?;
+        let (client, js) = nats_topology::publish::connect(
+            &settings.nats_url,
+            &settings.node_id,
+            &settings.nats_credentials,
+        )
+        .await
+        .map_err(|e| StartError::Connect {
+            url: settings.nats_url.clone(),
+            why: e.to_string(),
+        })?;
         let bucket = |name: &'static str| {
             let js = js.clone();
             async move {

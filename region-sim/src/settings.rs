@@ -21,6 +21,8 @@ pub struct Settings {
     pub addr: SocketAddr,
     /// NATS server(s) (`NATS_URL`).
     pub nats_url: String,
+    /// Who it is to NATS (`NATS_USER`, `NATS_PASSWORD`).
+    pub nats_credentials: nats_topology::Credentials,
     /// The regions (`REGIONS_CONFIG`).
     pub world: WorldConfig,
     /// The game balance (`BALANCE_CONFIG`).
@@ -196,6 +198,12 @@ impl Settings {
             node_id,
             addr,
             nats_url: env("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+            nats_credentials: nats_topology::Credentials::from_env(&env).map_err(|missing| {
+                bad(
+                    missing,
+                    "is required with the other of NATS_USER and NATS_PASSWORD",
+                )
+            })?,
             world,
             balance,
             tick: Duration::from_secs(1) / file.tick_hz,

@@ -351,6 +351,11 @@ impl Server {
         self.spawn_and_wait()
     }
 
+    /// What the server has written to its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("server.log")
     }
@@ -456,12 +461,118 @@ impl Drop for Server {
     }
 }
 
+/// The users `nats/config/users.conf` declares, with the passwords a secured server was started
+/// with (made at random per server).
+#[derive(Debug, Clone)]
+pub struct NatsUsers {
+    passwords: Vec<(&'static str, &'static str, String)>,
+}
+
+impl NatsUsers {
+    /// Every role: its user name and the environment variable its password comes from.
+    pub const ROLES: [(&'static str, &'static str); 6] = [
+        ("admin", "NATS_ADMIN_PASSWORD"),
+        ("gateway", "NATS_GATEWAY_PASSWORD"),
+        ("simulator", "NATS_SIMULATOR_PASSWORD"),
+        ("projector", "NATS_PROJECTOR_PASSWORD"),
+        ("dlq", "NATS_DLQ_PASSWORD"),
+        ("analyst", "NATS_ANALYST_PASSWORD"),
+    ];
+
+    /// Fresh random passwords for every role.
+    pub fn random() -> Self {
+        let password = || {
+            (0..24)
+                .map(|_| fastrand::alphanumeric())
+                .collect::<String>()
+        };
+        Self {
+            passwords: Self::ROLES
+                .iter()
+                .map(|(user, var)| (*user, *var, password()))
+                .collect(),
+        }
+    }
+
+    /// The password of `user`.
+    pub fn password(&self, user: &str) -> Option<&str> {
+        self.passwords
+            .iter()
+            .find(|(u, _, _)| *u == user)
+            .map(|(_, _, p)| p.as_str())
+    }
+
+    /// The environment the config reads them from.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.passwords
+            .iter()
+            .map(|(_, var, p)| ((*var).to_owned(), p.clone()))
+            .collect()
+    }
+}
+
+/// The project's `nats-server` config files (`nats/config/`).
+pub fn nats_config(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../nats/config")
+        .join(name)
+}
+
+impl Server {
+    /// A `nats-server` started from the project's `local.conf`, as `ops/up` starts it: JetStream,
+    /// and one user per role with only the subjects it needs; the users' passwords are returned
+    /// with it.
+    pub fn start_secured() -> Result<(Self, NatsUsers), Error> {
+        let kind = Kind::Nats;
+        let io = |source| Error::Io {
+            binary: kind.binary(),
+            source,
+        };
+        let users = NatsUsers::random();
+        let mut last = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let ports = free_ports(2).map_err(io)?;
+            let mut env = users.env();
+            env.push(("NATS_HTTP".to_owned(), format!("127.0.0.1:{}", ports[1])));
+            let mut server = Server {
+                kind,
+                binary: find_binary(kind)?,
+                port: ports[0],
+                dir: tempfile::Builder::new()
+                    .prefix("nats-secured-")
+                    .tempdir()
+                    .map_err(io)?,
+                child: None,
+                config: Some((nats_config("local.conf"), env)),
+            };
+            match server.spawn_and_wait() {
+                Ok(()) => return Ok((server, users)),
+                Err(e)
+                    if e.to_string()
+                        .to_lowercase()
+                        .contains("address already in use") =>
+                {
+                    last = Some(e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::NotReady {
+            binary: kind.binary(),
+            why: "no free port".into(),
+            log: String::new(),
+        }))
+    }
+}
+
 /// Three `nats-server` nodes clustered with JetStream, each started from a config file that
 /// reads its addresses from the environment (like `nats/config/cluster.conf`).
 #[derive(Debug)]
 pub struct NatsCluster {
     /// The nodes, in order; stop one to see the cluster survive it.
     pub nodes: Vec<Server>,
+    /// The users the nodes accept (the shipped configs include `users.conf`).
+    pub users: NatsUsers,
 }
 
 impl NatsCluster {
@@ -474,6 +585,7 @@ impl NatsCluster {
             source,
         };
         let binary = find_binary(kind)?;
+        let users = NatsUsers::random();
         let ports = free_ports(9).map_err(io)?;
         let (clients, rest) = ports.split_at(3);
         let (routes, monitors) = rest.split_at(3);
@@ -494,6 +606,7 @@ impl NatsCluster {
             for (n, url) in route_urls.iter().enumerate() {
                 env.push((format!("NATS_ROUTE_{}", n + 1), url.clone()));
             }
+            env.extend(users.env());
             let dir = tempfile::Builder::new()
                 .prefix("nats-cluster-")
                 .tempdir()
@@ -510,7 +623,7 @@ impl NatsCluster {
         for node in &mut nodes {
             node.spawn_and_wait()?;
         }
-        Ok(Self { nodes })
+        Ok(Self { nodes, users })
     }
 
     /// The client URLs of every node, comma-separated, as NATS clients take them.

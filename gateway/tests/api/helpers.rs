@@ -71,7 +71,7 @@ pub async fn spawn_app_with(config: &str) -> TestApp {
     tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    let (client, js) = nats_topology::connect(&nats.url(), "test")
+    let (client, js) = nats_topology::connect(&nats.url(), "test", &Default::default())
         .await
         .expect("test client");
     let db = mongodb::Client::with_uri_str(mongo.url())

@@ -5,8 +5,9 @@
 //! nats-topology dlq-listener    move exhausted and terminated messages to DLQ until Ctrl-C
 //! ```
 //!
-//! Environment: `NATS_URL` (default `nats://127.0.0.1:4222`), `NATS_REPLICAS` (1 or 3; default 1),
-//! `RUST_LOG` (default `info`).
+//! Environment: `NATS_URL` (default `nats://127.0.0.1:4222`), `NATS_USER` and `NATS_PASSWORD`
+//! (`ensure` needs the admin; the dead-letter listener runs as `dlq`), `NATS_REPLICAS` (1 or 3;
+//! default 1), `RUST_LOG` (default `info`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -45,7 +46,12 @@ async fn run() -> Result<(), String> {
         replicas,
         ..Settings::local()
     };
-    let (_client, js) = nats_topology::connect(&url, "nats-topology")
+    let credentials =
+        nats_topology::Credentials::from_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+            .map_err(|missing| {
+            format!("{missing} is required with the other of NATS_USER and NATS_PASSWORD")
+        })?;
+    let (_client, js) = nats_topology::connect(&url, "nats-topology", &credentials)
         .await
         .map_err(|e| format!("cannot connect to NATS_URL={url}: {e}"))?;
     match command.as_str() {
