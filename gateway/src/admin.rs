@@ -31,6 +31,10 @@ use crate::error::{ApiError, Code};
 /// The most dead letters one page lists, and one redrive handles.
 pub const MAX_PAGE: usize = 500;
 
+/// The largest sequence number a request may name: the largest whole number JSON clients read
+/// exactly (2^53 - 1). A `DLQ` never comes near it; anything above is refused, not computed with.
+pub const MAX_SEQ: u64 = (1 << 53) - 1;
+
 /// A dead letter as the API shows it.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DeadLetterView {
@@ -93,12 +97,12 @@ fn page_params(query: &HashMap<String, String>) -> Result<(u64, usize), ApiError
     let mut details = Vec::new();
     let after = match query.get("after").map(|v| v.parse::<u64>()) {
         None => 0,
-        Some(Ok(v)) => v,
-        Some(Err(_)) => {
+        Some(Ok(v)) if v <= MAX_SEQ => v,
+        Some(_) => {
             details.push(FieldError::new(
                 "after",
-                "invalid",
-                "must be a sequence number",
+                "range",
+                format!("must be a sequence number from 0 to {MAX_SEQ}"),
             ));
             0
         }
@@ -135,14 +139,19 @@ pub async fn list_dead_letters(
     let (after, limit) = page_params(&query)?;
     let (stream, info) = dlq(&state).await?;
     let mut letters = Vec::new();
-    let mut seq = after.max(info.first_sequence.saturating_sub(1)) + 1;
+    let mut seq = after
+        .max(info.first_sequence.saturating_sub(1))
+        .saturating_add(1);
     while seq <= info.last_sequence && letters.len() < limit {
         if let Ok(message) = stream.get_raw_message(seq).await
             && let Ok(letter) = DeadLetter::parse(&message.headers, message.payload.clone())
         {
             letters.push(view_of(seq, &letter));
         }
-        seq += 1;
+        let Some(next) = seq.checked_add(1) else {
+            break;
+        };
+        seq = next;
     }
     let next_after = letters.last().map(|l: &DeadLetterView| l.seq);
     Ok(Json(
@@ -190,7 +199,7 @@ fn redrive_selection(body: &Value) -> Result<Option<Vec<u64>>, ApiError> {
         (Some(Value::Array(items)), None) => {
             let seqs: Option<Vec<u64>> = items
                 .iter()
-                .map(|v| v.as_u64().filter(|s| *s > 0))
+                .map(|v| v.as_u64().filter(|s| (1..=MAX_SEQ).contains(s)))
                 .collect();
             match seqs {
                 Some(s) if !s.is_empty() && s.len() <= MAX_PAGE => Some(Some(s)),
@@ -206,7 +215,7 @@ fn redrive_selection(body: &Value) -> Result<Option<Vec<u64>>, ApiError> {
                     details.push(FieldError::new(
                         "seqs",
                         "invalid",
-                        "must be positive whole numbers",
+                        format!("must be whole numbers from 1 to {MAX_SEQ}"),
                     ));
                     None
                 }

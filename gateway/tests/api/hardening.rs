@@ -152,3 +152,78 @@ async fn a_role_change_wins_over_every_login_that_has_not_answered() {
         }
     }
 }
+
+#[tokio::test]
+async fn absurd_numbers_in_query_parameters_are_refused_with_the_error_shape() {
+    let app = spawn_app().await;
+    let root = app.login("root", PASSWORD).await;
+    let (player, token) = app.player("max").await;
+    app.put_in_world(&player, "max", "south-west").await;
+    let huge = "18446744073709551615";
+    let cases: Vec<(String, &str)> = [
+        "after=18446744073709551615",
+        "after=18446744073709551616",
+        "after=9007199254740992",
+        "after=-1",
+        "after=1.5",
+        "limit=18446744073709551615",
+        "limit=-1",
+        "limit=0",
+    ]
+    .iter()
+    .map(|q| {
+        (
+            format!("/admin/dlq?{q}"),
+            q.split('=').next().unwrap_or_default(),
+        )
+    })
+    .collect();
+    for (path, field) in cases {
+        let response = app
+            .http
+            .get(app.url(&path))
+            .bearer_auth(&root)
+            .header("x-api-key", ADMIN_KEY)
+            .send()
+            .await
+            .expect("an answer");
+        let error = error_of(response, StatusCode::BAD_REQUEST).await;
+        assert_eq!(details(&error)[0].0, field, "{path}");
+    }
+    for query in [
+        format!("wait=true&wait_ms={huge}"),
+        "wait=true&wait_ms=0".to_owned(),
+        "wait=true&wait_ms=-1".to_owned(),
+        "wait=true&wait_ms=1e9".to_owned(),
+    ] {
+        let response = app
+            .post_json(
+                &format!("/v1/commands?{query}"),
+                &json!({"type": "leave"}),
+                Some(&token),
+            )
+            .await;
+        let error = error_of(response, StatusCode::BAD_REQUEST).await;
+        assert_eq!(details(&error)[0].0, "wait_ms", "{query}");
+    }
+    for query in [
+        "x=1e309&y=1",
+        "x=NaN&y=1",
+        "x=-1e308&y=1",
+        "x=1&y=inf",
+        "x=1&y=18446744073709551616",
+        "x=1&y=1&radius=1e308",
+        "x=1&y=1&radius=-0",
+        "x=1&y=1&radius=0",
+    ] {
+        let response = app
+            .get(
+                &format!("/v1/regions/south-west/entities?{query}"),
+                Some(&token),
+            )
+            .await;
+        let error = error_of(response, StatusCode::BAD_REQUEST).await;
+        let field = details(&error)[0].0.clone();
+        assert!(["x", "y", "radius"].contains(&field.as_str()), "{query}");
+    }
+}
