@@ -43,6 +43,8 @@ pub struct Settings {
     pub addr: SocketAddr,
     /// NATS server(s) (`NATS_URL`).
     pub nats_url: String,
+    /// Who it is to NATS (`NATS_USER`, `NATS_PASSWORD`).
+    pub nats_credentials: nats_topology::Credentials,
     /// Redis (`REDIS_URL`).
     pub redis_url: String,
     /// MongoDB (`MONGODB_URI`).
@@ -58,8 +60,6 @@ pub struct Settings {
     /// How long an access token (and its session) lives.
     pub token_ttl: Duration,
     /// Keys accepted in `X-Api-Key` on admin routes (`ADMIN_API_KEY`, comma-separated).
-    /// Who it is to NATS (`NATS_USER`, `NATS_PASSWORD`).
-    pub nats_credentials: nats_topology::Credentials,
     pub admin_api_keys: Vec<SecretString>,
     /// An admin account to create at start-up when missing
     /// (`BOOTSTRAP_ADMIN_USERNAME`, `BOOTSTRAP_ADMIN_PASSWORD`).
@@ -273,6 +273,12 @@ impl Settings {
         Ok(Self {
             addr,
             nats_url: env("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+            nats_credentials: nats_topology::Credentials::from_env(&env).map_err(|missing| {
+                bad(
+                    missing,
+                    "is required with the other of NATS_USER and NATS_PASSWORD",
+                )
+            })?,
             redis_url: env("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
             mongodb_uri: env("MONGODB_URI")
                 .unwrap_or_else(|| "mongodb://127.0.0.1:27017/?directConnection=true".into()),
@@ -318,12 +324,6 @@ mod tests {
             ("JWT_SECRET", "dev-jwt-secret-not-for-production-0123"),
             ("ADMIN_API_KEY", "dev-admin-key"),
             ("BOOTSTRAP_ADMIN_USERNAME", "admin"),
-            nats_credentials: nats_topology::Credentials::from_env(&env).map_err(|missing| {
-                bad(
-                    missing,
-                    "is required with the other of NATS_USER and NATS_PASSWORD",
-                )
-            })?,
             ("BOOTSTRAP_ADMIN_PASSWORD", "dev-admin-password"),
         ];
         let mut on_loopback = dev.to_vec();
