@@ -293,12 +293,16 @@ pub async fn apply(
             let doc = players.entry(p).or_insert(None);
             let (online, region) = doc
                 .as_ref()
-                .map(|d| (d.online, d.region.clone()))
+                .map(|d| (d.state.online, d.state.region.clone()))
                 .unwrap_or((false, None));
             if fold_player(doc, p, f) {
                 player_facts.entry(p).or_default().push(i);
                 changed.players.insert(p);
-                if doc.as_ref().map(|d| (d.online, d.region.clone())) != Some((online, region)) {
+                if doc
+                    .as_ref()
+                    .map(|d| (d.state.online, d.state.region.clone()))
+                    != Some((online, region))
+                {
                     changed.population = true;
                 }
             }
@@ -307,15 +311,15 @@ pub async fn apply(
             let username = players
                 .get(&PlayerId::from_uuid(*e.as_uuid()))
                 .and_then(|d| d.as_ref())
-                .map(|d| d.username.clone());
+                .map(|d| d.state.username.clone());
             let doc = entities.entry(e).or_insert(None);
-            let before = doc.as_ref().and_then(|d| d.region.clone());
+            let before = doc.as_ref().and_then(|d| d.state.region.clone());
             if fold_entity(doc, e, f, username.as_deref()) {
                 entity_facts.entry(e).or_default().push(i);
                 if let Some(r) = before {
                     changed.regions.insert(r.to_string());
                 }
-                if let Some(r) = doc.as_ref().and_then(|d| d.region.clone()) {
+                if let Some(r) = doc.as_ref().and_then(|d| d.state.region.clone()) {
                     changed.regions.insert(r.to_string());
                 }
             }

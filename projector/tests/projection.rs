@@ -68,13 +68,13 @@ async fn facts_become_read_models_audit_entries_and_broadcasts() {
             .docs::<PlayerDoc>("players")
             .await
             .into_iter()
-            .find(|d| d.id == p && d.hp == Some(93))
+            .find(|d| d.id == p && d.state.hp == Some(93))
     })
     .await;
-    assert_eq!(player.username, "ada");
-    assert_eq!(player.region, Some(west()));
-    assert!(player.online);
-    assert_eq!(player.position, Some(Position::new(10.0, 20.0)));
+    assert_eq!(player.state.username, "ada");
+    assert_eq!(player.state.region, Some(west()));
+    assert!(player.state.online);
+    assert_eq!(player.state.position, Some(Position::new(10.0, 20.0)));
     // The gateway reads it as its own view type.
     let raw = stack
         .db
@@ -92,7 +92,11 @@ async fn facts_become_read_models_audit_entries_and_broadcasts() {
         .find(|d| d.id == EntityId::from(p))
         .expect("world doc");
     assert_eq!(
-        (entity.name.as_deref(), entity.kind.as_str(), entity.hp),
+        (
+            entity.state.name.as_deref(),
+            entity.state.kind.as_str(),
+            entity.state.hp
+        ),
         (Some("ada"), "player", Some(93))
     );
     let gateway_view: Vec<schemas::read_model::EntityView> = stack
@@ -218,7 +222,7 @@ async fn a_batch_applied_twice_or_out_of_date_changes_nothing() {
         .await
         .expect("stale pass");
     assert_eq!(stack.projected().await, once);
-    assert_eq!(once.0[&p].hp, Some(80));
+    assert_eq!(once.0[&p].state.hp, Some(80));
     assert_eq!(once.0[&p].seq, 4);
     assert_eq!(stack.audit_count().await, 4);
 }
@@ -639,7 +643,7 @@ async fn logins_logouts_and_role_changes_become_sessions_and_roles() {
             .expect("batch");
     }
     let (players, _, sessions) = stack.projected().await;
-    assert_eq!(players[&p].role, "moderator");
+    assert_eq!(players[&p].state.role, "moderator");
     assert_eq!(players[&p].seq, 8);
     let one = &sessions[first];
     assert_eq!(one.player, p);

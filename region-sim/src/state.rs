@@ -3,11 +3,14 @@
 //! Every change of recorded state goes through [`apply`]: a command's handler and a tick's
 //! systems decide facts, and those facts are folded in here, exactly as a process recovering the
 //! region folds the facts it reads back from `FACTS`. So the state a region runs with and the
-//! state its log rebuilds are the same by construction.
+//! state its log rebuilds are the same by construction. What a fact does to an entity's recorded
+//! state (position, hit points, level, experience, inventory, life) is the shared fold's,
+//! [`EntityState::apply`], the same the projector and the analysts' replay use; only what the
+//! log does not record (walks under way, cooldowns, item slots, NPCs' targets) is kept here.
 
 use std::sync::Arc;
 
-use schemas::fold::InventoryItem;
+use schemas::fold::{Applied, InventoryItem};
 use schemas::{EntityKind, EntityState, Fact, Position, RegionConfig, WorldConfig};
 use shipyard::{Get, UniqueViewMut, View, ViewMut, World};
 
@@ -94,63 +97,59 @@ pub fn apply(world: &mut World, fact: &Fact, at_ms: i64) {
         Fact::Spawned(f) => insert(world, &f.state, None, at_ms),
         Fact::HandedOffIn(f) => insert(world, &f.state, None, at_ms),
         Fact::NpcSpawned(f) => insert(world, &f.state, Some(&f.npc_kind), at_ms),
-        Fact::MovementStarted(f) => with_key(world, f.entity, |w, key| {
-            let speed = speed_of(w, key);
-            set_position(w, key, f.from);
-            w.add_component(
-                key,
-                Moving {
-                    from: f.from,
-                    to: f.destination,
-                    started_ms: at_ms,
-                    speed,
-                },
-            );
-        }),
-        Fact::Moved(f) => with_key(world, f.entity, |w, key| {
-            set_position(w, key, f.position);
-            if f.arrived {
-                w.delete_component::<Moving>(key);
-            } else if let Ok(mut m) = w.get::<&mut Moving>(key) {
-                m.from = f.position;
-                m.started_ms = at_ms;
+        Fact::MovementStarted(f) => {
+            if let Some(key) = fold_recorded(world, f.entity, fact) {
+                let speed = speed_of(world, key);
+                world.add_component(
+                    key,
+                    Moving {
+                        from: f.from,
+                        to: f.destination,
+                        started_ms: at_ms,
+                        speed,
+                    },
+                );
             }
-        }),
-        Fact::Damaged(f) => {
-            with_key(world, f.target, |w, key| {
-                if let Ok(mut h) = w.get::<&mut Health>(key) {
-                    h.hp = f.hp;
+        }
+        Fact::Moved(f) => {
+            if let Some(key) = fold_recorded(world, f.entity, fact) {
+                if f.arrived {
+                    world.delete_component::<Moving>(key);
+                } else if let Ok(mut m) = world.get::<&mut Moving>(key) {
+                    m.from = f.position;
+                    m.started_ms = at_ms;
                 }
-            });
+            }
+        }
+        Fact::Damaged(f) => {
+            fold_recorded(world, f.target, fact);
             with_key(world, f.attacker, |w, key| {
                 if let Ok(mut c) = w.get::<&mut Combat>(key) {
                     c.last_attack_ms = Some(at_ms);
                 }
             });
         }
-        Fact::Died(f) => with_key(world, f.entity, |w, key| die(w, key, f.position, at_ms)),
-        Fact::NpcDied(f) => with_key(world, f.npc, |w, key| die(w, key, f.position, at_ms)),
-        Fact::Respawned(f) => with_key(world, f.entity, |w, key| {
-            set_position(w, key, f.position);
-            w.delete_component::<Moving>(key);
-            if let Ok(mut h) = w.get::<&mut Health>(key) {
-                h.hp = f.hp;
-                h.alive = true;
+        Fact::Died(f) => {
+            if let Some(key) = fold_recorded(world, f.entity, fact) {
+                died(world, key, at_ms);
             }
-            if let Ok(mut c) = w.get::<&mut Combat>(key) {
-                c.died_at_ms = None;
+        }
+        Fact::NpcDied(f) => {
+            if let Some(key) = fold_recorded(world, f.npc, fact) {
+                died(world, key, at_ms);
             }
-        }),
-        Fact::XpGained(f) => with_key(world, f.entity, |w, key| {
-            if let Ok(mut p) = w.get::<&mut Progress>(key) {
-                p.xp = f.xp;
-                p.level = f.level;
+        }
+        Fact::Respawned(f) => {
+            if let Some(key) = fold_recorded(world, f.entity, fact) {
+                world.delete_component::<Moving>(key);
+                if let Ok(mut c) = world.get::<&mut Combat>(key) {
+                    c.died_at_ms = None;
+                }
             }
-            if let Ok(mut h) = w.get::<&mut Health>(key) {
-                h.max_hp = f.max_hp;
-                h.hp = h.hp.min(f.max_hp);
-            }
-        }),
+        }
+        Fact::XpGained(f) => {
+            fold_recorded(world, f.entity, fact);
+        }
         Fact::ItemSpawned(f) => {
             if key_of(world, f.item).is_some() {
                 return;
@@ -199,13 +198,7 @@ pub fn apply(world: &mut World, fact: &Fact, at_ms: i64) {
                     );
                 }
             }
-            with_key(world, f.entity, |w, key| {
-                if let Ok(mut inv) = w.get::<&mut Inventory>(key)
-                    && !inv.0.iter().any(|i| i.item == f.item.item)
-                {
-                    inv.0.push(f.item.clone());
-                }
-            });
+            fold_recorded(world, f.entity, fact);
         }
         Fact::Left(f) => {
             if let Some(key) = key_of(world, f.entity) {
@@ -230,6 +223,37 @@ pub fn apply(world: &mut World, fact: &Fact, at_ms: i64) {
         | Fact::LoggedOut(_)
         | Fact::RoleChanged(_) => {}
     }
+}
+
+/// Folds `fact` into the recorded state of entity `id` with the shared fold and writes the
+/// result back into its components; the entity's key, when the region holds it.
+fn fold_recorded(world: &mut World, id: schemas::EntityId, fact: &Fact) -> Option<Key> {
+    let key = key_of(world, id)?;
+    let mut state = entity_state(world, key)?;
+    if state.apply(fact) == Applied::Updated {
+        set_position(world, key, state.position);
+        world.run(
+            |mut health: ViewMut<Health>,
+             mut progress: ViewMut<Progress>,
+             mut inventory: ViewMut<Inventory>| {
+                if let Ok(mut h) = (&mut health).get(key) {
+                    h.hp = state.hp;
+                    h.max_hp = state.max_hp;
+                    h.alive = state.alive;
+                }
+                if let Ok(mut p) = (&mut progress).get(key) {
+                    p.level = state.level;
+                    p.xp = state.xp;
+                }
+                if let Ok(mut inv) = (&mut inventory).get(key)
+                    && inv.0 != state.inventory
+                {
+                    inv.0 = std::mem::take(&mut state.inventory);
+                }
+            },
+        );
+    }
+    Some(key)
 }
 
 /// The id the item filling slot number `slot` for the `generation`-th time gets: derived from
@@ -274,13 +298,10 @@ pub fn set_position(world: &mut World, key: Key, p: Position) {
     );
 }
 
-fn die(world: &mut World, key: Key, at: Position, at_ms: i64) {
-    set_position(world, key, at);
+/// What the log does not record of a death: the walk stops, the respawn clock starts, an NPC
+/// forgets its target.
+fn died(world: &mut World, key: Key, at_ms: i64) {
     world.delete_component::<Moving>(key);
-    if let Ok(mut h) = world.get::<&mut Health>(key) {
-        h.hp = 0;
-        h.alive = false;
-    }
     if let Ok(mut c) = world.get::<&mut Combat>(key) {
         c.died_at_ms = Some(at_ms);
     }

@@ -1,13 +1,21 @@
-//! The fold: how facts change an entity's state. Deciding what a command does belongs to the
-//! region simulator; applying what was decided is here, once, so that the simulator's recovery,
-//! the projector and the analysts' replay all agree.
+//! The fold: how facts change state. Deciding what a command does belongs to the region
+//! simulator; applying what was decided is here, once, so that the simulator's recovery, the
+//! projector's read models, the gateway's live stream and the analysts' replay all agree.
+//!
+//! - [`players_of`], [`entities_of`], [`sessions_of`]: whom a fact concerns.
+//! - [`EntityState`]: an entity as a region holds it (the simulator's recorded state).
+//! - [`PlayerState`]: a player as the `players` read model shows it: account, role, avatar.
+//! - [`WorldEntity`]: something in the world as the `world` read model shows it.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use chrono::{DateTime, Utc};
+
+use crate::envelope::Envelope;
 use crate::fact::Fact;
 use crate::geometry::Position;
-use crate::ids::{EntityId, PlayerId};
+use crate::ids::{EntityId, PlayerId, RegionId};
 use crate::validation::{FieldError, ValidationContext};
 
 /// What kind of thing an entity is.
@@ -117,6 +125,7 @@ impl EntityState {
                 self.xp = f.xp;
                 self.level = f.level;
                 self.max_hp = f.max_hp;
+                self.hp = self.hp.min(f.max_hp);
             }
             Fact::ItemPicked(f) if f.entity == me => {
                 if !self.inventory.iter().any(|i| i.item == f.item.item) {
@@ -187,6 +196,329 @@ impl EntityState {
                 "must be the avatar's own id",
             ));
         }
+    }
+}
+
+/// The players a fact concerns (whose state it may change, or who hear of it).
+pub fn players_of(fact: &Fact) -> Vec<PlayerId> {
+    let from_entity = |id: &EntityId| PlayerId::from_uuid(*id.as_uuid());
+    match fact {
+        Fact::AccountRegistered(f) => vec![f.player],
+        Fact::LoggedIn(f) => vec![f.player],
+        Fact::LoggedOut(f) => vec![f.player],
+        Fact::RoleChanged(f) => vec![f.player],
+        Fact::Spawned(f) => f.state.player.into_iter().collect(),
+        Fact::HandedOffIn(f) => f.state.player.into_iter().collect(),
+        Fact::HandedOffOut(f) => f.state.player.into_iter().collect(),
+        Fact::MovementStarted(f) => vec![from_entity(&f.entity)],
+        Fact::Moved(f) => vec![from_entity(&f.entity)],
+        Fact::Damaged(f) => vec![from_entity(&f.target)],
+        Fact::Died(f) => vec![from_entity(&f.entity)],
+        Fact::Respawned(f) => vec![from_entity(&f.entity)],
+        Fact::XpGained(f) => vec![from_entity(&f.entity)],
+        Fact::ItemPicked(f) => vec![from_entity(&f.entity)],
+        Fact::ChatSaid(f) => vec![from_entity(&f.entity)],
+        Fact::Left(f) => vec![from_entity(&f.entity)],
+        // Changes no state; the attacker hears that the blow went out.
+        Fact::StruckAcross(f) => vec![from_entity(&f.attacker)],
+        // Changes no state here; the player's region grants the experience.
+        Fact::RewardSent(f) => vec![from_entity(&f.entity)],
+        Fact::ItemSpawned(_) | Fact::NpcSpawned(_) | Fact::NpcDied(_) | Fact::Rejected(_) => vec![],
+    }
+}
+
+/// The world entities (items included) a fact concerns.
+pub fn entities_of(fact: &Fact) -> Vec<EntityId> {
+    match fact {
+        Fact::Spawned(f) => vec![f.state.id],
+        Fact::HandedOffIn(f) => vec![f.state.id],
+        Fact::HandedOffOut(f) => vec![f.state.id],
+        Fact::NpcSpawned(f) => vec![f.state.id],
+        Fact::MovementStarted(f) => vec![f.entity],
+        Fact::Moved(f) => vec![f.entity],
+        Fact::Damaged(f) => vec![f.target],
+        Fact::Died(f) => vec![f.entity],
+        Fact::NpcDied(f) => vec![f.npc],
+        Fact::Respawned(f) => vec![f.entity],
+        Fact::XpGained(f) => vec![f.entity],
+        Fact::ItemSpawned(f) => vec![f.item],
+        Fact::ItemPicked(f) => vec![f.item.item],
+        Fact::Left(f) => vec![f.entity],
+        Fact::AccountRegistered(_)
+        | Fact::LoggedIn(_)
+        | Fact::LoggedOut(_)
+        | Fact::RoleChanged(_)
+        | Fact::ChatSaid(_)
+        | Fact::Rejected(_)
+        | Fact::StruckAcross(_)
+        | Fact::RewardSent(_) => vec![],
+    }
+}
+
+/// The sessions (logins) a fact concerns.
+pub fn sessions_of(fact: &Fact) -> Vec<String> {
+    match fact {
+        Fact::LoggedIn(f) => vec![f.session.clone()],
+        Fact::LoggedOut(f) => vec![f.session.clone()],
+        _ => vec![],
+    }
+}
+
+/// A player as the log tells it: the account, its role and its avatar. The `players` read
+/// model and the analysts' `audit state --player` are this fold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlayerState {
+    /// The username (empty until the registration is folded).
+    pub username: String,
+    /// `player`, `moderator` or `admin`.
+    pub role: String,
+    /// The region the avatar is in (or last was).
+    pub region: Option<RegionId>,
+    /// Where the avatar is (or last was).
+    pub position: Option<Position>,
+    /// Where the avatar is walking to, if it is walking.
+    #[serde(default)]
+    pub destination: Option<Position>,
+    /// Hit points, once spawned.
+    pub hp: Option<u32>,
+    /// Maximum hit points, once spawned.
+    pub max_hp: Option<u32>,
+    /// Level.
+    pub level: u32,
+    /// Experience.
+    pub xp: u64,
+    /// What the avatar carries.
+    pub inventory: Vec<InventoryItem>,
+    /// Whether the avatar is in the world.
+    pub online: bool,
+    /// When a fact last concerned the player.
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+impl PlayerState {
+    /// A player of whom nothing is known yet.
+    pub fn unknown() -> Self {
+        Self {
+            username: String::new(),
+            role: "player".into(),
+            region: None,
+            position: None,
+            destination: None,
+            hp: None,
+            max_hp: None,
+            level: 1,
+            xp: 0,
+            inventory: vec![],
+            online: false,
+            last_seen: None,
+        }
+    }
+
+    fn with_avatar(&mut self, state: &EntityState, region: Option<RegionId>) {
+        self.region = region;
+        self.position = Some(state.position);
+        self.destination = state.destination;
+        self.hp = Some(state.hp);
+        self.max_hp = Some(state.max_hp);
+        self.level = state.level;
+        self.xp = state.xp;
+        self.inventory = state.inventory.clone();
+        self.online = true;
+    }
+
+    /// Folds a fact into `player`'s state (`None` until the player is first concerned).
+    /// Returns whether the state changed. Applying a fact twice changes nothing more.
+    pub fn fold(state: &mut Option<PlayerState>, player: PlayerId, fact: &Envelope<Fact>) -> bool {
+        let me = EntityId::from(player);
+        if let Fact::AccountRegistered(f) = &fact.payload {
+            if f.player != player {
+                return false;
+            }
+            match state {
+                Some(s) => s.username = f.username.clone(),
+                None => {
+                    *state = Some(PlayerState {
+                        username: f.username.clone(),
+                        last_seen: Some(fact.occurred_at),
+                        ..Self::unknown()
+                    })
+                }
+            }
+            return true;
+        }
+        // A player whose registration has not been folded (facts of an account made before a
+        // projection existed are still folded: its username is filled in when known).
+        let s = state.get_or_insert_with(Self::unknown);
+        match &fact.payload {
+            Fact::Spawned(f) if f.state.id == me => s.with_avatar(&f.state, fact.region.clone()),
+            Fact::HandedOffIn(f) if f.state.id == me => {
+                s.with_avatar(&f.state, fact.region.clone())
+            }
+            // Routed to the new region at once: its commands queue there behind the hand-off.
+            Fact::HandedOffOut(f) if f.state.id == me => s.region = Some(f.to_region.clone()),
+            Fact::MovementStarted(f) if f.entity == me => {
+                s.position = Some(f.from);
+                s.destination = Some(f.destination);
+            }
+            Fact::Moved(f) if f.entity == me => {
+                s.position = Some(f.position);
+                if f.arrived {
+                    s.destination = None;
+                }
+            }
+            Fact::Damaged(f) if f.target == me => s.hp = Some(f.hp),
+            Fact::Died(f) if f.entity == me => {
+                s.hp = Some(0);
+                s.position = Some(f.position);
+                s.destination = None;
+            }
+            Fact::Respawned(f) if f.entity == me => {
+                s.hp = Some(f.hp);
+                s.position = Some(f.position);
+                s.destination = None;
+            }
+            Fact::XpGained(f) if f.entity == me => {
+                s.xp = f.xp;
+                s.level = f.level;
+                s.max_hp = Some(f.max_hp);
+                s.hp = s.hp.map(|hp| hp.min(f.max_hp));
+            }
+            Fact::ItemPicked(f) if f.entity == me => {
+                if !s.inventory.iter().any(|i| i.item == f.item.item) {
+                    s.inventory.push(f.item.clone());
+                }
+            }
+            Fact::Left(f) if f.entity == me => {
+                s.online = false;
+                s.position = Some(f.position);
+                s.destination = None;
+            }
+            Fact::ChatSaid(f) if f.entity == me => {}
+            Fact::LoggedIn(f) if f.player == player => {}
+            Fact::LoggedOut(f) if f.player == player => {}
+            Fact::RoleChanged(f) if f.player == player => s.role = f.role.clone(),
+            _ => return false,
+        }
+        s.last_seen = Some(fact.occurred_at);
+        true
+    }
+}
+
+/// Something in the world as the log tells it: an avatar, an NPC or an item on the ground. The
+/// `world` read model and `audit state --region` are this fold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorldEntity {
+    /// The region it is in; `None` once it has left the world, crossed into another region or
+    /// (an item) been picked up.
+    pub region: Option<RegionId>,
+    /// `player`, `npc` or `item`.
+    pub kind: String,
+    /// Where it is.
+    pub position: Position,
+    /// The username, NPC kind or item kind.
+    pub name: Option<String>,
+    /// Hit points (avatars and NPCs).
+    pub hp: Option<u32>,
+    /// Maximum hit points (avatars and NPCs).
+    pub max_hp: Option<u32>,
+    /// Whether it is alive (avatars and NPCs).
+    pub alive: Option<bool>,
+}
+
+impl WorldEntity {
+    fn from_state(state: &EntityState, region: Option<RegionId>, name: Option<String>) -> Self {
+        Self {
+            region,
+            kind: match state.kind {
+                EntityKind::Player => "player",
+                EntityKind::Npc => "npc",
+            }
+            .into(),
+            position: state.position,
+            name,
+            hp: Some(state.hp),
+            max_hp: Some(state.max_hp),
+            alive: Some(state.alive),
+        }
+    }
+
+    /// Folds a fact into entity `id`'s state (`None` until a fact brings it into the world);
+    /// `username` names an avatar. Returns whether the state changed.
+    pub fn fold(
+        state: &mut Option<WorldEntity>,
+        id: EntityId,
+        fact: &Envelope<Fact>,
+        username: Option<&str>,
+    ) -> bool {
+        let name = |s: &Option<WorldEntity>| {
+            username
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .or_else(|| s.as_ref().and_then(|s| s.name.clone()))
+        };
+        let region = fact.region.clone();
+        match &fact.payload {
+            Fact::Spawned(f) if f.state.id == id => {
+                *state = Some(Self::from_state(&f.state, region, name(state)));
+                return true;
+            }
+            Fact::HandedOffIn(f) if f.state.id == id => {
+                *state = Some(Self::from_state(&f.state, region, name(state)));
+                return true;
+            }
+            Fact::NpcSpawned(f) if f.state.id == id => {
+                *state = Some(Self::from_state(&f.state, region, Some(f.npc_kind.clone())));
+                return true;
+            }
+            Fact::ItemSpawned(f) if f.item == id => {
+                *state = Some(WorldEntity {
+                    region,
+                    kind: "item".into(),
+                    position: f.position,
+                    name: Some(f.item_kind.clone()),
+                    hp: None,
+                    max_hp: None,
+                    alive: None,
+                });
+                return true;
+            }
+            _ => {}
+        }
+        let Some(s) = state else {
+            return false;
+        };
+        match &fact.payload {
+            Fact::MovementStarted(f) if f.entity == id => s.position = f.from,
+            Fact::Moved(f) if f.entity == id => s.position = f.position,
+            Fact::Damaged(f) if f.target == id => s.hp = Some(f.hp),
+            Fact::Died(f) if f.entity == id => {
+                s.hp = Some(0);
+                s.alive = Some(false);
+                s.position = f.position;
+            }
+            Fact::NpcDied(f) if f.npc == id => {
+                s.hp = Some(0);
+                s.alive = Some(false);
+                s.position = f.position;
+            }
+            Fact::Respawned(f) if f.entity == id => {
+                s.hp = Some(f.hp);
+                s.alive = Some(true);
+                s.position = f.position;
+            }
+            Fact::XpGained(f) if f.entity == id => {
+                s.max_hp = Some(f.max_hp);
+                s.hp = s.hp.map(|hp| hp.min(f.max_hp));
+            }
+            Fact::ItemPicked(f) if f.item.item == id => s.region = None,
+            Fact::Left(f) if f.entity == id => {
+                s.region = None;
+                s.position = f.position;
+            }
+            Fact::HandedOffOut(f) if f.state.id == id => s.region = None,
+            _ => return false,
+        }
+        true
     }
 }
 

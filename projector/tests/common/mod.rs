@@ -183,7 +183,7 @@ impl Stack {
                         let username = players
                             .get(&PlayerId::from_uuid(*e.as_uuid()))
                             .and_then(|d| d.as_ref())
-                            .map(|d| d.username.clone());
+                            .map(|d| d.state.username.clone());
                         fold_entity(
                             entities.entry(e).or_insert(None),
                             e,
