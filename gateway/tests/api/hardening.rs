@@ -154,6 +154,74 @@ async fn a_role_change_wins_over_every_login_that_has_not_answered() {
 }
 
 #[tokio::test]
+async fn a_token_is_not_taken_before_its_not_before_time() {
+    let app = spawn_app().await;
+    let (_, token) = app.player("nell").await;
+    let claims = app.state.tokens().check(&token).expect("valid");
+    let with_nbf = |nbf: u64| {
+        let mut claims = serde_json::to_value(&claims).expect("json");
+        claims["nbf"] = json!(nbf);
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            // The JWT_SECRET spawn_app gives the gateway.
+            &jsonwebtoken::EncodingKey::from_secret(b"test-secret-test-secret-test-secret"),
+        )
+        .expect("token")
+    };
+    let error = error_of(
+        app.get("/v1/players/me", Some(&with_nbf(now_secs() + 3600)))
+            .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(error["code"], "unauthorized");
+    assert_eq!(
+        app.get("/v1/players/me", Some(&with_nbf(now_secs() - 10)))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+/// The median time `check` takes, over `runs` runs.
+fn median_time(runs: usize, mut check: impl FnMut() -> bool) -> std::time::Duration {
+    let mut times: Vec<std::time::Duration> = (0..runs)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            std::hint::black_box(check());
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[runs / 2]
+}
+
+#[test]
+fn the_api_key_check_takes_as_long_whatever_the_length_guessed() {
+    // A long key makes a comparison that stops at the lengths easy to see.
+    let size = 1 << 18;
+    let keys = [secrecy::SecretString::from("k".repeat(size))];
+    let same_length = vec![b'x'; size];
+    let one_longer = vec![b'x'; size + 1];
+    let check = |given: &[u8]| gateway::auth::api_key_matches(given, &keys);
+    assert!(!check(&same_length) && !check(&one_longer));
+    let (mut same, mut longer) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        same.push(median_time(5, || check(&same_length)));
+        longer.push(median_time(5, || check(&one_longer)));
+    }
+    same.sort();
+    longer.sort();
+    let (same, longer) = (same[2].as_secs_f64(), longer[2].as_secs_f64());
+    let ratio = same.max(longer) / same.min(longer).max(1e-9);
+    assert!(
+        ratio < 3.0,
+        "a guess of the key's length took {same:.6} s, one a byte longer {longer:.6} s"
+    );
+}
+
+#[tokio::test]
 async fn absurd_numbers_in_query_parameters_are_refused_with_the_error_shape() {
     let app = spawn_app().await;
     let root = app.login("root", PASSWORD).await;
