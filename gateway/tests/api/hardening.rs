@@ -221,6 +221,65 @@ fn the_api_key_check_takes_as_long_whatever_the_length_guessed() {
     );
 }
 
+/// Loose limits but for the per-IP one: a burst of 4, then one a second.
+const TIGHT_PER_IP: &str = r#"
+[rate_limits]
+auth_per_ip = { rate_per_sec = 1000.0, burst = 1000 }
+api_per_ip = { rate_per_sec = 1.0, burst = 4 }
+commands_per_player = { rate_per_sec = 1000.0, burst = 1000 }
+reads_per_player = { rate_per_sec = 1000.0, burst = 1000 }
+"#;
+
+/// The statuses of `n` commands sent with `token`, one after the other.
+async fn command_statuses(app: &TestApp, token: &str, n: usize) -> Vec<StatusCode> {
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        let response = app
+            .post_json("/v1/commands", &json!({"type": "leave"}), Some(token))
+            .await;
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(response.headers().contains_key("retry-after"));
+            let error = error_of(response, status).await;
+            assert_eq!(error["code"], "rate_limited");
+        }
+        statuses.push(status);
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn a_flood_of_bad_tokens_on_commands_is_limited_per_ip() {
+    let app = spawn_app_with(TIGHT_PER_IP).await;
+    let (player, token) = app.player("flo").await;
+    let garbage = "not-a-token";
+    let statuses = command_statuses(&app, garbage, 8).await;
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "an invalid token: {statuses:?}"
+    );
+
+    // A revoked token: its session ended (as a logout ends it).
+    let sid = app.state.tokens().check(&token).expect("valid").sid;
+    app.state
+        .sessions()
+        .end(&mut app.state.redis(), player.parse().expect("id"), &sid)
+        .await
+        .expect("ended");
+    // Wait for a little of the budget to come back, then flood again.
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the per-IP budget to refill",
+        || async { command_statuses(&app, garbage, 1).await[0] == StatusCode::UNAUTHORIZED },
+    )
+    .await;
+    let statuses = command_statuses(&app, &token, 8).await;
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "a revoked token: {statuses:?}"
+    );
+}
+
 #[tokio::test]
 async fn absurd_numbers_in_query_parameters_are_refused_with_the_error_shape() {
     let app = spawn_app().await;
