@@ -198,6 +198,15 @@ impl AppState {
         self.limit_all(&[(rule, key)]).await
     }
 
+    /// Gives back a request counted against `rule` for `key` (see [`ratelimit::Limiter::refund`]);
+    /// a failure is only logged: the request stays counted.
+    pub async fn refund(&self, rule: Rule, key: &str) {
+        if let Err(e) = self.0.limiter.refund(&mut self.redis(), rule, key).await {
+            self.metrics().dependency_error("redis");
+            tracing::warn!(error = %e, rule = rule.as_str(), "cannot give back a counted request");
+        }
+    }
+
     /// Counts a request against several rate limits in one round trip; 429 with `Retry-After`
     /// when any is over.
     pub async fn limit_all(&self, limits: &[(Rule, &str)]) -> Result<(), ApiError> {

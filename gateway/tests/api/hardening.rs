@@ -280,6 +280,82 @@ async fn a_flood_of_bad_tokens_on_commands_is_limited_per_ip() {
     );
 }
 
+/// Loose limits but for failed logins per account: a burst of 5, then one a second.
+const TIGHT_LOGIN_FAILURES: &str = r#"
+[rate_limits]
+auth_per_ip = { rate_per_sec = 1000.0, burst = 1000 }
+api_per_ip = { rate_per_sec = 1000.0, burst = 1000 }
+commands_per_player = { rate_per_sec = 1000.0, burst = 1000 }
+reads_per_player = { rate_per_sec = 1000.0, burst = 1000 }
+login_failures_per_account = { rate_per_sec = 1.0, burst = 5 }
+"#;
+
+async fn login_status(app: &TestApp, username: &str, password: &str) -> StatusCode {
+    let response = app
+        .post_json(
+            "/v1/auth/login",
+            &json!({"username": username, "password": password}),
+            None,
+        )
+        .await;
+    let status = response.status();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        assert!(response.headers().contains_key("retry-after"));
+        let error = error_of(response, status).await;
+        assert_eq!(error["code"], "rate_limited");
+    }
+    status
+}
+
+#[tokio::test]
+async fn wrong_passwords_for_one_account_are_limited_until_its_budget_refills() {
+    let app = spawn_app_with(TIGHT_LOGIN_FAILURES).await;
+    app.player("gus").await;
+    app.player("hal").await;
+    // Correct passwords spend nothing.
+    for _ in 0..8 {
+        assert_eq!(login_status(&app, "gus", PASSWORD).await, StatusCode::OK);
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(login_status(&app, "gus", "not-the-password").await);
+    }
+    let answered = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(
+        answered <= 8 && answered + refused == 30,
+        "{answered} wrong passwords answered, {refused} refused: {statuses:?}"
+    );
+    // While the budget is spent even the right password is refused; other accounts are not.
+    assert_eq!(
+        login_status(&app, "gus", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(login_status(&app, "hal", PASSWORD).await, StatusCode::OK);
+    // An account that does not exist is limited alike: the answer does not tell.
+    let mut unknown = Vec::new();
+    for _ in 0..8 {
+        unknown.push(login_status(&app, "nobody_here", PASSWORD).await);
+    }
+    assert!(
+        unknown.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{unknown:?}"
+    );
+    // The budget refills.
+    eventually(
+        std::time::Duration::from_secs(10),
+        "gus to log in again",
+        || async { login_status(&app, "gus", PASSWORD).await == StatusCode::OK },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn absurd_numbers_in_query_parameters_are_refused_with_the_error_shape() {
     let app = spawn_app().await;
