@@ -29,6 +29,7 @@ use crate::AppState;
 use crate::auth::{Caller, Role, hash_password, now_secs, verify_password};
 use crate::body::JsonBody;
 use crate::error::{ApiError, Code};
+use crate::ratelimit::Rule;
 use crate::request::{ClientIp, RequestId};
 
 /// The accounts collection.
@@ -323,7 +324,14 @@ struct Token {
 /// answers 503.
 const LOGIN_ATTEMPTS: usize = 3;
 
-/// `POST /v1/auth/login`: 200 with a bearer token, 401 on bad credentials.
+/// `POST /v1/auth/login`: 200 with a bearer token, 401 on bad credentials, 429 (with
+/// `Retry-After`) when the client's IP or the account is over its limit.
+///
+/// Besides the per-IP limit, failed logins are limited per account, from whatever address
+/// (`rate_limits.login_failures_per_account`, by lower-cased username, known or not, so the
+/// answer does not tell whether an account exists). The budget refills, so a guesser cannot
+/// lock a player out for longer than it keeps guessing; but while it is spent, every login of
+/// the account is refused with 429, **the right password included**, until it refills.
 ///
 /// A role change wins over every login that has not answered: the login reads the account's
 /// role generation before the account, and starts its session only if the generation has not
@@ -336,6 +344,29 @@ pub async fn login(
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let (username, password) = check_credentials(&body)?;
+    // Every attempt is counted before the password is checked, so that attempts in flight at
+    // once cannot overrun the budget; all but the wrong passwords are given back.
+    let account_key = username.to_lowercase();
+    state
+        .limit(Rule::LoginFailuresPerAccount, &account_key)
+        .await?;
+    let answer = log_in(&state, &request_id, &ip, &username, password).await;
+    if !matches!(&answer, Err(e) if e.code == Code::BadCredentials) {
+        state
+            .refund(Rule::LoginFailuresPerAccount, &account_key)
+            .await;
+    }
+    answer.map(Json)
+}
+
+/// A login whose attempt is counted: the token, or why not.
+async fn log_in(
+    state: &AppState,
+    request_id: &RequestId,
+    ip: &ClientIp,
+    username: &str,
+    password: SecretString,
+) -> Result<Token, ApiError> {
     let bad_credentials = || ApiError::new(Code::BadCredentials, "wrong username or password");
     let mut redis = state.redis();
     let session_store_down = |e: redis::RedisError| {
@@ -352,7 +383,7 @@ pub async fn login(
             .role_generation(&mut redis, &username.to_lowercase())
             .await
             .map_err(session_store_down)?;
-        let account = find_by_username(&state, &username).await?;
+        let account = find_by_username(state, username).await?;
         let hash = account.as_ref().map(|a| a.password_hash.clone());
         if verified.is_none() || verified != hash {
             if !verify_password(password.clone(), hash.clone()).await? {
@@ -365,7 +396,7 @@ pub async fn login(
             return Err(bad_credentials());
         };
         // An account whose registration was cut short is recorded before its first login.
-        complete(&state, &account).await?;
+        complete(state, &account).await?;
         let player: PlayerId = account.id.parse().map_err(ApiError::internal)?;
         let sid = uuid::Uuid::now_v7();
         let started = state
@@ -393,7 +424,7 @@ pub async fn login(
         });
         let actor = Actor::Player { id: player };
         let id = EventId::derived(EventId::from_uuid(sid), 0);
-        if let Err(e) = record(&state, actor, id, logged_in, Some((&request_id, &ip))).await {
+        if let Err(e) = record(state, actor, id, logged_in, Some((request_id, ip))).await {
             let _ = state
                 .sessions()
                 .end(&mut redis, player, &sid.to_string())
@@ -403,12 +434,12 @@ pub async fn login(
         let token = state
             .tokens()
             .issue(player, &sid.to_string(), account.role, now_secs())?;
-        return Ok(Json(Token {
+        return Ok(Token {
             access_token: token,
             token_type: "Bearer",
             expires_in: ttl.as_secs(),
             player_id: player,
-        }));
+        });
     }
     Err(ApiError {
         retry_after: Some(1),

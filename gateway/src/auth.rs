@@ -27,6 +27,7 @@ use redis::AsyncCommands;
 use schemas::PlayerId;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
@@ -123,6 +124,8 @@ impl Tokens {
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // A token that says it is not valid yet (`nbf`) is not, when it says so.
+        validation.validate_nbf = true;
         validation.leeway = 0;
         Self {
             encoding: EncodingKey::from_secret(key),
@@ -625,11 +628,15 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// Whether `given` is one of `keys`, compared in constant time (every key is compared).
+/// Whether `given` is one of `keys`. The SHA-256 digests of both are compared, in constant time
+/// and with every key: comparing the keys themselves stops at once when the lengths differ, so
+/// the time would tell a guesser the key's length.
 pub fn api_key_matches(given: &[u8], keys: &[SecretString]) -> bool {
+    let given_digest = Sha256::digest(given);
     let mut found = subtle::Choice::from(0);
     for key in keys {
-        found |= key.expose_secret().as_bytes().ct_eq(given);
+        let key_digest = Sha256::digest(key.expose_secret().as_bytes());
+        found |= key_digest[..].ct_eq(&given_digest[..]);
     }
     !given.is_empty() && bool::from(found)
 }

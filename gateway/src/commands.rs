@@ -128,26 +128,42 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// `POST /v1/commands`.
+///
+/// The client's IP is counted against its limit before anything else is decided: a token that
+/// is not valid, or whose session has ended, or a body that is refused, still counts, so a
+/// flood of them from one address gets 429.
 pub async fn submit(
     State(state): State<AppState>,
-    bearer: Bearer,
+    bearer: Result<Bearer, ApiError>,
     request_ids: RequestIds,
     axum::Extension(ClientIp(ip)): axum::Extension<ClientIp>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<axum::response::Response, ApiError> {
+    let ip_key = ip.to_string();
+    let bearer = match bearer {
+        Ok(bearer) => bearer,
+        Err(refused) => {
+            state.limit(Rule::ApiPerIp, &ip_key).await?;
+            return Err(refused);
+        }
+    };
     // Every command asks Redis three things: is the session live, are the sender and its IP
     // within their limits, where is the avatar. The gate asks them in one script call, together
-    // with other requests' questions.
-    let (player_key, ip_key) = (bearer.0.sub.to_string(), ip.to_string());
-    let limits = [
-        (Rule::ApiPerIp, ip_key.as_str()),
-        (Rule::CommandsPerPlayer, player_key.as_str()),
-    ];
-    let admission = state.admit(&bearer.0.sid, bearer.0.sub, &limits).await;
-    let caller = bearer.into_caller(&state, admission.session)?;
+    // with other requests' questions; the IP is counted whatever the session's state.
+    let player_key = bearer.0.sub.to_string();
+    let admission = state
+        .admit(
+            &bearer.0.sid,
+            bearer.0.sub,
+            &[(Rule::ApiPerIp, ip_key.as_str())],
+            &[(Rule::CommandsPerPlayer, player_key.as_str())],
+        )
+        .await;
     admission.limited?;
+    let caller = bearer.into_caller(&state, admission.session)?;
+    let JsonBody(body) = body?;
     let wait = wait_for(&state, &query)?;
     let key = idempotency_key(&headers)?;
     let command = Command::parse_value(body, Origin::Player, state.validation())?;

@@ -9,9 +9,10 @@
 //! commands per request, and the gateway makes one call instead of three.
 //!
 //! Each ask stays atomic on its own: its rate limits are counted together or not at all, and not
-//! at all when its session has ended. An ask that gets no answer within [`BUDGET`] fails
-//! with [`Unanswered`]; the caller then decides without Redis (see [`crate::ratelimit`],
-//! [`crate::auth::Sessions::answered`] and [`crate::players::resolve`]).
+//! at all when its session has ended, except those it counts before the session is looked at
+//! (the client's IP), which a flood of bad tokens meets too. An ask that gets no answer within
+//! [`BUDGET`] fails with [`Unanswered`]; the caller then decides without Redis (see
+//! [`crate::ratelimit`], [`crate::auth::Sessions::answered`] and [`crate::players::resolve`]).
 //!
 //! Every key of a call is named in `KEYS`, so the script runs on a standalone Redis or on one
 //! shard of a cluster whose key slots agree; the gateway is configured with a standalone one.
@@ -36,25 +37,49 @@ const MAX_BATCH: usize = 128;
 const IN_FLIGHT: usize = 2;
 
 /// For each ask, in order: `ARGV` holds whether it names a session (0/1), whether it names a
-/// cached view (0/1), its number of rate limits, the player the session must belong to (when it
-/// names one), then an interval and a tolerance (ms) per limit; `KEYS` holds the session key, the
-/// view key and the limit keys it names. The answer per ask is `{live, wait, view, role}`: `live`
-/// 1 when the session holds the named player (or no session was named), 0 when there is no such
-/// session, 2 when it holds another player; `wait` 0 when the request was counted against every
-/// limit or the milliseconds until all would allow it (and then none counted it); `view` the
-/// cached text or nil; `role` the role the session was started with (empty for a session stored
-/// as the bare player id, before sessions held roles). The limits are the generic cell rate algorithm
-/// (GCRA) on Redis's own clock, so every gateway sees one limit. Times are whole milliseconds,
-/// handed to Redis as `%d` text: Lua numbers are doubles, which Redis would print with the far
-/// slower `%.17g`.
+/// cached view (0/1), its number of limits counted before the session is looked at, its number
+/// of limits counted only for a live session, the player the session must belong to (when it
+/// names one), then an interval and a tolerance (ms) per limit, the first kind first; `KEYS`
+/// holds the session key, the view key and the limit keys it names, in the same order. The
+/// answer per ask is `{live, wait, view, role}`: `live` 1 when the session holds the named player
+/// (or no session was named), 0 when there is no such session, 2 when it holds another player;
+/// `wait` 0 when the request was counted, or the milliseconds until it would be (see
+/// [`Answer::wait`]); `view` the cached text or nil; `role` the role the session was started
+/// with (empty for a session stored as the bare player id, before sessions held roles).
+///
+/// The limits are the generic cell rate algorithm (GCRA) on Redis's own clock, so every gateway
+/// sees one limit. Times are whole milliseconds, handed to Redis as `%d` text: Lua numbers are
+/// doubles, which Redis would print with the far slower `%.17g`.
 const SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+-- Counts a request against the n limits whose keys start at KEYS[k] and whose interval and
+-- tolerance start at ARGV[a]: against all of them, or against none and answers the wait.
+local function count(k, a, n)
+  local wait, tats = 0, {}
+  for i = 0, n - 1 do
+    local interval, tolerance = tonumber(ARGV[a + 2 * i]), tonumber(ARGV[a + 2 * i + 1])
+    local tat = tonumber(redis.call('GET', KEYS[k + i]) or now)
+    if tat < now then tat = now end
+    local new_tat = tat + interval
+    local allow_at = new_tat - tolerance
+    if allow_at - now > wait then wait = allow_at - now end
+    tats[i] = new_tat
+  end
+  if wait == 0 then
+    for i = 0, n - 1 do
+      local ttl = math.max(1, tats[i] - now)
+      redis.call('SET', KEYS[k + i], string.format('%d', tats[i]), 'PX', string.format('%d', ttl))
+    end
+  end
+  return wait
+end
 local answers = {}
 local k, a = 1, 2
 for r = 1, tonumber(ARGV[1]) do
-  local has_session, has_view, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  a = a + 3
+  local has_session, has_view = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local n_before, n = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  a = a + 4
   local live, role = 1, ''
   if has_session == 1 then
     local owner = ARGV[a]
@@ -76,24 +101,11 @@ for r = 1, tonumber(ARGV[1]) do
     view = redis.call('GET', KEYS[k])
     k = k + 1
   end
-  local wait = 0
-  if live == 1 then
-    local tats = {}
-    for i = 0, n - 1 do
-      local interval, tolerance = tonumber(ARGV[a + 2 * i]), tonumber(ARGV[a + 2 * i + 1])
-      local tat = tonumber(redis.call('GET', KEYS[k + i]) or now)
-      if tat < now then tat = now end
-      local new_tat = tat + interval
-      local allow_at = new_tat - tolerance
-      if allow_at - now > wait then wait = allow_at - now end
-      tats[i] = new_tat
-    end
-    if wait == 0 then
-      for i = 0, n - 1 do
-        local ttl = math.max(1, tats[i] - now)
-        redis.call('SET', KEYS[k + i], string.format('%d', tats[i]), 'PX', string.format('%d', ttl))
-      end
-    end
+  local wait = count(k, a, n_before)
+  k = k + n_before
+  a = a + 2 * n_before
+  if live == 1 and wait == 0 then
+    wait = count(k, a, n)
   end
   k = k + n
   a = a + 2 * n
@@ -129,7 +141,11 @@ pub struct Ask {
     pub session: Option<SessionCheck>,
     /// The key of a cached view to read.
     pub view: Option<String>,
-    /// The limits to count the request against, all or none.
+    /// Limits counted before the session is looked at (all or none), whatever its state: the
+    /// client's IP, so that a flood of revoked or forged tokens is limited too.
+    pub limits_before_session: Vec<Limit>,
+    /// Limits counted (all or none) only when the session is live and the named player's, and
+    /// the limits before it allowed the request.
     pub limits: Vec<Limit>,
 }
 
@@ -138,9 +154,10 @@ pub struct Ask {
 pub struct Answer {
     /// The state of the session the ask named (`None` when it named none).
     pub session: Option<SessionState>,
-    /// `None` when the request was counted against every limit; otherwise how long until all
-    /// would allow it (and then none counted it). Limits are not counted unless the session is
-    /// live and the named player's.
+    /// `None` when the request was counted (against the limits before the session, and against
+    /// the others too when the session is live and the named player's); otherwise how long until
+    /// the limits that refused it would allow it. Limits of one kind are counted all or none;
+    /// those before the session count a request the others refuse.
     pub wait: Option<Duration>,
     /// The cached view, if the ask named one and Redis holds it.
     pub view: Option<String>,
@@ -242,6 +259,7 @@ async fn call(
         invocation
             .arg(u8::from(ask.session.is_some()))
             .arg(u8::from(ask.view.is_some()))
+            .arg(ask.limits_before_session.len())
             .arg(ask.limits.len());
         if let Some(session) = &ask.session {
             invocation.key(&session.key).arg(&session.owner);
@@ -249,7 +267,7 @@ async fn call(
         if let Some(view) = &ask.view {
             invocation.key(view);
         }
-        for limit in &ask.limits {
+        for limit in ask.limits_before_session.iter().chain(&ask.limits) {
             invocation
                 .key(&limit.key)
                 .arg(limit.interval_ms)

@@ -198,6 +198,15 @@ impl AppState {
         self.limit_all(&[(rule, key)]).await
     }
 
+    /// Gives back a request counted against `rule` for `key` (see [`ratelimit::Limiter::refund`]);
+    /// a failure is only logged: the request stays counted.
+    pub async fn refund(&self, rule: Rule, key: &str) {
+        if let Err(e) = self.0.limiter.refund(&mut self.redis(), rule, key).await {
+            self.metrics().dependency_error("redis");
+            tracing::warn!(error = %e, rule = rule.as_str(), "cannot give back a counted request");
+        }
+    }
+
     /// Counts a request against several rate limits in one round trip; 429 with `Retry-After`
     /// when any is over.
     pub async fn limit_all(&self, limits: &[(Rule, &str)]) -> Result<(), ApiError> {
@@ -205,31 +214,38 @@ impl AppState {
     }
 
     /// What a player's request asks first, in one round trip: is the session live and the
-    /// player's (and with which role), is the request within `limits` (counted only for such a
-    /// session), and the player's cached view. Without an answer from Redis, the session is
-    /// judged by the memory of confirmed ones, the limits locally, and the view is `Err` (to be
-    /// read from MongoDB).
-    pub async fn admit(&self, sid: &str, player: PlayerId, limits: &[(Rule, &str)]) -> Admission {
+    /// player's (and with which role), is the request within `before_session` (counted whatever
+    /// the session's state, so a flood of bad tokens is limited) and `limits` (counted only for
+    /// a live session of the player), and the player's cached view. Without an answer from
+    /// Redis, the session is judged by the memory of confirmed ones, the limits locally, and the
+    /// view is `Err` (to be read from MongoDB).
+    pub async fn admit(
+        &self,
+        sid: &str,
+        player: PlayerId,
+        before_session: &[(Rule, &str)],
+        limits: &[(Rule, &str)],
+    ) -> Admission {
+        let limit = |&(rule, key): &(Rule, &str)| self.0.limiter.limit(rule, key);
         let ask = gate::Ask {
             session: Some(gate::SessionCheck {
                 key: auth::session_key(sid),
                 owner: player.to_string(),
             }),
             view: Some(players::cache_key(player)),
-            limits: limits
-                .iter()
-                .map(|(rule, key)| self.0.limiter.limit(*rule, key))
-                .collect(),
+            limits_before_session: before_session.iter().map(limit).collect(),
+            limits: limits.iter().map(limit).collect(),
         };
         let answer = self.0.gate.ask(ask).await;
         let session =
             self.sessions()
                 .answered(sid, player, answer.as_ref().ok().and_then(|a| a.session));
+        let all_limits: Vec<(Rule, &str)> = before_session.iter().chain(limits).copied().collect();
         let limited = self
             .0
             .limiter
             .decide(
-                limits,
+                &all_limits,
                 answer.as_ref().map(|a| a.wait).map_err(Clone::clone),
             )
             .map_err(rate_limited);

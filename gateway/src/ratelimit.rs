@@ -1,4 +1,5 @@
-//! Rate limits, per client IP and per player, shared by every gateway through Redis.
+//! Rate limits, per client IP, per player and on failed logins per account, shared by every
+//! gateway through Redis.
 //!
 //! The rule is the generic cell rate algorithm (GCRA): one Redis key per limited thing holds the
 //! theoretical arrival time of the next request, updated atomically by the [`crate::gate`] script
@@ -30,6 +31,8 @@ pub enum Rule {
     CommandsPerPlayer,
     /// Reads, per player.
     ReadsPerPlayer,
+    /// Failed logins, per account (see [`Limiter::refund`]).
+    LoginFailuresPerAccount,
 }
 
 impl Rule {
@@ -40,6 +43,7 @@ impl Rule {
             Rule::ApiPerIp => "api_per_ip",
             Rule::CommandsPerPlayer => "commands_per_player",
             Rule::ReadsPerPlayer => "reads_per_player",
+            Rule::LoginFailuresPerAccount => "login_failures_per_account",
         }
     }
 
@@ -49,16 +53,39 @@ impl Rule {
             Rule::ApiPerIp => limits.api_per_ip,
             Rule::CommandsPerPlayer => limits.commands_per_player,
             Rule::ReadsPerPlayer => limits.reads_per_player,
+            Rule::LoginFailuresPerAccount => limits.login_failures_per_account,
         }
     }
 }
 
-const RULES: [Rule; 4] = [
+const RULES: [Rule; 5] = [
     Rule::AuthPerIp,
     Rule::ApiPerIp,
     Rule::CommandsPerPlayer,
     Rule::ReadsPerPlayer,
+    Rule::LoginFailuresPerAccount,
 ];
+
+/// Gives back one request a limit counted: its theoretical arrival time moves back by one
+/// interval (and the key goes once that is past). `KEYS[1]`: the limit's key; `ARGV[1]`: its
+/// interval in milliseconds.
+static REFUND: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local held = redis.call('GET', KEYS[1])
+if not held then return 0 end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local tat = tonumber(held) - tonumber(ARGV[1])
+if tat <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', string.format('%d', tat - now))
+end
+return 1
+"#,
+    )
+});
 
 /// The limiter every request passes.
 #[derive(Clone)]
@@ -176,6 +203,25 @@ impl Limiter {
             self.metrics.rate_limited(rule.as_str());
             not_until.wait_time_from(DefaultClock::default().now())
         })
+    }
+
+    /// Gives back a request counted against `rule` for `key`: a limit on failures counts every
+    /// attempt first (so that attempts in flight at once cannot overrun it) and gives back those
+    /// that did not fail. Nothing is given back while Redis is unreachable (the local fallback
+    /// keeps what it counted).
+    pub async fn refund(
+        &self,
+        redis: &mut redis::aio::ConnectionManager,
+        rule: Rule,
+        key: &str,
+    ) -> Result<(), redis::RedisError> {
+        let limit = self.limit(rule, key);
+        let _: u8 = REFUND
+            .key(&limit.key)
+            .arg(limit.interval_ms)
+            .invoke_async(redis)
+            .await?;
+        Ok(())
     }
 
     /// Whether the local fallback is in use right now.

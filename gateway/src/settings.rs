@@ -34,6 +34,21 @@ pub struct RateLimits {
     pub commands_per_player: Rate,
     /// Reads, per player.
     pub reads_per_player: Rate,
+    /// Failed logins, per account (by lower-cased username, whether it exists or not): when a
+    /// guesser has spent the budget, every login of that account is refused, the right password
+    /// too, until it refills.
+    #[serde(default = "RateLimits::default_login_failures")]
+    pub login_failures_per_account: Rate,
+}
+
+impl RateLimits {
+    /// Ten wrong passwords at once, then one every 20 seconds.
+    fn default_login_failures() -> Rate {
+        Rate {
+            rate_per_sec: 0.05,
+            burst: 10,
+        }
+    }
 }
 
 /// Everything the gateway needs to run.
@@ -252,6 +267,10 @@ impl Settings {
                 limits.commands_per_player,
             ),
             ("rate_limits.reads_per_player", limits.reads_per_player),
+            (
+                "rate_limits.login_failures_per_account",
+                limits.login_failures_per_account,
+            ),
         ] {
             if !(rate.rate_per_sec.is_finite() && rate.rate_per_sec > 0.0) || rate.burst == 0 {
                 return Err(bad(

@@ -36,6 +36,7 @@ fn ask(session: &str, view: &str, limits: &[&str]) -> Ask {
         }),
         view: Some(view.to_owned()),
         limits: limits.iter().map(|k| limit(k)).collect(),
+        ..Ask::default()
     }
 }
 
@@ -134,6 +135,27 @@ async fn limits_are_counted_all_together_or_not_at_all() {
             .wait
             .is_some()
     );
+}
+
+#[tokio::test]
+async fn limits_before_the_session_count_whatever_its_state() {
+    let server = Server::start_redis().expect("redis-server");
+    let mut redis = connect(&server).await;
+    let gate = Gate::start(redis.clone());
+    let ended = || Ask {
+        limits_before_session: vec![limit("rl:ip")],
+        ..ask("session:gone", "player:x", &["rl:player"])
+    };
+    // The IP's burst of two is spent by requests whose session has ended...
+    for _ in 0..2 {
+        let answer = gate.ask(ended()).await.expect("answered");
+        assert_eq!(answer.session, Some(SessionState::Ended));
+        assert_eq!(answer.wait, None);
+    }
+    assert!(gate.ask(ended()).await.expect("answered").wait.is_some());
+    // ... and not the player's, which only a live session counts.
+    let counted: Option<String> = redis.get("rl:player").await.expect("get");
+    assert_eq!(counted, None);
 }
 
 #[tokio::test]

@@ -154,6 +154,209 @@ async fn a_role_change_wins_over_every_login_that_has_not_answered() {
 }
 
 #[tokio::test]
+async fn a_token_is_not_taken_before_its_not_before_time() {
+    let app = spawn_app().await;
+    let (_, token) = app.player("nell").await;
+    let claims = app.state.tokens().check(&token).expect("valid");
+    let with_nbf = |nbf: u64| {
+        let mut claims = serde_json::to_value(&claims).expect("json");
+        claims["nbf"] = json!(nbf);
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            // The JWT_SECRET spawn_app gives the gateway.
+            &jsonwebtoken::EncodingKey::from_secret(b"test-secret-test-secret-test-secret"),
+        )
+        .expect("token")
+    };
+    let error = error_of(
+        app.get("/v1/players/me", Some(&with_nbf(now_secs() + 3600)))
+            .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(error["code"], "unauthorized");
+    assert_eq!(
+        app.get("/v1/players/me", Some(&with_nbf(now_secs() - 10)))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+/// The median time `check` takes, over `runs` runs.
+fn median_time(runs: usize, mut check: impl FnMut() -> bool) -> std::time::Duration {
+    let mut times: Vec<std::time::Duration> = (0..runs)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            std::hint::black_box(check());
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[runs / 2]
+}
+
+#[test]
+fn the_api_key_check_takes_as_long_whatever_the_length_guessed() {
+    // A long key makes a comparison that stops at the lengths easy to see.
+    let size = 1 << 18;
+    let keys = [secrecy::SecretString::from("k".repeat(size))];
+    let same_length = vec![b'x'; size];
+    let one_longer = vec![b'x'; size + 1];
+    let check = |given: &[u8]| gateway::auth::api_key_matches(given, &keys);
+    assert!(!check(&same_length) && !check(&one_longer));
+    let (mut same, mut longer) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        same.push(median_time(5, || check(&same_length)));
+        longer.push(median_time(5, || check(&one_longer)));
+    }
+    same.sort();
+    longer.sort();
+    let (same, longer) = (same[2].as_secs_f64(), longer[2].as_secs_f64());
+    let ratio = same.max(longer) / same.min(longer).max(1e-9);
+    assert!(
+        ratio < 3.0,
+        "a guess of the key's length took {same:.6} s, one a byte longer {longer:.6} s"
+    );
+}
+
+/// Loose limits but for the per-IP one: a burst of 4, then one a second.
+const TIGHT_PER_IP: &str = r#"
+[rate_limits]
+auth_per_ip = { rate_per_sec = 1000.0, burst = 1000 }
+api_per_ip = { rate_per_sec = 1.0, burst = 4 }
+commands_per_player = { rate_per_sec = 1000.0, burst = 1000 }
+reads_per_player = { rate_per_sec = 1000.0, burst = 1000 }
+"#;
+
+/// The statuses of `n` commands sent with `token`, one after the other.
+async fn command_statuses(app: &TestApp, token: &str, n: usize) -> Vec<StatusCode> {
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        let response = app
+            .post_json("/v1/commands", &json!({"type": "leave"}), Some(token))
+            .await;
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(response.headers().contains_key("retry-after"));
+            let error = error_of(response, status).await;
+            assert_eq!(error["code"], "rate_limited");
+        }
+        statuses.push(status);
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn a_flood_of_bad_tokens_on_commands_is_limited_per_ip() {
+    let app = spawn_app_with(TIGHT_PER_IP).await;
+    let (player, token) = app.player("flo").await;
+    let garbage = "not-a-token";
+    let statuses = command_statuses(&app, garbage, 8).await;
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "an invalid token: {statuses:?}"
+    );
+
+    // A revoked token: its session ended (as a logout ends it).
+    let sid = app.state.tokens().check(&token).expect("valid").sid;
+    app.state
+        .sessions()
+        .end(&mut app.state.redis(), player.parse().expect("id"), &sid)
+        .await
+        .expect("ended");
+    // Wait for a little of the budget to come back, then flood again.
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the per-IP budget to refill",
+        || async { command_statuses(&app, garbage, 1).await[0] == StatusCode::UNAUTHORIZED },
+    )
+    .await;
+    let statuses = command_statuses(&app, &token, 8).await;
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "a revoked token: {statuses:?}"
+    );
+}
+
+/// Loose limits but for failed logins per account: a burst of 5, then one a second.
+const TIGHT_LOGIN_FAILURES: &str = r#"
+[rate_limits]
+auth_per_ip = { rate_per_sec = 1000.0, burst = 1000 }
+api_per_ip = { rate_per_sec = 1000.0, burst = 1000 }
+commands_per_player = { rate_per_sec = 1000.0, burst = 1000 }
+reads_per_player = { rate_per_sec = 1000.0, burst = 1000 }
+login_failures_per_account = { rate_per_sec = 1.0, burst = 5 }
+"#;
+
+async fn login_status(app: &TestApp, username: &str, password: &str) -> StatusCode {
+    let response = app
+        .post_json(
+            "/v1/auth/login",
+            &json!({"username": username, "password": password}),
+            None,
+        )
+        .await;
+    let status = response.status();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        assert!(response.headers().contains_key("retry-after"));
+        let error = error_of(response, status).await;
+        assert_eq!(error["code"], "rate_limited");
+    }
+    status
+}
+
+#[tokio::test]
+async fn wrong_passwords_for_one_account_are_limited_until_its_budget_refills() {
+    let app = spawn_app_with(TIGHT_LOGIN_FAILURES).await;
+    app.player("gus").await;
+    app.player("hal").await;
+    // Correct passwords spend nothing.
+    for _ in 0..8 {
+        assert_eq!(login_status(&app, "gus", PASSWORD).await, StatusCode::OK);
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(login_status(&app, "gus", "not-the-password").await);
+    }
+    let answered = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(
+        answered <= 8 && answered + refused == 30,
+        "{answered} wrong passwords answered, {refused} refused: {statuses:?}"
+    );
+    // While the budget is spent even the right password is refused; other accounts are not.
+    assert_eq!(
+        login_status(&app, "gus", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(login_status(&app, "hal", PASSWORD).await, StatusCode::OK);
+    // An account that does not exist is limited alike: the answer does not tell.
+    let mut unknown = Vec::new();
+    for _ in 0..8 {
+        unknown.push(login_status(&app, "nobody_here", PASSWORD).await);
+    }
+    assert!(
+        unknown.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{unknown:?}"
+    );
+    // The budget refills.
+    eventually(
+        std::time::Duration::from_secs(10),
+        "gus to log in again",
+        || async { login_status(&app, "gus", PASSWORD).await == StatusCode::OK },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn absurd_numbers_in_query_parameters_are_refused_with_the_error_shape() {
     let app = spawn_app().await;
     let root = app.login("root", PASSWORD).await;
