@@ -390,6 +390,7 @@ impl Sessions {
         }
         pipe.srem(player_sessions_key(player), sids).ignore();
         let () = pipe.query_async(redis).await?;
+        crate::stream::announce_ended(redis, sids).await;
         for sid in sids {
             self.forget(sid);
         }
@@ -411,6 +412,7 @@ impl Sessions {
             .ignore()
             .query_async(redis)
             .await?;
+        crate::stream::announce_ended(redis, &[sid]).await;
         self.forget(sid);
         Ok(())
     }

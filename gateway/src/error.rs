@@ -48,6 +48,8 @@ pub enum Code {
     UnsupportedMediaType,
     /// 429: too many requests; `Retry-After` says when to come back.
     RateLimited,
+    /// 429: the player, or the client's address, holds as many live streams as it may.
+    TooManyStreams,
     /// 431: the request's headers are larger than the server reads.
     HeadersTooLarge,
     /// 500: a fault of the gateway's.
@@ -77,6 +79,7 @@ impl Code {
             Code::UriTooLong => "uri_too_long",
             Code::UnsupportedMediaType => "unsupported_media_type",
             Code::RateLimited => "rate_limited",
+            Code::TooManyStreams => "too_many_streams",
             Code::HeadersTooLarge => "headers_too_large",
             Code::Internal => "internal",
             Code::Unavailable => "unavailable",
@@ -99,7 +102,7 @@ impl Code {
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UriTooLong => StatusCode::URI_TOO_LONG,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::RateLimited | Code::TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
             Code::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

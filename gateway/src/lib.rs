@@ -19,7 +19,10 @@
 //! - [`ratelimit`]: GCRA in Redis, with an in-process fallback.
 //! - [`regions`]: regions, their owners and population, entities near a point.
 //! - [`bus`]: publishing, with a circuit breaker.
-//! - [`stream`]: the live stream of facts over a WebSocket, with a bounded queue per client.
+//! - [`stream`]: the live stream of facts over a WebSocket, with a bounded queue per client,
+//!   ending with its session.
+//! - [`open_streams`]: the streams open on a gateway: caps per player and address, and a
+//!   periodic check of their sessions.
 //! - [`health`]: liveness, readiness, metrics.
 //! - [`metrics`]: the Prometheus registry.
 //! - [`openapi`]: the OpenAPI document of the contract, at `/openapi.json`.
@@ -38,6 +41,7 @@ pub mod error;
 pub mod gate;
 pub mod health;
 pub mod metrics;
+pub mod open_streams;
 pub mod openapi;
 pub mod outcomes;
 pub mod players;
@@ -108,6 +112,7 @@ struct Inner {
     redis: redis::aio::ConnectionManager,
     gate: gate::Gate,
     hub: Arc<stream::Hub>,
+    open_streams: Arc<open_streams::OpenStreams>,
     db: mongodb::Database,
 }
 
@@ -183,6 +188,10 @@ impl AppState {
     /// The Redis subscription every live stream shares.
     pub fn hub(&self) -> &Arc<stream::Hub> {
         &self.0.hub
+    }
+    /// The live streams open on this gateway.
+    pub fn open_streams(&self) -> &Arc<open_streams::OpenStreams> {
+        &self.0.open_streams
     }
     /// The MongoDB database.
     pub fn db(&self) -> &mongodb::Database {
@@ -331,6 +340,12 @@ impl Application {
         let outcomes = outcomes::Outcomes::start(&nats, &gateway_id).await?;
         let metrics = Metrics::new();
         let gate = gate::Gate::start(redis.clone());
+        let open_streams = open_streams::OpenStreams::start(
+            settings.stream_max_per_player,
+            settings.stream_max_per_ip,
+            settings.stream_session_check,
+            redis.clone(),
+        );
         let state = AppState(Arc::new(Inner {
             validation: settings.world.validation_context(),
             tokens: Tokens::new(
@@ -352,6 +367,7 @@ impl Application {
             redis,
             gate,
             hub: Arc::new(stream::Hub::new(redis_client)),
+            open_streams,
             db,
             settings,
         }));

@@ -90,6 +90,13 @@ pub struct Settings {
     /// How far a live stream sees: the regions within this distance of the avatar are
     /// streamed, so what stands just across a border is seen.
     pub stream_interest_radius: f64,
+    /// The most live streams one player may hold open on a gateway at once.
+    pub stream_max_per_player: usize,
+    /// The most live streams one client address may hold open on a gateway at once.
+    pub stream_max_per_ip: usize,
+    /// How often a gateway checks in Redis that the sessions of its open streams still live (a
+    /// backstop: the end of a session is announced, and an expiry is timed).
+    pub stream_session_check: Duration,
     /// The regions (`REGIONS_CONFIG`, default `config/regions.toml`).
     pub world: WorldConfig,
     /// Copies of every stream (`NATS_REPLICAS`).
@@ -112,6 +119,9 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct StreamFile {
     interest_radius: Option<f64>,
+    max_per_player: Option<usize>,
+    max_per_ip: Option<usize>,
+    session_check_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -251,6 +261,22 @@ impl Settings {
         if wait_default > wait_max {
             return Err(bad("wait.default_ms", "must not exceed wait.max_ms"));
         }
+        let stream_file = file.stream.as_ref();
+        let stream_max_per_player = stream_file.and_then(|s| s.max_per_player).unwrap_or(4);
+        let stream_max_per_ip = stream_file.and_then(|s| s.max_per_ip).unwrap_or(256);
+        let stream_session_check =
+            Duration::from_millis(stream_file.and_then(|s| s.session_check_ms).unwrap_or(500));
+        for (key, cap) in [
+            ("stream.max_per_player", stream_max_per_player),
+            ("stream.max_per_ip", stream_max_per_ip),
+        ] {
+            if cap == 0 {
+                return Err(bad(key, "must be at least 1"));
+            }
+        }
+        if stream_session_check < Duration::from_millis(10) {
+            return Err(bad("stream.session_check_ms", "must be at least 10"));
+        }
         let stream_interest_radius = file.stream.and_then(|s| s.interest_radius).unwrap_or(100.0);
         if !(stream_interest_radius.is_finite() && stream_interest_radius >= 0.0) {
             return Err(bad(
@@ -315,6 +341,9 @@ impl Settings {
             wait_max,
             rate_limits: file.rate_limits,
             stream_interest_radius,
+            stream_max_per_player,
+            stream_max_per_ip,
+            stream_session_check,
             world,
             nats_replicas,
         })

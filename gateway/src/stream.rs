@@ -13,9 +13,21 @@
 //! disconnected (close code 1008, "too slow"), so no client can make the gateway hold memory
 //! without bound.
 //!
+//! A stream lives no longer than its session: it ends (close code [`SESSION_ENDED`], 4001, with
+//! "session ended" or "session expired") when the session's end is announced on Redis
+//! (`session_ended:<sid>`, see [`announce_ended`]: logout, role change, any end that goes
+//! through [`crate::auth::Sessions`]), when the token expires, or when the periodic check of
+//! [`crate::open_streams`] finds the session gone, whichever comes first, on whichever gateway
+//! holds the stream.
+//!
+//! Clients have nothing to say on a stream: a message or frame from them over [`MAX_INCOMING`]
+//! bytes closes it (1009), and a player or an address holds only so many streams at once
+//! (`stream.max_per_player`, `stream.max_per_ip`; the next gets 429 before the upgrade).
+//!
 //! Browsers cannot set headers on a WebSocket, so the token may also come as `?access_token=`.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,18 +38,37 @@ use axum::http::request::Parts;
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use schemas::{Envelope, Fact, PlayerId, Position, RegionId, WorldConfig};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Bearer, Caller, Claims};
 use crate::error::ApiError;
+use crate::open_streams::Admitted;
 use crate::players;
+use crate::request::ClientIp;
 
 /// Messages queued for one client before it is dropped as too slow.
 pub const BUFFER: usize = 256;
 
 /// The close code sent to a client that could not keep up (policy violation).
 pub const TOO_SLOW: u16 = 1008;
+
+/// The close code of a stream whose session ended (logout, role change, expiry, any other end).
+pub const SESSION_ENDED: u16 = 4001;
+
+/// The close code sent to a client whose message or frame is over [`MAX_INCOMING`].
+pub const TOO_BIG: u16 = 1009;
+
+/// The close code sent to a client that broke the WebSocket protocol.
+pub const PROTOCOL_ERROR: u16 = 1002;
+
+/// The largest message, and frame, a client may send on a stream. Clients have nothing to say
+/// there (what they send is read and dropped), but tungstenite would otherwise gather up to
+/// 64 MiB per message: six clients each sending most of one took a gateway from 103 to 679 MB.
+pub const MAX_INCOMING: usize = 4 * 1024;
+
+/// How long a close frame may take to go out before the connection is dropped without it.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a subscribe or unsubscribe may take before Redis counts as unreachable.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -50,6 +81,30 @@ pub fn region_channel(region: &RegionId) -> String {
 /// The Redis channel of one player's facts.
 pub fn player_channel(player: PlayerId) -> String {
     format!("player:{player}")
+}
+
+/// The Redis channel on which the end of session `sid` is announced.
+pub fn session_channel(sid: &str) -> String {
+    format!("session_ended:{sid}")
+}
+
+/// Announces on Redis that sessions `sids` have ended, so that every gateway ends their streams
+/// at once. Called wherever sessions end. Best effort: a stream that misses the word ends at the
+/// next check of its session ([`crate::open_streams`]).
+pub async fn announce_ended<S: AsRef<str>>(redis: &mut redis::aio::ConnectionManager, sids: &[S]) {
+    if sids.is_empty() {
+        return;
+    }
+    let mut pipe = redis::pipe();
+    for sid in sids {
+        let channel = session_channel(sid.as_ref());
+        pipe.publish(channel, "ended").ignore();
+    }
+    let announced: redis::RedisResult<()> = pipe.query_async(redis).await;
+    if let Err(e) = announced {
+        // Their streams end at the next check of their sessions.
+        tracing::warn!(error = %e, "cannot announce the end of sessions");
+    }
 }
 
 /// One message from Redis, shared by every stream that listens to its channel.
@@ -333,12 +388,12 @@ impl Interest {
     }
 }
 
-/// The caller of a stream: from the `Authorization` header, or from `?access_token=`.
-async fn caller(
+/// The token of a stream: from the `Authorization` header, or from `?access_token=`.
+async fn bearer(
     parts: &mut Parts,
     state: &AppState,
     query: &HashMap<String, String>,
-) -> Result<Caller, ApiError> {
+) -> Result<Bearer, ApiError> {
     if !parts
         .headers
         .contains_key(axum::http::header::AUTHORIZATION)
@@ -349,7 +404,7 @@ async fn caller(
             .headers
             .insert(axum::http::header::AUTHORIZATION, value);
     }
-    Caller::from_request_parts(parts, state).await
+    Bearer::from_request_parts(parts, state).await
 }
 
 /// A stream's place in the hub; leaves it when dropped, however the stream ends.
@@ -372,6 +427,60 @@ impl Drop for Joined {
     }
 }
 
+/// What ends a stream with its session: the announcement of its end, the periodic check
+/// finding it gone, or the token's expiry.
+struct SessionEnd {
+    /// The stream's place on the session's channel; left when dropped.
+    _listening: Joined,
+    announced: mpsc::Receiver<Delivery>,
+    gone: oneshot::Receiver<()>,
+    /// When the token expires (seconds since the epoch).
+    expires_at: u64,
+    /// The stream's place among the open ones; given back when dropped.
+    _admitted: Admitted,
+}
+
+impl SessionEnd {
+    /// Waits for the session to end; why, for the close frame.
+    async fn ended(&mut self) -> &'static str {
+        let now = crate::auth::now_secs();
+        let expiry = Duration::from_secs(self.expires_at.saturating_sub(now));
+        let expired = |at: u64| crate::auth::now_secs() >= at;
+        tokio::select! {
+            Some(_) = self.announced.recv() => "session ended",
+            Ok(()) = &mut self.gone => {
+                if expired(self.expires_at) { "session expired" } else { "session ended" }
+            }
+            () = tokio::time::sleep(expiry) => "session expired",
+        }
+    }
+}
+
+/// Listens for the end of the session `claims` name, before the session is checked: an end
+/// announced after the check cannot be missed.
+async fn listen_for_end(
+    state: &AppState,
+    conn: u64,
+    claims: &Claims,
+) -> Result<(Joined, mpsc::Receiver<Delivery>), ApiError> {
+    let (announce, announced) = mpsc::channel::<Delivery>(8);
+    let listening = Joined {
+        hub: state.hub().clone(),
+        conn,
+        channels: BTreeSet::from([session_channel(&claims.sid)]),
+    };
+    listening
+        .hub
+        .join(conn, &listening.channels, &announce)
+        .await
+        .map_err(|e| {
+            state.metrics().dependency_error("redis");
+            tracing::warn!(error = %e, "cannot subscribe for a stream");
+            ApiError::unavailable("the live stream")
+        })?;
+    Ok((listening, announced))
+}
+
 /// `GET /v1/stream`.
 pub async fn stream(
     State(state): State<AppState>,
@@ -379,7 +488,25 @@ pub async fn stream(
     mut parts: Parts,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&mut parts, &state, &query).await?;
+    let Bearer(claims) = bearer(&mut parts, &state, &query).await?;
+    let conn = state.hub().connection();
+    let (listening, announced) = listen_for_end(&state, conn, &claims).await?;
+    // Checked as every route checks it, once the stream listens for its end.
+    let caller = Caller::from_request_parts(&mut parts, &state).await?;
+    let ip = parts
+        .extensions
+        .get::<ClientIp>()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0);
+    let (admitted, gone) = state
+        .open_streams()
+        .admit(conn, caller.player, ip, &caller.session)?;
+    let end = SessionEnd {
+        _listening: listening,
+        announced,
+        gone,
+        expires_at: claims.exp,
+        _admitted: admitted,
+    };
     let placed = players::view(&state, caller.player)
         .await?
         .filter(|v| v.online);
@@ -393,7 +520,7 @@ pub async fn stream(
     let hub = state.hub().clone();
     let (queue, queued) = mpsc::channel::<Delivery>(BUFFER);
     let joined = Joined {
-        conn: hub.connection(),
+        conn,
         channels: interest.channels(),
         hub,
     };
@@ -410,18 +537,57 @@ pub async fn stream(
     // Only the hub holds the queue now: when it drops a client that fell behind, the queue
     // closes and the stream ends.
     let queue = queue.downgrade();
-    Ok(ws.on_upgrade(move |socket| pump(socket, state, joined, interest, queue, queued)))
+    let ws = ws
+        .max_message_size(MAX_INCOMING)
+        .max_frame_size(MAX_INCOMING);
+    Ok(ws.on_upgrade(move |socket| pump(socket, state, joined, interest, queue, queued, end)))
 }
+
+type Sink = futures::stream::SplitSink<WebSocket, Message>;
+type Incoming = futures::stream::SplitStream<WebSocket>;
 
 async fn pump(
     socket: WebSocket,
     state: AppState,
+    joined: Joined,
+    interest: Interest,
+    queue: mpsc::WeakSender<Delivery>,
+    queued: mpsc::Receiver<Delivery>,
+    mut end: SessionEnd,
+) {
+    let (mut sink, mut incoming) = socket.split();
+    let player = interest.player;
+    // The session's end wins over whatever the stream is doing, a send to a client that does
+    // not read included.
+    let close = tokio::select! {
+        reason = end.ended() => {
+            tracing::info!(%player, reason, "stream ends with its session");
+            Some(close_frame(SESSION_ENDED, reason))
+        }
+        close = forward(&mut sink, &mut incoming, &state, joined, interest, queue, queued) => close,
+    };
+    if let Some(frame) = close {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+    }
+}
+
+fn close_frame(code: u16, reason: &'static str) -> CloseFrame {
+    CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }
+}
+
+/// Sends the stream's facts until the stream ends; the close frame to end it with, if any.
+async fn forward(
+    sink: &mut Sink,
+    incoming: &mut Incoming,
+    state: &AppState,
     mut joined: Joined,
     mut interest: Interest,
     queue: mpsc::WeakSender<Delivery>,
     mut queued: mpsc::Receiver<Delivery>,
-) {
-    let (mut sink, mut incoming) = socket.split();
+) -> Option<CloseFrame> {
     let own = player_channel(interest.player);
     let mut recent = Recent::default();
     loop {
@@ -433,7 +599,7 @@ async fn pump(
                         && interest.follow(&state.settings().world, &fact)
                         && !retarget(&mut joined, &interest, &queue).await
                     {
-                        break;
+                        return None;
                     }
                     // A fact about the player in a region it listens to comes on two channels:
                     // once is enough.
@@ -442,21 +608,33 @@ async fn pump(
                     }
                     let text = Utf8Bytes::from(delivery.text.as_ref());
                     if sink.send(Message::Text(text)).await.is_err() {
-                        break;
+                        return None;
                     }
                 }
-                None => {
-                    // The hub dropped this client: it fell behind, or Redis went away.
-                    let frame = CloseFrame { code: TOO_SLOW, reason: Utf8Bytes::from_static("too slow or stream ended") };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
-                    break;
-                }
+                // The hub dropped this client: it fell behind, or Redis went away.
+                None => return Some(close_frame(TOO_SLOW, "too slow or stream ended")),
             },
             from_client = incoming.next() => match from_client {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                None | Some(Ok(Message::Close(_))) => return None,
+                Some(Err(e)) => return refusal(e),
                 Some(Ok(_)) => {}
             },
         }
+    }
+}
+
+/// The close frame for what a client sent that could not be read: 1009 when it was too big,
+/// 1002 when it broke the protocol, none when the connection itself failed.
+fn refusal(error: axum::Error) -> Option<CloseFrame> {
+    let error = error.into_inner().downcast::<tungstenite::Error>().ok()?;
+    match *error {
+        tungstenite::Error::Capacity(_) => {
+            Some(close_frame(TOO_BIG, "message too big for a stream"))
+        }
+        tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_) => {
+            Some(close_frame(PROTOCOL_ERROR, "protocol error"))
+        }
+        _ => None,
     }
 }
 

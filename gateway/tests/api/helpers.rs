@@ -288,3 +288,29 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Another gateway of the same deployment: this one's settings, its NATS, Redis and MongoDB.
+pub struct OtherGateway {
+    pub base: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestApp {
+    /// Starts another gateway beside this one, as a deployment runs several.
+    pub async fn another_gateway(&self) -> OtherGateway {
+        let mut settings = self.state.settings().clone();
+        settings.addr = ([127, 0, 0, 1], 0).into();
+        let app = Application::build(settings)
+            .await
+            .expect("another gateway starts");
+        let addr = app.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        OtherGateway {
+            base: format!("http://{addr}"),
+            _stop: stop,
+        }
+    }
+}

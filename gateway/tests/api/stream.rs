@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
@@ -11,14 +13,25 @@ async fn open(
     app: &TestApp,
     token: &str,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    open_at(&app.base, token).await
+}
+
+/// Opens a stream on the gateway at `base`.
+async fn open_at(base: &str, token: &str) -> Socket {
+    try_open_at(base, token).await.expect("connect")
+}
+
+async fn try_open_at(
+    base: &str,
+    token: &str,
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
     let url = format!(
         "{}/v1/stream?access_token={token}",
-        app.base.replacen("http", "ws", 1)
+        base.replacen("http", "ws", 1)
     );
-    let (socket, _) = tokio_tungstenite::connect_async(url)
+    tokio_tungstenite::connect_async(url)
         .await
-        .expect("connect");
-    socket
+        .map(|(socket, _)| socket)
 }
 
 async fn publish(app: &TestApp, channel: &str, text: &str) -> u64 {
@@ -247,4 +260,216 @@ async fn a_stream_sees_across_a_border_and_follows_its_player_over_it() {
     assert_eq!(next_text(&mut socket).await, left);
     when_unsubscribed(&app, "region:south-east").await;
     assert_eq!(listeners(&app, &format!("player:{player_id}")).await, 1);
+}
+
+/// The close frame the gateway ends `socket` with, within `within`: its code and reason.
+async fn closed_within(socket: &mut Socket, within: Duration) -> (u16, String) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("no close frame within {within:?}"));
+        match frame {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return (u16::from(frame.code), frame.reason.to_string());
+            }
+            Some(Ok(Message::Close(None))) => panic!("a close frame without a code"),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("the stream broke without a close frame: {e}"),
+            None => panic!("the stream ended without a close frame"),
+        }
+    }
+}
+
+/// The session id a player's only login made.
+async fn session_of(app: &TestApp, player_id: &str) -> String {
+    let mut redis = app.state.redis();
+    let sessions: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("player_sessions:{player_id}"))
+        .query_async(&mut redis)
+        .await
+        .expect("smembers");
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    sessions[0].clone()
+}
+
+/// The gateway ends a stream whose session ended with this close code.
+const SESSION_ENDED: u16 = 4001;
+
+/// No backstop check within a test: only the announcement can end a stream.
+const NO_BACKSTOP: &str = "[stream]\nsession_check_ms = 600000\n";
+
+#[tokio::test]
+async fn a_logout_through_one_gateway_ends_the_stream_on_another() {
+    let app = spawn_app_with(&format!("{LOOSE_LIMITS}{NO_BACKSTOP}")).await;
+    let other = app.another_gateway().await;
+    let (player_id, token) = app.player("una").await;
+    let mut socket = open_at(&other.base, &token).await;
+    when_subscribed(&app, &format!("player:{player_id}")).await;
+
+    let logout = app
+        .post_json("/v1/auth/logout", &json!({}), Some(&token))
+        .await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let (code, reason) = closed_within(&mut socket, Duration::from_secs(1)).await;
+    assert_eq!(code, SESSION_ENDED, "{reason}");
+    assert!(reason.contains("session ended"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_role_change_ends_the_players_streams() {
+    let app = spawn_app_with(&format!("{LOOSE_LIMITS}{NO_BACKSTOP}")).await;
+    let (player_id, token) = app.player("vera").await;
+    let mut socket = open(&app, &token).await;
+    when_subscribed(&app, &format!("player:{player_id}")).await;
+
+    let admin = app.login("root", PASSWORD).await;
+    let changed = app
+        .http
+        .put(app.url(&format!("/admin/players/{player_id}/role")))
+        .bearer_auth(&admin)
+        .header("x-api-key", ADMIN_KEY)
+        .json(&json!({"role": "moderator"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(changed.status(), StatusCode::OK);
+    let (code, reason) = closed_within(&mut socket, Duration::from_secs(1)).await;
+    assert_eq!(code, SESSION_ENDED, "{reason}");
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_its_session_expires() {
+    let app = spawn_app_with(&format!(
+        "{LOOSE_LIMITS}{NO_BACKSTOP}[auth]\ntoken_ttl_secs = 2\n"
+    ))
+    .await;
+    let (player_id, token) = app.player("wanda").await;
+    let mut socket = open(&app, &token).await;
+    when_subscribed(&app, &format!("player:{player_id}")).await;
+    let (code, reason) = closed_within(&mut socket, Duration::from_secs(3)).await;
+    assert_eq!(code, SESSION_ENDED, "{reason}");
+    assert!(reason.contains("expired"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_session_ended_behind_the_gateways_back_ends_its_stream_within_a_second() {
+    // No announcement: a session deleted in Redis by hand (or by a path that does not announce)
+    // is found by the periodic check.
+    let app = spawn_app().await;
+    let (player_id, token) = app.player("xena").await;
+    let mut socket = open(&app, &token).await;
+    when_subscribed(&app, &format!("player:{player_id}")).await;
+
+    let sid = session_of(&app, &player_id).await;
+    let mut redis = app.state.redis();
+    let deleted: u64 = redis::cmd("DEL")
+        .arg(format!("session:{sid}"))
+        .query_async(&mut redis)
+        .await
+        .expect("del");
+    assert_eq!(deleted, 1);
+    let (code, reason) = closed_within(&mut socket, Duration::from_secs(1)).await;
+    assert_eq!(code, SESSION_ENDED, "{reason}");
+}
+
+#[tokio::test]
+async fn a_client_sending_more_than_a_few_kib_is_closed_and_the_gateway_stays_up() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    let app = spawn_app().await;
+    let (player_id, token) = app.player("yara").await;
+    let channel = format!("player:{player_id}");
+
+    // One message far above the limit, in one frame.
+    let mut socket = open(&app, &token).await;
+    when_subscribed(&app, &channel).await;
+    socket
+        .send(Message::text("x".repeat(64 * 1024)))
+        .await
+        .expect("send");
+    let (code, reason) = closed_within(&mut socket, Duration::from_secs(2)).await;
+    assert_eq!(code, 1009, "{reason}");
+    when_unsubscribed(&app, &channel).await;
+
+    // One message above the limit in small frames, never finished.
+    let mut socket = open(&app, &token).await;
+    when_subscribed(&app, &channel).await;
+    let piece = "y".repeat(1024);
+    socket
+        .send(Message::Frame(Frame::message(
+            piece.clone(),
+            OpCode::Data(Data::Text),
+            false,
+        )))
+        .await
+        .expect("send");
+    for _ in 0..16 {
+        if socket
+            .send(Message::Frame(Frame::message(
+                piece.clone(),
+                OpCode::Data(Data::Continue),
+                false,
+            )))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let (code, reason) = closed_within(&mut socket, Duration::from_secs(2)).await;
+    assert_eq!(code, 1009, "{reason}");
+
+    // The gateway is up and streams on.
+    assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
+    let mut socket = open(&app, &token).await;
+    when_subscribed(&app, &channel).await;
+    publish(&app, &channel, r#"{"kind":"still_here"}"#).await;
+    assert_eq!(next_text(&mut socket).await, r#"{"kind":"still_here"}"#);
+}
+
+/// Whether opening a stream is refused before the upgrade with 429 and the error shape.
+async fn refused_with_429(base: &str, token: &str) -> Value {
+    match try_open_at(base, token).await {
+        Ok(_) => panic!("the stream was opened"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            let body = response.body().as_deref().unwrap_or_default();
+            let body: Value = serde_json::from_slice(body).expect("a JSON error body");
+            assert!(response.headers().contains_key("x-request-id"));
+            body["error"].clone()
+        }
+        Err(other) => panic!("expected an HTTP 429, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_player_and_an_address_get_only_so_many_streams_at_once() {
+    let app = spawn_app_with(&format!(
+        "{LOOSE_LIMITS}[stream]\nmax_per_player = 2\nmax_per_ip = 3\n"
+    ))
+    .await;
+    let (_, token) = app.player("zoe").await;
+    let mut first = vec![open(&app, &token).await, open(&app, &token).await];
+    let error = refused_with_429(&app.base, &token).await;
+    assert_eq!(error["code"], "too_many_streams", "{error}");
+
+    // Another player from the same address: one more, then the address is full.
+    let (_, other) = app.player("zack").await;
+    let _third = open(&app, &other).await;
+    let error = refused_with_429(&app.base, &other).await;
+    assert_eq!(error["code"], "too_many_streams", "{error}");
+
+    // A stream that ends makes room.
+    first
+        .pop()
+        .expect("a socket")
+        .close(None)
+        .await
+        .expect("close");
+    eventually(Duration::from_secs(5), "room for a stream", || async {
+        try_open_at(&app.base, &token).await.is_ok()
+    })
+    .await;
 }

@@ -1,0 +1,277 @@
+//! The live streams open on this gateway: how many each player and each client address holds,
+//! capped (`stream.max_per_player`, `stream.max_per_ip`) so that no client can make the gateway
+//! hold sockets and queues without bound, and the sessions they were opened with, checked in
+//! Redis together every `stream.session_check_ms`.
+//!
+//! The check is a backstop. Whatever ends a session announces it on Redis
+//! ([`crate::stream::announce_ended`]) and an expiry is timed by each stream, so a stream
+//! normally ends at once; a session that ends without a word (deleted by hand, by a path that
+//! does not announce, or announced while the stream was subscribing) is found here, on every
+//! gateway, within one period: one pipelined round trip of `EXISTS` for all the streams of the
+//! gateway, however many.
+//!
+//! The caps count the streams of this gateway: they bound what one gateway holds, which is what
+//! a client could exhaust, and they need no shared state that a crashed gateway would leave
+//! behind.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use schemas::PlayerId;
+use tokio::sync::oneshot;
+
+use crate::auth::session_key;
+use crate::error::{ApiError, Code};
+
+/// Sessions asked about in one pipelined call at most.
+const CHECK_BATCH: usize = 1000;
+
+/// The open streams of the gateway; shared by every stream.
+#[derive(Debug)]
+pub struct OpenStreams {
+    max_per_player: usize,
+    max_per_ip: usize,
+    open: Mutex<Open>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    per_player: HashMap<PlayerId, usize>,
+    per_ip: HashMap<IpAddr, usize>,
+    /// Each stream's session, and the signal that ends the stream when the session is gone.
+    sessions: HashMap<u64, (String, oneshot::Sender<()>)>,
+}
+
+impl OpenStreams {
+    /// No stream open yet; the sessions of those that will be are checked in `redis` every
+    /// `every`, by a task that ends when the last handle to this is dropped.
+    pub fn start(
+        max_per_player: usize,
+        max_per_ip: usize,
+        every: Duration,
+        redis: redis::aio::ConnectionManager,
+    ) -> Arc<Self> {
+        let streams = Arc::new(Self {
+            max_per_player,
+            max_per_ip,
+            open: Mutex::default(),
+        });
+        tokio::spawn(check_sessions(Arc::downgrade(&streams), redis, every));
+        streams
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+        // A panic while holding the lock leaves plain maps behind, still usable.
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts stream `conn` of `player` from `ip` in session `sid`, or refuses it (429) when
+    /// the player or the address holds as many as it may. The receiver fires when the periodic
+    /// check finds the session gone.
+    pub fn admit(
+        self: &Arc<Self>,
+        conn: u64,
+        player: PlayerId,
+        ip: IpAddr,
+        sid: &str,
+    ) -> Result<(Admitted, oneshot::Receiver<()>), ApiError> {
+        let mut open = self.lock();
+        if open.per_player.get(&player).copied().unwrap_or(0) >= self.max_per_player {
+            return Err(ApiError::new(
+                Code::TooManyStreams,
+                format!(
+                    "this player has {} live streams open, as many as it may; close one first",
+                    self.max_per_player
+                ),
+            ));
+        }
+        if open.per_ip.get(&ip).copied().unwrap_or(0) >= self.max_per_ip {
+            return Err(ApiError::new(
+                Code::TooManyStreams,
+                format!(
+                    "this address has {} live streams open, as many as it may; close one first",
+                    self.max_per_ip
+                ),
+            ));
+        }
+        *open.per_player.entry(player).or_default() += 1;
+        *open.per_ip.entry(ip).or_default() += 1;
+        let (gone, when_gone) = oneshot::channel();
+        open.sessions.insert(conn, (sid.to_owned(), gone));
+        let admitted = Admitted {
+            streams: self.clone(),
+            conn,
+            player,
+            ip,
+        };
+        Ok((admitted, when_gone))
+    }
+
+    /// How many streams are open.
+    pub fn len(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Whether no stream is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn release(&self, conn: u64, player: PlayerId, ip: IpAddr) {
+        let mut open = self.lock();
+        open.sessions.remove(&conn);
+        decrement(&mut open.per_player, player);
+        decrement(&mut open.per_ip, ip);
+    }
+
+    /// Every open stream and its session.
+    fn watched(&self) -> Vec<(u64, String)> {
+        self.lock()
+            .sessions
+            .iter()
+            .map(|(conn, (sid, _))| (*conn, sid.clone()))
+            .collect()
+    }
+
+    /// Ends the streams whose sessions are gone.
+    fn end(&self, conns: &[u64]) {
+        let mut open = self.lock();
+        for conn in conns {
+            if let Some((sid, gone)) = open.sessions.remove(conn) {
+                tracing::info!(conn, session = %sid, "a stream's session is gone");
+                let _ = gone.send(());
+            }
+        }
+    }
+}
+
+fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: K) {
+    if let Entry::Occupied(mut entry) = counts.entry(key) {
+        *entry.get_mut() -= 1;
+        if *entry.get() == 0 {
+            entry.remove();
+        }
+    }
+}
+
+/// A stream's place among the open ones, given back when dropped, however the stream ends.
+#[derive(Debug)]
+pub struct Admitted {
+    streams: Arc<OpenStreams>,
+    conn: u64,
+    player: PlayerId,
+    ip: IpAddr,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.streams.release(self.conn, self.player, self.ip);
+    }
+}
+
+/// Every `every`, asks Redis whether the sessions of the open streams exist, and ends the
+/// streams of those that do not. Without an answer it waits for the next round: while Redis is
+/// away, the streams end anyway (see [`crate::stream::Hub`]).
+async fn check_sessions(
+    streams: Weak<OpenStreams>,
+    mut redis: redis::aio::ConnectionManager,
+    every: Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(streams) = streams.upgrade() else {
+            return;
+        };
+        let watched = streams.watched();
+        for batch in watched.chunks(CHECK_BATCH) {
+            let mut pipe = redis::pipe();
+            for (_, sid) in batch {
+                pipe.exists(session_key(sid));
+            }
+            let live: Vec<bool> = match pipe.query_async(&mut redis).await {
+                Ok(live) => live,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot check the sessions of open streams");
+                    break;
+                }
+            };
+            let gone: Vec<u64> = batch
+                .iter()
+                .zip(live)
+                .filter(|(_, live)| !live)
+                .map(|((conn, _), _)| *conn)
+                .collect();
+            streams.end(&gone);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streams(max_per_player: usize, max_per_ip: usize) -> Arc<OpenStreams> {
+        Arc::new(OpenStreams {
+            max_per_player,
+            max_per_ip,
+            open: Mutex::default(),
+        })
+    }
+
+    #[test]
+    fn a_player_and_an_address_hold_at_most_their_caps() {
+        let streams = streams(2, 3);
+        let (ada, bo) = (PlayerId::new(), PlayerId::new());
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        let first = streams.admit(1, ada, ip, "s1").expect("first");
+        let _second = streams.admit(2, ada, ip, "s1").expect("second");
+        let refused = streams.admit(3, ada, ip, "s1").expect_err("third");
+        assert_eq!(refused.code, Code::TooManyStreams);
+        let _bos = streams.admit(4, bo, ip, "s2").expect("another player");
+        let refused = streams
+            .admit(5, bo, ip, "s2")
+            .expect_err("the address is full");
+        assert_eq!(refused.code, Code::TooManyStreams);
+        assert!(streams.admit(6, bo, [10, 0, 0, 2].into(), "s2").is_ok());
+
+        drop(first);
+        assert!(streams.admit(7, ada, [10, 0, 0, 3].into(), "s1").is_ok());
+    }
+
+    #[test]
+    fn every_stream_gives_its_place_back() {
+        let streams = streams(1, 1);
+        let player = PlayerId::new();
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        for conn in 0..3 {
+            let admitted = streams.admit(conn, player, ip, "s").expect("room");
+            assert_eq!(streams.len(), 1);
+            drop(admitted);
+        }
+        assert!(streams.is_empty());
+        let open = streams.lock();
+        assert!(open.per_player.is_empty() && open.per_ip.is_empty());
+    }
+
+    #[test]
+    fn a_gone_session_ends_its_streams() {
+        let streams = streams(4, 4);
+        let player = PlayerId::new();
+        let (_a, mut a_gone) = streams
+            .admit(1, player, [10, 0, 0, 1].into(), "s1")
+            .expect("a");
+        let (_b, mut b_gone) = streams
+            .admit(2, player, [10, 0, 0, 1].into(), "s2")
+            .expect("b");
+        streams.end(&[1]);
+        assert_eq!(a_gone.try_recv(), Ok(()));
+        assert!(b_gone.try_recv().is_err(), "the other session lives");
+    }
+}
