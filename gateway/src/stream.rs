@@ -37,6 +37,7 @@ use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
+use schemas::fold::{PlayerState, players_of};
 use schemas::{Envelope, Fact, PlayerId, Position, RegionId, WorldConfig};
 use tokio::sync::{mpsc, oneshot};
 
@@ -328,11 +329,14 @@ fn along(from: Position, to: Position, radius: f64) -> Vec<Position> {
         .collect()
 }
 
-/// Where a stream's avatar is, as far as its own facts tell.
+/// Where a stream's avatar is, as far as its own facts tell: the shared fold's [`PlayerState`]
+/// of the player (the same the `players` read model is), and the regions within the radius of
+/// where it stands and of the walk it is on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Interest {
     player: PlayerId,
     radius: f64,
+    avatar: Option<PlayerState>,
     regions: BTreeSet<RegionId>,
 }
 
@@ -345,15 +349,33 @@ impl Interest {
         region: Option<RegionId>,
         position: Option<Position>,
     ) -> Self {
-        let mut regions = position
-            .map(|p| regions_near(world, &[p], radius))
-            .unwrap_or_default();
-        regions.extend(region);
+        let avatar = PlayerState {
+            online: region.is_some() || position.is_some(),
+            region,
+            position,
+            ..PlayerState::unknown()
+        };
+        let regions = Self::regions_of(world, &avatar, radius);
         Self {
             player,
             radius,
+            avatar: Some(avatar),
             regions,
         }
+    }
+
+    fn regions_of(world: &WorldConfig, avatar: &PlayerState, radius: f64) -> BTreeSet<RegionId> {
+        if !avatar.online {
+            return BTreeSet::new();
+        }
+        let points = match (avatar.position, avatar.destination) {
+            (Some(from), Some(to)) => along(from, to, radius),
+            (Some(at), None) => vec![at],
+            (None, _) => vec![],
+        };
+        let mut regions = regions_near(world, &points, radius);
+        regions.extend(avatar.region.clone());
+        regions
     }
 
     /// The channels to listen to.
@@ -363,25 +385,19 @@ impl Interest {
         channels
     }
 
-    /// Follows one of the player's facts; whether the regions changed.
+    /// Follows a fact with the shared fold when it concerns the player; whether the regions
+    /// changed.
     pub fn follow(&mut self, world: &WorldConfig, fact: &Envelope<Fact>) -> bool {
-        let me = schemas::EntityId::from(self.player);
-        let near = |points: &[Position]| regions_near(world, points, self.radius);
-        let mut next = match &fact.payload {
-            Fact::Spawned(f) if f.state.id == me => near(&[f.state.position]),
-            Fact::HandedOffIn(f) if f.state.id == me => near(&[f.state.position]),
-            Fact::MovementStarted(f) if f.entity == me => {
-                near(&along(f.from, f.destination, self.radius))
-            }
-            Fact::Moved(f) if f.entity == me => near(&[f.position]),
-            Fact::Respawned(f) if f.entity == me => near(&[f.position]),
-            Fact::Died(f) if f.entity == me => near(&[f.position]),
-            Fact::Left(f) if f.entity == me => BTreeSet::new(),
-            _ => return false,
-        };
-        if !matches!(fact.payload, Fact::Left(_)) {
-            next.extend(fact.region.clone());
+        if !players_of(&fact.payload).contains(&self.player)
+            || !PlayerState::fold(&mut self.avatar, self.player, fact)
+        {
+            return false;
         }
+        let next = self
+            .avatar
+            .as_ref()
+            .map(|a| Self::regions_of(world, a, self.radius))
+            .unwrap_or_default();
         let changed = next != self.regions;
         self.regions = next;
         changed

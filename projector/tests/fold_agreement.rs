@@ -194,6 +194,7 @@ proptest! {
             let player = sim.player.expect("an avatar's player");
             let doc = player_docs.get(&player).and_then(Option::as_ref).expect("a player document");
             prop_assert!(doc.state.online);
+            prop_assert_eq!(doc.state.region.as_ref().map(|r| r.as_str()), Some("west"));
             prop_assert_eq!(doc.state.position, Some(sim.position));
             prop_assert_eq!(doc.state.destination, sim.destination);
             prop_assert_eq!(doc.state.hp, Some(sim.hp));

@@ -399,6 +399,19 @@ impl PlayerState {
             Fact::RoleChanged(f) if f.player == player => s.role = f.role.clone(),
             _ => return false,
         }
+        // A region tells of the avatar only while it holds it: the avatar is where its last fact
+        // happened (a hand-off names the region it goes to instead).
+        let in_world = !matches!(
+            fact.payload,
+            Fact::HandedOffOut(_)
+                | Fact::LoggedIn(_)
+                | Fact::LoggedOut(_)
+                | Fact::RoleChanged(_)
+                | Fact::Left(_)
+        );
+        if in_world && let Some(region) = &fact.region {
+            s.region = Some(region.clone());
+        }
         s.last_seen = Some(fact.occurred_at);
         true
     }
