@@ -6,12 +6,11 @@
 //! - [`projection`]: a batch of facts as one bulk write.
 //! - [`live`]: the consumers, the dead letters and the Redis bridge.
 //! - [`pace`]: one write at a time, never abandoned, in batches sized to how fast writes are.
-//! - [`audit`]: the audit trail's documents and indexes.
+//! - [`trail`]: the audit trail's documents and indexes.
 //! - [`rebuild`]: rebuilding the read models from the first fact, without downtime.
 //! - [`lease`]: one live projection per deployment; the others stand by.
 //! - [`settings`], [`metrics`]: configuration and Prometheus metrics.
 
-pub mod audit;
 pub mod follow;
 pub mod lease;
 pub mod live;
@@ -21,6 +20,7 @@ pub mod pace;
 pub mod projection;
 pub mod rebuild;
 pub mod settings;
+pub mod trail;
 
 use std::sync::Arc;
 

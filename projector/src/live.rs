@@ -31,10 +31,10 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::Context;
-use crate::audit;
 use crate::models::Stored;
 use crate::pace::{Backoff, Lost, Pace, Running};
 use crate::projection::{self, Changed, Names, WriteError};
+use crate::trail;
 
 /// The durable consumer of the live projection on `FACTS`.
 pub const FACTS_CONSUMER: &str = "projector";
@@ -81,7 +81,7 @@ pub async fn ensure_indexes(db: &Database, names: &Names) -> Result<(), mongodb:
         )
         .await?;
     if names.audit.is_some() {
-        audit::ensure_indexes(db).await?;
+        trail::ensure_indexes(db).await?;
     }
     Ok(())
 }
@@ -522,9 +522,9 @@ fn command_entry(m: &jetstream::Message) -> Result<AuditEntry, String> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let doc = audit::entry(
+    let doc = trail::entry(
         &json,
-        &audit::Origin {
+        &trail::Origin {
             stream: COMMANDS.into(),
             seq: info.stream_sequence,
             subject: m.subject.to_string(),
@@ -544,7 +544,7 @@ pub async fn audit_commands(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), async_nats::Error> {
     let consumer = durable(&ctx, COMMANDS, COMMANDS_CONSUMER, "cmd.>").await?;
-    let ns = mongodb::Namespace::new(ctx.db.name(), audit::AUDIT);
+    let ns = mongodb::Namespace::new(ctx.db.name(), trail::AUDIT);
     let mut pace = Pace::new(ctx.settings.batch_size, ctx.settings.target_write);
     loop {
         if *stop.borrow() {

@@ -16,11 +16,11 @@ use schemas::{EntityId, PlayerId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::audit;
 use crate::models::{
     EntityDoc, PlayerDoc, SessionDoc, Stored, entities_of, fold_entity, fold_player, fold_session,
     players_of, sessions_of,
 };
+use crate::trail;
 
 /// The names of the collections a projection writes: the live ones, or a rebuild's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl Names {
             players: PLAYERS.into(),
             world: WORLD.into(),
             sessions: SESSIONS.into(),
-            audit: Some(audit::AUDIT.into()),
+            audit: Some(trail::AUDIT.into()),
         }
     }
 
@@ -376,7 +376,7 @@ pub async fn apply(
     if let Some(audit) = &names.audit {
         for (i, f) in facts.iter().enumerate() {
             add(
-                audit::fact_entry(f),
+                trail::fact_entry(f),
                 &|doc| {
                     WriteModel::InsertOne(
                         mongodb::options::InsertOneModel::builder()
