@@ -130,8 +130,18 @@ impl Event {
     pub fn concerns(&self, player: schemas::PlayerId) -> bool {
         let by =
             matches!(self.actor(), Actor::Player { id } | Actor::Admin { id } if *id == player);
+        let me = schemas::EntityId::from(player);
         by || match &self.body {
-            Body::Fact(e) => schemas::fold::players_of(&e.payload).contains(&player),
+            Body::Fact(e) => {
+                schemas::fold::players_of(&e.payload).contains(&player)
+                    || match &e.payload {
+                        // The blows a player strikes and the deaths it deals are about it too.
+                        Fact::Damaged(f) => f.attacker == me,
+                        Fact::Died(f) => f.killer == Some(me),
+                        Fact::NpcDied(f) => f.killer == Some(me),
+                        _ => false,
+                    }
+            }
             Body::Command(_) => false,
         }
     }

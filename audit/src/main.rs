@@ -21,7 +21,7 @@ use audit::error::AuditError;
 use audit::select::{LogStream, Selection, parse_time};
 use audit::sink::{Format, Output, Target};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use schemas::{EventId, PlayerId, RegionId, WorldConfig};
+use schemas::{EventId, PlayerId, RegionId, Scope, WorldConfig};
 
 /// The game's event log for analysts: replay it to files, see any moment, prove the audit
 /// trail complete, count it.
@@ -193,6 +193,14 @@ fn region(text: &str) -> Result<RegionId, AuditError> {
         .map_err(|e| AuditError::usage(format!("--region {text:?}: {e}")))
 }
 
+fn scope(text: &str) -> Result<Scope, AuditError> {
+    if text == schemas::subject::GLOBAL_SCOPE {
+        Ok(Scope::Global)
+    } else {
+        region(text).map(Scope::Region)
+    }
+}
+
 fn range(r: &Range, selection: &mut Selection) -> Result<(), AuditError> {
     selection.since = r
         .since
@@ -236,7 +244,11 @@ fn progress_bar(quiet: bool) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-async fn replay(url: &str, args: Replay) -> Result<(), AuditError> {
+async fn replay(
+    url: &str,
+    args: Replay,
+    interrupted: impl Future<Output = ()>,
+) -> Result<(), AuditError> {
     let mut selection = Selection {
         streams: args.stream.list(),
         from_seq: args.from_seq,
@@ -254,7 +266,7 @@ async fn replay(url: &str, args: Replay) -> Result<(), AuditError> {
     selection.regions = args
         .regions
         .iter()
-        .map(|r| region(r))
+        .map(|r| scope(r))
         .collect::<Result<_, _>>()?;
     selection.player = args
         .player
@@ -298,7 +310,7 @@ async fn replay(url: &str, args: Replay) -> Result<(), AuditError> {
     // replay follows (it was asked to run until stopped), never half of a bounded one.
     let summary = tokio::select! {
         r = read => Some(r?),
-        _ = tokio::signal::ctrl_c() => None,
+        _ = interrupted => None,
     };
     if let Some(bar) = &bar {
         bar.finish_and_clear();
@@ -330,7 +342,7 @@ async fn state(url: &str, args: State) -> Result<(), AuditError> {
             let r = region(r)?;
             Selection {
                 streams: vec![LogStream::Facts],
-                regions: vec![r.clone()],
+                regions: vec![Scope::Region(r.clone())],
                 ..Selection::default()
             }
             .check(world().as_ref())?;
@@ -405,12 +417,43 @@ async fn stats(url: &str, args: Stats) -> Result<(), AuditError> {
     Ok(())
 }
 
+/// Completes on Ctrl-C or SIGTERM. Listening starts at once, before any file is made, so that
+/// an interruption always goes through the clean-up.
+fn interruption() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
+    async move {
+        let int = async {
+            match &mut int {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let term = async {
+            match &mut term {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = int => {}
+            () = term => {}
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    let interrupted = interruption();
     let cli = Cli::parse();
     let url = cli.nats_url.clone();
     let result = match cli.command {
-        Commands::Replay(a) => replay(&url, a).await.map(|()| true),
+        Commands::Replay(a) => replay(&url, a, interrupted).await.map(|()| true),
         Commands::State(a) => state(&url, a).await.map(|()| true),
         Commands::Verify(a) => verify(&url, a).await,
         Commands::Stats(a) => stats(&url, a).await.map(|()| true),

@@ -3,7 +3,7 @@
 //! since subjects do not carry them).
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use schemas::{CommandKind, EventId, FactKind, PlayerId, RegionId, WorldConfig};
+use schemas::{CommandKind, EventId, FactKind, PlayerId, Scope, WorldConfig};
 
 use crate::error::AuditError;
 
@@ -26,11 +26,11 @@ impl LogStream {
     }
 
     /// The subjects to read for these regions and kinds (everything when both are empty).
-    pub fn subjects(self, regions: &[RegionId], kinds: &[String]) -> Vec<String> {
-        let regions: Vec<&str> = if regions.is_empty() {
-            vec!["*"]
+    pub fn subjects(self, regions: &[Scope], kinds: &[String]) -> Vec<String> {
+        let regions: Vec<String> = if regions.is_empty() {
+            vec!["*".into()]
         } else {
-            regions.iter().map(RegionId::as_str).collect()
+            regions.iter().map(ToString::to_string).collect()
         };
         let kinds: Vec<&str> = if kinds.is_empty() {
             vec!["*"]
@@ -69,8 +69,8 @@ pub struct Selection {
     pub from_seq: Option<u64>,
     /// Up to this stream sequence.
     pub to_seq: Option<u64>,
-    /// Only these regions.
-    pub regions: Vec<RegionId>,
+    /// Only these regions (`Scope::Global` for facts of no region: accounts and sessions).
+    pub regions: Vec<Scope>,
     /// Only these kinds (checked against the streams' kinds).
     pub kinds: Vec<String>,
     /// Only events by or about this player.
@@ -101,8 +101,11 @@ impl Selection {
         }
         if let Some(world) = world {
             let known: Vec<&str> = world.regions.iter().map(|r| r.id.as_str()).collect();
-            for r in &self.regions {
-                if !known.contains(&r.as_str()) && r.as_str() != "_global" {
+            for r in self.regions.iter().filter_map(|s| match s {
+                Scope::Region(r) => Some(r),
+                Scope::Global => None,
+            }) {
+                if !known.contains(&r.as_str()) {
                     return Err(AuditError::usage(format!(
                         "no region is called {r:?}; the regions are: {}, and _global for accounts",
                         known.join(", ")
@@ -169,8 +172,8 @@ mod tests {
 
     #[test]
     fn region_and_kind_filters_become_subjects() {
-        let west: RegionId = "west".parse().expect("region");
-        let east: RegionId = "east".parse().expect("region");
+        let west = Scope::Region("west".parse().expect("region"));
+        let east = Scope::Region("east".parse().expect("region"));
         assert_eq!(LogStream::Facts.subjects(&[], &[]), ["fact.>"]);
         assert_eq!(LogStream::Commands.subjects(&[], &[]), ["cmd.>"]);
         assert_eq!(
@@ -181,6 +184,10 @@ mod tests {
         assert_eq!(
             LogStream::Facts.subjects(&[], &["died".into()]),
             ["fact.*.died"]
+        );
+        assert_eq!(
+            LogStream::Facts.subjects(&[Scope::Global], &[]),
+            ["fact._global.*"]
         );
     }
 
@@ -221,7 +228,7 @@ neighbours = []
         .expect("world");
         let mut s = Selection {
             streams: vec![LogStream::Facts],
-            regions: vec!["north".parse().expect("region")],
+            regions: vec![Scope::Region("north".parse().expect("region"))],
             ..Selection::default()
         };
         let err = s

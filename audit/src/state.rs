@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use async_nats::jetstream::Context;
 use chrono::{DateTime, Utc};
 use schemas::fold::{PlayerState, WorldEntity, entities_of, players_of};
-use schemas::{EntityId, Fact, PlayerId, RegionId};
+use schemas::{EntityId, Fact, PlayerId, RegionId, Scope};
 use serde_json::{Value, json};
 
 use crate::error::AuditError;
@@ -73,12 +73,7 @@ pub async fn at(js: &Context, whose: &Whose, at: DateTime<Utc>) -> Result<Value,
         }
         Whose::Region(region) => {
             // The region's facts, and the accounts' (to name the avatars).
-            selection.regions = vec![
-                region.clone(),
-                "_global"
-                    .parse()
-                    .map_err(|_| AuditError::usage("the _global scope cannot be named"))?,
-            ];
+            selection.regions = vec![Scope::Region(region.clone()), Scope::Global];
             let mut usernames: BTreeMap<PlayerId, String> = BTreeMap::new();
             let mut entities: BTreeMap<EntityId, Option<WorldEntity>> = BTreeMap::new();
             log::read(
