@@ -37,6 +37,9 @@ pub struct Progress {
     pub total: u64,
 }
 
+/// Events a reader hands on at once.
+const BATCH: usize = 256;
+
 /// How long a replay waits for the next message before the log's end before it gives up.
 const SILENCE: Duration = Duration::from_secs(30);
 
@@ -75,7 +78,7 @@ async fn read_one(
     stream: LogStream,
     selection: Selection,
     last: u64,
-    out: mpsc::Sender<Item>,
+    out: mpsc::Sender<Vec<Item>>,
     totals: mpsc::UnboundedSender<u64>,
 ) {
     let fail = |why: String| {
@@ -105,7 +108,7 @@ async fn read_one(
         Ok(s) => s.create_consumer(config).await,
         Err(e) => {
             let _ = totals.send(0);
-            let _ = out.send(fail(e.to_string())).await;
+            let _ = out.send(vec![fail(e.to_string())]).await;
             return;
         }
     };
@@ -113,7 +116,7 @@ async fn read_one(
         Ok(c) => c,
         Err(e) => {
             let _ = totals.send(0);
-            let _ = out.send(fail(e.to_string())).await;
+            let _ = out.send(vec![fail(e.to_string())]).await;
             return;
         }
     };
@@ -125,10 +128,13 @@ async fn read_one(
     let mut messages = match consumer.messages().await {
         Ok(m) => m,
         Err(e) => {
-            let _ = out.send(fail(e.to_string())).await;
+            let _ = out.send(vec![fail(e.to_string())]).await;
             return;
         }
     };
+    // Events go out in batches (a channel hop each is a measurable share of a replay), and at
+    // once whenever the reader has caught up with the stream.
+    let mut batch: Vec<Item> = Vec::with_capacity(BATCH);
     loop {
         let next = if selection.follow {
             messages.next().await
@@ -141,39 +147,48 @@ async fn read_one(
                         "no message for {} s before the log's end",
                         SILENCE.as_secs()
                     );
-                    let _ = out.send(fail(why)).await;
+                    let _ = out.send(vec![fail(why)]).await;
                     return;
                 }
             }
         };
         let message = match next {
-            None => return,
+            None => break,
             Some(Ok(m)) => m,
             Some(Err(e)) => {
-                let _ = out.send(fail(e.to_string())).await;
-                return;
+                batch.push(fail(e.to_string()));
+                break;
             }
         };
         let Ok(info) = message.info() else {
-            let _ = out.send(Item::Undecodable).await;
+            batch.push(Item::Undecodable);
             continue;
         };
         let (seq, left) = (info.stream_sequence, info.pending);
         let beyond_seq = selection.to_seq.is_some_and(|to| seq > to);
         let beyond_time = selection.until.is_some_and(|until| info.published > until);
         if beyond_seq || beyond_time {
-            return;
+            break;
         }
-        let item = match Event::from_message(stream, &message) {
+        batch.push(match Event::from_message(stream, &message) {
             Ok(event) => Item::Event(Box::new(event)),
             Err(_) => Item::Undecodable,
-        };
-        if out.send(item).await.is_err() {
+        });
+        let end = !selection.follow && (seq >= last || left == 0);
+        if end {
+            break;
+        }
+        if (batch.len() >= BATCH || left == 0)
+            && out
+                .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                .await
+                .is_err()
+        {
             return;
         }
-        if !selection.follow && (seq >= last || left == 0) {
-            return;
-        }
+    }
+    if !batch.is_empty() {
+        let _ = out.send(batch).await;
     }
 }
 
@@ -190,7 +205,7 @@ pub async fn read(
     let (totals_tx, mut totals_rx) = mpsc::unbounded_channel();
     for stream in &selection.streams {
         let last = extent(js, *stream).await?;
-        let (tx, rx) = mpsc::channel(1024);
+        let (tx, rx) = mpsc::channel(8);
         tokio::spawn(read_one(
             js.clone(),
             *stream,
@@ -199,7 +214,7 @@ pub async fn read(
             tx,
             totals_tx.clone(),
         ));
-        readers.push((rx, None::<Item>));
+        readers.push((rx, std::collections::VecDeque::<Item>::new(), false));
     }
     drop(totals_tx);
     let mut state = Progress::default();
@@ -215,17 +230,20 @@ pub async fn read(
                 Err(_) => break,
             }
         }
-        // Every reader that has none in hand takes its next.
-        for (rx, head) in readers.iter_mut() {
-            if head.is_none() {
-                *head = rx.recv().await;
+        // Every reader that has none in hand takes its next batch.
+        for (rx, queue, done) in readers.iter_mut() {
+            if queue.is_empty() && !*done {
+                match rx.recv().await {
+                    Some(batch) => queue.extend(batch),
+                    None => *done = true,
+                }
             }
         }
         // The earliest stored of the heads goes next.
         let next = readers
             .iter()
             .enumerate()
-            .filter_map(|(i, (_, head))| match head {
+            .filter_map(|(i, (_, queue, _))| match queue.front() {
                 Some(Item::Event(e)) => Some((i, Some((e.stored_at, e.stream)))),
                 Some(_) => Some((i, None)),
                 None => None,
@@ -233,9 +251,12 @@ pub async fn read(
             .min_by_key(|(_, key)| *key)
             .map(|(i, _)| i);
         let Some(i) = next else {
-            break;
+            if readers.iter().all(|(_, q, done)| *done && q.is_empty()) {
+                break;
+            }
+            continue;
         };
-        let Some(item) = readers[i].1.take() else {
+        let Some(item) = readers[i].1.pop_front() else {
             continue;
         };
         state.done += 1;
@@ -246,7 +267,7 @@ pub async fn read(
                 let wanted = selection.player.is_none_or(|p| event.concerns(p))
                     && selection
                         .correlation
-                        .is_none_or(|c| event.correlation_id() == c);
+                        .is_none_or(|c| event.correlation_id == c.to_string());
                 if wanted {
                     summary.events += 1;
                     each(*event)?;

@@ -133,8 +133,8 @@ impl Columns {
     }
 
     fn push(&mut self, e: &Event) {
-        let env = &e.envelope;
-        let p = e.payload();
+        let payload = e.payload();
+        let p = &payload;
         let (actor_type, actor_id) = e.actor_parts();
         self.stream.append_value(e.stream.name());
         self.seq.append_value(e.seq);
@@ -143,21 +143,13 @@ impl Columns {
         self.occurred_at
             .append_value(e.occurred_at().timestamp_millis());
         self.region.append_option(e.region());
-        self.kind.append_value(e.kind());
-        self.schema_version.append_value(
-            env["schema_version"]
-                .as_u64()
-                .and_then(|v| u16::try_from(v).ok())
-                .unwrap_or(0),
-        );
+        self.kind.append_value(&e.kind);
+        self.schema_version.append_value(e.schema_version);
         self.actor_type.append_value(actor_type);
         self.actor_id.append_value(actor_id);
-        self.event_id
-            .append_value(string(env.get("id")).unwrap_or_default());
-        self.correlation_id
-            .append_value(string(env.get("correlation_id")).unwrap_or_default());
-        self.causation_id
-            .append_option(string(env.get("causation_id")));
+        self.event_id.append_value(&e.id);
+        self.correlation_id.append_value(&e.correlation_id);
+        self.causation_id.append_option(e.causation_id.as_deref());
         self.request_id.append_option(e.request_id.as_deref());
         self.client_ip.append_option(e.client_ip.as_deref());
         let at = position(p);
@@ -176,7 +168,7 @@ impl Columns {
         self.text.append_option(string(p.get("text")));
         self.amount
             .append_option(p.get("amount").and_then(Value::as_u64));
-        self.payload.append_value(p.to_string());
+        self.payload.append_value(e.payload_text());
         self.rows += 1;
     }
 

@@ -9,8 +9,6 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
-
 use crate::error::AuditError;
 use crate::event::Event;
 
@@ -176,33 +174,34 @@ pub fn sink(format: Format, target: Target) -> Result<Box<dyn Sink>, AuditError>
     })
 }
 
-/// The JSONL line of an event: its envelope with where it was stored and how it came.
-pub fn json_line(event: &Event) -> Value {
-    let mut object = match &event.envelope {
-        Value::Object(m) => m.clone(),
-        other => {
-            let mut m = Map::new();
-            m.insert("envelope".into(), other.clone());
-            m
-        }
-    };
-    object.insert("stream".into(), event.stream.name().into());
-    object.insert("seq".into(), event.seq.into());
-    object.insert("subject".into(), event.subject.clone().into());
-    object.insert(
-        "stored_at".into(),
-        event
-            .stored_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            .into(),
-    );
-    object.insert("request_id".into(), event.request_id.clone().into());
-    object.insert(
-        "client_request_id".into(),
-        event.client_request_id.clone().into(),
-    );
-    object.insert("client_ip".into(), event.client_ip.clone().into());
-    Value::Object(object)
+/// Writes the JSONL line of an event to `out`: its envelope as the log holds it, with where it
+/// was stored and how it came (`stream`, `seq`, `subject`, `stored_at`, `request_id`,
+/// `client_request_id`, `client_ip`) added to the object.
+pub fn write_json_line(event: &Event, out: &mut impl Write) -> std::io::Result<()> {
+    let json = event.json.trim_ascii_end();
+    let body = json.strip_suffix(b"}").unwrap_or(json);
+    out.write_all(body)?;
+    let open = body.trim_ascii_end().ends_with(b"{");
+    if !open {
+        out.write_all(b",")?;
+    }
+    let stored_at = event
+        .stored_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    write!(
+        out,
+        "\"stream\":\"{}\",\"seq\":{},\"subject\":",
+        event.stream.name(),
+        event.seq
+    )?;
+    serde_json::to_writer(&mut *out, &event.subject)?;
+    write!(out, ",\"stored_at\":\"{stored_at}\",\"request_id\":")?;
+    serde_json::to_writer(&mut *out, &event.request_id)?;
+    out.write_all(b",\"client_request_id\":")?;
+    serde_json::to_writer(&mut *out, &event.client_request_id)?;
+    out.write_all(b",\"client_ip\":")?;
+    serde_json::to_writer(&mut *out, &event.client_ip)?;
+    out.write_all(b"}\n")
 }
 
 struct Jsonl {
@@ -211,11 +210,7 @@ struct Jsonl {
 
 impl Sink for Jsonl {
     fn write(&mut self, event: &Event) -> Result<(), AuditError> {
-        let line = json_line(event);
-        serde_json::to_writer(&mut self.target, &line).map_err(|e| self.target.error(e))?;
-        self.target
-            .write_all(b"\n")
-            .map_err(|e| self.target.error(e))
+        write_json_line(event, &mut self.target).map_err(|e| self.target.error(e))
     }
 
     fn finish(self: Box<Self>) -> Result<(), AuditError> {
@@ -257,14 +252,6 @@ impl Csv {
     }
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 impl Sink for Csv {
     fn write(&mut self, event: &Event) -> Result<(), AuditError> {
         let to_error = |e: csv::Error, w: &csv::Writer<Target>| w.get_ref().error(e);
@@ -274,27 +261,27 @@ impl Sink for Csv {
                 .write_record(CSV_COLUMNS)
                 .map_err(|e| to_error(e, &self.writer))?;
         }
-        let env = &event.envelope;
         let (actor_type, actor_id) = event.actor_parts();
         let seq = event.seq.to_string();
-        let record = [
-            event.stream.name().to_owned(),
-            seq,
-            event.subject.clone(),
-            text(&env["occurred_at"]),
-            event.region().unwrap_or_default().to_owned(),
-            event.kind().to_owned(),
-            text(&env["schema_version"]),
-            actor_type.to_owned(),
-            actor_id,
-            text(&env["correlation_id"]),
-            text(&env["causation_id"]),
-            event.request_id.clone().unwrap_or_default(),
-            event.client_ip.clone().unwrap_or_default(),
-            env["payload"].to_string(),
+        let version = event.schema_version.to_string();
+        let record: [&str; 14] = [
+            event.stream.name(),
+            &seq,
+            &event.subject,
+            &event.occurred_at_text,
+            event.region().unwrap_or_default(),
+            &event.kind,
+            &version,
+            actor_type,
+            &actor_id,
+            &event.correlation_id,
+            event.causation_id.as_deref().unwrap_or_default(),
+            event.request_id.as_deref().unwrap_or_default(),
+            event.client_ip.as_deref().unwrap_or_default(),
+            event.payload_text(),
         ];
         self.writer
-            .write_record(&record)
+            .write_record(record)
             .map_err(|e| to_error(e, &self.writer))
     }
 

@@ -11,7 +11,6 @@ use schemas::{EntityId, Fact, PlayerId, RegionId, Scope};
 use serde_json::{Value, json};
 
 use crate::error::AuditError;
-use crate::event::Body;
 use crate::log;
 use crate::select::{LogStream, Selection};
 
@@ -49,9 +48,9 @@ pub async fn at(js: &Context, whose: &Whose, at: DateTime<Utc>) -> Result<Value,
                 &selection,
                 |_| {},
                 |event| {
-                    if let Body::Fact(env) = &event.body
+                    if let Some(env) = event.fact()
                         && players_of(&env.payload).contains(player)
-                        && PlayerState::fold(&mut state, *player, env)
+                        && PlayerState::fold(&mut state, *player, &env)
                     {
                         last_seq = event.seq;
                     }
@@ -81,7 +80,7 @@ pub async fn at(js: &Context, whose: &Whose, at: DateTime<Utc>) -> Result<Value,
                 &selection,
                 |_| {},
                 |event| {
-                    let Body::Fact(env) = &event.body else {
+                    let Some(env) = event.fact() else {
                         return Ok(());
                     };
                     if let Fact::AccountRegistered(f) = &env.payload {
@@ -91,7 +90,7 @@ pub async fn at(js: &Context, whose: &Whose, at: DateTime<Utc>) -> Result<Value,
                         let username = usernames
                             .get(&PlayerId::from_uuid(*id.as_uuid()))
                             .map(String::as_str);
-                        if WorldEntity::fold(entities.entry(id).or_insert(None), id, env, username)
+                        if WorldEntity::fold(entities.entry(id).or_insert(None), id, &env, username)
                         {
                             last_seq = event.seq;
                         }

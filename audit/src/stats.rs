@@ -73,7 +73,7 @@ pub async fn count(js: &Context, selection: &Selection, by: By) -> Result<Counts
         |_| {},
         |event| {
             let key = match by {
-                By::Kind => event.kind().to_owned(),
+                By::Kind => event.kind.clone(),
                 By::Region => event.region().unwrap_or("_global").to_owned(),
                 By::Hour => event.occurred_at().format("%Y-%m-%dT%H:00Z").to_string(),
             };

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::error::AuditError;
-use crate::event::{Body, Event};
+use crate::event::Event;
 use crate::log;
 use crate::select::{LogStream, Selection};
 
@@ -113,7 +113,7 @@ pub fn audit_digest(document: &Document) -> String {
 
 fn event_digest(e: &Event) -> String {
     digest(
-        &e.envelope,
+        &e.envelope(),
         e.occurred_at().timestamp_millis(),
         e.stream.name(),
         e.seq,
@@ -211,12 +211,12 @@ pub async fn verify(
         &selection,
         |_| {},
         |event| {
-            let id = event.envelope["id"].as_str().unwrap_or_default().to_owned();
-            match &event.body {
-                Body::Command(_) => commands.push((event.seq, id.clone())),
-                Body::Fact(f) => {
-                    if let Some(cause) = f.causation_id {
-                        caused.insert(cause.to_string());
+            let id = event.id.clone();
+            match event.stream {
+                LogStream::Commands => commands.push((event.seq, id.clone())),
+                LogStream::Facts => {
+                    if let Some(cause) = &event.causation_id {
+                        caused.insert(cause.clone());
                     }
                 }
             }

@@ -376,6 +376,19 @@ async fn every_format_holds_the_same_events_and_duckdb_reads_them_alike() {
         parquet.display()
     ));
     assert_eq!(hurt[0], serde_json::json!(["40", "60"]));
+    // The README's query: damage dealt per attacker per hour.
+    let per_attacker = duckdb(&format!(
+        "SELECT date_trunc('hour', occurred_at) AS hour, \
+                json_extract_string(payload, '$.attacker') AS attacker, \
+                sum(amount) AS damage, count(*) AS blows \
+         FROM read_parquet('{}') WHERE kind = 'damaged' \
+         GROUP BY ALL ORDER BY hour, damage DESC",
+        parquet.display()
+    ));
+    assert_eq!(per_attacker.len(), 1);
+    assert_eq!(per_attacker[0][1], log.bo.to_string());
+    assert_eq!(per_attacker[0][2], "60");
+    assert_eq!(per_attacker[0][3], "2");
 }
 
 #[tokio::test]
