@@ -64,6 +64,11 @@ pub struct Outcome {
     pub message: Option<String>,
     /// The facts it produced, as stored in the event log.
     pub facts: Vec<serde_json::Value>,
+    /// The command's sequence in the `COMMANDS` stream.
+    pub stream_seq: u64,
+    /// Each fact's sequence in the `FACTS` stream, in the order of `facts`. A read given
+    /// `?min_seq=` the last of them answers with what the command did.
+    pub fact_seqs: Vec<u64>,
 }
 
 /// How long to wait for the outcome: `None` without `?wait=true`. `wait_ms` (1 to the configured
@@ -167,8 +172,15 @@ pub async fn submit(
     let wait = wait_for(&state, &query)?;
     let key = idempotency_key(&headers)?;
     let command = Command::parse_value(body, Origin::Player, state.validation())?;
-    let view = players::resolve(&state, caller.player, admission.cached_view).await?;
-    let current = view.filter(|v| v.online).and_then(|v| v.region);
+    let (view, placed) = tokio::join!(
+        players::resolve(&state, caller.player, admission.cached_view),
+        placed_by_simulators(&state, caller.player)
+    );
+    let current = match placed {
+        Some(entry) => entry.region,
+        // Not placed by a simulator since the bucket was made: the read models know.
+        None => view?.filter(|v| v.online).and_then(|v| v.region),
+    };
     let region = route(&state, current, &command).await?;
     tracing::Span::current().record("region", tracing::field::display(&region));
 
@@ -232,6 +244,8 @@ pub async fn submit(
             reason: rejection.as_ref().map(|r| r.0),
             message: rejection.map(|r| r.1),
             facts: outcome.facts,
+            stream_seq: ack.sequence,
+            fact_seqs: outcome.seqs,
         };
         return Ok((StatusCode::OK, Json(answer)).into_response());
     }
@@ -331,6 +345,30 @@ async fn remember(
         .set_options(redis_key(player, key), text, options)
         .await?;
     Ok(())
+}
+
+/// Where the simulators last put the player's avatar (`avatar_regions`): written before the
+/// fact that put it there was stored, so it is never behind an outcome the player was told of,
+/// whichever gateway told it. `None` when the bucket has no entry for the player or does not
+/// answer within the gate's budget (the read models decide then).
+async fn placed_by_simulators(
+    state: &AppState,
+    player: PlayerId,
+) -> Option<nats_topology::avatars::AvatarRegion> {
+    let lookup = nats_topology::avatars::lookup(state.avatars(), player);
+    match tokio::time::timeout(crate::gate::BUDGET, lookup).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => {
+            state.metrics().dependency_error("nats");
+            tracing::warn!(error = %e, "avatar_regions did not answer; routing by the read models");
+            None
+        }
+        Err(_) => {
+            state.metrics().dependency_error("nats");
+            tracing::warn!("avatar_regions did not answer in time; routing by the read models");
+            None
+        }
+    }
 }
 
 /// The region a command goes to: the one named by a `spawn` (or the least crowded), otherwise

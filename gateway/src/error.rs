@@ -40,6 +40,8 @@ pub enum Code {
     NotInWorld,
     /// 409: the same `Idempotency-Key` was used for a different command.
     IdempotencyConflict,
+    /// 409: a read's `min_seq` is beyond what the read models hold yet.
+    ProjectionBehind,
     /// 413: the body is larger than allowed.
     PayloadTooLarge,
     /// 414: the request's URI is longer than the server reads.
@@ -75,6 +77,7 @@ impl Code {
             Code::UsernameTaken => "username_taken",
             Code::NotInWorld => "not_in_world",
             Code::IdempotencyConflict => "idempotency_conflict",
+            Code::ProjectionBehind => "projection_behind",
             Code::PayloadTooLarge => "payload_too_large",
             Code::UriTooLong => "uri_too_long",
             Code::UnsupportedMediaType => "unsupported_media_type",
@@ -96,9 +99,10 @@ impl Code {
             Code::Forbidden | Code::BadApiKey => StatusCode::FORBIDDEN,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Code::UsernameTaken | Code::NotInWorld | Code::IdempotencyConflict => {
-                StatusCode::CONFLICT
-            }
+            Code::UsernameTaken
+            | Code::NotInWorld
+            | Code::IdempotencyConflict
+            | Code::ProjectionBehind => StatusCode::CONFLICT,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UriTooLong => StatusCode::URI_TOO_LONG,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -37,6 +37,7 @@ pub mod body;
 pub mod bus;
 pub mod commands;
 pub mod connection;
+pub mod consistency;
 pub mod error;
 pub mod gate;
 pub mod health;
@@ -109,6 +110,7 @@ struct Inner {
     leases: async_nats::jetstream::kv::Store,
     node_load: async_nats::jetstream::kv::Store,
     rebuild_jobs: async_nats::jetstream::kv::Store,
+    avatars: async_nats::jetstream::kv::Store,
     redis: redis::aio::ConnectionManager,
     gate: gate::Gate,
     hub: Arc<stream::Hub>,
@@ -176,6 +178,10 @@ impl AppState {
     /// The rebuild job bucket.
     pub fn rebuild_jobs(&self) -> &async_nats::jetstream::kv::Store {
         &self.0.rebuild_jobs
+    }
+    /// The `avatar_regions` bucket: where the simulators put each player's avatar.
+    pub fn avatars(&self) -> &async_nats::jetstream::kv::Store {
+        &self.0.avatars
     }
     /// A Redis connection (a cheap clone of a shared, reconnecting one).
     pub fn redis(&self) -> redis::aio::ConnectionManager {
@@ -336,6 +342,7 @@ impl Application {
         let leases = bucket(nats_topology::topology::REGION_LEASES).await?;
         let node_load = bucket(nats_topology::topology::NODE_LOAD).await?;
         let rebuild_jobs = bucket(nats_topology::topology::REBUILD_JOBS).await?;
+        let avatars = bucket(nats_topology::topology::AVATAR_REGIONS).await?;
         let gateway_id = uuid::Uuid::now_v7().simple().to_string();
         let outcomes = outcomes::Outcomes::start(&nats, &gateway_id).await?;
         let metrics = Metrics::new();
@@ -364,6 +371,7 @@ impl Application {
             leases,
             node_load,
             rebuild_jobs,
+            avatars,
             redis,
             gate,
             hub: Arc::new(stream::Hub::new(redis_client)),

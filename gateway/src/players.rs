@@ -4,18 +4,20 @@
 //! (`players`, written by the projector), and, for a player the projector has not seen yet, from
 //! the account itself: registered, not spawned, offline.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use mongodb::bson::doc;
 use redis::AsyncCommands;
-use schemas::PlayerId;
 use schemas::read_model::PlayerView;
+use schemas::{Invalid, PlayerId};
 
 use crate::AppState;
 use crate::accounts;
 use crate::auth::Bearer;
+use crate::consistency;
 use crate::error::ApiError;
 use crate::gate::Unanswered;
 use crate::ratelimit::Rule;
@@ -91,9 +93,13 @@ fn from_document(doc: mongodb::bson::Document) -> Result<PlayerView, ApiError> {
 
 /// `GET /v1/players/me`: the session, the player's read limit and the cached view are asked of
 /// Redis in one round trip.
+///
+/// With `?min_seq=N`, answers once the read models hold every fact up to `N` (see
+/// [`crate::consistency`]), from MongoDB rather than the cache.
 pub async fn me(
     State(state): State<AppState>,
     bearer: Bearer,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<PlayerView>, ApiError> {
     let player_key = bearer.0.sub.to_string();
     let limits = [(Rule::ReadsPerPlayer, player_key.as_str())];
@@ -101,7 +107,14 @@ pub async fn me(
     let admission = state.admit(&bearer.0.sid, bearer.0.sub, &[], &limits).await;
     let caller = bearer.into_caller(&state, admission.session)?;
     admission.limited?;
-    if let Some(view) = resolve(&state, caller.player, admission.cached_view).await? {
+    let min_seq = consistency::min_seq(&query).map_err(|d| Invalid { details: vec![d] })?;
+    consistency::reached(&state, min_seq).await?;
+    // A cached view may have been read through from before the position was reached.
+    let cached = match min_seq {
+        Some(_) => Ok(None),
+        None => admission.cached_view,
+    };
+    if let Some(view) = resolve(&state, caller.player, cached).await? {
         return Ok(Json(view));
     }
     let account = accounts::find_by_id(&state, caller.player)

@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::commands::POPULATION_KEY;
+use crate::consistency;
 use crate::error::{ApiError, Code};
 use crate::ratelimit::Rule;
 
@@ -98,10 +99,12 @@ fn view(
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<RegionView>>, ApiError> {
     state
         .limit(Rule::ReadsPerPlayer, &caller.player.to_string())
         .await?;
+    consistent(&state, &query).await?;
     let (owners, population) = (owners(&state).await?, population(&state).await);
     Ok(Json(
         state
@@ -129,13 +132,38 @@ pub async fn one(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<RegionView>, ApiError> {
     state
         .limit(Rule::ReadsPerPlayer, &caller.player.to_string())
         .await?;
     let region = region(&state, &id)?;
+    consistent(&state, &query).await?;
     let (owners, population) = (owners(&state).await?, population(&state).await);
     Ok(Json(view(region, &owners, &population)))
+}
+
+/// Waits for the projection to reach the query's `min_seq`, if any (see
+/// [`crate::consistency`]); any other parameter is refused.
+async fn consistent(state: &AppState, query: &HashMap<String, String>) -> Result<(), ApiError> {
+    let mut details: Vec<FieldError> = query
+        .keys()
+        .filter(|k| k.as_str() != consistency::MIN_SEQ)
+        .map(|name| {
+            FieldError::new(
+                name.clone(),
+                "unknown_parameter",
+                "is not a parameter of this route",
+            )
+        })
+        .collect();
+    let min_seq = consistency::min_seq(query).unwrap_or_else(|d| {
+        details.push(d);
+        None
+    });
+    details.sort_by(|a, b| a.field.cmp(&b.field));
+    Invalid::check(details)?;
+    consistency::reached(state, min_seq).await
 }
 
 /// The entities answer.
@@ -203,9 +231,12 @@ fn point_query(
             format!("the point must lie inside region {}", region.id),
         ));
     }
+    if let Err(d) = consistency::min_seq(query) {
+        details.push(d);
+    }
     for name in query
         .keys()
-        .filter(|k| !["x", "y", "radius"].contains(&k.as_str()))
+        .filter(|k| !["x", "y", "radius", consistency::MIN_SEQ].contains(&k.as_str()))
     {
         details.push(FieldError::new(
             name.clone(),
@@ -232,6 +263,9 @@ pub async fn entities(
         .await?;
     let region = region(&state, &id)?;
     let (point, radius) = point_query(region, &query)?;
+    // After the position, the regions' versions: a cached answer is then as new as the wanted
+    // facts (the projector bumps the versions before it raises the position).
+    consistency::reached(&state, consistency::min_seq(&query).unwrap_or(None)).await?;
     // The circle may reach over a border: entities just across it are listed too, so a border
     // is not a wall for what a player sees.
     let touched: Vec<&RegionConfig> = state

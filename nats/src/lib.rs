@@ -16,6 +16,7 @@
 //! `config/` folder beside this crate holds the `nats-server` configurations.
 
 pub mod advisory;
+pub mod avatars;
 pub mod dlq;
 pub mod ensure;
 pub mod headers;

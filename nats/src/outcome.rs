@@ -27,6 +27,10 @@ pub struct Outcome {
     pub command_id: EventId,
     /// Its facts, as stored in `FACTS` (each an encoded envelope, as JSON).
     pub facts: Vec<serde_json::Value>,
+    /// The `FACTS` sequence of each fact, in the same order (empty from a simulator that did
+    /// not send them).
+    #[serde(default)]
+    pub seqs: Vec<u64>,
 }
 
 impl Outcome {
@@ -67,6 +71,7 @@ mod tests {
         let outcome = Outcome {
             command_id: env.id,
             facts: vec![json],
+            seqs: vec![7],
         };
         assert_eq!(
             outcome.rejection().map(|r| r.0),
@@ -75,7 +80,8 @@ mod tests {
         assert_eq!(
             Outcome {
                 command_id: env.id,
-                facts: vec![]
+                facts: vec![],
+                seqs: vec![],
             }
             .rejection(),
             None

@@ -38,6 +38,9 @@ pub const REBUILD_JOBS: &str = "rebuild_jobs";
 pub const PROJECTOR_LEASE: &str = "projector_lease";
 /// The KV bucket of what each player's avatar had when it last left the world.
 pub const PLAYER_PROGRESS: &str = "player_progress";
+/// The KV bucket of the region each player's avatar is in, as the simulators last decided it:
+/// what gateways route commands by.
+pub const AVATAR_REGIONS: &str = "avatar_regions";
 
 /// The durable consumer on `ADVISORIES` that the dead-letter listeners share.
 pub const DLQ_LISTENER: &str = "dlq-listener";
@@ -214,6 +217,10 @@ impl Topology {
             bucket(
                 PLAYER_PROGRESS,
                 "Each player's level, experience and inventory as the avatar last left the world.",
+            ),
+            bucket(
+                AVATAR_REGIONS,
+                "The region each player's avatar is in, written before the fact that put it there.",
             ),
         ];
         Self { streams, buckets }

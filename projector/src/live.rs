@@ -419,6 +419,11 @@ pub async fn project_batch(
         return;
     };
     let facts: Vec<&Stored> = batch.iter().map(|(s, _)| s).collect();
+    // Every fact of the batch is handled now: written, or dead-lettered.
+    let position = messages
+        .iter()
+        .filter_map(|m| m.info().ok().map(|i| i.stream_sequence))
+        .max();
     for f in &facts {
         ctx.metrics
             .facts
@@ -426,7 +431,7 @@ pub async fn project_batch(
             .inc();
     }
     tracing::debug!(facts = facts.len(), "batch written");
-    bridge(ctx, &facts, &written).await;
+    bridge(ctx, &facts, &written, position).await;
     for (_, m) in &batch {
         if let Err(e) = m.ack().await {
             // It comes back and changes nothing.
@@ -435,9 +440,19 @@ pub async fn project_batch(
     }
 }
 
-/// Publishes the facts on the live stream's channels and refreshes the caches. Best effort:
-/// the read models are written already; a cache left stale expires on its own.
-async fn bridge(ctx: &Context, facts: &[&Stored], written: &Written) {
+/// Raises the projection's position to `ARGV[1]`, never lowers it (a redelivered batch is
+/// older than what is written already).
+const RAISE_POSITION: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
+return 0
+";
+
+/// Publishes the facts on the live stream's channels, refreshes the caches and then raises the
+/// projection's position to `position`. Best effort: the read models are written already; a
+/// cache left stale expires on its own, and a position not raised holds back only the reads
+/// that asked for it.
+async fn bridge(ctx: &Context, facts: &[&Stored], written: &Written, position: Option<u64>) {
     let Some(mut redis) = ctx.redis.clone() else {
         return;
     };
@@ -477,6 +492,15 @@ async fn bridge(ctx: &Context, facts: &[&Stored], written: &Written) {
             pipe.del("world:population").ignore();
         }
         Some(Err(e)) => warn!(error = %e, "cannot count the population"),
+    }
+    // Last, after the caches: a read that sees the position sees fresh caches.
+    if let Some(position) = position {
+        pipe.cmd("EVAL")
+            .arg(RAISE_POSITION)
+            .arg(1)
+            .arg(schemas::read_model::PROJECTION_POSITION_KEY)
+            .arg(position)
+            .ignore();
     }
     if let Err(e) = pipe.query_async::<()>(&mut redis).await {
         ctx.metrics.redis_errors.inc();

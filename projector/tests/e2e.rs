@@ -46,6 +46,7 @@ struct World {
     base: String,
     http: reqwest::Client,
     db: mongodb::Database,
+    env: HashMap<&'static str, String>,
     _stop_gateway: tokio::sync::oneshot::Sender<()>,
     _stop_sim: tokio::sync::oneshot::Sender<()>,
 }
@@ -136,9 +137,36 @@ impl World {
             base: format!("http://{addr}"),
             http: reqwest::Client::new(),
             db,
+            env,
             _stop_gateway: stop_gateway,
             _stop_sim: stop_sim,
         }
+    }
+
+    /// Another gateway on the same servers, as a second process behind a load balancer would
+    /// be: its address, and what stops it when dropped.
+    async fn another_gateway(&self) -> (String, tokio::sync::oneshot::Sender<()>) {
+        let env = self.env.clone();
+        let password = self
+            .users
+            .password("gateway")
+            .unwrap_or_default()
+            .to_owned();
+        let settings = gateway::Settings::load(move |k: &str| match k {
+            "NATS_USER" => Some("gateway".to_owned()),
+            "NATS_PASSWORD" => Some(password.clone()),
+            _ => env.get(k).cloned(),
+        })
+        .expect("gateway settings");
+        let gateway = gateway::Application::build(settings)
+            .await
+            .expect("another gateway starts");
+        let addr = gateway.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(gateway.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        (format!("http://{addr}"), stop)
     }
 
     fn projector(&self) -> Projector {
@@ -223,6 +251,19 @@ impl World {
                 .to_owned(),
             answer,
         )
+    }
+
+    /// A read through the gateway at `base`: its status and body.
+    async fn read_at(&self, base: &str, path: &str, token: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{base}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     async fn me(&self, token: &str) -> Value {
@@ -521,4 +562,122 @@ async fn two_players_meet_fight_chat_and_every_step_shows_everywhere() {
         .map(str::to_owned)
         .collect();
     assert!(refused.is_empty(), "NATS refused: {refused:#?}");
+}
+
+/// The highest `FACTS` sequence an outcome names.
+fn last_fact_seq(answer: &Value) -> u64 {
+    let seqs: Vec<u64> = answer["fact_seqs"]
+        .as_array()
+        .map(|s| s.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    let facts = answer["facts"].as_array().map_or(0, Vec::len);
+    assert_eq!(seqs.len(), facts, "a sequence per fact: {answer}");
+    assert!(seqs.iter().all(|&s| s > 0), "{answer}");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {answer}");
+    *seqs.last().expect("the outcome names its facts")
+}
+
+#[tokio::test]
+async fn a_client_acts_on_what_it_was_just_told_and_reads_its_own_writes_on_any_gateway() {
+    // No projector yet: the read models know nothing of the avatar, so whatever routes the
+    // commands below, it is not the projection.
+    let world = World::start().await;
+    let (other, _stop_other) = world.another_gateway().await;
+    let (ada, token) = world.player("ada").await;
+
+    let (_, spawned) = world
+        .command(&token, json!({"type": "spawn", "region": "south-west"}))
+        .await;
+    applied(&spawned, "spawned");
+    let spawn_seq = last_fact_seq(&spawned);
+    assert!(
+        spawned["stream_seq"].as_u64().is_some_and(|s| s > 0),
+        "{spawned}"
+    );
+    let at = spawned["facts"][0]["payload"]["state"]["position"].clone();
+
+    // The very next command, through the other gateway: routed where the spawn put the avatar.
+    let step = json!({"type": "move", "x": at["x"].as_f64().expect("x") + 1.0, "y": at["y"]});
+    let answer: Value = world
+        .http
+        .post(format!("{other}/v1/commands?wait=true&wait_ms=5000"))
+        .bearer_auth(&token)
+        .json(&step)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("an outcome");
+    applied(&answer, "movement_started");
+    let moved_seq = last_fact_seq(&answer);
+    assert!(moved_seq > spawn_seq);
+
+    // A read that asks for the spawn waits a bounded time, then says how far the read models
+    // are: nothing projects them yet.
+    let (status, body) = world
+        .read_at(
+            &world.base,
+            &format!("/v1/players/me?min_seq={spawn_seq}"),
+            &token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "projection_behind", "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "min_seq", "{body}");
+
+    // With a projector, the same read answers with the move, at once and on either gateway:
+    // the client never sleeps.
+    let _projector = world.projector();
+    for base in [&world.base, &other] {
+        let (status, me) = world
+            .read_at(base, &format!("/v1/players/me?min_seq={moved_seq}"), &token)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{me}");
+        assert_eq!(me["player_id"], ada.as_str(), "{me}");
+        assert_eq!(me["online"], true, "{me}");
+        assert_eq!(me["region"], "south-west", "{me}");
+        assert!(
+            !me["destination"].is_null() || me["position"]["x"] != at["x"],
+            "{me}"
+        );
+    }
+    let path = format!(
+        "/v1/regions/south-west/entities?x={}&y={}&radius=50&min_seq={moved_seq}",
+        at["x"], at["y"]
+    );
+    let (status, nearby) = world.read_at(&other, &path, &token).await;
+    assert_eq!(status, StatusCode::OK, "{nearby}");
+    let ids: Vec<&str> = nearby["entities"]
+        .as_array()
+        .expect("entities")
+        .iter()
+        .filter_map(|e| e["entity_id"].as_str())
+        .collect();
+    assert!(ids.contains(&ada.as_str()), "{nearby}");
+
+    // Absurd positions are refused with the error shape, and change nothing.
+    for bad in [
+        "0",
+        "-1",
+        "abc",
+        "1.5",
+        "",
+        "18446744073709551615",
+        "9223372036854775808",
+    ] {
+        for path in [
+            format!("/v1/players/me?min_seq={bad}"),
+            format!("/v1/regions/south-west?min_seq={bad}"),
+            format!("/v1/regions?min_seq={bad}"),
+            format!("/v1/regions/south-west/entities?x=1&y=1&min_seq={bad}"),
+        ] {
+            let (status, body) = world.read_at(&world.base, &path, &token).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+            assert_eq!(
+                body["error"]["details"][0]["field"], "min_seq",
+                "{path}: {body}"
+            );
+        }
+    }
 }

@@ -189,8 +189,21 @@ proptest! {
             }
         }
 
+        // Where the gateways route each player: the last place a fact put its avatar.
+        let mut routed: BTreeMap<PlayerId, Option<schemas::RegionId>> = BTreeMap::new();
+        for f in &facts {
+            if let Some((player, region)) = schemas::fold::avatar_region(f) {
+                routed.insert(player, region);
+            }
+        }
+
         for (id, sim) in simulator.iter().filter(|(_, s)| s.kind == EntityKind::Player) {
             prop_assert_eq!(folded.get(id), Some(sim), "the fold of the log is the simulator's state");
+            prop_assert_eq!(
+                routed.get(&sim.player.expect("an avatar's player")).cloned().flatten().map(|r| r.to_string()),
+                Some("west".to_owned()),
+                "commands are routed where the avatar is"
+            );
             let player = sim.player.expect("an avatar's player");
             let doc = player_docs.get(&player).and_then(Option::as_ref).expect("a player document");
             prop_assert!(doc.state.online);
@@ -216,6 +229,10 @@ proptest! {
                 continue;
             }
             prop_assert!(!folded.contains_key(&id));
+            prop_assert!(
+                routed.get(player).is_none_or(Option::is_none),
+                "no command is routed to an avatar that left"
+            );
             if let Some(Some(doc)) = player_docs.get(player) {
                 prop_assert!(!doc.state.online);
             }

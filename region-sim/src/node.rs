@@ -18,7 +18,9 @@ use async_nats::jetstream::kv::Store;
 use chrono::Utc;
 use futures::StreamExt;
 use nats_topology::lease::{Held, LeaseError, Leases, NodeLoad};
-use nats_topology::topology::{NODE_LOAD, PLAYER_PROGRESS, REGION_LEASES, REGION_SNAPSHOTS};
+use nats_topology::topology::{
+    AVATAR_REGIONS, NODE_LOAD, PLAYER_PROGRESS, REGION_LEASES, REGION_SNAPSHOTS,
+};
 use schemas::RegionId;
 use tokio::sync::{RwLock, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -133,6 +135,7 @@ impl Node {
         let snapshots = bucket(REGION_SNAPSHOTS).await?;
         let load_bucket = bucket(NODE_LOAD).await?;
         let progress = bucket(PLAYER_PROGRESS).await?;
+        let avatars = bucket(AVATAR_REGIONS).await?;
         let lease_ttl = leases
             .status()
             .await
@@ -148,6 +151,7 @@ impl Node {
             metrics: metrics.clone(),
             snapshots,
             progress,
+            avatars,
             failpoint: Failpoint::from_env(),
             settings: Arc::new(settings),
         });

@@ -19,14 +19,15 @@ use async_nats::jetstream::kv::Store;
 use async_nats::jetstream::{self, AckKind, Context};
 use chrono::Utc;
 use futures::StreamExt;
+use nats_topology::avatars::AvatarRegion;
 use nats_topology::dlq::{DeadLetter, dead_letter};
 use nats_topology::headers::{CLIENT_IP, REQUEST_ID};
 use nats_topology::outcome::{OUTCOME_INBOX, Outcome};
 use nats_topology::publish::{Outgoing, publish_all};
 use nats_topology::topology::{COMMANDS, FACTS};
 use schemas::{
-    Actor, Command, CommandSubject, Envelope, EventId, Fact, FactSubject, Priority, RegionId,
-    Scope, WorldConfig,
+    Actor, Command, CommandSubject, Envelope, EventId, Fact, FactSubject, PlayerId, Priority,
+    RegionId, Scope, WorldConfig,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -56,6 +57,8 @@ pub struct Shared {
     pub snapshots: Store,
     /// The `player_progress` bucket.
     pub progress: Store,
+    /// The `avatar_regions` bucket.
+    pub avatars: Store,
     /// A fault to inject, for the fault tests (`SIM_FAILPOINT`).
     pub failpoint: Option<Failpoint>,
 }
@@ -435,6 +438,9 @@ impl Running {
         // What avatars that left take with them is kept before their `left` is stored: a
         // spawn that follows the stored fact always finds it.
         self.keep_progress(&out.facts).await;
+        // Where the avatars are, before the facts that put them there are stored: a command a
+        // player sends after being told an outcome is routed where that outcome put it.
+        self.keep_avatar_regions(&out.facts).await;
         if self.shared.failpoint == Some(Failpoint::SlowTicks) {
             tokio::time::sleep(SLOW_TICK).await;
         }
@@ -458,7 +464,7 @@ impl Running {
             .zip(&cause_of)
             .map(|(f, cause)| (f, cause.and_then(|i| messages.get(i))))
             .collect();
-        self.publish_facts(&facts).await;
+        let seqs = self.publish_facts(&facts).await;
         if !out.outcomes.is_empty() && self.shared.failpoint == Some(Failpoint::AbortAfterFacts) {
             error!(region = %self.id, "failpoint abort-after-facts");
             std::process::abort();
@@ -470,7 +476,7 @@ impl Running {
             std::process::abort();
         }
         self.publish_commands(&out.follow_ups).await;
-        self.notify_outcomes(&out, &index, &messages).await;
+        self.notify_outcomes(&out, &seqs, &index, &messages).await;
 
         // Dead letters: commands that do not decode, and those whose handler failed.
         let failed: HashSet<EventId> = out.failed.iter().map(|(id, _)| *id).collect();
@@ -516,12 +522,18 @@ impl Running {
 
     /// Stores facts in order, retrying (with the same ids, so nothing is stored twice) until
     /// every one is.
-    async fn publish_facts(&mut self, facts: &[(&Envelope<Fact>, Option<&jetstream::Message>)]) {
+    /// Stores the facts in order; the `FACTS` sequence of each (0 for one that cannot be
+    /// encoded and is left out).
+    async fn publish_facts(
+        &mut self,
+        facts: &[(&Envelope<Fact>, Option<&jetstream::Message>)],
+    ) -> Vec<u64> {
         if facts.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut outgoing = Vec::with_capacity(facts.len());
-        for (env, cause) in facts {
+        let mut sent = Vec::with_capacity(facts.len());
+        for (i, (env, cause)) in facts.iter().enumerate() {
             let mut message = match Outgoing::fact(env) {
                 Ok(m) => m,
                 Err(e) => {
@@ -537,15 +549,21 @@ impl Running {
                 }
             }
             outgoing.push(message);
+            sent.push(i);
         }
         let stored = outgoing.len();
-        let seq = self.publish_until_stored(outgoing, "publish_facts").await;
-        self.facts_seq = self.facts_seq.max(seq);
+        let stored_at = self.publish_until_stored(outgoing, "publish_facts").await;
+        let mut seqs = vec![0; facts.len()];
+        for (i, seq) in sent.into_iter().zip(stored_at) {
+            seqs[i] = seq;
+            self.facts_seq = self.facts_seq.max(seq);
+        }
         self.shared
             .metrics
             .facts
             .with_label_values(&[self.id.as_str()])
             .inc_by(stored as u64);
+        seqs
     }
 
     /// Gives the region what each player spawning in `commands` had when it last left.
@@ -606,6 +624,43 @@ impl Running {
         }
     }
 
+    /// Records where the `facts` leave each avatar they move into, out of or across regions,
+    /// retrying until every entry is stored. The entries are written together; a player moved
+    /// twice in one tick gets the last.
+    async fn keep_avatar_regions(&self, facts: &[Envelope<Fact>]) {
+        let mut latest: HashMap<PlayerId, AvatarRegion> = HashMap::new();
+        for f in facts {
+            if let Some((player, region)) = schemas::fold::avatar_region(f) {
+                latest.insert(player, AvatarRegion { region });
+            }
+        }
+        let mut pending: Vec<(String, Vec<u8>)> = latest
+            .into_iter()
+            .map(|(player, entry)| (player.to_string(), entry.encode()))
+            .collect();
+        let mut backoff = Duration::from_millis(50);
+        while !pending.is_empty() {
+            let results = futures::future::join_all(
+                pending
+                    .iter()
+                    .map(|(key, body)| self.shared.avatars.put(key, body.clone().into())),
+            )
+            .await;
+            let mut failed = Vec::new();
+            for (entry, result) in pending.into_iter().zip(results) {
+                if let Err(e) = result {
+                    self.bus_error("avatar_region_put", &e);
+                    failed.push(entry);
+                }
+            }
+            pending = failed;
+            if !pending.is_empty() {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+
     async fn publish_commands(&self, commands: &[Envelope<Command>]) {
         let outgoing: Vec<_> = commands
             .iter()
@@ -623,18 +678,23 @@ impl Running {
         }
     }
 
-    /// Publishes in order until every message is stored; the highest stream sequence.
-    async fn publish_until_stored(&self, mut outgoing: Vec<Outgoing>, what: &str) -> u64 {
+    /// Publishes in order until every message is stored; the stream sequence of each.
+    async fn publish_until_stored(&self, mut outgoing: Vec<Outgoing>, what: &str) -> Vec<u64> {
         let mut backoff = Duration::from_millis(50);
-        let mut highest = 0;
+        let mut seqs = Vec::with_capacity(outgoing.len());
         loop {
             let results = publish_all(&self.shared.js, outgoing.clone()).await;
             let first_failed = results.iter().position(Result::is_err);
-            for ack in results.iter().flatten() {
-                highest = highest.max(ack.sequence);
-            }
+            // A message stored before is recognised by its id, and acknowledged with the
+            // sequence it was stored at.
+            seqs.extend(
+                results[..first_failed.unwrap_or(results.len())]
+                    .iter()
+                    .flatten()
+                    .map(|ack| ack.sequence),
+            );
             let Some(first) = first_failed else {
-                return highest;
+                return seqs;
             };
             if let Some(Err(e)) = results.get(first) {
                 self.bus_error(what, e);
@@ -650,6 +710,7 @@ impl Running {
     async fn notify_outcomes(
         &self,
         out: &TickOutput,
+        seqs: &[u64],
         index: &HashMap<EventId, usize>,
         messages: &[jetstream::Message],
     ) {
@@ -673,6 +734,7 @@ impl Running {
             let outcome = Outcome {
                 command_id: *command_id,
                 facts,
+                seqs: seqs.get(range.clone()).unwrap_or_default().to_vec(),
             };
             if let Ok(body) = serde_json::to_vec(&outcome)
                 && let Err(e) = self.shared.client.publish(inbox, body.into()).await

@@ -199,6 +199,24 @@ impl EntityState {
     }
 }
 
+/// Where a fact leaves a player's avatar, when it changes that: `(player, Some(region))` when
+/// it puts the avatar in a region or sends it there (a spawn, a respawn, a hand-off out or in),
+/// `(player, None)` when the avatar leaves the world. The region that decides the fact records
+/// this before it stores it, and gateways route the player's next command by it, so that a
+/// command sent after an outcome goes where that outcome put the avatar. The same rule as the
+/// `region` of [`PlayerState`].
+pub fn avatar_region(fact: &Envelope<Fact>) -> Option<(PlayerId, Option<RegionId>)> {
+    let player_of = |id: &EntityId| PlayerId::from_uuid(*id.as_uuid());
+    match &fact.payload {
+        Fact::Spawned(f) => Some((f.state.player?, fact.region.clone())),
+        Fact::HandedOffIn(f) => Some((f.state.player?, fact.region.clone())),
+        Fact::HandedOffOut(f) => Some((f.state.player?, Some(f.to_region.clone()))),
+        Fact::Respawned(f) => Some((player_of(&f.entity), fact.region.clone())),
+        Fact::Left(f) => Some((player_of(&f.entity), None)),
+        _ => None,
+    }
+}
+
 /// The players a fact concerns (whose state it may change, or who hear of it).
 pub fn players_of(fact: &Fact) -> Vec<PlayerId> {
     let from_entity = |id: &EntityId| PlayerId::from_uuid(*id.as_uuid());

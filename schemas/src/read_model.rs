@@ -1,5 +1,10 @@
 //! The read models the projector writes and the gateway serves, as their documents are shaped.
 
+/// The Redis key of the live projection's position: the highest `FACTS` sequence up to which
+/// every fact is in the read models (and their caches are refreshed). The projector only raises
+/// it; reads given `?min_seq=` wait for it.
+pub const PROJECTION_POSITION_KEY: &str = "projection:facts:position";
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -452,6 +452,7 @@ fn fake_simulator(app: &TestApp, reject: bool) -> tokio::task::JoinHandle<()> {
                     facts: vec![
                         serde_json::from_slice(&env.encode().expect("encode")).expect("json"),
                     ],
+                    seqs: vec![],
                 };
                 client
                     .publish(

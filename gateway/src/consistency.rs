@@ -1,0 +1,95 @@
+//! Reads that see the reader's own writes. An outcome names the `FACTS` sequences of what the
+//! command did (`fact_seqs`); a read given `?min_seq=N` answers only once the projection has
+//! written every fact up to `N` (its position, kept in Redis by the projector after each batch),
+//! waiting up to [`MIN_SEQ_WAIT`], and otherwise answers 409 `projection_behind` with the
+//! position it has reached, so that a client never has to guess how long to sleep.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use schemas::FieldError;
+use schemas::read_model::PROJECTION_POSITION_KEY;
+use tokio::time::Instant;
+
+use crate::AppState;
+use crate::error::{ApiError, Code};
+
+/// The query parameter.
+pub const MIN_SEQ: &str = "min_seq";
+
+/// The largest `min_seq` taken: a stream sequence is below 2^63.
+pub const MAX_MIN_SEQ: u64 = i64::MAX as u64;
+
+/// How long a read waits for the projection to reach its `min_seq`.
+pub const MIN_SEQ_WAIT: Duration = Duration::from_secs(2);
+
+/// How often the position is looked at meanwhile.
+const POLL: Duration = Duration::from_millis(20);
+
+/// `?min_seq=` in `query`, when given: a whole number from 1 to [`MAX_MIN_SEQ`].
+pub fn min_seq(query: &HashMap<String, String>) -> Result<Option<u64>, FieldError> {
+    let Some(raw) = query.get(MIN_SEQ) else {
+        return Ok(None);
+    };
+    match raw.parse::<u64>() {
+        Ok(n) if (1..=MAX_MIN_SEQ).contains(&n) => Ok(Some(n)),
+        _ => Err(FieldError::new(
+            MIN_SEQ,
+            "range",
+            format!("must be a whole number from 1 to {MAX_MIN_SEQ}"),
+        )),
+    }
+}
+
+/// The projection's position: every fact up to it is in the read models.
+pub async fn position(state: &AppState) -> Result<u64, ApiError> {
+    let got: Result<Option<u64>, _> = tokio::time::timeout(
+        crate::gate::BUDGET,
+        state.redis().get(PROJECTION_POSITION_KEY),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "no answer in time",
+        )))
+    });
+    got.map(Option::unwrap_or_default).map_err(|e| {
+        state.metrics().dependency_error("redis");
+        tracing::warn!(error = %e, "cannot read the projection's position");
+        ApiError::unavailable("the projection's position")
+    })
+}
+
+/// Returns once the projection has reached `min_seq` (at once without one); 409
+/// `projection_behind` when it has not within [`MIN_SEQ_WAIT`].
+pub async fn reached(state: &AppState, min_seq: Option<u64>) -> Result<(), ApiError> {
+    let Some(wanted) = min_seq else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + MIN_SEQ_WAIT;
+    loop {
+        let at = position(state).await?;
+        if at >= wanted {
+            return Ok(());
+        }
+        if Instant::now() + POLL > deadline {
+            return Err(ApiError {
+                details: vec![FieldError::new(
+                    MIN_SEQ,
+                    "not_reached",
+                    format!("the projection is at {at}"),
+                )],
+                retry_after: Some(1),
+                ..ApiError::new(
+                    Code::ProjectionBehind,
+                    format!(
+                        "the read models have every fact up to {at}, not yet {wanted}; ask again"
+                    ),
+                )
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
