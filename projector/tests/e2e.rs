@@ -610,8 +610,38 @@ async fn a_client_acts_on_what_it_was_just_told_and_reads_its_own_writes_on_any_
         .await
         .expect("an outcome");
     applied(&answer, "movement_started");
+    assert!(last_fact_seq(&answer) > spawn_seq);
+
+    // A walk over the border to the east: the region hands the avatar on while it walks, and
+    // a command sent once the hand-off is stored goes to the new region.
+    let east = json!({"type": "move", "x": 1100.0, "y": at["y"]});
+    let (_, answer) = world.command(&token, east).await;
+    applied(&answer, "movement_started");
+    let admin = nats_topology::Credentials::user(
+        "admin",
+        world.users.password("admin").unwrap_or_default(),
+    );
+    let (_, js) = nats_topology::connect(&world.nats.url(), "e2e-watcher", &admin)
+        .await
+        .expect("the admin connects");
+    let facts = js.get_stream("FACTS").await.expect("FACTS");
+    until("ada is handed to the east", || {
+        let facts = facts.clone();
+        async move {
+            facts
+                .get_last_raw_message_by_subject("fact.south-east.handed_off_in")
+                .await
+                .ok()
+        }
+    })
+    .await;
+    let (_, answer) = world
+        .command(&token, json!({"type": "move", "x": 1500.0, "y": 500.0}))
+        .await;
+    applied(&answer, "movement_started");
+    assert_eq!(answer["facts"][0]["region"], "south-east", "{answer}");
+    let at = answer["facts"][0]["payload"]["from"].clone();
     let moved_seq = last_fact_seq(&answer);
-    assert!(moved_seq > spawn_seq);
 
     // A read that asks for the spawn waits a bounded time, then says how far the read models
     // are: nothing projects them yet.
@@ -636,14 +666,11 @@ async fn a_client_acts_on_what_it_was_just_told_and_reads_its_own_writes_on_any_
         assert_eq!(status, StatusCode::OK, "{me}");
         assert_eq!(me["player_id"], ada.as_str(), "{me}");
         assert_eq!(me["online"], true, "{me}");
-        assert_eq!(me["region"], "south-west", "{me}");
-        assert!(
-            !me["destination"].is_null() || me["position"]["x"] != at["x"],
-            "{me}"
-        );
+        assert_eq!(me["region"], "south-east", "{me}");
+        assert_eq!(me["destination"]["x"], 1500.0, "{me}");
     }
     let path = format!(
-        "/v1/regions/south-west/entities?x={}&y={}&radius=50&min_seq={moved_seq}",
+        "/v1/regions/south-east/entities?x={}&y={}&radius=50&min_seq={moved_seq}",
         at["x"], at["y"]
     );
     let (status, nearby) = world.read_at(&other, &path, &token).await;

@@ -1,16 +1,16 @@
 //! The read models the projector writes and the gateway serves, as their documents are shaped.
 
-/// The Redis key of the live projection's position: the highest `FACTS` sequence up to which
-/// every fact is in the read models (and their caches are refreshed). The projector only raises
-/// it; reads given `?min_seq=` wait for it.
-pub const PROJECTION_POSITION_KEY: &str = "projection:facts:position";
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::fold::InventoryItem;
 use crate::geometry::Position;
 use crate::ids::{PlayerId, RegionId};
+
+/// The Redis key of the live projection's position: the highest `FACTS` sequence up to which
+/// every fact is in the read models (and their caches are refreshed). The projector only raises
+/// it; reads given `?min_seq=` wait for it.
+pub const PROJECTION_POSITION_KEY: &str = "projection:facts:position";
 
 /// A player as `GET /v1/players/me` shows it. It exists from registration on; before the first
 /// spawn it has no region and no position, and is offline.
@@ -29,6 +29,9 @@ pub struct PlayerView {
     /// Where the avatar is, if it is in the world.
     #[serde(default)]
     pub position: Option<Position>,
+    /// Where the avatar is walking to, while it walks.
+    #[serde(default)]
+    pub destination: Option<Position>,
     /// Current hit points, once spawned.
     #[serde(default)]
     pub hp: Option<u32>,
@@ -55,6 +58,7 @@ impl PlayerView {
             role,
             region: None,
             position: None,
+            destination: None,
             hp: None,
             max_hp: None,
             level: 1,
