@@ -2,7 +2,8 @@
 //! command did (`fact_seqs`); a read given `?min_seq=N` answers only once the projection has
 //! written every fact up to `N` (its position, kept in Redis by the projector after each batch),
 //! waiting up to [`MIN_SEQ_WAIT`], and otherwise answers 409 `projection_behind` with the
-//! position it has reached, so that a client never has to guess how long to sleep.
+//! position it has reached, so that a client never has to guess how long to sleep. A sequence
+//! beyond the last fact stored is answered 409 at once.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -69,27 +70,60 @@ pub async fn reached(state: &AppState, min_seq: Option<u64>) -> Result<(), ApiEr
         return Ok(());
     };
     let deadline = Instant::now() + MIN_SEQ_WAIT;
+    let mut head_checked = false;
     loop {
         let at = position(state).await?;
         if at >= wanted {
             return Ok(());
         }
+        // A position no fact has been stored at yet was named by no outcome: waiting for it
+        // would be waiting for the future.
+        let beyond_the_log = !head_checked && beyond_the_log(state, wanted).await;
+        head_checked = true;
+        if beyond_the_log {
+            return Err(behind(
+                at,
+                wanted,
+                "beyond_the_log",
+                format!("no fact is stored at {wanted} yet; the projection is at {at}"),
+            ));
+        }
         if Instant::now() + POLL > deadline {
-            return Err(ApiError {
-                details: vec![FieldError::new(
-                    MIN_SEQ,
-                    "not_reached",
-                    format!("the projection is at {at}"),
-                )],
-                retry_after: Some(1),
-                ..ApiError::new(
-                    Code::ProjectionBehind,
-                    format!(
-                        "the read models have every fact up to {at}, not yet {wanted}; ask again"
-                    ),
-                )
-            });
+            return Err(behind(
+                at,
+                wanted,
+                "not_reached",
+                format!("the projection is at {at}"),
+            ));
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// 409 `projection_behind`, with the position reached.
+fn behind(at: u64, wanted: u64, code: &str, detail: String) -> ApiError {
+    ApiError {
+        details: vec![FieldError::new(MIN_SEQ, code, detail)],
+        retry_after: Some(1),
+        ..ApiError::new(
+            Code::ProjectionBehind,
+            format!("the read models have every fact up to {at}, not yet {wanted}; ask again"),
+        )
+    }
+}
+
+/// Whether `wanted` lies beyond the last fact stored in `FACTS` (false when NATS does not say).
+async fn beyond_the_log(state: &AppState, wanted: u64) -> bool {
+    let info = async {
+        let mut stream = state
+            .js()
+            .get_stream(nats_topology::topology::FACTS)
+            .await
+            .ok()?;
+        stream.info().await.ok().map(|i| i.state.last_sequence)
+    };
+    matches!(
+        tokio::time::timeout(crate::gate::BUDGET, info).await,
+        Ok(Some(last)) if wanted > last
+    )
 }

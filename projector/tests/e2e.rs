@@ -683,6 +683,21 @@ async fn a_client_acts_on_what_it_was_just_told_and_reads_its_own_writes_on_any_
         .collect();
     assert!(ids.contains(&ada.as_str()), "{nearby}");
 
+    // A position beyond the log's end was named by no outcome: 409 at once, not after a wait.
+    let (status, body) = world
+        .read_at(
+            &world.base,
+            &format!("/v1/players/me?min_seq={}", moved_seq + 1_000_000),
+            &token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "projection_behind", "{body}");
+    assert_eq!(
+        body["error"]["details"][0]["code"], "beyond_the_log",
+        "{body}"
+    );
+
     // Absurd positions are refused with the error shape, and change nothing.
     for bad in [
         "0",
