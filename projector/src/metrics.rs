@@ -171,6 +171,9 @@ impl Metrics {
             let _ = m.registry.register(c);
         }
         // Known label values start at zero, so a query finds them before the first event.
+        for consumer in ["projector", "audit-commands"] {
+            m.write_errors.with_label_values(&[consumer]);
+        }
         for origin in ["facts", "commands"] {
             for reason in DeadLetterReason::ALL {
                 m.dead_letters.with_label_values(&[origin, reason.as_str()]);
