@@ -121,7 +121,7 @@ impl Metrics {
             ),
             facts_sequence: IntGauge::new(
                 "facts_stream_sequence",
-                "The highest FACTS stream sequence this process has stored.",
+                "How far the FACTS stream goes: read from JetStream every second (every writer's facts), or the last fact this process stored when that is further.",
             )
             .unwrap_or_else(|_| unreachable_metric()),
             command_to_fact_seconds: HistogramVec::new(
