@@ -434,6 +434,7 @@ async fn log_in(
         let token = state
             .tokens()
             .issue(player, &sid.to_string(), account.role, now_secs())?;
+        state.metrics().session_started();
         return Ok(Token {
             access_token: token,
             token_type: "Bearer",

@@ -20,21 +20,12 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// `GET /readyz`: 200 when every dependency answers, 503 naming those that do not.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let nats = state.nats().connection_state() == async_nats::connection::State::Connected;
-    let mut redis = state.redis();
-    let redis_ok = matches!(
-        tokio::time::timeout(
-            PROBE_BUDGET,
-            redis::cmd("PING").query_async::<String>(&mut redis)
-        )
-        .await,
-        Ok(Ok(_))
-    );
-    let mongo_ok = matches!(
-        tokio::time::timeout(PROBE_BUDGET, state.db().run_command(doc! {"ping": 1})).await,
-        Ok(Ok(_))
-    );
-    let status = if nats && redis_ok && mongo_ok {
+    let Probes {
+        nats,
+        redis,
+        mongodb,
+    } = probe(&state).await;
+    let status = if nats && redis && mongodb {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -43,13 +34,45 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (
         status,
         Json(
-            json!({"status": word(status == StatusCode::OK), "nats": word(nats), "redis": word(redis_ok), "mongodb": word(mongo_ok)}),
+            json!({"status": word(status == StatusCode::OK), "nats": word(nats), "redis": word(redis), "mongodb": word(mongodb)}),
         ),
     )
 }
 
-/// `GET /metrics`: Prometheus text.
+/// Which dependencies answered.
+struct Probes {
+    nats: bool,
+    redis: bool,
+    mongodb: bool,
+}
+
+/// Asks NATS, Redis and MongoDB at once, each within the probe budget.
+async fn probe(state: &AppState) -> Probes {
+    let nats = state.nats().connection_state() == async_nats::connection::State::Connected;
+    let mut redis = state.redis();
+    let ping = redis::cmd("PING");
+    let (redis, mongodb) = tokio::join!(
+        tokio::time::timeout(PROBE_BUDGET, ping.query_async::<String>(&mut redis)),
+        tokio::time::timeout(PROBE_BUDGET, state.db().run_command(doc! {"ping": 1})),
+    );
+    Probes {
+        nats,
+        redis: matches!(redis, Ok(Ok(_))),
+        mongodb: matches!(mongodb, Ok(Ok(_))),
+    }
+}
+
+/// `GET /metrics`: Prometheus text. Each scrape probes the dependencies first, so
+/// `gateway_dependency_up` says what the gateway can reach now, not at its last request.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let probes = probe(&state).await;
+    for (dependency, up) in [
+        ("nats", probes.nats),
+        ("redis", probes.redis),
+        ("mongodb", probes.mongodb),
+    ] {
+        state.metrics().set_dependency_up(dependency, up);
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

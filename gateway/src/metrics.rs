@@ -3,8 +3,12 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+
+/// The dependencies the gateway probes, as they are named in `dependency` labels.
+pub const DEPENDENCIES: [&str; 3] = ["nats", "redis", "mongodb"];
 
 /// Every metric the gateway keeps, in its own registry.
 #[derive(Debug, Clone)]
@@ -17,6 +21,8 @@ pub struct Metrics {
     auth_rejections: IntCounterVec,
     dependency_errors: IntCounterVec,
     limiter_fallback: IntGauge,
+    sessions_started: IntCounter,
+    dependency_up: IntGaugeVec,
 }
 
 impl Metrics {
@@ -72,6 +78,17 @@ impl Metrics {
             "rate_limiter_fallback",
             "1 while Redis is unreachable and each gateway limits on its own.",
         );
+        let sessions_started = IntCounter::new(
+            "sessions_started_total",
+            "Logins that began a session (a game KPI).",
+        );
+        let dependency_up = IntGaugeVec::new(
+            Opts::new(
+                "dependency_up",
+                "1 when the dependency answered the probe made at this scrape, 0 when not.",
+            ),
+            &["dependency"],
+        );
         let metrics = Self {
             registry,
             requests: requests.expect("static metric definition"),
@@ -81,7 +98,13 @@ impl Metrics {
             auth_rejections: auth_rejections.expect("static metric definition"),
             dependency_errors: dependency_errors.expect("static metric definition"),
             limiter_fallback: limiter_fallback.expect("static metric definition"),
+            sessions_started: sessions_started.expect("static metric definition"),
+            dependency_up: dependency_up.expect("static metric definition"),
         };
+        // Known label values start at zero, so a query finds them before the first event.
+        for dependency in DEPENDENCIES {
+            metrics.dependency_errors.with_label_values(&[dependency]);
+        }
         for collector in [
             Box::new(metrics.requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(metrics.latency.clone()),
@@ -90,6 +113,8 @@ impl Metrics {
             Box::new(metrics.auth_rejections.clone()),
             Box::new(metrics.dependency_errors.clone()),
             Box::new(metrics.limiter_fallback.clone()),
+            Box::new(metrics.sessions_started.clone()),
+            Box::new(metrics.dependency_up.clone()),
         ] {
             metrics
                 .registry
@@ -134,6 +159,18 @@ impl Metrics {
     /// Says whether the in-process fallback limiter is in use.
     pub fn set_limiter_fallback(&self, on: bool) {
         self.limiter_fallback.set(i64::from(on));
+    }
+
+    /// Counts a login that began a session.
+    pub fn session_started(&self) {
+        self.sessions_started.inc();
+    }
+
+    /// Records whether a dependency answered its probe.
+    pub fn set_dependency_up(&self, dependency: &str, up: bool) {
+        self.dependency_up
+            .with_label_values(&[dependency])
+            .set(i64::from(up));
     }
 
     /// The Prometheus text format of every metric.

@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::Context;
+use crate::metrics::DeadLetterReason;
 use crate::models::Stored;
 use crate::pace::{Backoff, Lost, Pace, Running};
 use crate::projection::{self, Changed, Names, WriteError};
@@ -169,9 +170,27 @@ async fn keep(messages: &[&jetstream::Message]) {
     }
 }
 
-async fn to_dlq(ctx: &Context, message: &jetstream::Message, why: &str) {
+/// The stream a consumer's events come from, as the `origin` label of the dead letters says it.
+fn origin(consumer: &str) -> &'static str {
+    if consumer == COMMANDS_CONSUMER {
+        "commands"
+    } else {
+        "facts"
+    }
+}
+
+async fn to_dlq(
+    ctx: &Context,
+    message: &jetstream::Message,
+    why: &str,
+    origin: &str,
+    reason: DeadLetterReason,
+) {
     warn!(subject = %message.subject, reason = why, "dead-lettered");
-    ctx.metrics.dead_letters.inc();
+    ctx.metrics
+        .dead_letters
+        .with_label_values(&[origin, reason.as_str()])
+        .inc();
     let Ok(letter) = DeadLetter::from_delivery(message, why) else {
         return;
     };
@@ -245,14 +264,16 @@ async fn finish<T>(
 /// Dead-letters the events of `batch` at `indexes` with `why`; returns the rest.
 async fn dead_letter_some<'a, I>(
     ctx: &Context,
+    consumer: &str,
     batch: Vec<(I, &'a jetstream::Message)>,
     indexes: &BTreeSet<usize>,
     why: &str,
+    reason: DeadLetterReason,
 ) -> Vec<(I, &'a jetstream::Message)> {
     let mut kept = Vec::with_capacity(batch.len());
     for (i, (item, m)) in batch.into_iter().enumerate() {
         if indexes.contains(&i) {
-            to_dlq(ctx, m, why).await;
+            to_dlq(ctx, m, why, origin(consumer), reason).await;
         } else {
             kept.push((item, m));
         }
@@ -315,14 +336,30 @@ where
         match error {
             WriteError::Unwritable { facts, reason } => {
                 // Nothing was written and the rest has not been tried: at once, without them.
-                batch = dead_letter_some(ctx, batch, &facts, &reason).await;
+                batch = dead_letter_some(
+                    ctx,
+                    consumer,
+                    batch,
+                    &facts,
+                    &reason,
+                    DeadLetterReason::Unwritable,
+                )
+                .await;
                 continue;
             }
             WriteError::Refused { facts, reason } => {
                 refusals += 1;
                 if refusals >= ctx.settings.max_write_attempts {
                     let why = format!("MongoDB refused it {refusals} times: {reason}");
-                    batch = dead_letter_some(ctx, batch, &facts, &why).await;
+                    batch = dead_letter_some(
+                        ctx,
+                        consumer,
+                        batch,
+                        &facts,
+                        &why,
+                        DeadLetterReason::Refused,
+                    )
+                    .await;
                     refusals = 0;
                     continue;
                 }
@@ -393,7 +430,7 @@ pub async fn project_batch(
     for m in &messages {
         match stored(m) {
             Ok(s) => batch.push((s, m)),
-            Err(why) => to_dlq(ctx, m, &why).await,
+            Err(why) => to_dlq(ctx, m, &why, "facts", DeadLetterReason::Undecodable).await,
         }
     }
     let (client, db, names) = (ctx.mongo.clone(), ctx.db.clone(), names.clone());
@@ -424,11 +461,16 @@ pub async fn project_batch(
         .iter()
         .filter_map(|m| m.info().ok().map(|i| i.stream_sequence))
         .max();
+    let now = chrono::Utc::now();
     for f in &facts {
         ctx.metrics
             .facts
             .with_label_values(&[f.env.payload.kind().as_str()])
             .inc();
+        let behind = (now - f.env.occurred_at).to_std().unwrap_or_default();
+        ctx.metrics
+            .fact_to_read_model_seconds
+            .observe(behind.as_secs_f64());
     }
     tracing::debug!(facts = facts.len(), "batch written");
     bridge(ctx, &facts, &written, position).await;

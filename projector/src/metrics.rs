@@ -5,9 +5,35 @@
 //! falling behind or standing still; the batch size the pace allows; write times and failures.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// Why the projector dead-letters an event, as the `reason` label says it (the full reason is
+/// in the dead letter's headers and the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// The message is not an event the projector can read.
+    Undecodable,
+    /// Its data cannot be written as a document (tried once).
+    Unwritable,
+    /// MongoDB refused it on every attempt.
+    Refused,
+}
+
+impl DeadLetterReason {
+    /// Every reason, for the metrics' initial zeros.
+    pub const ALL: [Self; 3] = [Self::Undecodable, Self::Unwritable, Self::Refused];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Undecodable => "undecodable",
+            Self::Unwritable => "unwritable",
+            Self::Refused => "refused",
+        }
+    }
+}
 
 /// Every metric the projector keeps.
 #[derive(Debug, Clone)]
@@ -29,8 +55,10 @@ pub struct Metrics {
     pub lag: IntGaugeVec,
     /// The stream sequence up to which the consumer has acknowledged everything.
     pub position: IntGaugeVec,
-    /// Events sent to the dead letters.
-    pub dead_letters: IntCounter,
+    /// Events sent to the dead letters, by origin stream (`facts`, `commands`) and reason.
+    pub dead_letters: IntCounterVec,
+    /// Time from a fact's occurrence to its read models being written.
+    pub fact_to_read_model_seconds: Histogram,
     /// Facts a running rebuild has folded.
     pub rebuild_done: IntGauge,
     /// Facts the running rebuild has to fold.
@@ -97,7 +125,22 @@ impl Metrics {
                 ),
                 by_consumer,
             )),
-            dead_letters: must(IntCounter::new("dead_letters_total", "Events sent to DLQ.")),
+            dead_letters: must(IntCounterVec::new(
+                Opts::new(
+                    "dead_letters_total",
+                    "Events sent to DLQ, by origin stream and reason.",
+                ),
+                &["origin", "reason"],
+            )),
+            fact_to_read_model_seconds: must(Histogram::with_opts(
+                HistogramOpts::new(
+                    "fact_to_read_model_seconds",
+                    "Time from a fact's occurrence to its read models being written.",
+                )
+                .buckets(vec![
+                    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                ]),
+            )),
             rebuild_done: must(IntGauge::new(
                 "rebuild_facts_done",
                 "Facts a rebuild has folded.",
@@ -119,12 +162,22 @@ impl Metrics {
             Box::new(m.lag.clone()),
             Box::new(m.position.clone()),
             Box::new(m.dead_letters.clone()),
+            Box::new(m.fact_to_read_model_seconds.clone()),
             Box::new(m.rebuild_done.clone()),
             Box::new(m.rebuild_total.clone()),
             Box::new(m.rebuild_rate.clone()),
         ];
         for c in collectors {
             let _ = m.registry.register(c);
+        }
+        // Known label values start at zero, so a query finds them before the first event.
+        for consumer in ["projector", "audit-commands"] {
+            m.write_errors.with_label_values(&[consumer]);
+        }
+        for origin in ["facts", "commands"] {
+            for reason in DeadLetterReason::ALL {
+                m.dead_letters.with_label_values(&[origin, reason.as_str()]);
+            }
         }
         m
     }

@@ -4,6 +4,33 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
+use schemas::{CommandKind, FactKind};
+
+/// Why the simulator dead-letters a command, as the `reason` label says it (the full reason,
+/// which may quote the input, is in the dead letter's headers and the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// The message is not a command envelope.
+    Undecodable,
+    /// The command fails the bounds a command must pass on the bus.
+    Inadmissible,
+    /// Applying the command failed.
+    HandlerFailed,
+}
+
+impl DeadLetterReason {
+    /// Every reason, for the metrics' initial zeros.
+    pub const ALL: [Self; 3] = [Self::Undecodable, Self::Inadmissible, Self::HandlerFailed];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Undecodable => "undecodable",
+            Self::Inadmissible => "inadmissible",
+            Self::HandlerFailed => "handler_failed",
+        }
+    }
+}
 
 /// Every metric a simulator process keeps, in its own registry.
 #[derive(Debug, Clone)]
@@ -20,8 +47,17 @@ pub struct Metrics {
     pub commands: IntCounterVec,
     /// Commands rejected, by region and reason.
     pub rejections: IntCounterVec,
-    /// Facts stored, by region.
+    /// Facts stored, by region and kind (deaths, pickups and chat lines are game KPIs).
     pub facts: IntCounterVec,
+    /// The highest FACTS stream sequence this process has stored: with the projector's
+    /// position, how far the read models are behind even while the projector cannot answer.
+    pub facts_sequence: IntGauge,
+    /// Time from a command's acceptance at the gateway to its facts being stored, by region.
+    pub command_to_fact_seconds: HistogramVec,
+    /// Ticks that took longer than the tick period, by region.
+    pub tick_overruns: IntCounterVec,
+    /// Commands sent to DLQ, by region, origin and reason.
+    pub dead_letters: IntCounterVec,
     /// Commands waiting in each region's consumers, by region and priority.
     pub lag: IntGaugeVec,
     /// Leases acquired, released and lost, by region.
@@ -80,8 +116,34 @@ impl Metrics {
             ),
             facts: counter(
                 "facts_published_total",
-                "Facts stored in FACTS.",
+                "Facts stored in FACTS, by region and kind.",
+                &["region", "kind"],
+            ),
+            facts_sequence: IntGauge::new(
+                "facts_stream_sequence",
+                "How far the FACTS stream goes: read from JetStream every second (every writer's facts), or the last fact this process stored when that is further.",
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            command_to_fact_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "command_to_fact_seconds",
+                    "Time from a command's acceptance to its facts being stored.",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
                 &["region"],
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            tick_overruns: counter(
+                "tick_overruns_total",
+                "Ticks that took longer than the tick period.",
+                &["region"],
+            ),
+            dead_letters: counter(
+                "dead_letters_total",
+                "Commands sent to DLQ, by origin and reason.",
+                &["region", "origin", "reason"],
             ),
             lag: gauge(
                 "consumer_lag",
@@ -114,6 +176,10 @@ impl Metrics {
             Box::new(m.commands.clone()),
             Box::new(m.rejections.clone()),
             Box::new(m.facts.clone()),
+            Box::new(m.facts_sequence.clone()),
+            Box::new(m.command_to_fact_seconds.clone()),
+            Box::new(m.tick_overruns.clone()),
+            Box::new(m.dead_letters.clone()),
             Box::new(m.lag.clone()),
             Box::new(m.lease_changes.clone()),
             Box::new(m.snapshots.clone()),
@@ -123,6 +189,27 @@ impl Metrics {
             let _ = m.registry.register(c);
         }
         m
+    }
+
+    /// Makes every series of a region exist from its start, at zero, so dashboards and alerts
+    /// see a region before its first death, pickup or overrun.
+    pub fn region_started(&self, region: &str) {
+        for kind in FactKind::ALL {
+            self.facts.with_label_values(&[region, kind.as_str()]);
+        }
+        for kind in CommandKind::ALL {
+            for outcome in ["applied", "rejected"] {
+                self.commands
+                    .with_label_values(&[region, kind.as_str(), outcome]);
+            }
+        }
+        for reason in DeadLetterReason::ALL {
+            self.dead_letters
+                .with_label_values(&[region, "commands", reason.as_str()]);
+        }
+        self.tick_overruns.with_label_values(&[region]);
+        self.command_to_fact_seconds.with_label_values(&[region]);
+        self.players.with_label_values(&[region]).set(0);
     }
 
     /// The Prometheus text format of every metric.
@@ -146,7 +233,8 @@ mod tests {
     #[test]
     fn every_metric_is_registered_and_rendered() {
         let m = Metrics::new();
-        m.facts.with_label_values(&["west"]).inc();
+        m.region_started("west");
+        m.facts.with_label_values(&["west", "died"]).inc();
         m.tick_seconds.with_label_values(&["west"]).observe(0.001);
         m.regions.set(1);
         let text = m.render();
@@ -154,6 +242,10 @@ mod tests {
             "sim_facts_published_total",
             "sim_tick_duration_seconds",
             "sim_regions_owned",
+            "sim_tick_overruns_total",
+            "sim_dead_letters_total",
+            "sim_command_to_fact_seconds",
+            "sim_facts_stream_sequence",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

@@ -19,7 +19,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use nats_topology::lease::{Held, LeaseError, Leases, NodeLoad};
 use nats_topology::topology::{
-    AVATAR_REGIONS, NODE_LOAD, PLAYER_PROGRESS, REGION_LEASES, REGION_SNAPSHOTS,
+    AVATAR_REGIONS, FACTS, NODE_LOAD, PLAYER_PROGRESS, REGION_LEASES, REGION_SNAPSHOTS,
 };
 use schemas::RegionId;
 use tokio::sync::{RwLock, mpsc, oneshot, watch};
@@ -187,6 +187,7 @@ impl Node {
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         balance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutdown = std::pin::pin!(shutdown);
+        let head = tokio::spawn(report_facts_head(self.shared.clone()));
         info!(node = %self.view.node, "simulator started");
         loop {
             tokio::select! {
@@ -199,6 +200,7 @@ impl Node {
         for region in regions {
             self.give_up(&region).await;
         }
+        head.abort();
         let _ = self.load_bucket.delete(&self.view.node).await;
         info!(node = %self.view.node, "simulator stopped");
     }
@@ -454,6 +456,31 @@ impl Node {
                 .lease_changes
                 .with_label_values(&[region.as_str(), why])
                 .inc();
+        }
+    }
+}
+
+/// Reads, every second, how far `FACTS` goes (the gateway's facts too, not only this
+/// process's) into `sim_facts_stream_sequence`: the head the projector must reach, measured by
+/// a process that is not the projector, so operators see facts wait while the projector is
+/// stopped or frozen. Each read is bounded; a read that fails leaves the number as it was.
+async fn report_facts_head(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let read = tokio::time::timeout(Duration::from_secs(1), shared.js.get_stream(FACTS)).await;
+        match read {
+            Ok(Ok(stream)) => {
+                let last = stream.cached_info().state.last_sequence;
+                let last = i64::try_from(last).unwrap_or(i64::MAX);
+                let head = &shared.metrics.facts_sequence;
+                if last > head.get() {
+                    head.set(last);
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "FACTS not readable"),
+            Err(_) => tracing::debug!("FACTS did not answer in time"),
         }
     }
 }

@@ -35,7 +35,7 @@ use tracing::{Instrument, debug, error, info, warn};
 
 use crate::admission::Admission;
 use crate::balance::Balance;
-use crate::metrics::Metrics;
+use crate::metrics::{DeadLetterReason, Metrics};
 use crate::region::{Region, RegionSettings, Snapshot, TickOutput};
 use crate::settings::Settings;
 
@@ -173,6 +173,7 @@ pub async fn run(
     mut inspect: mpsc::Receiver<Inspect>,
     load: Arc<std::sync::Mutex<RegionLoad>>,
 ) -> Result<(), RunError> {
+    shared.metrics.region_started(id.as_str());
     let mut running = Running::recover(shared.clone(), id.clone(), load).await?;
     let mut interval = tokio::time::interval(shared.settings.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -427,9 +428,13 @@ impl Running {
                         commands.push(env);
                         messages.push(message);
                     }
-                    Err(why) => dead.push((message, why)),
+                    Err(why) => dead.push((message, why, DeadLetterReason::Inadmissible)),
                 },
-                Err(e) => dead.push((message, format!("the command does not decode: {e}"))),
+                Err(e) => dead.push((
+                    message,
+                    format!("the command does not decode: {e}"),
+                    DeadLetterReason::Undecodable,
+                )),
             }
         }
         self.look_up_returning(&commands).await;
@@ -482,11 +487,20 @@ impl Running {
         let failed: HashSet<EventId> = out.failed.iter().map(|(id, _)| *id).collect();
         for (id, why) in &out.failed {
             if let Some(&i) = index.get(id) {
-                dead.push((messages[i].clone(), why.clone()));
+                dead.push((
+                    messages[i].clone(),
+                    why.clone(),
+                    DeadLetterReason::HandlerFailed,
+                ));
             }
         }
-        for (message, why) in &dead {
+        for (message, why, reason) in &dead {
             self.dead_letter(message, why).await;
+            self.shared
+                .metrics
+                .dead_letters
+                .with_label_values(&[self.id.as_str(), "commands", reason.as_str()])
+                .inc();
         }
         for (i, message) in messages.iter().enumerate() {
             if failed.contains(&commands[i].id) {
@@ -506,6 +520,13 @@ impl Running {
             .tick_seconds
             .with_label_values(&[self.id.as_str()])
             .observe(took.as_secs_f64());
+        if took > self.shared.settings.tick {
+            self.shared
+                .metrics
+                .tick_overruns
+                .with_label_values(&[self.id.as_str()])
+                .inc();
+        }
         self.slowest = self.slowest.max(took.as_secs_f64() * 1000.0);
         self.publish_load();
         if self.last_snapshot.elapsed() >= self.shared.settings.snapshot_every {
@@ -533,6 +554,7 @@ impl Running {
         }
         let mut outgoing = Vec::with_capacity(facts.len());
         let mut sent = Vec::with_capacity(facts.len());
+        let mut kinds = Vec::with_capacity(facts.len());
         for (i, (env, cause)) in facts.iter().enumerate() {
             let mut message = match Outgoing::fact(env) {
                 Ok(m) => m,
@@ -550,19 +572,27 @@ impl Running {
             }
             outgoing.push(message);
             sent.push(i);
+            kinds.push(env.payload.kind());
         }
-        let stored = outgoing.len();
         let stored_at = self.publish_until_stored(outgoing, "publish_facts").await;
         let mut seqs = vec![0; facts.len()];
         for (i, seq) in sent.into_iter().zip(stored_at) {
             seqs[i] = seq;
             self.facts_seq = self.facts_seq.max(seq);
         }
-        self.shared
-            .metrics
-            .facts
-            .with_label_values(&[self.id.as_str()])
-            .inc_by(stored as u64);
+        let m = &self.shared.metrics;
+        // Process-wide: the regions of this process store into the one stream. Two regions
+        // racing here may leave the lower of two close numbers for a moment; the next fact
+        // corrects it.
+        let seq = i64::try_from(self.facts_seq).unwrap_or(i64::MAX);
+        if seq > m.facts_sequence.get() {
+            m.facts_sequence.set(seq);
+        }
+        for kind in kinds {
+            m.facts
+                .with_label_values(&[self.id.as_str(), kind.as_str()])
+                .inc();
+        }
         seqs
     }
 
@@ -779,6 +809,10 @@ impl Running {
                 continue;
             };
             let kind = cmd.payload.kind().as_str();
+            let waited = (Utc::now() - cmd.occurred_at).to_std().unwrap_or_default();
+            m.command_to_fact_seconds
+                .with_label_values(&[region])
+                .observe(waited.as_secs_f64());
             let rejected = out.facts[range.clone()]
                 .iter()
                 .find_map(|f| match &f.payload {
