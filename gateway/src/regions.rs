@@ -171,9 +171,14 @@ fn number(
     }
 }
 
-/// Checks `x`, `y` (inside the region) and `radius` (above 0, at most [`MAX_RADIUS`]).
+/// Checks `x` and `y` (inside the world, each on its own, as a `move` is checked) and `radius`
+/// (above 0, at most [`MAX_RADIUS`]).
+///
+/// The point need not lie in the region asked about: what is near it is listed from every region
+/// the circle reaches, and a rule tying one parameter's bounds to another's value is one no
+/// OpenAPI document can state.
 fn point_query(
-    region: &RegionConfig,
+    world: &Bounds,
     query: &HashMap<String, String>,
 ) -> Result<(Position, f64), ApiError> {
     let mut details = Vec::new();
@@ -193,15 +198,19 @@ fn point_query(
             format!("must be above 0 and at most {MAX_RADIUS}"),
         ));
     }
-    let (b, point) = (region.bounds, x.zip(y).map(|(x, y)| Position::new(x, y)));
-    if let Some(p) = point
-        && !b.contains(&p)
-    {
-        details.push(FieldError::new(
-            "x",
-            "out_of_region",
-            format!("the point must lie inside region {}", region.id),
-        ));
+    for (name, value, lo, hi) in [
+        ("x", x, world.min.x, world.max.x),
+        ("y", y, world.min.y, world.max.y),
+    ] {
+        if let Some(v) = value
+            && !(lo..hi).contains(&v)
+        {
+            details.push(FieldError::new(
+                name,
+                "out_of_world",
+                format!("must be at least {lo} and less than {hi}"),
+            ));
+        }
     }
     for name in query
         .keys()
@@ -213,9 +222,10 @@ fn point_query(
             "is not a parameter of this route",
         ));
     }
+    details.sort_by(|a, b| a.field.cmp(&b.field));
     Invalid::check(details)?;
-    match (point, radius) {
-        (Some(p), Some(r)) => Ok((p, r)),
+    match (x, y, radius) {
+        (Some(x), Some(y), Some(r)) => Ok((Position::new(x, y), r)),
         _ => Err(ApiError::of(Code::InvalidRequest)),
     }
 }
@@ -231,7 +241,7 @@ pub async fn entities(
         .limit(Rule::ReadsPerPlayer, &caller.player.to_string())
         .await?;
     let region = region(&state, &id)?;
-    let (point, radius) = point_query(region, &query)?;
+    let (point, radius) = point_query(&state.validation().world, &query)?;
     // The circle may reach over a border: entities just across it are listed too, so a border
     // is not a wall for what a player sees.
     let touched: Vec<&RegionConfig> = state
