@@ -199,7 +199,7 @@ fn redrive_selection(body: &Value) -> Result<Option<Vec<u64>>, ApiError> {
         (Some(Value::Array(items)), None) => {
             let seqs: Option<Vec<u64>> = items
                 .iter()
-                .map(|v| v.as_u64().filter(|s| (1..=MAX_SEQ).contains(s)))
+                .map(|v| sequence_number(v).filter(|s| (1..=MAX_SEQ).contains(s)))
                 .collect();
             match seqs {
                 Some(s) if !s.is_empty() && s.len() <= MAX_PAGE => Some(Some(s)),
@@ -299,6 +299,17 @@ pub async fn redrive(
         "dead letters redriven"
     );
     Ok(Json(json!({"redriven": redriven, "failed": failed})))
+}
+
+/// A JSON number that is a whole number, as JSON Schema's `integer` reads it: `7` and `7.0`
+/// alike (JSON does not tell them apart, and some clients write every number with a fraction).
+fn sequence_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=MAX_SEQ as f64).contains(f))
+            .map(|f| f as u64)
+    })
 }
 
 fn selection_was_explicit(body: &Value) -> bool {
