@@ -59,6 +59,31 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code, for the OpenAPI document.
+    pub const ALL: &[Code] = &[
+        Code::MalformedJson,
+        Code::InvalidRequest,
+        Code::Unauthorized,
+        Code::TokenExpired,
+        Code::TokenRevoked,
+        Code::BadCredentials,
+        Code::Forbidden,
+        Code::BadApiKey,
+        Code::NotFound,
+        Code::MethodNotAllowed,
+        Code::UsernameTaken,
+        Code::NotInWorld,
+        Code::IdempotencyConflict,
+        Code::PayloadTooLarge,
+        Code::UriTooLong,
+        Code::UnsupportedMediaType,
+        Code::RateLimited,
+        Code::TooManyStreams,
+        Code::HeadersTooLarge,
+        Code::Internal,
+        Code::Unavailable,
+    ];
+
     /// The snake_case code in the body.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -246,6 +271,36 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_is_listed() {
+        // A new variant fails to compile here until it is listed in `Code::ALL` too.
+        let listed = |code: Code| match code {
+            Code::MalformedJson
+            | Code::InvalidRequest
+            | Code::Unauthorized
+            | Code::TokenExpired
+            | Code::TokenRevoked
+            | Code::BadCredentials
+            | Code::Forbidden
+            | Code::BadApiKey
+            | Code::NotFound
+            | Code::MethodNotAllowed
+            | Code::UsernameTaken
+            | Code::NotInWorld
+            | Code::IdempotencyConflict
+            | Code::PayloadTooLarge
+            | Code::UriTooLong
+            | Code::UnsupportedMediaType
+            | Code::RateLimited
+            | Code::TooManyStreams
+            | Code::HeadersTooLarge
+            | Code::Internal
+            | Code::Unavailable => Code::ALL.contains(&code),
+        };
+        assert!(Code::ALL.iter().all(|c| listed(*c)));
+        assert_eq!(Code::ALL.len(), 21);
+    }
 
     #[test]
     fn every_status_maps_back_to_its_code() {
