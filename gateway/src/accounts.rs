@@ -85,6 +85,16 @@ pub async fn ensure_indexes(db: &mongodb::Database) -> mongodb::error::Result<()
     collection(db).create_index(index).await.map(|_| ())
 }
 
+/// How long a username may be, in characters.
+pub const USERNAME_LEN: std::ops::RangeInclusive<usize> = 3..=32;
+/// How long a password may be, in characters.
+pub const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=128;
+
+/// Whether a username may hold `c`: A-Z, a-z, 0-9 and `_`.
+pub fn username_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
 /// Checks a username and password against the contract's rules, naming each bad field.
 pub fn check_credentials(body: &serde_json::Value) -> Result<(String, SecretString), ApiError> {
     let mut details = Vec::new();
@@ -109,15 +119,19 @@ pub fn check_credentials(body: &serde_json::Value) -> Result<(String, SecretStri
     let username = text("username", &mut details);
     let password = text("password", &mut details);
     if let Some(u) = &username
-        && !(3..=32).contains(&u.len())
+        && !USERNAME_LEN.contains(&u.chars().count())
     {
         details.push(FieldError::new(
             "username",
             "length",
-            "must be 3 to 32 characters long",
+            format!(
+                "must be {} to {} characters long",
+                USERNAME_LEN.start(),
+                USERNAME_LEN.end()
+            ),
         ));
     } else if let Some(u) = &username
-        && !u.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !u.chars().all(username_char)
     {
         details.push(FieldError::new(
             "username",
@@ -126,12 +140,16 @@ pub fn check_credentials(body: &serde_json::Value) -> Result<(String, SecretStri
         ));
     }
     if let Some(p) = &password
-        && !(8..=128).contains(&p.chars().count())
+        && !PASSWORD_LEN.contains(&p.chars().count())
     {
         details.push(FieldError::new(
             "password",
             "length",
-            "must be 8 to 128 characters long",
+            format!(
+                "must be {} to {} characters long",
+                PASSWORD_LEN.start(),
+                PASSWORD_LEN.end()
+            ),
         ));
     }
     if let Some(map) = body.as_object() {
@@ -150,9 +168,11 @@ pub fn check_credentials(body: &serde_json::Value) -> Result<(String, SecretStri
     }
 }
 
-#[derive(Serialize)]
-struct Registered {
-    player_id: PlayerId,
+/// The answer to a registration.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Registered {
+    /// The new player's id.
+    pub player_id: PlayerId,
 }
 
 /// `POST /v1/auth/register`: 201 `{player_id}`, 409 when the username is taken.
@@ -312,12 +332,23 @@ pub async fn find_by_username(
 }
 
 /// The answer to a login.
-#[derive(Serialize)]
-struct Token {
-    access_token: String,
-    token_type: &'static str,
-    expires_in: u64,
-    player_id: PlayerId,
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Token {
+    /// The bearer token: `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: TokenType,
+    /// Seconds until the token and its session expire.
+    pub expires_in: u64,
+    /// The player logged in.
+    pub player_id: PlayerId,
+}
+
+/// The kind of token a login answers: a bearer token.
+#[derive(Debug, Clone, Copy, Serialize, schemars::JsonSchema)]
+pub enum TokenType {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
 }
 
 /// How many times a login reads the account again when a role change overtakes it, before it
@@ -437,7 +468,7 @@ async fn log_in(
         state.metrics().session_started();
         return Ok(Token {
             access_token: token,
-            token_type: "Bearer",
+            token_type: TokenType::Bearer,
             expires_in: ttl.as_secs(),
             player_id: player,
         });

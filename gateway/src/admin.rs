@@ -17,9 +17,9 @@ use mongodb::bson::doc;
 use nats_topology::DeadLetter;
 use nats_topology::topology::{COMMANDS, DLQ};
 use schemas::fact::{LoggedOut, RoleChanged};
-use schemas::{Actor, EventId, Fact, FieldError, Invalid, PlayerId};
+use schemas::{Actor, EventId, Fact, FieldError, Invalid, PlayerId, RegionId};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::HashMap;
 
 use crate::AppState;
@@ -56,6 +56,187 @@ pub struct DeadLetterView {
     pub at: chrono::DateTime<chrono::Utc>,
     /// Its body: JSON when it is JSON, text otherwise.
     pub payload: Value,
+}
+
+/// A page of dead letters.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct DeadLetterPage {
+    /// The dead letters after `after`, in `DLQ` order.
+    pub dead_letters: Vec<DeadLetterView>,
+    /// What to pass as `after` for the next page; `null` when this page is empty.
+    pub next_after: Option<u64>,
+    /// Dead letters in `DLQ` now.
+    pub total: u64,
+}
+
+/// What a redrive did.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Redriven {
+    /// The `DLQ` sequences published again and removed from `DLQ`.
+    pub redriven: Vec<u64>,
+    /// Those that were not, and why.
+    pub failed: Vec<RedriveFailure>,
+}
+
+/// A dead letter that was not redriven.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct RedriveFailure {
+    /// Its `DLQ` sequence.
+    pub seq: u64,
+    /// Why, as a code: `not_found`, `not_a_dead_letter`, `redrive_unsupported`, `unavailable`.
+    pub code: String,
+    /// Why, for people.
+    pub message: String,
+}
+
+/// Region owners and simulator load.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Assignments {
+    /// Every region, with its owner if it has one.
+    pub regions: Vec<RegionAssignment>,
+    /// Every simulator node that reported its load recently.
+    pub nodes: Vec<NodeView>,
+}
+
+/// A region and who owns it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct RegionAssignment {
+    /// The region.
+    pub id: RegionId,
+    /// The simulator node that owns it, if any.
+    pub owner: Option<String>,
+    /// When the owner took it.
+    pub acquired_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the owner last renewed its lease.
+    pub renewed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Players in it, as last counted.
+    pub population: u32,
+    /// Players it holds at most.
+    pub capacity: u32,
+}
+
+/// How busy a simulator node is.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct NodeView {
+    /// The node.
+    pub node: String,
+    /// The regions it runs.
+    pub regions: Vec<RegionId>,
+    /// Players in those regions.
+    pub players: u64,
+    /// Entities in those regions.
+    pub entities: u64,
+    /// The slowest recent tick, in milliseconds.
+    pub tick_ms: f64,
+    /// When this was measured.
+    pub reported_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<nats_topology::lease::NodeLoad> for NodeView {
+    fn from(load: nats_topology::lease::NodeLoad) -> Self {
+        Self {
+            node: load.node,
+            regions: load.regions,
+            players: load.players,
+            entities: load.entities,
+            tick_ms: load.tick_ms,
+            reported_at: load.reported_at,
+        }
+    }
+}
+
+/// A player's new role.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct RoleSet {
+    /// The player.
+    pub player_id: PlayerId,
+    /// Its role now.
+    pub role: Role,
+}
+
+/// Where a rebuild job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RebuildState {
+    /// Waiting for a projector to take it.
+    Pending,
+    /// Folding the facts.
+    Running,
+    /// The rebuilt collections replaced the live ones.
+    Done,
+    /// It failed; `error` says why.
+    Failed,
+}
+
+impl From<nats_topology::jobs::JobState> for RebuildState {
+    fn from(state: nats_topology::jobs::JobState) -> Self {
+        use nats_topology::jobs::JobState;
+        match state {
+            JobState::Pending => Self::Pending,
+            JobState::Running => Self::Running,
+            JobState::Done => Self::Done,
+            JobState::Failed => Self::Failed,
+        }
+    }
+}
+
+/// A rebuild job just requested.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct RebuildRequested {
+    /// Its id: 32 hexadecimal digits.
+    pub job_id: String,
+    /// `pending`.
+    pub state: RebuildState,
+}
+
+/// A rebuild job and its progress.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct RebuildProgress {
+    /// Its id.
+    pub job_id: String,
+    /// Where it stands.
+    pub state: RebuildState,
+    /// Who asked for it (a player id).
+    pub requested_by: String,
+    /// When it was asked for.
+    pub requested_at: chrono::DateTime<chrono::Utc>,
+    /// When its progress was last written.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// Facts folded so far.
+    pub facts_done: u64,
+    /// Facts to fold.
+    pub facts_total: u64,
+    /// Facts per second, recently.
+    pub rate_per_sec: f64,
+    /// Seconds left at that rate, when known.
+    pub eta_secs: Option<u64>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl From<nats_topology::jobs::RebuildJob> for RebuildProgress {
+    fn from(job: nats_topology::jobs::RebuildJob) -> Self {
+        Self {
+            job_id: job.job_id,
+            state: job.state.into(),
+            requested_by: job.requested_by,
+            requested_at: job.requested_at,
+            updated_at: job.updated_at,
+            facts_done: job.facts_done,
+            facts_total: job.facts_total,
+            rate_per_sec: job.rate_per_sec,
+            eta_secs: job.eta_secs,
+            error: job.error,
+        }
+    }
+}
+
+/// A job id as `POST /admin/projections/rebuild` makes them: 32 hexadecimal digits.
+pub const JOB_ID_LEN: usize = 32;
+
+/// Whether a job id may hold `c`.
+pub fn job_id_char(c: char) -> bool {
+    c.is_ascii_hexdigit()
 }
 
 fn payload_of(bytes: &Bytes) -> Value {
@@ -135,7 +316,7 @@ pub async fn list_dead_letters(
     State(state): State<AppState>,
     _admin: Admin,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeadLetterPage>, ApiError> {
     let (after, limit) = page_params(&query)?;
     let (stream, info) = dlq(&state).await?;
     let mut letters = Vec::new();
@@ -154,9 +335,11 @@ pub async fn list_dead_letters(
         seq = next;
     }
     let next_after = letters.last().map(|l: &DeadLetterView| l.seq);
-    Ok(Json(
-        json!({"dead_letters": letters, "next_after": next_after, "total": info.messages}),
-    ))
+    Ok(Json(DeadLetterPage {
+        dead_letters: letters,
+        next_after,
+        total: info.messages,
+    }))
 }
 
 fn view_of(seq: u64, letter: &DeadLetter) -> DeadLetterView {
@@ -199,7 +382,7 @@ fn redrive_selection(body: &Value) -> Result<Option<Vec<u64>>, ApiError> {
         (Some(Value::Array(items)), None) => {
             let seqs: Option<Vec<u64>> = items
                 .iter()
-                .map(|v| v.as_u64().filter(|s| (1..=MAX_SEQ).contains(s)))
+                .map(|v| sequence_number(v).filter(|s| (1..=MAX_SEQ).contains(s)))
                 .collect();
             match seqs {
                 Some(s) if !s.is_empty() && s.len() <= MAX_PAGE => Some(Some(s)),
@@ -239,7 +422,7 @@ pub async fn redrive(
     State(state): State<AppState>,
     _admin: Admin,
     JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Redriven>, ApiError> {
     let selection = redrive_selection(&body)?;
     let (stream, info) = dlq(&state).await?;
     let seqs: Vec<u64> = match selection {
@@ -251,8 +434,11 @@ pub async fn redrive(
     let mut redriven = Vec::new();
     let mut failed = Vec::new();
     for seq in seqs {
-        let fail =
-            |code: &str, message: String| json!({"seq": seq, "code": code, "message": message});
+        let fail = |code: &str, message: String| RedriveFailure {
+            seq,
+            code: code.to_owned(),
+            message,
+        };
         let Ok(message) = stream.get_raw_message(seq).await else {
             if selection_was_explicit(&body) {
                 failed.push(fail("not_found", "no dead letter has this sequence".into()));
@@ -298,7 +484,18 @@ pub async fn redrive(
         failed = failed.len(),
         "dead letters redriven"
     );
-    Ok(Json(json!({"redriven": redriven, "failed": failed})))
+    Ok(Json(Redriven { redriven, failed }))
+}
+
+/// A JSON number that is a whole number, as JSON Schema's `integer` reads it: `7` and `7.0`
+/// alike (JSON does not tell them apart, and some clients write every number with a fraction).
+fn sequence_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=MAX_SEQ as f64).contains(f))
+            .map(|f| f as u64)
+    })
 }
 
 fn selection_was_explicit(body: &Value) -> bool {
@@ -309,24 +506,24 @@ fn selection_was_explicit(body: &Value) -> bool {
 pub async fn regions(
     State(state): State<AppState>,
     _admin: Admin,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Assignments>, ApiError> {
     let owners = crate::regions::owners(&state).await?;
     let population = crate::regions::population(&state).await;
-    let regions: Vec<Value> = state
+    let regions: Vec<RegionAssignment> = state
         .settings()
         .world
         .regions
         .iter()
         .map(|r| {
             let lease = owners.get(&r.id);
-            json!({
-                "id": r.id,
-                "owner": lease.map(|l| &l.node),
-                "acquired_at": lease.map(|l| l.acquired_at),
-                "renewed_at": lease.map(|l| l.renewed_at),
-                "population": population.get(r.id.as_str()).copied().unwrap_or(0),
-                "capacity": r.capacity,
-            })
+            RegionAssignment {
+                id: r.id.clone(),
+                owner: lease.map(|l| l.node.clone()),
+                acquired_at: lease.map(|l| l.acquired_at),
+                renewed_at: lease.map(|l| l.renewed_at),
+                population: population.get(r.id.as_str()).copied().unwrap_or(0),
+                capacity: r.capacity,
+            }
         })
         .collect();
     let mut nodes = Vec::new();
@@ -339,10 +536,10 @@ pub async fn regions(
         if let Ok(Some(bytes)) = state.node_load().get(&key).await
             && let Ok(load) = serde_json::from_slice::<nats_topology::lease::NodeLoad>(&bytes)
         {
-            nodes.push(load);
+            nodes.push(NodeView::from(load));
         }
     }
-    Ok(Json(json!({"regions": regions, "nodes": nodes})))
+    Ok(Json(Assignments { regions, nodes }))
 }
 
 /// `PUT /admin/players/{id}/role`.
@@ -351,7 +548,7 @@ pub async fn set_role(
     Admin(admin): Admin,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RoleSet>, ApiError> {
     let mut details = Vec::new();
     let player = id
         .parse::<PlayerId>()
@@ -466,7 +663,10 @@ pub async fn set_role(
         .await
         .map_err(redis_down)?;
     tracing::info!(admin = %admin.player, %player, role = role.as_str(), "role changed");
-    Ok(Json(json!({"player_id": player, "role": role})))
+    Ok(Json(RoleSet {
+        player_id: player,
+        role,
+    }))
 }
 
 /// `POST /admin/projections/rebuild`: records a `pending` rebuild job for a projector to take,
@@ -474,7 +674,7 @@ pub async fn set_role(
 pub async fn start_rebuild(
     State(state): State<AppState>,
     Admin(admin): Admin,
-) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+) -> Result<(axum::http::StatusCode, Json<RebuildRequested>), ApiError> {
     let job = nats_topology::jobs::RebuildJob::pending(admin.player.to_string());
     let bytes = serde_json::to_vec(&job).map_err(ApiError::internal)?;
     state
@@ -485,7 +685,10 @@ pub async fn start_rebuild(
     tracing::info!(admin = %admin.player, job = %job.job_id, "projection rebuild requested");
     Ok((
         axum::http::StatusCode::ACCEPTED,
-        Json(json!({"job_id": job.job_id, "state": job.state})),
+        Json(RebuildRequested {
+            job_id: job.job_id,
+            state: job.state.into(),
+        }),
     ))
 }
 
@@ -494,8 +697,8 @@ pub async fn rebuild_progress(
     State(state): State<AppState>,
     _admin: Admin,
     Path(job_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    if job_id.len() != 32 || !job_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+) -> Result<Json<RebuildProgress>, ApiError> {
+    if job_id.chars().count() != JOB_ID_LEN || !job_id.chars().all(job_id_char) {
         return Err(
             Invalid::one("job_id", "invalid", "must be a job id as POST returned it").into(),
         );
@@ -508,5 +711,5 @@ pub async fn rebuild_progress(
     let job: nats_topology::jobs::RebuildJob = stored
         .ok_or_else(|| ApiError::new(Code::NotFound, "no rebuild job has this id"))
         .and_then(|bytes| serde_json::from_slice(&bytes).map_err(ApiError::internal))?;
-    Ok(Json(serde_json::to_value(job).map_err(ApiError::internal)?))
+    Ok(Json(RebuildProgress::from(job)))
 }

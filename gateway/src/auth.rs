@@ -37,7 +37,19 @@ use crate::error::{ApiError, Code};
 pub const SESSION_GRACE: Duration = Duration::from_secs(30);
 
 /// What a caller may do. Ordered: a moderator may do what a player may, an admin anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// A game client.

@@ -54,8 +54,8 @@ pub struct Accepted {
 pub struct Outcome {
     /// The command's id.
     pub command_id: EventId,
-    /// `applied` or `rejected`.
-    pub status: &'static str,
+    /// Whether the region applied it or rejected it.
+    pub status: OutcomeStatus,
     /// Why it was rejected, as a code.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<schemas::RejectReason>,
@@ -69,6 +69,16 @@ pub struct Outcome {
     /// Each fact's sequence in the `FACTS` stream, in the order of `facts`. A read given
     /// `?min_seq=` the last of them answers with what the command did.
     pub fact_seqs: Vec<u64>,
+}
+
+/// What the region did with a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeStatus {
+    /// Applied: its facts say what happened.
+    Applied,
+    /// Rejected: `reason` says why.
+    Rejected,
 }
 
 /// How long to wait for the outcome: `None` without `?wait=true`. `wait_ms` (1 to the configured
@@ -115,14 +125,21 @@ fn wait_for(
     Ok(wait.then_some(limit))
 }
 
+/// How long an `Idempotency-Key` may be, in characters.
+pub const IDEMPOTENCY_KEY_LEN: std::ops::RangeInclusive<usize> = 1..=128;
+
+/// Whether an `Idempotency-Key` may hold `c`: visible ASCII.
+pub fn idempotency_key_char(c: char) -> bool {
+    c.is_ascii_graphic()
+}
+
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .filter(|k| (1..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
+    let key = value.to_str().ok().filter(|k| {
+        IDEMPOTENCY_KEY_LEN.contains(&k.chars().count()) && k.chars().all(idempotency_key_char)
+    });
     key.map(|k| Some(k.to_owned())).ok_or_else(|| {
         ApiError::from(schemas::Invalid::one(
             "Idempotency-Key",
@@ -237,9 +254,9 @@ pub async fn submit(
         let answer = Outcome {
             command_id,
             status: if rejection.is_some() {
-                "rejected"
+                OutcomeStatus::Rejected
             } else {
-                "applied"
+                OutcomeStatus::Applied
             },
             reason: rejection.as_ref().map(|r| r.0),
             message: rejection.map(|r| r.1),

@@ -61,6 +61,32 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code, for the OpenAPI document.
+    pub const ALL: &[Code] = &[
+        Code::MalformedJson,
+        Code::InvalidRequest,
+        Code::Unauthorized,
+        Code::TokenExpired,
+        Code::TokenRevoked,
+        Code::BadCredentials,
+        Code::Forbidden,
+        Code::BadApiKey,
+        Code::NotFound,
+        Code::MethodNotAllowed,
+        Code::UsernameTaken,
+        Code::NotInWorld,
+        Code::IdempotencyConflict,
+        Code::ProjectionBehind,
+        Code::PayloadTooLarge,
+        Code::UriTooLong,
+        Code::UnsupportedMediaType,
+        Code::RateLimited,
+        Code::TooManyStreams,
+        Code::HeadersTooLarge,
+        Code::Internal,
+        Code::Unavailable,
+    ];
+
     /// The snake_case code in the body.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -250,6 +276,37 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_is_listed() {
+        // A new variant fails to compile here until it is listed in `Code::ALL` too.
+        let listed = |code: Code| match code {
+            Code::MalformedJson
+            | Code::InvalidRequest
+            | Code::Unauthorized
+            | Code::TokenExpired
+            | Code::TokenRevoked
+            | Code::BadCredentials
+            | Code::Forbidden
+            | Code::BadApiKey
+            | Code::NotFound
+            | Code::MethodNotAllowed
+            | Code::UsernameTaken
+            | Code::NotInWorld
+            | Code::IdempotencyConflict
+            | Code::ProjectionBehind
+            | Code::PayloadTooLarge
+            | Code::UriTooLong
+            | Code::UnsupportedMediaType
+            | Code::RateLimited
+            | Code::TooManyStreams
+            | Code::HeadersTooLarge
+            | Code::Internal
+            | Code::Unavailable => Code::ALL.contains(&code),
+        };
+        assert!(Code::ALL.iter().all(|c| listed(*c)));
+        assert_eq!(Code::ALL.len(), 22);
+    }
 
     #[test]
     fn every_status_maps_back_to_its_code() {

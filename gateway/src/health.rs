@@ -7,15 +7,51 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use mongodb::bson::doc;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::AppState;
 
 const PROBE_BUDGET: Duration = Duration::from_millis(500);
 
+/// Whether something answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe {
+    /// It answers.
+    Ok,
+    /// It does not.
+    Unreachable,
+}
+
+impl Probe {
+    fn of(ok: bool) -> Self {
+        if ok { Probe::Ok } else { Probe::Unreachable }
+    }
+}
+
+/// The answer of `/healthz`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Liveness {
+    /// Always `ok`: the process answers.
+    pub status: Probe,
+}
+
+/// The answer of `/readyz`: the whole, and each dependency.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Readiness {
+    /// `ok` when every dependency answers.
+    pub status: Probe,
+    /// NATS.
+    pub nats: Probe,
+    /// Redis.
+    pub redis: Probe,
+    /// MongoDB.
+    pub mongodb: Probe,
+}
+
 /// `GET /healthz`: 200 while the process serves.
 pub async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+    Json(Liveness { status: Probe::Ok })
 }
 
 /// `GET /readyz`: 200 when every dependency answers, 503 naming those that do not.
@@ -30,12 +66,14 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let word = |ok: bool| if ok { "ok" } else { "unreachable" };
     (
         status,
-        Json(
-            json!({"status": word(status == StatusCode::OK), "nats": word(nats), "redis": word(redis), "mongodb": word(mongodb)}),
-        ),
+        Json(Readiness {
+            status: Probe::of(status == StatusCode::OK),
+            nats: Probe::of(nats),
+            redis: Probe::of(redis),
+            mongodb: Probe::of(mongodb),
+        }),
     )
 }
 

@@ -25,7 +25,8 @@
 //!   periodic check of their sessions.
 //! - [`health`]: liveness, readiness, metrics.
 //! - [`metrics`]: the Prometheus registry.
-//! - [`openapi`]: the OpenAPI document of the contract, at `/openapi.json`.
+//! - [`openapi`]: the OpenAPI document of the contract, with every rule the gateway checks and
+//!   every status it answers, at `/openapi.json`.
 //!
 //! [`Application::build`] connects to everything and binds; [`Application::run_until_stopped`]
 //! serves until the shutdown future completes, then drains in-flight requests.
@@ -116,6 +117,7 @@ struct Inner {
     hub: Arc<stream::Hub>,
     open_streams: Arc<open_streams::OpenStreams>,
     db: mongodb::Database,
+    openapi: bytes::Bytes,
 }
 
 /// What every handler shares; cheap to clone.
@@ -202,6 +204,10 @@ impl AppState {
     /// The MongoDB database.
     pub fn db(&self) -> &mongodb::Database {
         &self.0.db
+    }
+    /// The OpenAPI document of this gateway, as JSON.
+    pub fn openapi(&self) -> &bytes::Bytes {
+        &self.0.openapi
     }
     /// Whether rate limits are decided locally because Redis is unreachable.
     pub fn limiter_falling_back(&self) -> bool {
@@ -353,7 +359,9 @@ impl Application {
             settings.stream_session_check,
             redis.clone(),
         );
+        let openapi = bytes::Bytes::from(openapi::document(&settings).to_string());
         let state = AppState(Arc::new(Inner {
+            openapi,
             validation: settings.world.validation_context(),
             tokens: Tokens::new(
                 &settings.jwt_secret,

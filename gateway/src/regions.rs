@@ -199,9 +199,14 @@ fn number(
     }
 }
 
-/// Checks `x`, `y` (inside the region) and `radius` (above 0, at most [`MAX_RADIUS`]).
+/// Checks `x` and `y` (inside the world, each on its own, as a `move` is checked) and `radius`
+/// (above 0, at most [`MAX_RADIUS`]).
+///
+/// The point need not lie in the region asked about: what is near it is listed from every region
+/// the circle reaches, and a rule tying one parameter's bounds to another's value is one no
+/// OpenAPI document can state.
 fn point_query(
-    region: &RegionConfig,
+    world: &Bounds,
     query: &HashMap<String, String>,
 ) -> Result<(Position, f64), ApiError> {
     let mut details = Vec::new();
@@ -221,15 +226,19 @@ fn point_query(
             format!("must be above 0 and at most {MAX_RADIUS}"),
         ));
     }
-    let (b, point) = (region.bounds, x.zip(y).map(|(x, y)| Position::new(x, y)));
-    if let Some(p) = point
-        && !b.contains(&p)
-    {
-        details.push(FieldError::new(
-            "x",
-            "out_of_region",
-            format!("the point must lie inside region {}", region.id),
-        ));
+    for (name, value, lo, hi) in [
+        ("x", x, world.min.x, world.max.x),
+        ("y", y, world.min.y, world.max.y),
+    ] {
+        if let Some(v) = value
+            && !(lo..hi).contains(&v)
+        {
+            details.push(FieldError::new(
+                name,
+                "out_of_world",
+                format!("must be at least {lo} and less than {hi}"),
+            ));
+        }
     }
     if let Err(d) = consistency::min_seq(query) {
         details.push(d);
@@ -244,9 +253,10 @@ fn point_query(
             "is not a parameter of this route",
         ));
     }
+    details.sort_by(|a, b| a.field.cmp(&b.field));
     Invalid::check(details)?;
-    match (point, radius) {
-        (Some(p), Some(r)) => Ok((p, r)),
+    match (x, y, radius) {
+        (Some(x), Some(y), Some(r)) => Ok((Position::new(x, y), r)),
         _ => Err(ApiError::of(Code::InvalidRequest)),
     }
 }
@@ -262,7 +272,7 @@ pub async fn entities(
         .limit(Rule::ReadsPerPlayer, &caller.player.to_string())
         .await?;
     let region = region(&state, &id)?;
-    let (point, radius) = point_query(region, &query)?;
+    let (point, radius) = point_query(&state.validation().world, &query)?;
     // After the position, the regions' versions: a cached answer is then as new as the wanted
     // facts (the projector bumps the versions before it raises the position).
     consistency::reached(&state, consistency::min_seq(&query).unwrap_or(None)).await?;

@@ -18,8 +18,8 @@ use crate::geometry::Position;
 use crate::ids::{EntityId, PlayerId, RegionId};
 use crate::subject::Priority;
 use crate::validation::{
-    DomainRules, FieldError, Invalid, ValidationContext, reject_unknown_fields, take_field,
-    validate_payload,
+    DomainRules, FieldError, Invalid, ValidationContext, char_class, reject_unknown_fields,
+    take_field, validate_payload,
 };
 
 /// Who may send a command kind. Ordered: an admin may send what a player may, the system may
@@ -109,6 +109,12 @@ macro_rules! commands {
             /// The schema version written today; older ones are upcast on decoding.
             pub const fn schema_version(self) -> u16 {
                 match self { $(CommandKind::$variant => $version,)* }
+            }
+
+            /// Writes the domain rules of this kind that a JSON Schema can state into the
+            /// schema of its payload's properties (see [`crate::json_schema::client_commands_in`]).
+            pub(crate) fn state_in_schema(self, ctx: &ValidationContext, properties: &mut Map<String, Value>) {
+                match self { $(CommandKind::$variant => <$payload as DomainRules>::state_in_schema(ctx, properties),)* }
             }
         }
 
@@ -235,6 +241,15 @@ payload! {
 }
 
 impl Chat {
+    /// The rules of [`Chat::text`] but its length, as a regular expression made from the same
+    /// predicates the check uses: no control character nor bidirectional control anywhere, and at
+    /// least one character that is not [`invisible`].
+    pub fn text_pattern() -> String {
+        let allowed = char_class(|c| !c.is_control() && !bidi_control(c));
+        let visible = char_class(|c| !invisible(c) && !bidi_control(c));
+        format!("^{allowed}*{visible}{allowed}*$")
+    }
+
     /// The channel, `say` when none was given.
     pub fn channel(&self) -> ChatChannel {
         self.channel.unwrap_or_default()
@@ -310,6 +325,16 @@ payload! {
 }
 
 impl DomainRules for Spawn {
+    fn state_in_schema(ctx: &ValidationContext, properties: &mut Map<String, Value>) {
+        let known: Vec<Value> = ctx.regions.iter().map(|r| r.as_str().into()).collect();
+        if let Some(region) = properties.get_mut("region") {
+            region["anyOf"] = serde_json::json!([
+                {"type": "string", "enum": known},
+                {"type": "null"},
+            ]);
+        }
+    }
+
     fn check_domain(&self, ctx: &ValidationContext, errors: &mut Vec<FieldError>) {
         if let Some(region) = &self.region
             && !ctx.regions.contains(region)
@@ -324,6 +349,16 @@ impl DomainRules for Spawn {
 }
 
 impl DomainRules for Move {
+    fn state_in_schema(ctx: &ValidationContext, properties: &mut Map<String, Value>) {
+        let (min, max) = (ctx.world.min, ctx.world.max);
+        for (field, lo, hi) in [("x", min.x, max.x), ("y", min.y, max.y)] {
+            if let Some(Value::Object(schema)) = properties.get_mut(field) {
+                schema.insert("minimum".into(), lo.into());
+                schema.insert("exclusiveMaximum".into(), hi.into());
+            }
+        }
+    }
+
     fn check_domain(&self, ctx: &ValidationContext, errors: &mut Vec<FieldError>) {
         let (min, max) = (ctx.world.min, ctx.world.max);
         for (field, value, lo, hi) in [("x", self.x, min.x, max.x), ("y", self.y, min.y, max.y)] {
@@ -345,6 +380,12 @@ impl DomainRules for Move {
 }
 
 impl DomainRules for Chat {
+    fn state_in_schema(_: &ValidationContext, properties: &mut Map<String, Value>) {
+        if let Some(Value::Object(text)) = properties.get_mut("text") {
+            text.insert("pattern".into(), Chat::text_pattern().into());
+        }
+    }
+
     fn check_domain(&self, _: &ValidationContext, errors: &mut Vec<FieldError>) {
         let control = self.text.chars().any(char::is_control);
         if !self.text.is_empty() && self.text.trim().is_empty() {
@@ -655,6 +696,55 @@ mod tests {
             let text = format!("abc{c}def");
             let err = parse(json!({"type": "chat", "text": text})).expect_err(&text);
             assert_eq!(fields(err), pairs(&[("text", "bidi_control")]), "{text:?}");
+        }
+    }
+
+    /// The chat text pattern, made once: making it reads every character there is.
+    static CHAT_TEXT: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(&Chat::text_pattern()).expect("a regex"));
+
+    /// Whether the chat text rules refuse `text`, but for its length.
+    fn chat_text_refused(text: &str) -> bool {
+        parse(json!({"type": "chat", "text": text})).is_err_and(|e| {
+            fields(e)
+                .iter()
+                .any(|(f, code)| f == "text" && code != "length")
+        })
+    }
+
+    #[test]
+    fn the_chat_text_pattern_accepts_what_the_check_accepts() {
+        for text in [
+            "hi",
+            " a ",
+            "e\u{0301}",
+            "\u{200B}hi",
+            "👍\u{FE0F}",
+            "\u{05D0}\u{200F}",
+            "   ",
+            "\u{200B}",
+            "\u{0301}",
+            "\u{3164}",
+            "a\u{7}b",
+            "a\u{85}",
+            "abc\u{202E}def",
+            "\u{2066}x",
+            "x\u{2028}y",
+        ] {
+            assert_eq!(
+                CHAT_TEXT.is_match(text),
+                !chat_text_refused(text),
+                "{text:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_chat_text_pattern_and_check_agree_on_any_text(
+            text in "(\\PC|\\p{Cc}|\\p{Cf}|\\p{M}|\\s|[\u{202A}-\u{202E}\u{2066}-\u{2069}]){1,12}"
+        ) {
+            proptest::prop_assert_eq!(CHAT_TEXT.is_match(&text), !chat_text_refused(&text));
         }
     }
 

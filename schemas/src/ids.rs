@@ -179,20 +179,38 @@ impl RegionId {
     /// The longest region id allowed.
     pub const MAX_LEN: usize = 32;
 
+    /// Whether a region id may start with `c`: a-z or 0-9.
+    fn may_start_with(c: char) -> bool {
+        c.is_ascii_lowercase() || c.is_ascii_digit()
+    }
+
+    /// Whether a region id may hold `c` after its first character: a-z, 0-9, '_' or '-'.
+    fn may_hold(c: char) -> bool {
+        Self::may_start_with(c) || c == '_' || c == '-'
+    }
+
     /// Parses and checks a region id.
     pub fn new(id: impl Into<String>) -> Result<Self, IdError> {
         let id = id.into();
         let mut chars = id.chars();
-        let first_ok = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let rest_ok =
-            chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        let first_ok = chars.next().is_some_and(Self::may_start_with);
+        let rest_ok = chars.all(Self::may_hold);
         if first_ok && rest_ok && id.len() <= Self::MAX_LEN {
             Ok(Self(id))
         } else {
             Err(IdError::InvalidRegion(id))
         }
+    }
+
+    /// The rule [`RegionId::new`] checks, as a regular expression (for JSON Schema and OpenAPI
+    /// documents), made from the same predicates and length.
+    pub fn pattern() -> String {
+        format!(
+            "^{}{}{{0,{}}}$",
+            crate::validation::char_class(Self::may_start_with),
+            crate::validation::char_class(Self::may_hold),
+            Self::MAX_LEN - 1
+        )
     }
 
     /// The id as written.
@@ -230,8 +248,8 @@ impl JsonSchema for RegionId {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$",
-            "description": "The id of a region, as in the region config."
+            "pattern": Self::pattern(),
+            "description": "The id of a region, as in the region config: 1 to 32 characters of a-z, 0-9, '_' and '-', starting with a letter or digit."
         })
     }
 }
@@ -274,6 +292,11 @@ mod tests {
         ] {
             assert!(RegionId::new(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_region_id_pattern_states_the_parsers_rule() {
+        assert_eq!(RegionId::pattern(), "^[0-9a-z][\\-0-9_a-z]{0,31}$");
     }
 
     #[test]

@@ -66,6 +66,30 @@ fn document<T: schemars::JsonSchema>(title: &str, description: &str) -> Value {
     schema
 }
 
+/// The client command schema of [`documents`] with the domain rules of `ctx`'s world written in:
+/// the regions a `spawn` may name, the bounds of a `move`, the pattern of a chat line. What the
+/// gateway's OpenAPI document gives as the body of `POST /v1/commands`.
+pub fn client_commands_in(ctx: &crate::ValidationContext) -> Value {
+    let mut schema = documents()
+        .into_iter()
+        .find(|(name, _)| *name == "command.schema.json")
+        .map_or(Value::Null, |(_, schema)| schema);
+    if let Some(Value::Array(variants)) = schema.get_mut("oneOf") {
+        for variant in variants {
+            let kind = variant
+                .pointer("/properties/type/const")
+                .and_then(Value::as_str)
+                .and_then(|name| name.parse::<CommandKind>().ok());
+            if let (Some(kind), Some(Value::Object(properties))) =
+                (kind, variant.get_mut("properties"))
+            {
+                kind.state_in_schema(ctx, properties);
+            }
+        }
+    }
+    schema
+}
+
 /// Keeps only the commands a player may send, and the definitions they use.
 fn client_commands(mut schema: Value) -> Value {
     let is_client = |variant: &Value| {

@@ -11,7 +11,7 @@ use crate::geometry::Bounds;
 use crate::ids::RegionId;
 
 /// One bad field: which, a stable snake_case code, and a message for people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FieldError {
     /// The field's name (`x`, `text`, `state.hp`); empty for the body as a whole.
     pub field: String,
@@ -101,6 +101,15 @@ pub struct ValidationContext {
 /// look at several fields.
 pub(crate) trait DomainRules {
     fn check_domain(&self, _ctx: &ValidationContext, _errors: &mut Vec<FieldError>) {}
+
+    /// Writes what of [`DomainRules::check_domain`] a JSON Schema can say (bounds, the regions
+    /// there are, patterns) into the schema of the payload's `properties`, next to the rule
+    /// itself so that the two change together.
+    fn state_in_schema(_ctx: &ValidationContext, _properties: &mut Map<String, Value>)
+    where
+        Self: Sized,
+    {
+    }
 }
 
 /// Runs the `validator` rules and then the domain rules, collecting every failure.
@@ -195,6 +204,76 @@ pub(crate) fn take_field<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// The regular-expression character class of exactly the characters `member` holds: how a rule
+/// written as a Rust predicate is stated in a JSON Schema `pattern`, so that the document and the
+/// check cannot drift apart.
+///
+/// It is written as ranges of literal characters, either those `member` holds (`[...]`) or those
+/// it does not (`[^...]`), whichever is shorter. The shorter form is not only smaller: test-data
+/// generators (Hypothesis, under Schemathesis) draw from a negated class of a few ranges at once
+/// but take a minute for the same set written as ranges up to U+10FFFF. The characters a class
+/// gives a meaning to (`\`, `]`, `[`, `^`, `-`) are escaped; every other one is written as itself,
+/// which ECMA-262 (with the `u` flag, as JSON Schema validators use it), Python's `re` and the
+/// `regex` crate read alike. Surrogates are not characters (and a body holding a lone one is
+/// malformed JSON to the gateway), so a negated class does not list them.
+pub fn char_class(member: impl Fn(char) -> bool) -> String {
+    let held = ranges_of(&member);
+    let not_held = ranges_of(|c| !member(c));
+    if held.is_empty() || class_len(&held) > class_len(&not_held) + 1 {
+        class("[^", &not_held)
+    } else {
+        class("[", &held)
+    }
+}
+
+/// The runs of consecutive characters (first, last) that `member` holds.
+fn ranges_of(member: impl Fn(char) -> bool) -> Vec<(char, char)> {
+    let mut runs: Vec<(char, char)> = Vec::new();
+    // `char::from_u32` skips the surrogates: no run spans them.
+    for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+        if !member(c) {
+            continue;
+        }
+        match runs.last_mut() {
+            Some((_, last)) if u32::from(c) == u32::from(*last) + 1 => *last = c,
+            _ => runs.push((c, c)),
+        }
+    }
+    runs
+}
+
+/// How many characters `runs` take in a class (escapes aside).
+fn class_len(runs: &[(char, char)]) -> usize {
+    runs.iter()
+        .map(|(first, last)| match u32::from(*last) - u32::from(*first) {
+            0 => 1,
+            1 => 2,
+            _ => 3,
+        })
+        .sum()
+}
+
+fn class(open: &str, runs: &[(char, char)]) -> String {
+    fn push(out: &mut String, c: char) {
+        if matches!(c, '\\' | ']' | '[' | '^' | '-') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    let mut out = String::from(open);
+    for &(first, last) in runs {
+        push(&mut out, first);
+        if last != first {
+            if u32::from(last) > u32::from(first) + 1 {
+                out.push('-');
+            }
+            push(&mut out, last);
+        }
+    }
+    out.push(']');
+    out
+}
+
 /// Records every field left in `map` after the known ones were taken as unknown.
 pub(crate) fn reject_unknown_fields(map: &Map<String, Value>, errors: &mut Vec<FieldError>) {
     for name in map.keys() {
@@ -221,6 +300,28 @@ mod tests {
         assert_eq!(
             invalid.to_string(),
             "invalid input: x: is required; the body must be a JSON object"
+        );
+    }
+
+    #[test]
+    fn a_char_class_lists_ranges_and_escapes_what_a_class_means() {
+        assert_eq!(char_class(|c| c.is_ascii_digit()), "[0-9]");
+        assert_eq!(
+            char_class(|c| c.is_ascii_lowercase() || c == '-' || c == '_' || c == 'A'),
+            "[\\-A_a-z]"
+        );
+        assert_eq!(char_class(|c| c == 'a' || c == 'b'), "[ab]");
+        assert_eq!(char_class(|c| matches!(c, '[' | ']' | '^')), "[\\[\\]\\^]");
+        // No run spans the surrogates, which are not characters.
+        assert_eq!(
+            char_class(|c| ('\u{D7FE}'..='\u{E000}').contains(&c)),
+            "[\u{D7FE}\u{D7FF}\u{E000}]"
+        );
+        // A class of nearly everything is written as what it leaves out.
+        assert_eq!(char_class(|c| c != 'a' && c != '-'), "[^\\-a]");
+        assert_eq!(
+            char_class(|c| !c.is_ascii_control()),
+            "[^\u{0}-\u{1F}\u{7F}]"
         );
     }
 

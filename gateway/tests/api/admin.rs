@@ -345,6 +345,38 @@ async fn dead_letters_are_listed_and_redriven_to_their_origin() {
 }
 
 #[tokio::test]
+async fn a_redrive_reads_whole_numbers_written_with_a_fraction() {
+    // JSON does not tell 1 from 1.0, and the document's `integer` takes both: a client that
+    // writes every number with a fraction must be able to redrive.
+    let app = spawn_app().await;
+    let admin = app.login("root", PASSWORD).await;
+    nats_topology::dead_letter(&app.js, &dead_command(21))
+        .await
+        .expect("dlq");
+    let redrive = |body: Value| {
+        admin_call(
+            &app,
+            reqwest::Method::POST,
+            "/admin/dlq/redrive",
+            &admin,
+            Some(ADMIN_KEY),
+            Some(body),
+        )
+    };
+    let error = error_of(
+        redrive(json!({"seqs": [1.5]})).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(details(&error)[0].0, "seqs");
+    let response = redrive(json!({"seqs": [1.0]})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let result: Value = response.json().await.expect("json");
+    assert_eq!(result["redriven"], json!([1]));
+    assert_eq!(app.messages_in("DLQ").await, 0);
+}
+
+#[tokio::test]
 async fn region_assignments_show_leases_and_node_load() {
     let app = spawn_app().await;
     let admin = app.login("root", PASSWORD).await;

@@ -180,6 +180,25 @@ async fn entities_just_across_a_border_are_seen() {
 }
 
 #[tokio::test]
+async fn a_point_in_another_region_is_answered_through_any_region() {
+    // The document can bound x and y by the world, not by the region in the path: a point
+    // anywhere in the world is answered, from every region the circle reaches.
+    let app = spawn_app().await;
+    let (_, token) = app.player("una").await;
+    let there = put_entity(&app, "north-east", "npc", 1500.0, 1500.0).await;
+    let response = app
+        .get(
+            "/v1/regions/south-west/entities?x=1500&y=1501&radius=10",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["entities"][0]["entity_id"], there.as_str());
+    assert_eq!(body["entities"][0]["region"], "north-east");
+}
+
+#[tokio::test]
 async fn bad_entity_queries_name_each_bad_parameter() {
     let app = spawn_app().await;
     let (_, token) = app.player("sol").await;
@@ -189,7 +208,11 @@ async fn bad_entity_queries_name_each_bad_parameter() {
         ("?x=10&y=10&radius=0", vec![("radius", "range")]),
         ("?x=10&y=10&radius=1000", vec![("radius", "range")]),
         ("?x=10&y=NaN", vec![("y", "invalid")]),
-        ("?x=1500&y=10", vec![("x", "out_of_region")]),
+        ("?x=2500&y=10", vec![("x", "out_of_world")]),
+        (
+            "?x=-1&y=2000",
+            vec![("x", "out_of_world"), ("y", "out_of_world")],
+        ),
         ("?x=10&y=10&r=5", vec![("r", "unknown_parameter")]),
     ] {
         let response = app
