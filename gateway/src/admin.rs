@@ -534,7 +534,7 @@ pub async fn regions(
         .map_err(|e| bus_down(&state, e))?;
     while let Some(Ok(key)) = keys.next().await {
         if let Ok(Some(bytes)) = state.node_load().get(&key).await
-            && let Ok(load) = serde_json::from_slice::<nats_topology::lease::NodeLoad>(&bytes)
+            && let Ok(load) = nats_topology::lease::NodeLoad::decode(&bytes)
         {
             nodes.push(NodeView::from(load));
         }

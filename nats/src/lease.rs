@@ -38,6 +38,71 @@ pub struct NodeLoad {
     pub tick_ms: f64,
     /// When this was measured.
     pub reported_at: DateTime<Utc>,
+    /// What each of its regions holds, so the others can weigh the regions one by one. Nodes
+    /// from before balancing by density did not report it: it decodes as empty, and a reader
+    /// spreads `players` and `entities` evenly over `regions` instead.
+    #[serde(default)]
+    pub census: Vec<RegionCensus>,
+}
+
+/// What one region holds: what its cost is weighed from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionCensus {
+    /// The region.
+    pub region: RegionId,
+    /// Avatars in it.
+    pub players: u64,
+    /// NPCs in it, alive or waiting to respawn.
+    pub npcs: u64,
+    /// Items lying in it.
+    pub items: u64,
+}
+
+/// The most regions a load report may name; a world has a few hundred at most.
+pub const MAX_REPORTED_REGIONS: usize = 100_000;
+
+/// Why a `node_load` document was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("node load report refused: {0}")]
+pub struct BadNodeLoad(pub String);
+
+impl NodeLoad {
+    /// Decodes a `node_load` document and refuses one no simulator would write: the bucket is
+    /// a boundary like any other. Older reports (without `census`) decode.
+    pub fn decode(bytes: &[u8]) -> Result<Self, BadNodeLoad> {
+        let load: NodeLoad =
+            serde_json::from_slice(bytes).map_err(|e| BadNodeLoad(e.to_string()))?;
+        load.check()?;
+        Ok(load)
+    }
+
+    /// The first thing wrong with a report, if any.
+    pub fn check(&self) -> Result<(), BadNodeLoad> {
+        let bad = |why: &str| Err(BadNodeLoad(why.to_owned()));
+        if self.node.is_empty() {
+            return bad("no node");
+        }
+        if !(self.tick_ms.is_finite() && self.tick_ms >= 0.0) {
+            return bad("tick_ms must be a finite number, not negative");
+        }
+        if self.regions.len() > MAX_REPORTED_REGIONS || self.census.len() > self.regions.len() {
+            return bad("too many regions");
+        }
+        let regions: std::collections::BTreeSet<&RegionId> = self.regions.iter().collect();
+        if regions.len() != self.regions.len() {
+            return bad("a region is named twice");
+        }
+        let mut counted = std::collections::BTreeSet::new();
+        for c in &self.census {
+            if !regions.contains(&c.region) {
+                return bad("a census names a region the node does not run");
+            }
+            if !counted.insert(&c.region) {
+                return bad("a region is counted twice");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A lease this process holds: the bucket revision it was last written at.
@@ -130,5 +195,62 @@ impl Leases {
             .delete_expect_revision(held.key.as_str(), Some(held.revision))
             .await
             .map_err(|e| LeaseError::Bucket(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = r#"{"node":"sim-1","regions":["west","east"],"players":3,"entities":40,"tick_ms":1.5,"reported_at":"2026-01-01T00:00:00Z"}"#;
+
+    #[test]
+    fn a_report_from_before_the_census_still_decodes() {
+        let load = NodeLoad::decode(OLD.as_bytes()).expect("an older node's report");
+        assert_eq!(load.regions.len(), 2);
+        assert!(load.census.is_empty());
+    }
+
+    #[test]
+    fn a_report_with_its_census_round_trips() {
+        let mut load = NodeLoad::decode(OLD.as_bytes()).expect("decodes");
+        load.census = vec![RegionCensus {
+            region: RegionId::new("west").expect("id"),
+            players: 3,
+            npcs: 55,
+            items: 80,
+        }];
+        let bytes = serde_json::to_vec(&load).expect("json");
+        assert_eq!(NodeLoad::decode(&bytes).expect("decodes"), load);
+    }
+
+    #[test]
+    fn reports_no_simulator_writes_are_refused() {
+        let census = |region: &str| {
+            format!(r#","census":[{{"region":"{region}","players":1,"npcs":0,"items":0}}]}}"#)
+        };
+        let with = |tail: &str| OLD.trim_end_matches('}').to_owned() + tail;
+        for (doc, why) in [
+            (OLD.replace("1.5", "-1.5"), "tick_ms"),
+            (OLD.replace("1.5", "1e400"), "number"),
+            (
+                OLD.replace("\"players\":3", "\"players\":-3"),
+                "invalid value",
+            ),
+            (OLD.replace("\"sim-1\"", "\"\""), "no node"),
+            (OLD.replace("\"east\"", "\"west\""), "twice"),
+            (with(&census("north")), "does not run"),
+            (
+                with(&census("west").replace(
+                    "}]",
+                    "},{\"region\":\"west\",\"players\":1,\"npcs\":0,\"items\":0}]",
+                )),
+                "counted twice",
+            ),
+        ] {
+            let err = NodeLoad::decode(doc.as_bytes()).expect_err(why).to_string();
+            assert!(err.contains(why), "{why:?} not in {err:?} for {doc}");
+        }
+        assert!(NodeLoad::decode(with(&census("west")).as_bytes()).is_ok());
     }
 }

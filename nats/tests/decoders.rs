@@ -67,6 +67,7 @@ proptest! {
     fn bucket_documents_decode_or_fail_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         let _ = serde_json::from_slice::<Lease>(&bytes);
         let _ = serde_json::from_slice::<NodeLoad>(&bytes);
+        let _ = NodeLoad::decode(&bytes);
         let _ = serde_json::from_slice::<RebuildJob>(&bytes);
     }
 

@@ -402,6 +402,7 @@ async fn region_assignments_show_leases_and_node_load() {
         entities: 40,
         tick_ms: 1.5,
         reported_at: now,
+        census: Vec::new(),
     };
     loads
         .put("sim-1", serde_json::to_vec(&load).expect("json").into())
