@@ -12,6 +12,7 @@
 //! - [`region`]: one region's tick, its memory of applied commands, its snapshots.
 //! - [`runner`]: one region on the bus: recovery, then ticks.
 //! - [`node`]: a simulator process: region leases (`nats_topology::lease`), balancing.
+//! - [`placement`]: the balancing decision by player density, a pure function of the loads.
 //! - [`settings`], [`metrics`]: configuration and Prometheus metrics.
 
 pub mod admission;
@@ -21,6 +22,7 @@ pub mod handlers;
 pub mod http;
 pub mod metrics;
 pub mod node;
+pub mod placement;
 pub mod region;
 pub mod runner;
 pub mod settings;

@@ -1,13 +1,14 @@
 //! A simulator process: it takes regions through leases, runs each in a task of its own, renews
 //! the leases, reports its load, and balances regions with the other processes.
 //!
-//! Balancing: a process reports its regions, avatars, entities and slowest recent tick to the
-//! `node_load` bucket. A free region (no lease: never taken, released, or its owner's lease
-//! expired) is taken by the process running the fewest regions. A process with two regions more
-//! than the least busy other that is not overloaded, or one whose ticks run slower than
-//! `overloaded_tick_ms` while another's run under half that with no more regions, lets its
-//! lightest region go (after a last snapshot), and the least busy process takes it on its next
-//! round. An overloaded process takes no region.
+//! Balancing: a process reports its regions, what each holds (players, NPCs, items) and its
+//! slowest recent tick to the `node_load` bucket, and decides from everyone's reports with
+//! [`placement`]: regions are weighed by what they hold, players first. A free region (no
+//! lease: never taken, released, or its owner's lease expired) is taken by the process carrying
+//! the least load. A process clearly more loaded than the least loaded other that is not
+//! overloaded, or one whose ticks run slower than `overloaded_tick_ms` while another's run under
+//! half that with no more load, lets one region go (after a last snapshot), and the least loaded
+//! process takes it on its next round. An overloaded process takes no region.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::kv::Store;
 use chrono::Utc;
 use futures::StreamExt;
-use nats_topology::lease::{Held, LeaseError, Leases, NodeLoad};
+use nats_topology::lease::{Held, LeaseError, Leases, NodeLoad, RegionCensus};
 use nats_topology::topology::{
     AVATAR_REGIONS, FACTS, NODE_LOAD, PLAYER_PROGRESS, REGION_LEASES, REGION_SNAPSHOTS,
 };
@@ -27,6 +28,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::metrics::Metrics;
+use crate::placement::{self, Policy, Why};
 use crate::runner::{self, Failpoint, Inspect, RegionLoad, RegionState, Shared};
 use crate::settings::Settings;
 
@@ -269,33 +271,35 @@ impl Node {
             .retain(|_, at| now.duration_since(*at) < quiet);
 
         let count = self.owned.len();
-        let limit = self.settings().overloaded_tick_ms;
-        // An overloaded process takes nothing, so counting its regions would only bounce a
-        // region between the free pool and the process that gave it away.
-        let least_other = others
+        let policy = Policy::new(self.settings().overloaded_tick_ms);
+        let mut nodes: Vec<placement::Node> = others
             .iter()
-            .filter(|o| o.tick_ms <= limit)
-            .map(|o| o.regions.len())
-            .min();
-        let overloaded = mine.tick_ms > limit;
+            .map(|o| placement::Node::from_report(o, &policy.costs))
+            .collect();
+        nodes.push(placement::Node::from_report(&mine, &policy.costs));
+        let me = self.view.node.clone();
 
-        // Give a region away when clearly busier than another process.
-        let calmer_exists = others
-            .iter()
-            .any(|o| o.tick_ms <= limit / 2.0 && o.regions.len() <= count);
-        if count > 1
-            && (least_other.is_some_and(|l| count > l + 1) || (overloaded && calmer_exists))
-            && let Some(lightest) = self.lightest()
-        {
-            info!(region = %lightest, overloaded, "giving a region away");
-            self.give_up(&lightest).await;
-            self.released.insert(lightest, Instant::now());
+        // Give a region away when clearly busier than another process, or slow.
+        if let Some(give) = placement::decide(&me, &nodes, &policy) {
+            let weight = nodes
+                .last()
+                .and_then(|n| n.regions.get(&give.region).copied())
+                .unwrap_or(0);
+            info!(
+                region = %give.region,
+                to = %give.to,
+                weight,
+                overloaded = give.why == Why::SlowTicks,
+                "giving a region away"
+            );
+            self.give_up(&give.region).await;
+            self.released.insert(give.region, Instant::now());
             return;
         }
 
         // Take free regions while under the cap and not busier than the others.
         let cap = self.settings().max_regions.unwrap_or(usize::MAX);
-        if overloaded || count >= cap || least_other.is_some_and(|l| count > l) {
+        if count >= cap || !placement::may_take(&me, &nodes, &policy) {
             return;
         }
         let candidates: Vec<RegionId> = self
@@ -329,13 +333,6 @@ impl Node {
         }
     }
 
-    fn lightest(&self) -> Option<RegionId> {
-        self.owned
-            .iter()
-            .min_by_key(|(_, o)| o.load.lock().map(|l| l.players).unwrap_or(0))
-            .map(|(r, _)| r.clone())
-    }
-
     async fn report_load(&mut self) -> NodeLoad {
         let mut load = NodeLoad {
             node: self.view.node.clone(),
@@ -344,9 +341,10 @@ impl Node {
             entities: 0,
             tick_ms: 0.0,
             reported_at: Utc::now(),
+            census: Vec::with_capacity(self.owned.len()),
         };
         load.regions.sort();
-        for owned in self.owned.values() {
+        for (region, owned) in &self.owned {
             let l = {
                 let mut shared = owned.load.lock().unwrap_or_else(|e| e.into_inner());
                 let l = *shared;
@@ -357,6 +355,12 @@ impl Node {
             load.players += l.players;
             load.entities += l.entities;
             load.tick_ms = load.tick_ms.max(l.slowest_tick_ms);
+            load.census.push(RegionCensus {
+                region: region.clone(),
+                players: l.players,
+                npcs: l.npcs,
+                items: l.items,
+            });
         }
         self.shared.metrics.regions.set(self.owned.len() as i64);
         if let Ok(body) = serde_json::to_vec(&load)
@@ -377,7 +381,7 @@ impl Node {
                 continue;
             }
             if let Ok(Some(bytes)) = self.load_bucket.get(&key).await
-                && let Ok(load) = serde_json::from_slice::<NodeLoad>(&bytes)
+                && let Ok(load) = NodeLoad::decode(&bytes)
             {
                 out.push(load);
             }

@@ -294,7 +294,20 @@ impl Region {
         })
     }
 
-    /// How many avatars and how many entities (avatars, NPCs, items) it holds.
+    /// How many avatars, NPCs and items it holds: what balancing weighs it by.
+    pub fn census(&self) -> (u64, u64, u64) {
+        let (mut players, mut npcs) = (0, 0);
+        for ident in self.world.iter::<&Ident>().into_iter() {
+            match ident.kind {
+                schemas::EntityKind::Player => players += 1,
+                schemas::EntityKind::Npc => npcs += 1,
+            }
+        }
+        let items = self.world.iter::<&Item>().into_iter().count() as u64;
+        (players, npcs, items)
+    }
+
+    /// Players, and every entity (avatars, NPCs and items).
     pub fn population(&self) -> (u64, u64) {
         let players = self
             .world

@@ -129,6 +129,10 @@ pub struct RegionLoad {
     pub players: u64,
     /// Avatars, NPCs and items.
     pub entities: u64,
+    /// NPCs.
+    pub npcs: u64,
+    /// Items lying in the region.
+    pub items: u64,
     /// The slowest tick since the last report, in milliseconds.
     pub slowest_tick_ms: f64,
 }
@@ -895,11 +899,13 @@ impl Running {
     }
 
     fn publish_load(&mut self) {
-        let (players, entities) = self.region.population();
+        let (players, npcs, items) = self.region.census();
         let slowest = self.slowest;
         let mut load = self.load.lock().unwrap_or_else(|e| e.into_inner());
         load.players = players;
-        load.entities = entities;
+        load.npcs = npcs;
+        load.items = items;
+        load.entities = players + npcs + items;
         load.slowest_tick_ms = load.slowest_tick_ms.max(slowest);
         self.slowest = 0.0;
     }

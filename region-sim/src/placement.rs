@@ -1,0 +1,304 @@
+//! Where regions run: the balancing decision, a pure function of the loads the simulators report
+//! in `node_load`, so that a simulation can run it round after round without processes.
+//!
+//! A region is weighed by what it costs a simulator to tick it ([`Costs`]): players first, then
+//! NPCs, then items, on top of a fixed cost per region. A node's load is the sum of its regions'
+//! weights. Each round a node gives away at most one region ([`decide`]):
+//!
+//! - **by density**: to the least loaded node that is not overloaded, the heaviest of its regions
+//!   that does not flip the pair (the giver stays at least as loaded as the taker after the move),
+//!   and only when the move narrows the gap between the two by more than [`Policy::margin`];
+//! - **by slow ticks**: when its ticks are slower than `overloaded_tick_ms` while another node's
+//!   run under half of that and carry no more load, its lightest region.
+//!
+//! A free region is taken by a node that is not overloaded and carries no more load than any
+//! other such node ([`may_take`]).
+//!
+//! Why it settles: each move by density takes `w` from a node to one lighter by `d > 2w`, which
+//! lowers the sum of the squared loads by `2w(d - w) > 0`; loads are whole numbers, so the sum
+//! cannot fall forever. And a region never comes straight back: after the move the taker carries
+//! no more than the giver, so the giver is never the taker's lighter partner for it.
+
+use std::collections::BTreeMap;
+
+use nats_topology::lease::{NodeLoad, RegionCensus};
+use schemas::RegionId;
+
+/// What a region's contents cost, in load units per thing.
+///
+/// - `region`: a region's fixed cost, whatever it holds: its tick loop, its three consumers
+///   (high, normal, low), its snapshots and lease.
+/// - `player`: an avatar costs the most: its commands are drained and applied each tick, it walks,
+///   fights and picks up, every change of it is a fact published and broadcast to those near, and
+///   it crosses borders.
+/// - `npc`: an NPC is moved by the systems every tick (wander, chase, strike) with a neighbour
+///   query, but sends no commands and is seen only through the facts it causes.
+/// - `item`: an item lies in the grid index until picked up and waits to respawn; it is touched
+///   only when someone reaches for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Costs {
+    /// The fixed cost of a region.
+    pub region: u64,
+    /// The cost of an avatar.
+    pub player: u64,
+    /// The cost of an NPC.
+    pub npc: u64,
+    /// The cost of an item.
+    pub item: u64,
+}
+
+/// The costs the simulators use: a player 20, an NPC 4, an item 1, a region 40. With the shipped
+/// balance (55 NPCs and 80 items per region) an empty region weighs 340, and 17 players double
+/// it.
+pub const COSTS: Costs = Costs {
+    region: 40,
+    player: 20,
+    npc: 4,
+    item: 1,
+};
+
+impl Costs {
+    /// The weight of a region holding what `census` counts. Saturates: absurd counts weigh the
+    /// most, they never wrap.
+    pub fn weigh(&self, census: &RegionCensus) -> u64 {
+        self.region
+            .saturating_add(census.players.saturating_mul(self.player))
+            .saturating_add(census.npcs.saturating_mul(self.npc))
+            .saturating_add(census.items.saturating_mul(self.item))
+    }
+}
+
+/// How the decision is made.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    /// The weights.
+    pub costs: Costs,
+    /// A move must narrow the gap between giver and taker by more than this many load units,
+    /// so that small swings of the population move nothing. The default, 80, is two empty
+    /// regions' fixed cost or four players.
+    pub margin: u64,
+    /// Ticks slower than this (milliseconds) make a node overloaded: it takes nothing, and is
+    /// given nothing.
+    pub overloaded_tick_ms: f64,
+}
+
+impl Policy {
+    /// The shipped costs and margin, with the configured tick limit.
+    pub fn new(overloaded_tick_ms: f64) -> Self {
+        Self {
+            costs: COSTS,
+            margin: 80,
+            overloaded_tick_ms,
+        }
+    }
+}
+
+/// One node as the decision sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Its id.
+    pub node: String,
+    /// Its regions and their weights.
+    pub regions: BTreeMap<RegionId, u64>,
+    /// Its slowest recent tick, in milliseconds.
+    pub tick_ms: f64,
+}
+
+impl Node {
+    /// What it carries: the sum of its regions' weights (saturating).
+    pub fn load(&self) -> u64 {
+        self.regions
+            .values()
+            .fold(0u64, |sum, w| sum.saturating_add(*w))
+    }
+
+    /// A report as weighed by `costs`. A region the report counts is weighed by its census; one
+    /// it does not (a node from before the census) gets an even share of the node's players and
+    /// other entities, the latter counted as NPCs (the dearer of the two).
+    pub fn from_report(load: &NodeLoad, costs: &Costs) -> Self {
+        let counted: BTreeMap<&RegionId, &RegionCensus> =
+            load.census.iter().map(|c| (&c.region, c)).collect();
+        let uncounted = load
+            .regions
+            .iter()
+            .filter(|r| !counted.contains_key(r))
+            .count() as u64;
+        let (players, entities) = if load.census.is_empty() {
+            (load.players, load.entities)
+        } else {
+            (0, 0)
+        };
+        let share = |total: u64| total.checked_div(uncounted).unwrap_or(0);
+        let estimate = RegionCensus {
+            region: RegionId::new("estimate").expect("a valid id"),
+            players: share(players),
+            npcs: share(entities.saturating_sub(players)),
+            items: 0,
+        };
+        let regions = load
+            .regions
+            .iter()
+            .map(|r| {
+                let census = counted.get(r).copied().unwrap_or(&estimate);
+                (r.clone(), costs.weigh(census))
+            })
+            .collect();
+        Self {
+            node: load.node.clone(),
+            regions,
+            tick_ms: load.tick_ms,
+        }
+    }
+
+    fn overloaded(&self, policy: &Policy) -> bool {
+        // A tick no number describes is as bad as a slow one.
+        !(self.tick_ms <= policy.overloaded_tick_ms)
+    }
+}
+
+/// Why a region is given away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// The node carries clearly more than the lightest other.
+    Density,
+    /// The node's ticks are slow while another's are not.
+    SlowTicks,
+}
+
+/// A region to give away this round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GiveAway {
+    /// The region.
+    pub region: RegionId,
+    /// The node expected to take it (any node that may take can).
+    pub to: String,
+    /// Why.
+    pub why: Why,
+}
+
+/// Which region, if any, `me` gives away this round, given every node's load (`me`'s among
+/// them). A node with one region keeps it: moving it would only move the load.
+pub fn decide(me: &str, nodes: &[Node], policy: &Policy) -> Option<GiveAway> {
+    let mine = nodes.iter().find(|n| n.node == me)?;
+    if mine.regions.len() < 2 {
+        return None;
+    }
+    let load = mine.load();
+    let others = || nodes.iter().filter(|n| n.node != me);
+
+    if mine.overloaded(policy) {
+        let calm = others()
+            .filter(|o| o.tick_ms <= policy.overloaded_tick_ms / 2.0 && o.load() <= load)
+            .min_by(|a, b| (a.load(), &a.node).cmp(&(b.load(), &b.node)))?;
+        let (region, _) = mine
+            .regions
+            .iter()
+            .min_by_key(|(r, w)| (**w, (*r).clone()))?;
+        return Some(GiveAway {
+            region: region.clone(),
+            to: calm.node.clone(),
+            why: Why::SlowTicks,
+        });
+    }
+
+    let lightest = others()
+        .filter(|o| !o.overloaded(policy))
+        .min_by(|a, b| (a.load(), &a.node).cmp(&(b.load(), &b.node)))?;
+    let gap = load.checked_sub(lightest.load())?;
+    // Narrowing the gap by 2w must beat the margin; w ≤ gap / 2 keeps the giver at least as
+    // loaded as the taker, so the region has no reason to come back.
+    let (region, _) = mine
+        .regions
+        .iter()
+        .filter(|(_, w)| w.saturating_mul(2) > policy.margin && w.saturating_mul(2) <= gap)
+        .max_by(|(ra, wa), (rb, wb)| wa.cmp(wb).then_with(|| rb.cmp(ra)))?;
+    Some(GiveAway {
+        region: region.clone(),
+        to: lightest.node.clone(),
+        why: Why::Density,
+    })
+}
+
+/// Whether `me` may take a free region this round: it is not overloaded and carries no more
+/// than any other node that is not.
+pub fn may_take(me: &str, nodes: &[Node], policy: &Policy) -> bool {
+    let Some(mine) = nodes.iter().find(|n| n.node == me) else {
+        return false;
+    };
+    if mine.overloaded(policy) {
+        return false;
+    }
+    let load = mine.load();
+    nodes
+        .iter()
+        .filter(|n| n.node != me && !n.overloaded(policy))
+        .all(|o| load <= o.load())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, weights: &[u64]) -> Node {
+        Node {
+            node: name.into(),
+            regions: weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (RegionId::new(format!("{name}-{i}")).expect("id"), *w))
+                .collect(),
+            tick_ms: 1.0,
+        }
+    }
+
+    #[test]
+    fn the_heaviest_region_that_does_not_flip_the_pair_goes_to_the_lightest() {
+        let policy = Policy::new(100.0);
+        let nodes = [
+            node("a", &[340, 600, 900]),
+            node("b", &[340]),
+            node("c", &[700]),
+        ];
+        // gap 1840 - 340 = 1500: 600 (not 900, which would leave a lighter than b) goes to b.
+        let give = decide("a", &nodes, &policy).expect("a gives");
+        assert_eq!(give.region.as_str(), "a-1");
+        assert_eq!((give.to.as_str(), give.why), ("b", Why::Density));
+        assert_eq!(decide("b", &nodes, &policy), None);
+        assert!(may_take("b", &nodes, &policy));
+        assert!(!may_take("a", &nodes, &policy));
+    }
+
+    #[test]
+    fn a_gap_within_the_margin_moves_nothing() {
+        let policy = Policy::new(100.0);
+        let nodes = [node("a", &[340, 340, 380]), node("b", &[340, 340, 340])];
+        assert_eq!(decide("a", &nodes, &policy), None);
+    }
+
+    #[test]
+    fn a_slow_node_gives_its_lightest_region_to_a_calm_one() {
+        let policy = Policy::new(100.0);
+        let mut slow = node("a", &[400, 340]);
+        slow.tick_ms = 250.0;
+        let nodes = [slow, node("b", &[340, 340])];
+        let give = decide("a", &nodes, &policy).expect("a gives");
+        assert_eq!((give.region.as_str(), give.why), ("a-1", Why::SlowTicks));
+        // And an overloaded node takes nothing, nor is given anything.
+        assert!(!may_take("a", &nodes, &policy));
+        assert_eq!(decide("b", &nodes, &policy), None);
+    }
+
+    #[test]
+    fn an_older_report_is_weighed_from_its_totals() {
+        let load = NodeLoad::decode(
+            br#"{"node":"old","regions":["west","east"],"players":4,"entities":114,"tick_ms":1.0,"reported_at":"2026-01-01T00:00:00Z"}"#,
+        )
+        .expect("decodes");
+        let weighed = Node::from_report(&load, &COSTS);
+        // Each region: 2 players and 55 NPCs.
+        assert_eq!(
+            weighed.regions.values().copied().collect::<Vec<_>>(),
+            [300, 300]
+        );
+    }
+}
