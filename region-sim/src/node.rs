@@ -280,7 +280,14 @@ impl Node {
         let me = self.view.node.clone();
 
         // Give a region away when clearly busier than another process, or slow.
-        if let Some(give) = placement::decide(&me, &nodes, &policy) {
+        let free = self
+            .shared
+            .world
+            .regions
+            .iter()
+            .filter(|r| !nodes.iter().any(|n| n.regions.contains_key(&r.id)))
+            .count();
+        if let Some(give) = placement::decide(&me, &nodes, free, &policy) {
             let weight = nodes
                 .last()
                 .and_then(|n| n.regions.get(&give.region).copied())

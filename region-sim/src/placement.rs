@@ -7,7 +7,9 @@
 //!
 //! - **by density**: to the least loaded node that is not overloaded, the heaviest of its regions
 //!   that does not flip the pair (the giver stays at least as loaded as the taker after the move),
-//!   and only when the move narrows the gap between the two by more than [`Policy::margin`];
+//!   and only when the move narrows the gap between the two by more than [`Policy::margin`]. Of
+//!   all the nodes that have such a move, only the most loaded makes it, so one region moves by
+//!   density a round and two givers never overshoot one taker;
 //! - **by slow ticks**: when its ticks are slower than `overloaded_tick_ms` while another node's
 //!   run under half of that and carry no more load, its lightest region.
 //!
@@ -107,9 +109,12 @@ pub struct Node {
 impl Node {
     /// What it carries: the sum of its regions' weights (saturating).
     pub fn load(&self) -> u64 {
-        self.regions
-            .values()
-            .fold(0u64, |sum, w| sum.saturating_add(*w))
+        u64::try_from(self.total()).unwrap_or(u64::MAX)
+    }
+
+    /// The exact sum, which no number of `u64` weights can overflow.
+    fn total(&self) -> u128 {
+        self.regions.values().map(|w| u128::from(*w)).sum()
     }
 
     /// A report as weighed by `costs`. A region the report counts is weighed by its census; one
@@ -152,7 +157,7 @@ impl Node {
 
     fn overloaded(&self, policy: &Policy) -> bool {
         // A tick no number describes is as bad as a slow one.
-        !(self.tick_ms <= policy.overloaded_tick_ms)
+        self.tick_ms.is_nan() || self.tick_ms > policy.overloaded_tick_ms
     }
 }
 
@@ -177,19 +182,21 @@ pub struct GiveAway {
 }
 
 /// Which region, if any, `me` gives away this round, given every node's load (`me`'s among
-/// them). A node with one region keeps it: moving it would only move the load.
-pub fn decide(me: &str, nodes: &[Node], policy: &Policy) -> Option<GiveAway> {
+/// them) and how many regions no node reports (`free`). A node with one region keeps it: moving
+/// it would only move the load. While regions are free nothing moves by density: the loads are
+/// about to change, and a region given away then could be taken back by its giver.
+pub fn decide(me: &str, nodes: &[Node], free: usize, policy: &Policy) -> Option<GiveAway> {
     let mine = nodes.iter().find(|n| n.node == me)?;
     if mine.regions.len() < 2 {
         return None;
     }
-    let load = mine.load();
+    let load = mine.total();
     let others = || nodes.iter().filter(|n| n.node != me);
 
     if mine.overloaded(policy) {
         let calm = others()
-            .filter(|o| o.tick_ms <= policy.overloaded_tick_ms / 2.0 && o.load() <= load)
-            .min_by(|a, b| (a.load(), &a.node).cmp(&(b.load(), &b.node)))?;
+            .filter(|o| o.tick_ms <= policy.overloaded_tick_ms / 2.0 && o.total() <= load)
+            .min_by(|a, b| (a.total(), &a.node).cmp(&(b.total(), &b.node)))?;
         let (region, _) = mine
             .regions
             .iter()
@@ -201,22 +208,47 @@ pub fn decide(me: &str, nodes: &[Node], policy: &Policy) -> Option<GiveAway> {
         });
     }
 
-    let lightest = others()
-        .filter(|o| !o.overloaded(policy))
-        .min_by(|a, b| (a.load(), &a.node).cmp(&(b.load(), &b.node)))?;
-    let gap = load.checked_sub(lightest.load())?;
-    // Narrowing the gap by 2w must beat the margin; w ≤ gap / 2 keeps the giver at least as
-    // loaded as the taker, so the region has no reason to come back.
-    let (region, _) = mine
+    if free > 0 {
+        return None;
+    }
+    // One move by density a round in the whole cluster: the most loaded node that has one makes
+    // it, so that two givers never aim at the same taker and overshoot it.
+    let giver = nodes
+        .iter()
+        .filter(|n| !n.overloaded(policy))
+        .filter_map(|n| candidate(n, nodes, policy).map(|c| (n, c)))
+        .max_by(|(a, _), (b, _)| (a.total(), &b.node).cmp(&(b.total(), &a.node)));
+    match giver {
+        Some((n, (region, to))) if n.node == me => Some(GiveAway {
+            region,
+            to,
+            why: Why::Density,
+        }),
+        _ => None,
+    }
+}
+
+/// The move by density `node` would make on its own: the heaviest of its regions that narrows
+/// its gap to the least loaded other node by more than the margin without flipping the pair
+/// (`w ≤ gap / 2` keeps the giver at least as loaded as the taker, so the region has no reason
+/// to come back), and that node.
+fn candidate(node: &Node, nodes: &[Node], policy: &Policy) -> Option<(RegionId, String)> {
+    if node.regions.len() < 2 {
+        return None;
+    }
+    let lightest = nodes
+        .iter()
+        .filter(|o| o.node != node.node && !o.overloaded(policy))
+        .min_by(|a, b| (a.total(), &a.node).cmp(&(b.total(), &b.node)))?;
+    let gap = node.total().checked_sub(lightest.total())?;
+    let margin = u128::from(policy.margin);
+    let (region, _) = node
         .regions
         .iter()
-        .filter(|(_, w)| w.saturating_mul(2) > policy.margin && w.saturating_mul(2) <= gap)
+        .map(|(r, w)| (r, u128::from(*w)))
+        .filter(|(_, w)| 2 * w > margin && 2 * w <= gap)
         .max_by(|(ra, wa), (rb, wb)| wa.cmp(wb).then_with(|| rb.cmp(ra)))?;
-    Some(GiveAway {
-        region: region.clone(),
-        to: lightest.node.clone(),
-        why: Why::Density,
-    })
+    Some((region.clone(), lightest.node.clone()))
 }
 
 /// Whether `me` may take a free region this round: it is not overloaded and carries no more
@@ -228,11 +260,11 @@ pub fn may_take(me: &str, nodes: &[Node], policy: &Policy) -> bool {
     if mine.overloaded(policy) {
         return false;
     }
-    let load = mine.load();
+    let load = mine.total();
     nodes
         .iter()
         .filter(|n| n.node != me && !n.overloaded(policy))
-        .all(|o| load <= o.load())
+        .all(|o| load <= o.total())
 }
 
 #[cfg(test)]
@@ -260,10 +292,10 @@ mod tests {
             node("c", &[700]),
         ];
         // gap 1840 - 340 = 1500: 600 (not 900, which would leave a lighter than b) goes to b.
-        let give = decide("a", &nodes, &policy).expect("a gives");
+        let give = decide("a", &nodes, 0, &policy).expect("a gives");
         assert_eq!(give.region.as_str(), "a-1");
         assert_eq!((give.to.as_str(), give.why), ("b", Why::Density));
-        assert_eq!(decide("b", &nodes, &policy), None);
+        assert_eq!(decide("b", &nodes, 0, &policy), None);
         assert!(may_take("b", &nodes, &policy));
         assert!(!may_take("a", &nodes, &policy));
     }
@@ -272,7 +304,7 @@ mod tests {
     fn a_gap_within_the_margin_moves_nothing() {
         let policy = Policy::new(100.0);
         let nodes = [node("a", &[340, 340, 380]), node("b", &[340, 340, 340])];
-        assert_eq!(decide("a", &nodes, &policy), None);
+        assert_eq!(decide("a", &nodes, 0, &policy), None);
     }
 
     #[test]
@@ -281,11 +313,11 @@ mod tests {
         let mut slow = node("a", &[400, 340]);
         slow.tick_ms = 250.0;
         let nodes = [slow, node("b", &[340, 340])];
-        let give = decide("a", &nodes, &policy).expect("a gives");
+        let give = decide("a", &nodes, 0, &policy).expect("a gives");
         assert_eq!((give.region.as_str(), give.why), ("a-1", Why::SlowTicks));
         // And an overloaded node takes nothing, nor is given anything.
         assert!(!may_take("a", &nodes, &policy));
-        assert_eq!(decide("b", &nodes, &policy), None);
+        assert_eq!(decide("b", &nodes, 0, &policy), None);
     }
 
     #[test]

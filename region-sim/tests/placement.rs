@@ -1,0 +1,353 @@
+//! Balancing by density without processes: 100 regions on 10 simulators, from skewed starts,
+//! round after round of the one decision the simulators make, until no node moves a region; and
+//! properties of that decision on any loads, absurd ones included.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use nats_topology::lease::RegionCensus;
+use proptest::prelude::*;
+use region_sim::placement::{COSTS, Node, Policy, decide, may_take};
+use schemas::RegionId;
+
+const NODES: usize = 10;
+const REGIONS: usize = 100;
+/// More rounds than this is not convergence.
+const MAX_ROUNDS: usize = 400;
+
+fn region(i: usize) -> RegionId {
+    RegionId::new(format!("r{i:03}")).expect("id")
+}
+
+fn name(i: usize) -> String {
+    format!("sim-{i:02}")
+}
+
+/// The world: each region's weight with the shipped balance (55 NPCs, 80 items) and a spread of
+/// players (0 to 24, fixed seed), and, in the hot start, one region holding 500 players.
+fn weights(hot: bool) -> BTreeMap<RegionId, u64> {
+    let mut rng = fastrand::Rng::with_seed(17);
+    (0..REGIONS)
+        .map(|i| {
+            let players = if hot && i == 0 { 500 } else { rng.u64(0..25) };
+            let census = RegionCensus {
+                region: region(i),
+                players,
+                npcs: 55,
+                items: 80,
+            };
+            (region(i), COSTS.weigh(&census))
+        })
+        .collect()
+}
+
+struct Run {
+    rounds: usize,
+    moves: usize,
+    takeovers: usize,
+    spread: u64,
+    mean: u64,
+    heaviest: u64,
+}
+
+/// Runs rounds as the simulators do: every node decides from the loads at the start of the
+/// round and gives at most one region away; then every free region is taken, at most one per
+/// node a round, by the least loaded node that gave nothing this round (a node that gives does
+/// not take in the same round). Stops when a round moves nothing and nothing is free.
+fn simulate(start: Vec<Node>, mut free: Vec<RegionId>, weights: &BTreeMap<RegionId, u64>) -> Run {
+    let policy = Policy::new(100.0);
+    let mut nodes = start;
+    let mut owners: BTreeMap<RegionId, Vec<String>> = BTreeMap::new();
+    for n in &nodes {
+        for r in n.regions.keys() {
+            owners.entry(r.clone()).or_default().push(n.node.clone());
+        }
+    }
+    let (mut moves, mut takeovers) = (0, 0);
+    let mut rounds = 0;
+    loop {
+        let gives: Vec<(usize, RegionId)> = nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                decide(&n.node, &nodes, free.len(), &policy).map(|g| (i, g.region))
+            })
+            .collect();
+        if gives.is_empty() && free.is_empty() {
+            break;
+        }
+        rounds += 1;
+        assert!(
+            rounds <= MAX_ROUNDS,
+            "no convergence in {MAX_ROUNDS} rounds"
+        );
+        let gave: BTreeSet<usize> = gives.iter().map(|(i, _)| *i).collect();
+        let moved: BTreeSet<RegionId> = gives.iter().map(|(_, r)| r.clone()).collect();
+        for (i, r) in gives {
+            assert!(
+                nodes[i].regions.remove(&r).is_some(),
+                "gave a region it owns"
+            );
+            free.push(r);
+        }
+        free.sort();
+        let mut took: BTreeSet<usize> = BTreeSet::new();
+        let mut left = Vec::new();
+        for r in std::mem::take(&mut free) {
+            let taker = (0..nodes.len())
+                .filter(|i| !gave.contains(i) && !took.contains(i))
+                .filter(|i| may_take(&nodes[*i].node, &nodes, &policy))
+                .min_by_key(|i| (nodes[*i].load(), nodes[*i].node.clone()));
+            let Some(t) = taker else {
+                left.push(r);
+                continue;
+            };
+            took.insert(t);
+            let history = owners.entry(r.clone()).or_default();
+            assert!(
+                !history.contains(&nodes[t].node),
+                "{r} went back to {} after {history:?}",
+                nodes[t].node
+            );
+            history.push(nodes[t].node.clone());
+            if moved.contains(&r) {
+                moves += 1;
+            } else {
+                takeovers += 1;
+            }
+            nodes[t].regions.insert(r.clone(), weights[&r]);
+        }
+        free = left;
+    }
+    let loads: Vec<u64> = nodes.iter().map(Node::load).collect();
+    let total: u64 = loads.iter().sum();
+    Run {
+        rounds,
+        moves,
+        takeovers,
+        spread: loads.iter().max().unwrap_or(&0) - loads.iter().min().unwrap_or(&0),
+        mean: total / nodes.len() as u64,
+        heaviest: *loads.iter().max().unwrap_or(&0),
+    }
+}
+
+fn empty(count: usize) -> Vec<Node> {
+    (0..count)
+        .map(|i| Node {
+            node: name(i),
+            regions: BTreeMap::new(),
+            tick_ms: 1.0,
+        })
+        .collect()
+}
+
+/// Regions dealt round-robin over `count` nodes.
+fn dealt(count: usize, weights: &BTreeMap<RegionId, u64>) -> Vec<Node> {
+    let mut nodes = empty(count);
+    for (i, (r, w)) in weights.iter().enumerate() {
+        nodes[i % count].regions.insert(r.clone(), *w);
+    }
+    nodes
+}
+
+fn report(start: &str, run: &Run, weights: &BTreeMap<RegionId, u64>) {
+    println!(
+        "{start}: {} rounds, {} moves, {} takeovers; final loads: mean {}, heaviest {}, spread {} (lightest region {}, margin {})",
+        run.rounds,
+        run.moves,
+        run.takeovers,
+        run.mean,
+        run.heaviest,
+        run.spread,
+        weights.values().min().unwrap_or(&0),
+        Policy::new(100.0).margin,
+    );
+}
+
+/// Settled means no node can narrow its gap to the lightest by more than the margin; with the
+/// regions this world has, the heaviest node ends within two of the lightest regions of the mean
+/// unless one region alone outweighs it.
+fn assert_settled(run: &Run, weights: &BTreeMap<RegionId, u64>) {
+    let lightest = *weights.values().min().expect("regions");
+    let hottest = *weights.values().max().expect("regions");
+    assert!(
+        run.heaviest <= (run.mean + 2 * lightest).max(hottest),
+        "heaviest {} vs mean {}",
+        run.heaviest,
+        run.mean
+    );
+    assert!(run.rounds <= REGIONS, "{} rounds", run.rounds);
+}
+
+#[test]
+fn all_regions_on_one_node_spread_over_ten() {
+    let weights = weights(false);
+    let mut nodes = empty(NODES);
+    nodes[0].regions = weights.clone();
+    let run = simulate(nodes, Vec::new(), &weights);
+    report("all on one node", &run, &weights);
+    assert_settled(&run, &weights);
+    assert!(run.spread < 2 * weights.values().min().expect("regions"));
+    assert!(run.moves >= 80, "{} moves", run.moves);
+}
+
+#[test]
+fn one_hot_region_ends_alone_on_its_node() {
+    let weights = weights(true);
+    let run_nodes = dealt(NODES, &weights);
+    let hot = region(0);
+    let run = simulate(run_nodes.clone(), Vec::new(), &weights);
+    report("one hot region", &run, &weights);
+    assert_settled(&run, &weights);
+    // The hot region (10 340) outweighs the mean; the others spread over the other nodes.
+    assert!(weights[&hot] > run.mean);
+    assert_eq!(
+        run.heaviest, weights[&hot],
+        "the hot region's node keeps nothing else"
+    );
+    assert!(run.moves > 0);
+}
+
+#[test]
+fn a_node_joining_gets_its_share() {
+    let weights = weights(false);
+    let mut nodes = dealt(NODES - 1, &weights);
+    nodes.extend(empty(NODES).pop().map(|mut n| {
+        n.node = name(NODES - 1);
+        n
+    }));
+    let run = simulate(nodes, Vec::new(), &weights);
+    report("a node joining", &run, &weights);
+    assert_settled(&run, &weights);
+    assert!(run.spread < 2 * weights.values().min().expect("regions"));
+}
+
+#[test]
+fn a_node_leaving_leaves_its_regions_to_the_others() {
+    let weights = weights(false);
+    let mut nodes = dealt(NODES, &weights);
+    let gone = nodes.pop().expect("a node");
+    let free: Vec<RegionId> = gone.regions.keys().cloned().collect();
+    let run = simulate(nodes, free, &weights);
+    report("a node leaving", &run, &weights);
+    assert_settled(&run, &weights);
+    assert_eq!(run.takeovers, REGIONS / NODES);
+}
+
+fn absurd_weight() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        0..2_000u64,
+        Just(0),
+        Just(u64::MAX),
+        Just(u64::MAX / 2),
+        any::<u64>()
+    ]
+}
+
+fn absurd_tick() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        0.0..500.0f64,
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(-1.0),
+        Just(f64::MAX)
+    ]
+}
+
+fn cluster() -> impl Strategy<Value = Vec<Node>> {
+    prop::collection::vec(
+        (
+            prop::collection::btree_map(0..40usize, absurd_weight(), 0..8),
+            absurd_tick(),
+        ),
+        1..6,
+    )
+    .prop_map(|nodes| {
+        let mut seen = BTreeSet::new();
+        nodes
+            .into_iter()
+            .enumerate()
+            .map(|(i, (regions, tick_ms))| Node {
+                node: name(i),
+                // A region has one owner.
+                regions: regions
+                    .into_iter()
+                    .filter(|(r, _)| seen.insert(*r))
+                    .map(|(r, w)| (region(r), w))
+                    .collect(),
+                tick_ms,
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #[test]
+    fn the_decision_gives_away_only_a_region_of_its_own_to_another_node(
+        nodes in cluster(), me in 0..6usize, margin in absurd_weight(), limit in absurd_tick(),
+        free in 0..3usize,
+    ) {
+        let policy = Policy { margin, overloaded_tick_ms: limit, ..Policy::new(100.0) };
+        let me = name(me);
+        let _ = may_take(&me, &nodes, &policy);
+        if let Some(give) = decide(&me, &nodes, free, &policy) {
+            let mine = nodes.iter().find(|n| n.node == me).expect("a node that gives is known");
+            prop_assert!(mine.regions.contains_key(&give.region));
+            prop_assert!(mine.regions.len() >= 2, "a node's only region stays");
+            prop_assert!(give.to != me);
+            prop_assert!(nodes.iter().any(|n| n.node == give.to));
+        }
+    }
+
+    #[test]
+    fn a_move_by_density_never_flips_the_pair_and_beats_the_margin(
+        nodes in cluster(), me in 0..6usize, margin in 0..1_000u64,
+    ) {
+        let policy = Policy { margin, ..Policy::new(100.0) };
+        let me = name(me);
+        if let Some(give) = decide(&me, &nodes, 0, &policy)
+            .filter(|g| g.why == region_sim::placement::Why::Density)
+        {
+            let mine = nodes.iter().find(|n| n.node == me).expect("known");
+            let to = nodes.iter().find(|n| n.node == give.to).expect("known");
+            let w = mine.regions[&give.region];
+            let exact = |n: &Node| n.regions.values().map(|w| u128::from(*w)).sum::<u128>();
+            let (giver, taker, w128) = (exact(mine), exact(to), u128::from(w));
+            let (before, after_giver, after_taker) = (giver - taker, giver - w128, taker + w128);
+            prop_assert!(after_giver >= after_taker, "the pair does not flip");
+            prop_assert!(before - (after_giver - after_taker) > u128::from(margin));
+            // And the region would not come straight back.
+            let mut moved = nodes.clone();
+            for n in &mut moved {
+                if n.node == me { n.regions.remove(&give.region); }
+                if n.node == give.to { n.regions.insert(give.region.clone(), w); }
+            }
+            if let Some(back) = decide(&give.to, &moved, 0, &policy) {
+                prop_assert!(!(back.region == give.region && back.to == me));
+            }
+        }
+    }
+
+    #[test]
+    fn reports_of_any_content_weigh_without_panicking(
+        players in any::<u64>(), entities in any::<u64>(), regions in 0..50usize,
+        counted in prop::collection::vec((any::<u64>(), any::<u64>(), any::<u64>()), 0..5),
+    ) {
+        let load = nats_topology::lease::NodeLoad {
+            node: "sim".into(),
+            regions: (0..regions.max(counted.len())).map(region).collect(),
+            players,
+            entities,
+            tick_ms: 1.0,
+            reported_at: chrono::Utc::now(),
+            census: counted
+                .iter()
+                .enumerate()
+                .map(|(i, (p, n, it))| RegionCensus { region: region(i), players: *p, npcs: *n, items: *it })
+                .collect(),
+        };
+        prop_assert!(load.check().is_ok());
+        let node = Node::from_report(&load, &COSTS);
+        prop_assert_eq!(node.regions.len(), load.regions.len());
+        prop_assert!(node.regions.values().all(|w| *w >= COSTS.region));
+    }
+}
