@@ -1073,3 +1073,100 @@ async fn an_avatar_keeps_what_it_carries_when_it_leaves_and_spawns_elsewhere() {
     assert_eq!(s.state.inventory.len(), 1);
     assert_eq!(s.state.inventory[0].item, item);
 }
+
+#[tokio::test]
+async fn players_crowding_one_process_move_regions_until_the_load_evens_out_and_none_bounces() {
+    let bus = Bus::start().await;
+    // Nine regions side by side, no neighbours: an empty one weighs 41 (40 + its item).
+    let mut nine = String::new();
+    for i in 0..9 {
+        let x = f64::from(i) * 100.0;
+        nine.push_str(&format!(
+            "[[region]]\nid = \"r{i}\"\nbounds = {{ min = {{ x = {x:.1}, y = 0.0 }}, max = {{ x = {:.1}, y = 100.0 }} }}\ncell_size = 10.0\ncapacity = 50\nneighbours = []\n\n",
+            x + 100.0
+        ));
+    }
+    std::fs::write(bus.path("nine.toml"), nine).expect("regions");
+    let regions = bus.path("nine.toml");
+    let env = [("REGIONS_CONFIG", regions.to_str().expect("path"))];
+    let a = bus.sim("sim-a", &env).await;
+    eventually("the first process runs all nine", || async {
+        a.regions().await.len() == 9
+    })
+    .await;
+    let b = bus.sim("sim-b", &env).await;
+    let c = bus.sim("sim-c", &env).await;
+    eventually("empty regions are shared three by three", || async {
+        a.regions().await.len() == 3 && b.regions().await.len() == 3 && c.regions().await.len() == 3
+    })
+    .await;
+
+    // Crowd two of the first process's regions: 12 players in one, 4 in another.
+    let crowded = a.regions().await;
+    let mut sent = Vec::new();
+    for (region, players) in [(&crowded[0], 12), (&crowded[1], 4)] {
+        for _ in 0..players {
+            sent.push((
+                region.clone(),
+                bus.send(region, PlayerId::new(), spawn()).await,
+            ));
+        }
+    }
+    for (region, env) in &sent {
+        bus.wait_outcome(region, env.id).await;
+    }
+
+    // Watch the owners until they have not changed for five balancing rounds.
+    let kv = bus.js.get_key_value(REGION_LEASES).await.expect("bucket");
+    let mut owners: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let mut still_since = Instant::now();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the regions never settled: {owners:?}"
+        );
+        let mut changed = false;
+        for i in 0..9 {
+            let region = format!("r{i}");
+            let Some(bytes) = kv.get(&region).await.expect("get") else {
+                continue;
+            };
+            let lease: Value = serde_json::from_slice(&bytes).expect("lease");
+            let node = lease["node"].as_str().expect("node").to_owned();
+            let history = owners.entry(region.clone()).or_default();
+            if history.last() != Some(&node) {
+                assert!(
+                    !history.contains(&node),
+                    "{region} went back to {node} after {history:?}"
+                );
+                history.push(node);
+                changed = true;
+            }
+        }
+        if changed {
+            still_since = Instant::now();
+        } else if still_since.elapsed() > Duration::from_secs(5)
+            && owners.values().map(|h| h.len()).sum::<usize>() > 9
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Weighed as the simulators weigh them: 40 a region, 1 its item, 20 a player.
+    let weight = |region: &str| 41 + 20 * sent.iter().filter(|(r, _)| r == region).count() as u64;
+    let mut loads = Vec::new();
+    for sim in [&a, &b, &c] {
+        loads.push(sim.regions().await.iter().map(|r| weight(r)).sum::<u64>());
+    }
+    let moved = owners.values().filter(|h| h.len() > 1).count();
+    println!("crowded: {moved} regions moved; loads {loads:?} (was [443, 123, 123])");
+    assert!(moved >= 1, "{owners:?}");
+    let (max, min) = (
+        loads.iter().max().expect("3"),
+        loads.iter().min().expect("3"),
+    );
+    assert!(*max < 443 && max - min < 443 - 123, "{loads:?}");
+    // The crowded region stays where it is, alone or nearly: moving it would flip the load.
+    assert!(a.regions().await.contains(&crowded[0]));
+}
