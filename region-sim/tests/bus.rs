@@ -1,6 +1,6 @@
 //! The simulator on a real `nats-server`, as separate processes that the tests kill: priority
 //! order, first-wins conflicts, redeliveries, poison commands, a process killed mid-tick and
-//! replaced, a hand-off whose source dies half-way, lease takeover, rebalancing by count and by
+//! replaced, a hand-off whose source dies half-way, lease takeover, rebalancing by weight and by
 //! load, and a process fencing itself off when its leases are lost or cannot be renewed.
 
 use std::collections::BTreeMap;
