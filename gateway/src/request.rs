@@ -87,6 +87,43 @@ pub async fn remember_route(request: Request, next: Next) -> Response {
     response
 }
 
+/// The most `X-Forwarded-For` entries looked at, from the right: one per proxy in the chain.
+const MAX_FORWARDED_HOPS: usize = 16;
+
+/// The client's address: the connection's peer, unless the peer is one of the gateway's own
+/// reverse proxies, in which case it is the address the proxies name in `X-Forwarded-For`.
+///
+/// Each proxy appends the address it was reached from, so the list is read from the right: the
+/// first entry that is not one of our proxies is the client. Anything left of it was written by
+/// the client and could be anything, so it is never read. A header from a peer that is not a
+/// proxy is ignored altogether, and an entry that is not an address stops the walk at the proxy
+/// that wrote the last good one.
+pub fn client_ip(peer: IpAddr, headers: &axum::http::HeaderMap, proxies: &[IpAddr]) -> IpAddr {
+    if !proxies.contains(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let entries = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .rev()
+        .flat_map(|value| value.as_bytes().rsplit(|b| *b == b','))
+        .take(MAX_FORWARDED_HOPS);
+    for entry in entries {
+        let Some(ip) = std::str::from_utf8(entry)
+            .ok()
+            .and_then(|e| e.trim().parse::<IpAddr>().ok())
+        else {
+            break;
+        };
+        client = ip;
+        if !proxies.contains(&ip) {
+            break;
+        }
+    }
+    client
+}
+
 /// The outermost layer.
 pub async fn around(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -99,10 +136,11 @@ pub async fn around(State(state): State<AppState>, mut request: Request, next: N
         .map(str::to_owned);
     // What the client is answered: its own id when it sent one.
     let echoed = client_id.clone().unwrap_or_else(|| id.clone());
-    let ip = request
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip());
+    let ip = client_ip(peer, request.headers(), &state.settings().trusted_proxies);
     request.extensions_mut().insert(RequestId(id.clone()));
     if let Some(client_id) = &client_id {
         request
@@ -200,5 +238,84 @@ mod tests {
         assert!(!well_formed(&"a".repeat(65)));
         assert!(!well_formed("a b"));
         assert!(!well_formed("a\nb"));
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("an address")
+    }
+
+    fn forwarded(values: &[&[u8]]) -> axum::http::HeaderMap {
+        let mut headers = axum::http::HeaderMap::new();
+        for value in values {
+            headers.append(
+                "x-forwarded-for",
+                HeaderValue::from_bytes(value).expect("a header value"),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn a_proxy_names_the_client_and_nobody_else_can() {
+        let proxy = ip("10.40.0.10");
+        let proxies = [proxy];
+        let client = ip("203.0.113.7");
+        let named = forwarded(&[b"203.0.113.7"]);
+        assert_eq!(client_ip(proxy, &named, &proxies), client);
+        // The same header straight from a client is its own word: ignored.
+        assert_eq!(
+            client_ip(client, &forwarded(&[b"198.51.100.1"]), &proxies),
+            client
+        );
+        // With no proxies configured, nobody is believed.
+        assert_eq!(client_ip(proxy, &named, &[]), proxy);
+    }
+
+    #[test]
+    fn what_a_client_wrote_left_of_the_proxy_is_never_read() {
+        let proxy = ip("10.40.0.10");
+        let inner = ip("10.40.0.11");
+        let proxies = [proxy, inner];
+        // The client sent its own header; the proxy appended the address it saw.
+        for forged in [
+            &[b"1.2.3.4, 203.0.113.7".as_slice()][..],
+            &[b"1.2.3.4", b"203.0.113.7"],
+            &[b"not an address, 203.0.113.7"],
+            &[b"10.40.0.10, 203.0.113.7"],
+            &[b"\xe2\x80\x8b1.2.3.4,203.0.113.7"],
+        ] {
+            assert_eq!(
+                client_ip(proxy, &forwarded(forged), &proxies),
+                ip("203.0.113.7"),
+                "{forged:?}"
+            );
+        }
+        // Two proxies in a row: the walk passes the inner one.
+        let chain = forwarded(&[b"1.2.3.4, 203.0.113.7, 10.40.0.11"]);
+        assert_eq!(client_ip(proxy, &chain, &proxies), ip("203.0.113.7"));
+    }
+
+    #[test]
+    fn garbage_or_nothing_from_a_proxy_leaves_the_proxy() {
+        let proxy = ip("10.40.0.10");
+        let proxies = [proxy];
+        for bad in [
+            &[][..],
+            &[b"".as_slice()],
+            &[b"unknown"],
+            &[b"203.0.113.7 , garbage"],
+            &[b"203.0.113.7:4242"],
+            &[b"999.999.999.999"],
+        ] {
+            assert_eq!(
+                client_ip(proxy, &forwarded(bad), &proxies),
+                proxy,
+                "{bad:?}"
+            );
+        }
+        // An absurdly long chain of proxies is read only so far.
+        let long = vec!["10.40.0.10"; 10_000].join(",");
+        let headers = forwarded(&[format!("203.0.113.7,{long}").as_bytes()]);
+        assert_eq!(client_ip(proxy, &headers, &proxies), proxy);
     }
 }

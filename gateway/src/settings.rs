@@ -2,7 +2,7 @@
 //! another) with environment variables over it, checked once at start-up. Every error names the
 //! key that is wrong; secrets are never printed.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -101,6 +101,10 @@ pub struct Settings {
     pub world: WorldConfig,
     /// Copies of every stream (`NATS_REPLICAS`).
     pub nats_replicas: usize,
+    /// The reverse proxies in front of the gateway (`GATEWAY_TRUSTED_PROXIES`, comma-separated
+    /// addresses): a request from one of them is taken to come from the address it names in
+    /// `X-Forwarded-For`; from anyone else, that header is ignored. Empty by default.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -315,6 +319,7 @@ impl Settings {
                 ));
             }
         };
+        let trusted_proxies = trusted_proxies(env("GATEWAY_TRUSTED_PROXIES").as_deref())?;
         Ok(Self {
             addr,
             nats_url: env("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
@@ -346,8 +351,39 @@ impl Settings {
             stream_session_check,
             world,
             nats_replicas,
+            trusted_proxies,
         })
     }
+}
+
+/// The most proxies `GATEWAY_TRUSTED_PROXIES` may name: a deployment has a handful.
+const MAX_TRUSTED_PROXIES: usize = 64;
+
+fn trusted_proxies(text: Option<&str>) -> Result<Vec<IpAddr>, SettingsError> {
+    let key = "GATEWAY_TRUSTED_PROXIES";
+    let mut proxies = Vec::new();
+    for part in text.unwrap_or_default().split(',').map(str::trim) {
+        if part.is_empty() {
+            continue;
+        }
+        let ip: IpAddr = part.parse().map_err(|_| {
+            bad(
+                key,
+                format!("{part:?} is not an IP address (name each proxy's address, no ranges)"),
+            )
+        })?;
+        if ip.is_unspecified() {
+            return Err(bad(key, format!("{ip} would trust every client")));
+        }
+        proxies.push(ip);
+    }
+    if proxies.len() > MAX_TRUSTED_PROXIES {
+        return Err(bad(
+            key,
+            format!("names more than {MAX_TRUSTED_PROXIES} proxies"),
+        ));
+    }
+    Ok(proxies)
 }
 
 #[cfg(test)]
@@ -434,6 +470,32 @@ mod tests {
         ] {
             let err = with(&pairs).expect_err(key);
             assert_eq!(err.key, key, "{err}");
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_nothing_wider() {
+        let s = with(&[SECRET, ("GATEWAY_TRUSTED_PROXIES", " 10.40.0.10, ::1 ,")]).expect("valid");
+        assert_eq!(
+            s.trusted_proxies,
+            vec![
+                "10.40.0.10".parse::<IpAddr>().expect("ip"),
+                "::1".parse().expect("ip")
+            ]
+        );
+        assert!(with(&[SECRET]).expect("valid").trusted_proxies.is_empty());
+        let many = vec!["10.0.0.1"; MAX_TRUSTED_PROXIES + 1].join(",");
+        for bad in [
+            "10.0.0.0/8",
+            "proxy.internal",
+            "0.0.0.0",
+            "::",
+            "10.0.0.1\u{200b}",
+            "999.1.1.1",
+            many.as_str(),
+        ] {
+            let err = with(&[SECRET, ("GATEWAY_TRUSTED_PROXIES", bad)]).expect_err(bad);
+            assert_eq!(err.key, "GATEWAY_TRUSTED_PROXIES", "{err}");
         }
     }
 

@@ -43,13 +43,18 @@ pub async fn spawn_app() -> TestApp {
 
 /// A gateway whose config file holds `config` (rate limits and any other gateway keys).
 pub async fn spawn_app_with(config: &str) -> TestApp {
+    spawn_app_with_env(config, &[]).await
+}
+
+/// As [`spawn_app_with`], with these environment variables besides.
+pub async fn spawn_app_with_env(config: &str, extra: &[(&'static str, &str)]) -> TestApp {
     let nats = Server::start().expect("nats-server");
     let redis = Server::start_redis().expect("redis-server");
     let mongo = Server::start_mongo().expect("secantusd");
     let dir = tempfile::tempdir().expect("config dir");
     let config_path = dir.path().join("gateway.toml");
     std::fs::write(&config_path, config).expect("write config");
-    let env: HashMap<&str, String> = HashMap::from([
+    let mut env: HashMap<&str, String> = HashMap::from([
         ("GATEWAY_ADDR", "127.0.0.1:0".to_owned()),
         ("GATEWAY_CONFIG", config_path.display().to_string()),
         ("NATS_URL", nats.url()),
@@ -63,6 +68,7 @@ pub async fn spawn_app_with(config: &str) -> TestApp {
         ("BOOTSTRAP_ADMIN_USERNAME", "root".to_owned()),
         ("BOOTSTRAP_ADMIN_PASSWORD", PASSWORD.to_owned()),
     ]);
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     let settings = Settings::load(|k| env.get(k).cloned()).expect("settings");
     let app = Application::build(settings).await.expect("gateway starts");
     let addr = app.local_addr().expect("addr");

@@ -108,6 +108,54 @@ async fn a_flood_of_logins_gets_429_with_retry_after() {
     assert_eq!(statuses[3..], [StatusCode::TOO_MANY_REQUESTS; 2]);
 }
 
+/// Logs in as nobody, with `from` as the `X-Forwarded-For` header.
+async fn login_from(app: &TestApp, from: &str) -> StatusCode {
+    let body = json!({"username": "nobody", "password": "whatever-password"});
+    app.http
+        .post(app.url("/v1/auth/login"))
+        .header("x-forwarded-for", from)
+        .json(&body)
+        .send()
+        .await
+        .expect("request")
+        .status()
+}
+
+/// Five such logins in a row.
+async fn login_statuses(app: &TestApp, from: &str) -> Vec<StatusCode> {
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(login_from(app, from).await);
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_limit() {
+    // The test client connects from 127.0.0.1, which plays the proxy here.
+    let app = spawn_app_with_env(TIGHT_AUTH, &[("GATEWAY_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let limited = [StatusCode::TOO_MANY_REQUESTS; 2];
+    let first = login_statuses(&app, "203.0.113.1").await;
+    assert_eq!(first[..3], [StatusCode::UNAUTHORIZED; 3]);
+    assert_eq!(first[3..], limited);
+    // Another client behind the same proxy is not punished for the first one's flood, and a
+    // client naming someone else left of the proxy's entry does not change who it is.
+    let second = login_statuses(&app, "203.0.113.1, 203.0.113.2").await;
+    assert_eq!(second[..3], [StatusCode::UNAUTHORIZED; 3]);
+    assert_eq!(second[3..], limited);
+}
+
+#[tokio::test]
+async fn a_client_cannot_escape_its_limit_by_naming_another_address() {
+    let app = spawn_app_with(TIGHT_AUTH).await;
+    let mut statuses = Vec::new();
+    for n in 0..5 {
+        statuses.push(login_from(&app, &format!("198.51.100.{n}")).await);
+    }
+    assert_eq!(statuses[..3], [StatusCode::UNAUTHORIZED; 3]);
+    assert_eq!(statuses[3..], [StatusCode::TOO_MANY_REQUESTS; 2]);
+}
+
 #[tokio::test]
 async fn a_player_flooding_commands_is_limited_alone() {
     let app = spawn_app_with(TIGHT_AUTH).await;
