@@ -11,12 +11,14 @@
 //! - [`jobs`]: projection rebuild jobs and their progress.
 //! - [`lease`]: the documents of the region-lease and node-load buckets.
 //! - [`outcome`]: how a waiting gateway hears of a command's outcome.
+//! - [`cli`]: what the `nats-topology` binary reads from its command line and environment.
 //!
 //! The `nats-topology` binary runs `ensure` and the listener from the command line; the
 //! `config/` folder beside this crate holds the `nats-server` configurations.
 
 pub mod advisory;
 pub mod avatars;
+pub mod cli;
 pub mod dlq;
 pub mod ensure;
 pub mod headers;

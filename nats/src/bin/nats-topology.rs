@@ -12,9 +12,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use nats_topology::{Settings, Topology};
-
-const USAGE: &str = "usage: nats-topology ensure | dlq-listener";
+use nats_topology::Topology;
+use nats_topology::cli::{CommandLine, USAGE};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -35,28 +34,17 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), String> {
-    let command = std::env::args().nth(1).ok_or(USAGE)?;
-    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-    let replicas = match std::env::var("NATS_REPLICAS").as_deref() {
-        Err(_) | Ok("1") => 1,
-        Ok("3") => 3,
-        Ok(other) => return Err(format!("NATS_REPLICAS must be 1 or 3, not {other:?}")),
-    };
-    let settings = Settings {
-        replicas,
-        ..Settings::local()
-    };
-    let credentials =
-        nats_topology::Credentials::from_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-            .map_err(|missing| {
-            format!("{missing} is required with the other of NATS_USER and NATS_PASSWORD")
-        })?;
-    let (_client, js) = nats_topology::connect(&url, "nats-topology", &credentials)
+    let command = std::env::args().nth(1);
+    let line = CommandLine::load(command.as_deref(), |k| {
+        std::env::var(k).ok().filter(|v| !v.is_empty())
+    })?;
+    let url = &line.url;
+    let (_client, js) = nats_topology::connect(url, "nats-topology", &line.credentials)
         .await
         .map_err(|e| format!("cannot connect to NATS_URL={url}: {e}"))?;
-    match command.as_str() {
+    match line.command.as_str() {
         "ensure" => {
-            let report = nats_topology::ensure(&js, &Topology::new(&settings))
+            let report = nats_topology::ensure(&js, &Topology::new(&line.settings))
                 .await
                 .map_err(|e| e.to_string())?;
             // A closed stdout (a pipe read by `head`, say) is not an error of ensure's.
