@@ -64,6 +64,18 @@ pub const WORLD: &str = "world";
 /// The sessions read model.
 pub const SESSIONS: &str = "sessions";
 
+/// The shard key each collection takes in a sharded MongoDB cluster: a hash of `_id` for all
+/// four (the README's "MongoDB at scale" says why). Every write of the projector names its
+/// document by `_id` (a filter with `_id` equal to it, or an insert carrying it), so each write
+/// goes to one shard, and an upsert is allowed at all (a sharded upsert must name the key). A
+/// rebuild shards its fresh collections with whatever key the live ones have.
+pub const SHARD_KEYS: &[(&str, &str)] = &[
+    (PLAYERS, "_id"),
+    (WORLD, "_id"),
+    (SESSIONS, "_id"),
+    (trail::AUDIT, "_id"),
+];
+
 /// What a batch changed, for the caches and the live stream.
 #[derive(Debug, Default)]
 pub struct Changed {
@@ -468,4 +480,61 @@ pub async fn write(
         .flat_map(|(i, _)| behind.get(**i).cloned().unwrap_or_default())
         .collect();
     Err(WriteError::Refused { facts, reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn namespace(coll: &str) -> Namespace {
+        Namespace::new("game", coll)
+    }
+
+    /// The document a write goes to, by the shard key: `Err` when the write does not name it.
+    fn key_of(write: &WriteModel) -> Result<Bson, String> {
+        match write {
+            WriteModel::InsertOne(m) => m.document.get("_id").cloned(),
+            WriteModel::ReplaceOne(m) => m.filter.get("_id").cloned(),
+            other => return Err(format!("a write the projector does not make: {other:?}")),
+        }
+        .filter(|id| matches!(id, Bson::String(_)))
+        .ok_or_else(|| format!("{write:?} does not name its document by _id"))
+    }
+
+    #[test]
+    fn every_write_names_its_document_by_the_shard_key() {
+        for (coll, key) in SHARD_KEYS {
+            assert_eq!(*key, "_id", "{coll}");
+            for existed in [false, true] {
+                let write = guarded(
+                    namespace(coll),
+                    "p-1".to_owned(),
+                    7,
+                    doc! {"_id": "p-1", "seq": 7_i64},
+                    existed,
+                );
+                assert_eq!(key_of(&write), Ok(Bson::String("p-1".into())), "{coll}");
+            }
+        }
+        let audit = trail::entry(
+            &serde_json::json!({"id": "0193-event", "actor": {"id": "p-1"}}),
+            &trail::Origin::default(),
+            0,
+        )
+        .expect("an audit document");
+        assert_eq!(audit.get_str("_id"), Ok("0193-event"));
+        let names = Names::live();
+        let written = [
+            names.players,
+            names.world,
+            names.sessions,
+            names.audit.expect("the live projection writes the audit"),
+        ];
+        for coll in written {
+            assert!(
+                SHARD_KEYS.iter().any(|(c, _)| *c == coll),
+                "{coll} has no shard key"
+            );
+        }
+    }
 }

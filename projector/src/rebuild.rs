@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::consumer::{self, DeliverPolicy};
 use async_nats::jetstream::kv::Store;
 use chrono::Utc;
-use futures::StreamExt;
-use mongodb::bson::doc;
+use futures::{StreamExt, TryStreamExt};
+use mongodb::bson::{Document, doc};
 use nats_topology::jobs::{JobState, RebuildJob};
 use nats_topology::topology::{FACTS, REBUILD_JOBS};
 use tracing::{error, info, warn};
@@ -176,6 +176,59 @@ async fn fold_range(
     Ok(())
 }
 
+/// On a sharded cluster, shards the fresh collections as the live ones are sharded, before
+/// anything is written to them, so the rename at the end leaves the read models sharded as they
+/// were (a collection created by writing to it is not sharded, and would replace a sharded one).
+/// Elsewhere (a replica set, SecantusDB) `config.collections` names none, and nothing is done.
+async fn shard_like_the_live_ones(ctx: &Context, names: &Names) -> Result<(), RebuildError> {
+    let db = ctx.db.name();
+    let live: Vec<String> = [PLAYERS, WORLD, SESSIONS]
+        .iter()
+        .map(|c| format!("{db}.{c}"))
+        .collect();
+    let sharded: Vec<Document> = ctx
+        .mongo
+        .database("config")
+        .collection::<Document>("collections")
+        .find(doc! {"_id": {"$in": live}})
+        .await
+        .map_err(mongo)?
+        .try_collect()
+        .await
+        .map_err(mongo)?;
+    let admin = ctx.mongo.database("admin");
+    for command in shard_commands(db, names, &sharded) {
+        admin.run_command(command).await.map_err(mongo)?;
+    }
+    Ok(())
+}
+
+/// The `shardCollection` commands that shard a rebuild's collections as the live ones are:
+/// `sharded` holds the `config.collections` entries of the live read models (a sharded
+/// cluster's record of each sharded collection and its key). A live collection with no entry,
+/// or a dropped one, is not sharded, and neither is its fresh copy.
+pub fn shard_commands(db: &str, names: &Names, sharded: &[Document]) -> Vec<Document> {
+    [
+        (&names.players, PLAYERS),
+        (&names.world, WORLD),
+        (&names.sessions, SESSIONS),
+    ]
+    .into_iter()
+    .filter_map(|(fresh, live)| {
+        let namespace = format!("{db}.{live}");
+        let entry = sharded.iter().find(|d| {
+            d.get_str("_id") == Ok(namespace.as_str()) && !d.get_bool("dropped").unwrap_or(false)
+        })?;
+        let key = entry.get_document("key").ok()?;
+        Some(doc! {
+            "shardCollection": format!("{db}.{fresh}"),
+            "key": key.clone(),
+            "unique": entry.get_bool("unique").unwrap_or(false),
+        })
+    })
+    .collect()
+}
+
 /// Rebuilds the read models for job `job`, reporting progress as it goes; returns the facts
 /// folded. The live collections are replaced at the end.
 pub async fn rebuild(
@@ -192,6 +245,7 @@ pub async fn rebuild(
             .map_err(mongo)?;
     }
     ensure_indexes(&ctx.db, &names).await.map_err(mongo)?;
+    shard_like_the_live_ones(ctx, &names).await?;
     let started = Instant::now();
     let mut progress = Progress {
         done: 0,
@@ -395,5 +449,48 @@ pub async fn take_jobs(
             job.updated_at = Utc::now();
             write_job(&jobs, &job).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rebuild_shards_its_collections_as_the_live_ones_are() {
+        let names = Names::rebuild("j1");
+        assert!(shard_commands("game", &names, &[]).is_empty());
+        let sharded = [
+            doc! {"_id": "game.players", "key": {"_id": "hashed"}, "unique": false},
+            doc! {"_id": "game.world", "key": {"_id": "hashed"}},
+            doc! {"_id": "game.sessions", "key": {"_id": "hashed"}, "dropped": true},
+            doc! {"_id": "other.players", "key": {"region": 1}},
+            doc! {"_id": "game.audit", "key": {"_id": "hashed"}},
+        ];
+        assert_eq!(
+            shard_commands("game", &names, &sharded),
+            [
+                doc! {
+                    "shardCollection": "game.players__rebuild_j1",
+                    "key": {"_id": "hashed"},
+                    "unique": false,
+                },
+                doc! {
+                    "shardCollection": "game.world__rebuild_j1",
+                    "key": {"_id": "hashed"},
+                    "unique": false,
+                },
+            ]
+        );
+        // A live collection sharded on a key of its own keeps it.
+        let own = [doc! {"_id": "game.sessions", "key": {"player": 1, "_id": 1}, "unique": true}];
+        assert_eq!(
+            shard_commands("game", &names, &own),
+            [doc! {
+                "shardCollection": "game.sessions__rebuild_j1",
+                "key": {"player": 1, "_id": 1},
+                "unique": true,
+            }]
+        );
     }
 }
