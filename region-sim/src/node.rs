@@ -393,7 +393,8 @@ impl Node {
                 out.push(load);
             }
         }
-        out
+        // Three rounds without a report: the node has stopped.
+        placement::recent(out, Utc::now(), self.settings().balance_every * 3)
     }
 
     async fn launch(&mut self, region: RegionId, held: Held) {

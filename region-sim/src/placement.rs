@@ -14,7 +14,10 @@
 //!   run under half of that and carry no more load, its lightest region.
 //!
 //! A free region is taken by a node that is not overloaded and carries no more load than any
-//! other such node ([`may_take`]).
+//! other such node ([`may_take`]); when every node is overloaded, by the least loaded of them
+//! all, since a region that ticks slowly is better than one that does not tick. Only reports
+//! that are recent count ([`recent`]): a node that stopped reporting has died, and neither takes
+//! nor is given anything.
 //!
 //! Why it settles: each move by density takes `w` from a node to one lighter by `d > 2w`, which
 //! lowers the sum of the squared loads by `2w(d - w) > 0`; loads are whole numbers, so the sum
@@ -252,19 +255,39 @@ fn candidate(node: &Node, nodes: &[Node], policy: &Policy) -> Option<(RegionId, 
 }
 
 /// Whether `me` may take a free region this round: it is not overloaded and carries no more
-/// than any other node that is not.
+/// than any other node that is not. When every node is overloaded, the least loaded of them all
+/// takes it (the first by name among equals): otherwise a free region would wait, unticked,
+/// until some node's ticks are quick again, which under a load that keeps them slow is never.
 pub fn may_take(me: &str, nodes: &[Node], policy: &Policy) -> bool {
     let Some(mine) = nodes.iter().find(|n| n.node == me) else {
         return false;
     };
-    if mine.overloaded(policy) {
-        return false;
-    }
     let load = mine.total();
+    if mine.overloaded(policy) {
+        return nodes.iter().all(|o| {
+            o.node == me || (o.overloaded(policy) && (load, me) <= (o.total(), o.node.as_str()))
+        });
+    }
     nodes
         .iter()
         .filter(|n| n.node != me && !n.overloaded(policy))
         .all(|o| load <= o.total())
+}
+
+/// The reports measured within `max_age` of `now`: a node that has not reported for longer has
+/// stopped (killed, or cut off from the bus), and a decision weighing it would give regions to a
+/// node that will never take them, or wait for it to take a free one. Its leases lapse on their
+/// own; its report lingers in the bucket until it expires.
+pub fn recent(
+    reports: Vec<NodeLoad>,
+    now: chrono::DateTime<chrono::Utc>,
+    max_age: std::time::Duration,
+) -> Vec<NodeLoad> {
+    let max_age = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
+    reports
+        .into_iter()
+        .filter(|r| now.signed_duration_since(r.reported_at) <= max_age)
+        .collect()
 }
 
 #[cfg(test)]
@@ -318,6 +341,61 @@ mod tests {
         // And an overloaded node takes nothing, nor is given anything.
         assert!(!may_take("a", &nodes, &policy));
         assert_eq!(decide("b", &nodes, 0, &policy), None);
+    }
+
+    #[test]
+    fn when_every_node_is_slow_the_least_loaded_still_takes_a_free_region() {
+        let policy = Policy::new(100.0);
+        let slow = |name, weights: &[u64]| {
+            let mut n = node(name, weights);
+            n.tick_ms = 250.0;
+            n
+        };
+        let nodes = [slow("a", &[400, 340]), slow("b", &[340]), slow("c", &[340])];
+        // Exactly one node takes: the least loaded, the first by name among equals.
+        let takers: Vec<_> = ["a", "b", "c"]
+            .into_iter()
+            .filter(|n| may_take(n, &nodes, &policy))
+            .collect();
+        assert_eq!(takers, ["b"]);
+        // While one node is quick, the slow ones leave free regions to it, whatever it carries.
+        let mut with_quick = nodes.to_vec();
+        with_quick.push(node("d", &[900, 900]));
+        let takers: Vec<_> = ["a", "b", "c", "d"]
+            .into_iter()
+            .filter(|n| may_take(n, &with_quick, &policy))
+            .collect();
+        assert_eq!(takers, ["d"]);
+        // A node with no number for its ticks counts as slow, and alone still takes.
+        let mut unknown = node("e", &[]);
+        unknown.tick_ms = f64::NAN;
+        assert!(may_take("e", &[unknown], &policy));
+    }
+
+    #[test]
+    fn a_node_that_stopped_reporting_is_left_out() {
+        let now = chrono::Utc::now();
+        let report = |node: &str, secs_ago: i64| NodeLoad {
+            node: node.into(),
+            regions: Vec::new(),
+            players: 0,
+            entities: 0,
+            tick_ms: 1.0,
+            reported_at: now - chrono::Duration::seconds(secs_ago),
+            census: Vec::new(),
+        };
+        let kept = recent(
+            vec![
+                report("alive", 3),
+                report("dead", 16),
+                report("edge", 15),
+                report("ahead", -2),
+            ],
+            now,
+            std::time::Duration::from_secs(15),
+        );
+        let names: Vec<_> = kept.iter().map(|r| r.node.as_str()).collect();
+        assert_eq!(names, ["alive", "edge", "ahead"]);
     }
 
     #[test]

@@ -156,6 +156,10 @@ pub fn consumer_name(region: &RegionId, priority: Priority) -> String {
 
 const PRIORITIES: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
 
+/// The longest a tick waits for one consumer's fetch of commands: a fetch answers at once when
+/// the bus is well, so this only bounds a lost answer.
+const FETCH_DEADLINE: Duration = Duration::from_secs(2);
+
 struct Running {
     shared: Arc<Shared>,
     region: Region,
@@ -396,19 +400,34 @@ impl Running {
             if want == 0 {
                 continue;
             }
-            let batch = match consumer.fetch().max_messages(want).messages().await {
-                Ok(batch) => batch,
-                Err(e) => {
+            // A fetch asks the consumer's leader once and waits for its answer with no timer of
+            // its own: an answer lost with a NATS node would hold the tick, and the region, for
+            // ever. So each fetch has a deadline; what it did not bring comes again after the
+            // ack wait.
+            let deadline = tokio::time::Instant::now() + FETCH_DEADLINE;
+            let fetch = consumer.fetch().max_messages(want).messages();
+            let batch = match tokio::time::timeout_at(deadline, fetch).await {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(e)) => {
                     self.bus_error("fetch", &e);
+                    continue;
+                }
+                Err(_) => {
+                    self.bus_error("fetch", &"no answer before the deadline");
                     continue;
                 }
             };
             let mut batch = std::pin::pin!(batch);
-            while let Some(message) = batch.next().await {
-                match message {
-                    Ok(m) => taken.push((*priority, m)),
-                    Err(e) => {
+            loop {
+                match tokio::time::timeout_at(deadline, batch.next()).await {
+                    Ok(Some(Ok(m))) => taken.push((*priority, m)),
+                    Ok(None) => break,
+                    Ok(Some(Err(e))) => {
                         self.bus_error("fetch", &e);
+                        break;
+                    }
+                    Err(_) => {
+                        self.bus_error("fetch", &"the batch did not end before the deadline");
                         break;
                     }
                 }
