@@ -99,6 +99,8 @@ const MAX_FORWARDED_HOPS: usize = 16;
 /// proxy is ignored altogether, and an entry that is not an address stops the walk at the proxy
 /// that wrote the last good one.
 pub fn client_ip(peer: IpAddr, headers: &axum::http::HeaderMap, proxies: &[IpAddr]) -> IpAddr {
+    // An IPv4 peer of a dual-stack socket shows as `::ffff:a.b.c.d`: the same address.
+    let peer = peer.to_canonical();
     if !proxies.contains(&peer) {
         return peer;
     }
@@ -113,6 +115,7 @@ pub fn client_ip(peer: IpAddr, headers: &axum::http::HeaderMap, proxies: &[IpAdd
         let Some(ip) = std::str::from_utf8(entry)
             .ok()
             .and_then(|e| e.trim().parse::<IpAddr>().ok())
+            .map(|ip| ip.to_canonical())
         else {
             break;
         };
@@ -269,6 +272,12 @@ mod tests {
         );
         // With no proxies configured, nobody is believed.
         assert_eq!(client_ip(proxy, &named, &[]), proxy);
+        // The proxy seen through a dual-stack socket is the same proxy, and a client's
+        // address in that form is its IPv4 address.
+        let mapped = ip("::ffff:10.40.0.10");
+        assert_eq!(client_ip(mapped, &named, &proxies), client);
+        let mapped_client = forwarded(&[b"::ffff:203.0.113.7"]);
+        assert_eq!(client_ip(proxy, &mapped_client, &proxies), client);
     }
 
     #[test]

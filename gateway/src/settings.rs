@@ -366,12 +366,15 @@ fn trusted_proxies(text: Option<&str>) -> Result<Vec<IpAddr>, SettingsError> {
         if part.is_empty() {
             continue;
         }
-        let ip: IpAddr = part.parse().map_err(|_| {
-            bad(
-                key,
-                format!("{part:?} is not an IP address (name each proxy's address, no ranges)"),
-            )
-        })?;
+        let ip: IpAddr = part
+            .parse()
+            .map(|ip: IpAddr| ip.to_canonical())
+            .map_err(|_| {
+                bad(
+                    key,
+                    format!("{part:?} is not an IP address (name each proxy's address, no ranges)"),
+                )
+            })?;
         if ip.is_unspecified() {
             return Err(bad(key, format!("{ip} would trust every client")));
         }
