@@ -21,11 +21,49 @@ pub fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
-/// A compose file: its services by name (the rest of the file is not checked here).
+/// A compose file: its services and networks by name (the rest is not checked here).
 #[derive(Debug, Deserialize)]
 pub struct Compose {
     /// The services, by name.
     pub services: BTreeMap<String, Service>,
+    /// The networks, by name.
+    #[serde(default)]
+    pub networks: BTreeMap<String, Network>,
+}
+
+/// A network of a compose file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Network {
+    /// Its address management.
+    pub ipam: Ipam,
+}
+
+/// A network's address management.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Ipam {
+    /// Its subnets.
+    pub config: Vec<Subnet>,
+}
+
+/// One subnet of a network.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Subnet {
+    /// The subnet, `a.b.c.d/n`.
+    pub subnet: String,
+    /// Where the addresses handed out automatically come from, `a.b.c.d/n`.
+    pub ip_range: Option<String>,
+}
+
+/// Whether `ip` lies in `cidr` (`a.b.c.d/n`, IPv4); `None` when `cidr` is not one.
+pub fn in_cidr(ip: std::net::Ipv4Addr, cidr: &str) -> Option<bool> {
+    let (base, bits) = cidr.split_once('/')?;
+    let base: std::net::Ipv4Addr = base.parse().ok()?;
+    let bits: u32 = bits.parse().ok().filter(|b| *b <= 32)?;
+    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+    Some(u32::from(ip) & mask == u32::from(base) & mask)
 }
 
 /// One service of a compose file.
@@ -235,6 +273,18 @@ mod tests {
             assert!(interpolate(bad, &set).is_err(), "{bad}");
         }
         assert_eq!(variables("${A:?x} $$B ${C:-d}"), ["A", "C"]);
+    }
+
+    #[test]
+    fn addresses_are_placed_in_their_subnets() {
+        let ip = |t: &str| t.parse::<std::net::Ipv4Addr>().expect("ip");
+        assert_eq!(in_cidr(ip("10.40.0.10"), "10.40.0.0/24"), Some(true));
+        assert_eq!(in_cidr(ip("10.40.0.10"), "10.40.0.128/25"), Some(false));
+        assert_eq!(in_cidr(ip("10.40.0.200"), "10.40.0.128/25"), Some(true));
+        assert_eq!(in_cidr(ip("1.2.3.4"), "0.0.0.0/0"), Some(true));
+        for bad in ["10.40.0.0", "10.40.0.0/33", "x/24", "10.40.0.0/-1"] {
+            assert_eq!(in_cidr(ip("10.40.0.1"), bad), None, "{bad}");
+        }
     }
 
     #[test]

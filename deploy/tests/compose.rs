@@ -280,6 +280,18 @@ fn the_gateways_trust_the_proxy_and_nobody_else() {
         .map(|a| a.parse().expect("an address"))
         .collect();
     assert_eq!(proxy.len(), 1, "the proxy has one fixed address");
+    // Its address is in the network's subnet but outside the range handed out to the others,
+    // so no container started before it can have taken it.
+    let IpAddr::V4(fixed) = proxy[0] else {
+        panic!("an IPv4 address")
+    };
+    let subnet = &compose.networks["game"].ipam.config[0];
+    assert_eq!(deploy::in_cidr(fixed, &subnet.subnet), Some(true));
+    let range = subnet
+        .ip_range
+        .as_deref()
+        .expect("an ip_range keeps fixed addresses free");
+    assert_eq!(deploy::in_cidr(fixed, range), Some(false));
     for (name, service) in compose.running("gateway") {
         let settings = load_as(name, service, |env| gateway::Settings::load(env));
         assert_eq!(settings.trusted_proxies, proxy, "{name}");
@@ -543,4 +555,18 @@ fn the_monitoring_gets_what_its_shipped_files_ask_for() {
     assert_eq!(env["GAME_BACKEND_DASHBOARDS"], dashboards);
     let provisioning = read(repo().join("ops/grafana/provisioning/dashboards/game-backend.yml"));
     assert!(provisioning.contains("${GAME_BACKEND_DASHBOARDS}"));
+}
+
+#[test]
+fn the_image_is_built_without_secrets_or_build_output() {
+    let ignored = read(repo().join(".dockerignore"));
+    let lines: BTreeSet<&str> = ignored.lines().map(str::trim).collect();
+    for needed in ["target", ".local", ".git", "deploy/.env"] {
+        assert!(lines.contains(needed), ".dockerignore lacks {needed}");
+    }
+    let dockerfile = read(deploy::dir().join("Dockerfile"));
+    assert!(
+        dockerfile.contains("COPY . ."),
+        "the build context is the repository"
+    );
 }

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! nats-topology ensure          create what is missing, update what drifted, print what changed
+//!                               (trying again for up to a minute while NATS refuses)
 //! nats-topology dlq-listener    move exhausted and terminated messages to DLQ until Ctrl-C
 //! ```
 //!
@@ -11,6 +12,7 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use nats_topology::Topology;
 use nats_topology::cli::{CommandLine, USAGE};
@@ -33,29 +35,48 @@ async fn main() -> ExitCode {
     }
 }
 
+/// How long `ensure` keeps trying: a cluster just started refuses it until it has elected its
+/// JetStream leader, and a deployment starts ensure beside the servers.
+const ENSURE_PATIENCE: Duration = Duration::from_secs(60);
+
 async fn run() -> Result<(), String> {
     let command = std::env::args().nth(1);
     let line = CommandLine::load(command.as_deref(), |k| {
         std::env::var(k).ok().filter(|v| !v.is_empty())
     })?;
     let url = &line.url;
-    let (_client, js) = nats_topology::connect(url, "nats-topology", &line.credentials)
-        .await
-        .map_err(|e| format!("cannot connect to NATS_URL={url}: {e}"))?;
     match line.command.as_str() {
         "ensure" => {
-            let report = nats_topology::ensure(&js, &Topology::new(&line.settings))
-                .await
-                .map_err(|e| e.to_string())?;
+            let give_up = Instant::now() + ENSURE_PATIENCE;
+            let report = loop {
+                let attempt = async {
+                    let (_client, js) =
+                        nats_topology::connect(url, "nats-topology", &line.credentials)
+                            .await
+                            .map_err(|e| format!("cannot connect to NATS_URL={url}: {e}"))?;
+                    nats_topology::ensure(&js, &Topology::new(&line.settings))
+                        .await
+                        .map_err(|e| e.to_string())
+                };
+                match attempt.await {
+                    Ok(report) => break report,
+                    Err(e) if Instant::now() < give_up => {
+                        eprintln!("nats-topology: {e}; trying again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             // A closed stdout (a pipe read by `head`, say) is not an error of ensure's.
             let _ = write!(std::io::stdout(), "{report}");
             Ok(())
         }
         "dlq-listener" => {
-            let shutdown = async {
-                let _ = tokio::signal::ctrl_c().await;
-            };
-            nats_topology::run_dead_letter_listener(js, shutdown)
+            let (_client, js) = nats_topology::connect(url, "nats-topology", &line.credentials)
+                .await
+                .map_err(|e| format!("cannot connect to NATS_URL={url}: {e}"))?;
+            // Ctrl-C or SIGTERM: a container's stop is a SIGTERM.
+            nats_topology::run_dead_letter_listener(js, service::shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())
         }
