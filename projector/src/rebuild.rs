@@ -179,8 +179,16 @@ async fn fold_range(
 /// On a sharded cluster, shards the fresh collections as the live ones are sharded, before
 /// anything is written to them, so the rename at the end leaves the read models sharded as they
 /// were (a collection created by writing to it is not sharded, and would replace a sharded one).
-/// Elsewhere (a replica set, SecantusDB) `config.collections` names none, and nothing is done.
+/// Elsewhere (a replica set, SecantusDB) nothing is done. On a sharded cluster the projector's
+/// user needs to read `config.collections` and to shard collections (`clusterManager`).
 async fn shard_like_the_live_ones(ctx: &Context, names: &Names) -> Result<(), RebuildError> {
+    let admin = ctx.mongo.database("admin");
+    // Only a mongos routes to shards; anywhere else there is nothing to do, and nothing is
+    // asked of `config` (which a user with rights on the game's database alone may not read).
+    let hello = admin.run_command(doc! {"hello": 1}).await.map_err(mongo)?;
+    if hello.get_str("msg") != Ok("isdbgrid") {
+        return Ok(());
+    }
     let db = ctx.db.name();
     let live: Vec<String> = [PLAYERS, WORLD, SESSIONS]
         .iter()
@@ -196,7 +204,6 @@ async fn shard_like_the_live_ones(ctx: &Context, names: &Names) -> Result<(), Re
         .try_collect()
         .await
         .map_err(mongo)?;
-    let admin = ctx.mongo.database("admin");
     for command in shard_commands(db, names, &sharded) {
         admin.run_command(command).await.map_err(mongo)?;
     }
@@ -206,7 +213,8 @@ async fn shard_like_the_live_ones(ctx: &Context, names: &Names) -> Result<(), Re
 /// The `shardCollection` commands that shard a rebuild's collections as the live ones are:
 /// `sharded` holds the `config.collections` entries of the live read models (a sharded
 /// cluster's record of each sharded collection and its key). A live collection with no entry,
-/// or a dropped one, is not sharded, and neither is its fresh copy.
+/// a dropped one, or an unsplittable one (MongoDB 8 lists unsharded collections it has moved
+/// that way) is not sharded, and neither is its fresh copy.
 pub fn shard_commands(db: &str, names: &Names, sharded: &[Document]) -> Vec<Document> {
     [
         (&names.players, PLAYERS),
@@ -217,7 +225,9 @@ pub fn shard_commands(db: &str, names: &Names, sharded: &[Document]) -> Vec<Docu
     .filter_map(|(fresh, live)| {
         let namespace = format!("{db}.{live}");
         let entry = sharded.iter().find(|d| {
-            d.get_str("_id") == Ok(namespace.as_str()) && !d.get_bool("dropped").unwrap_or(false)
+            d.get_str("_id") == Ok(namespace.as_str())
+                && !d.get_bool("dropped").unwrap_or(false)
+                && !d.get_bool("unsplittable").unwrap_or(false)
         })?;
         let key = entry.get_document("key").ok()?;
         Some(doc! {
@@ -464,6 +474,7 @@ mod tests {
             doc! {"_id": "game.players", "key": {"_id": "hashed"}, "unique": false},
             doc! {"_id": "game.world", "key": {"_id": "hashed"}},
             doc! {"_id": "game.sessions", "key": {"_id": "hashed"}, "dropped": true},
+            doc! {"_id": "game.sessions", "key": {"_id": 1}, "unsplittable": true},
             doc! {"_id": "other.players", "key": {"region": 1}},
             doc! {"_id": "game.audit", "key": {"_id": "hashed"}},
         ];
