@@ -379,22 +379,26 @@ impl Node {
     }
 
     async fn others(&self) -> Vec<NodeLoad> {
-        let mut out = Vec::new();
+        let mut reports = Vec::new();
+        let mut newest = None;
         let Ok(mut keys) = self.load_bucket.keys().await else {
-            return out;
+            return Vec::new();
         };
         while let Some(Ok(key)) = keys.next().await {
+            let Ok(Some(entry)) = self.load_bucket.entry(&key).await else {
+                continue;
+            };
+            // When the server stored it: one clock for every node's report, this one's too.
+            newest = newest.max(Some(entry.created));
             if key == self.view.node {
                 continue;
             }
-            if let Ok(Some(bytes)) = self.load_bucket.get(&key).await
-                && let Ok(load) = NodeLoad::decode(&bytes)
-            {
-                out.push(load);
+            if let Ok(load) = NodeLoad::decode(&entry.value) {
+                reports.push((load, entry.created));
             }
         }
-        // Three rounds without a report: the node has stopped.
-        placement::recent(out, Utc::now(), self.settings().balance_every * 3)
+        // Three rounds without a report, while this node's own is fresh: that node has stopped.
+        placement::recent(reports, newest, self.settings().balance_every * 3)
     }
 
     async fn launch(&mut self, region: RegionId, held: Held) {

@@ -274,19 +274,23 @@ pub fn may_take(me: &str, nodes: &[Node], policy: &Policy) -> bool {
         .all(|o| load <= o.total())
 }
 
-/// The reports measured within `max_age` of `now`: a node that has not reported for longer has
-/// stopped (killed, or cut off from the bus), and a decision weighing it would give regions to a
-/// node that will never take them, or wait for it to take a free one. Its leases lapse on their
-/// own; its report lingers in the bucket until it expires.
+/// The reports stored within `max_age` of the newest report (each paired with when the bus
+/// stored it, so that every node's report is timed by the same clock, the server's, whatever
+/// the nodes' own clocks say). The newest is the reading node's own, written this round: a node
+/// whose report is older than that by more than `max_age` has stopped (killed, or cut off from
+/// the bus), and a decision weighing it would give regions to a node that will never take them,
+/// or wait for it to take a free one. Its leases lapse on their own; its report lingers in the
+/// bucket until it expires.
 pub fn recent(
-    reports: Vec<NodeLoad>,
-    now: chrono::DateTime<chrono::Utc>,
+    reports: Vec<(NodeLoad, chrono::DateTime<chrono::Utc>)>,
+    newest: Option<chrono::DateTime<chrono::Utc>>,
     max_age: std::time::Duration,
 ) -> Vec<NodeLoad> {
     let max_age = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
     reports
         .into_iter()
-        .filter(|r| now.signed_duration_since(r.reported_at) <= max_age)
+        .filter(|(_, stored)| newest.is_none_or(|n| n.signed_duration_since(*stored) <= max_age))
+        .map(|(report, _)| report)
         .collect()
 }
 
@@ -375,27 +379,36 @@ mod tests {
     #[test]
     fn a_node_that_stopped_reporting_is_left_out() {
         let now = chrono::Utc::now();
-        let report = |node: &str, secs_ago: i64| NodeLoad {
-            node: node.into(),
-            regions: Vec::new(),
-            players: 0,
-            entities: 0,
-            tick_ms: 1.0,
-            reported_at: now - chrono::Duration::seconds(secs_ago),
-            census: Vec::new(),
+        // Each node's own clock may say anything: only when the bus stored a report counts.
+        let report = |node: &str, stored_secs_ago: i64| {
+            let load = NodeLoad {
+                node: node.into(),
+                regions: Vec::new(),
+                players: 0,
+                entities: 0,
+                tick_ms: 1.0,
+                reported_at: now + chrono::Duration::hours(3),
+                census: Vec::new(),
+            };
+            (load, now - chrono::Duration::seconds(stored_secs_ago))
         };
         let kept = recent(
-            vec![
-                report("alive", 3),
-                report("dead", 16),
-                report("edge", 15),
-                report("ahead", -2),
-            ],
-            now,
+            vec![report("alive", 3), report("dead", 16), report("edge", 15)],
+            Some(now),
             std::time::Duration::from_secs(15),
         );
         let names: Vec<_> = kept.iter().map(|r| r.node.as_str()).collect();
-        assert_eq!(names, ["alive", "edge", "ahead"]);
+        assert_eq!(names, ["alive", "edge"]);
+        // With no reference (no report read at all), nothing is left out.
+        assert_eq!(
+            recent(
+                vec![report("old", 600)],
+                None,
+                std::time::Duration::from_secs(15)
+            )
+            .len(),
+            1
+        );
     }
 
     #[test]

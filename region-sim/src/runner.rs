@@ -156,8 +156,8 @@ pub fn consumer_name(region: &RegionId, priority: Priority) -> String {
 
 const PRIORITIES: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
 
-/// The longest a tick waits for one consumer's fetch of commands: a fetch answers at once when
-/// the bus is well, so this only bounds a lost answer.
+/// The longest a tick waits for its fetches of commands: a fetch answers at once when the bus
+/// is well, so this only bounds a lost answer.
 const FETCH_DEADLINE: Duration = Duration::from_secs(2);
 
 struct Running {
@@ -391,6 +391,12 @@ impl Running {
         let budget = self.shared.settings.tick_budget;
         let low_share = ((budget as f64) * self.shared.settings.low_priority_share).ceil() as usize;
         let mut taken = Vec::new();
+        // A fetch asks the consumer's leader once and waits for its answer with no timer of
+        // its own: an answer lost with a NATS node would hold the tick, and the region, for
+        // ever. So the fetches of a tick share one deadline. What a fetch cut short did not
+        // bring comes again after the ack wait, so after such a loss a player's later command
+        // may be applied before an earlier one.
+        let deadline = tokio::time::Instant::now() + FETCH_DEADLINE;
         for (priority, consumer) in &self.consumers {
             let room = budget - taken.len();
             let want = match priority {
@@ -400,11 +406,6 @@ impl Running {
             if want == 0 {
                 continue;
             }
-            // A fetch asks the consumer's leader once and waits for its answer with no timer of
-            // its own: an answer lost with a NATS node would hold the tick, and the region, for
-            // ever. So each fetch has a deadline; what it did not bring comes again after the
-            // ack wait.
-            let deadline = tokio::time::Instant::now() + FETCH_DEADLINE;
             let fetch = consumer.fetch().max_messages(want).messages();
             let batch = match tokio::time::timeout_at(deadline, fetch).await {
                 Ok(Ok(batch)) => batch,
