@@ -1,6 +1,7 @@
-//! One run: the observers start, players ramp up and play for the set time, the projection is
-//! given the drain to catch up, then the ceilings run on the same servers; what was recorded is
-//! joined into [`Results`].
+//! One run: the writers' ceilings (publishers, raw bulk writes) on the idle servers, then the
+//! observers start, players ramp up and play for the set time, the projection is given the
+//! drain to catch up, and the reader's ceiling (a bare ordered consumer) reads the log they
+//! made; what was recorded is joined into [`Results`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -56,6 +57,13 @@ fn bar(len: u64, template: &str) -> ProgressBar {
     bar
 }
 
+fn spin(message: &str) -> ProgressBar {
+    let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    spinner.set_message(message.to_owned());
+    spinner
+}
+
 /// Runs `players` players for `seconds` by `plan` against `target`.
 pub async fn run(
     target: Target,
@@ -70,6 +78,16 @@ pub async fn run(
     let mongo = mongodb::Client::with_uri_str(&target.mongodb_uri)
         .await
         .map_err(|e| RunError::Connect(format!("MongoDB: {e}")))?;
+
+    // The writers' ceilings first, on servers nothing else loads yet: after the game the
+    // projector may still be catching up, and would share the database with the raw writes.
+    let ceiling_for = Duration::from_secs_f64(plan.ceilings.seconds);
+    let spinner = spin(&format!("ceiling: {} publishers", plan.ceilings.publishers));
+    let publishers_per_s = ceilings::publishers(&js, plan.ceilings.publishers, ceiling_for).await?;
+    spinner.set_message("ceiling: raw bulk writes");
+    let raw_writes_per_s = ceilings::raw_writes(&mongo, ceiling_for).await?;
+    spinner.finish_and_clear();
+
     let first = observe::last_fact(&js).await? + 1;
 
     let (stop_facts, facts_stop) = watch::channel(None);
@@ -179,15 +197,9 @@ pub async fn run(
         .and_then(Result::ok)
         .unwrap_or_default();
 
-    let ceiling_for = Duration::from_secs_f64(plan.ceilings.seconds);
-    let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    spinner.enable_steady_tick(Duration::from_millis(200));
-    spinner.set_message(format!("ceiling: {} publishers", plan.ceilings.publishers));
-    let publishers_per_s = ceilings::publishers(&js, plan.ceilings.publishers, ceiling_for).await?;
-    spinner.set_message("ceiling: a bare ordered consumer on FACTS");
+    // The reader's ceiling, on the log the game has just written.
+    let spinner = spin("ceiling: a bare ordered consumer on FACTS");
     let ordered_consumer_per_s = ceilings::ordered_consumer(&js, ceiling_for).await?;
-    spinner.set_message("ceiling: raw bulk writes");
-    let raw_writes_per_s = ceilings::raw_writes(&mongo, ceiling_for).await?;
     spinner.finish_and_clear();
 
     let recorded = recorder.take();
