@@ -1,5 +1,6 @@
-//! Virtual players: each registers, logs in, opens its live stream, spawns, then acts by the
-//! plan's mix until the run ends, on its own keep-alive connection.
+//! Virtual players: each registers and logs in before the clock starts ([`enlist`]), then, from
+//! its turn in the ramp, opens its live stream, spawns and acts by the plan's mix until the run
+//! ends ([`play`]), on its own keep-alive connection.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -88,6 +89,11 @@ impl Recorder {
         *self.lock().statuses.entry(status.to_owned()).or_insert(0) += 1;
     }
 
+    /// Answers by status so far.
+    pub fn statuses(&self) -> BTreeMap<String, u64> {
+        self.lock().statuses.clone()
+    }
+
     /// Everything recorded, leaving nothing behind.
     pub fn take(&self) -> Recorded {
         std::mem::take(&mut *self.lock())
@@ -117,7 +123,7 @@ pub struct Game {
 }
 
 /// A player's own state.
-struct Player {
+pub struct Player {
     index: usize,
     http: Http,
     token: String,
@@ -185,7 +191,6 @@ impl Player {
         };
         self.token = token.to_owned();
         self.id = id.to_owned();
-        self.open_stream(game).await;
         true
     }
 
@@ -332,6 +337,7 @@ impl Player {
             Action::Relog => {
                 let _ = self.call(game, Method::POST, "/v1/auth/logout", None).await;
                 if self.log_in(game).await {
+                    self.open_stream(game).await;
                     self.spawn(game, "spawn").await;
                 }
                 return;
@@ -347,10 +353,8 @@ impl Player {
     }
 }
 
-/// One player, from joining at `join` until the game's deadline. Returns its live stream, to
-/// be closed once the facts after the deadline have been delivered.
-pub async fn play(game: Arc<Game>, index: usize, join: Instant) -> Option<JoinHandle<()>> {
-    tokio::time::sleep_until(join.into()).await;
+/// Makes player `index`'s account and logs it in; `None` when either failed (counted).
+pub async fn enlist(game: Arc<Game>, index: usize) -> Option<Player> {
     let mut player = Player {
         index,
         http: Http::new(game.addr),
@@ -367,9 +371,15 @@ pub async fn play(game: Arc<Game>, index: usize, join: Instant) -> Option<JoinHa
     player
         .call(&game, Method::POST, "/v1/auth/register", Some(&creds))
         .await?;
-    if !player.log_in(&game).await {
-        return player.stream;
-    }
+    player.log_in(&game).await.then_some(player)
+}
+
+/// One logged-in player, from joining at `join` (opening its live stream and spawning) until
+/// the game's deadline. Returns its live stream, to be closed once the facts after the
+/// deadline have been delivered.
+pub async fn play(game: Arc<Game>, mut player: Player, join: Instant) -> Option<JoinHandle<()>> {
+    tokio::time::sleep_until(join.into()).await;
+    player.open_stream(&game).await;
     player.spawn(&game, "spawn").await;
     game.players
         .write()

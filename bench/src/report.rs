@@ -268,7 +268,7 @@ impl Results {
         let mut md = String::new();
         let _ = writeln!(
             md,
-            "Run of {} on {} cores: {} players for {:.0} s (joining over the first {:.0} s). {}\n",
+            "Run of {} on {} cores: {} players for {:.0} s, their accounts made and logged in beforehand, each opening its live stream and spawning in turn over the first {:.0} s. {}\n",
             self.started_at.format("%Y-%m-%d %H:%M UTC"),
             self.cores,
             self.players,

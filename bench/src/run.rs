@@ -106,6 +106,33 @@ pub async fn run(
         position_tx,
     ));
 
+    // Accounts are made and logged in before the clock starts: 2 argon2 hashes a player would
+    // otherwise take the first seconds of a short run. Logging in again is part of the mix.
+    let tag = format!("{:x}", fastrand::u32(..));
+    let enlisting = Arc::new(Game {
+        addr: target.gateway,
+        plan: plan.clone(),
+        recorder: Arc::new(Recorder::new()),
+        deadline: Instant::now(),
+        tag: tag.clone(),
+        players: Default::default(),
+    });
+    let accounts = bar(
+        players as u64,
+        "{elapsed_precise} [{bar:40}] {pos}/{len} accounts made and logged in",
+    );
+    let mut enlisted = Vec::new();
+    for task in (0..players)
+        .map(|i| tokio::spawn(players::enlist(Arc::clone(&enlisting), i)))
+        .collect::<Vec<_>>()
+    {
+        if let Ok(Some(player)) = task.await {
+            enlisted.push(player);
+        }
+        accounts.inc(1);
+    }
+    accounts.finish();
+
     let recorder = Arc::new(Recorder::new());
     let started_at = chrono::Utc::now();
     let start = recorder.started();
@@ -116,13 +143,16 @@ pub async fn run(
         plan: plan.clone(),
         recorder: Arc::clone(&recorder),
         deadline: start + play_for,
-        tag: format!("{:x}", fastrand::u32(..)),
+        tag,
         players: Default::default(),
     });
-    let handles: Vec<_> = (0..players)
-        .map(|i| {
-            let join = players::join_at(start, ramp, i, players);
-            tokio::spawn(players::play(Arc::clone(&game), i, join))
+    let joining = enlisted.len();
+    let handles: Vec<_> = enlisted
+        .into_iter()
+        .enumerate()
+        .map(|(i, player)| {
+            let join = players::join_at(start, ramp, i, joining);
+            tokio::spawn(players::play(Arc::clone(&game), player, join))
         })
         .collect();
 
@@ -202,7 +232,10 @@ pub async fn run(
     let ordered_consumer_per_s = ceilings::ordered_consumer(&js, ceiling_for).await?;
     spinner.finish_and_clear();
 
-    let recorded = recorder.take();
+    let mut recorded = recorder.take();
+    for (status, n) in enlisting.recorder.statuses() {
+        *recorded.statuses.entry(status).or_insert(0) += n;
+    }
     let mut results = Results {
         started_at,
         players,
