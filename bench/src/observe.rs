@@ -130,12 +130,14 @@ pub async fn follow_position(
             _ = tick.tick() => {}
             _ = stop.changed() => continue,
         }
-        let position: Option<u64> = redis::cmd("GET")
+        // A read that fails or times out on a loaded machine is tried again at the next poll:
+        // the observer must not end before the run does.
+        let position: Result<Option<u64>, _> = redis::cmd("GET")
             .arg(PROJECTION_POSITION_KEY)
             .query_async(&mut redis)
-            .await?;
+            .await;
         let now = chrono::Utc::now().timestamp_micros();
-        if let Some(position) = position
+        if let Ok(Some(position)) = position
             && position > last
         {
             last = position;
