@@ -5,7 +5,6 @@
 //! could at best reach). They write only to their own stream and database, removed afterwards.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::Context;
@@ -34,42 +33,83 @@ fn fail(what: &'static str) -> impl Fn(String) -> CeilingError {
     move |why| CeilingError { what, why }
 }
 
-/// Runs `tasks` copies of `op` until `duration` has passed; returns how many succeeded per
-/// second.
-pub async fn rate_of<F, Fut>(tasks: usize, duration: Duration, op: F) -> f64
+/// What a timed phase came to: successes, failures, each success's latency, how long it took.
+#[derive(Debug, Clone, Default)]
+pub struct Phase {
+    /// Calls that succeeded.
+    pub ok: usize,
+    /// Calls that failed.
+    pub failed: usize,
+    /// Latencies of the successes, sorted.
+    pub latencies: Vec<Duration>,
+    /// How long the phase took.
+    pub took: Duration,
+}
+
+impl Phase {
+    /// Successes per second.
+    pub fn rate(&self) -> f64 {
+        self.ok as f64 / self.took.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
+    /// The latency at quantile `q` (0 to 1); zero when nothing succeeded.
+    pub fn percentile(&self, q: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((self.latencies.len() as f64 - 1.0) * q).round() as usize;
+        self.latencies[i]
+    }
+}
+
+/// Runs `tasks` loops of `op` (given the task's number; `true` when it succeeded) until
+/// `duration` has passed, timing each call.
+pub async fn phase<F, Fut>(tasks: usize, duration: Duration, op: F) -> Phase
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send,
 {
     let op = Arc::new(op);
-    let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + duration;
     let handles: Vec<_> = (0..tasks)
         .map(|task| {
-            let (op, done) = (Arc::clone(&op), Arc::clone(&done));
+            let op = Arc::clone(&op);
             tokio::spawn(async move {
+                let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
                 while Instant::now() < deadline {
+                    let t = Instant::now();
                     if op(task).await {
-                        done.fetch_add(1, Ordering::Relaxed);
+                        ok += 1;
+                        latencies.push(t.elapsed());
+                    } else {
+                        failed += 1;
                     }
                 }
+                (ok, failed, latencies)
             })
         })
         .collect();
+    let mut result = Phase::default();
     for handle in handles {
-        let _ = handle.await;
+        if let Ok((ok, failed, latencies)) = handle.await {
+            result.ok += ok;
+            result.failed += failed;
+            result.latencies.extend(latencies);
+        }
     }
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    result.took = started.elapsed();
+    result.latencies.sort();
+    result
 }
 
 /// `publishers` tasks each publishing a small message and awaiting its ack, into a scratch
-/// stream stored like `COMMANDS` (on file); messages stored per second.
+/// stream stored like `COMMANDS` (on file).
 pub async fn publishers(
     js: &Context,
     publishers: usize,
     duration: Duration,
-) -> Result<f64, CeilingError> {
+) -> Result<Phase, CeilingError> {
     let fail = fail("publishers");
     js.get_or_create_stream(Config {
         name: SCRATCH_STREAM.to_owned(),
@@ -81,7 +121,7 @@ pub async fn publishers(
     .await
     .map_err(|e| fail(e.to_string()))?;
     let publisher = js.clone();
-    let rate = rate_of(publishers, duration, move |task| {
+    let result = phase(publishers, duration, move |task| {
         let js = publisher.clone();
         async move {
             let payload = format!("{{\"type\":\"move\",\"x\":{task},\"y\":200}}");
@@ -95,7 +135,7 @@ pub async fn publishers(
     js.delete_stream(SCRATCH_STREAM)
         .await
         .map_err(|e| fail(e.to_string()))?;
-    Ok(rate)
+    Ok(result)
 }
 
 /// A bare ordered consumer reading `FACTS` from its first message, counting, for at most
@@ -130,6 +170,38 @@ pub async fn ordered_consumer(js: &Context, duration: Duration) -> Result<f64, C
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
+/// One upsert by `_id` per document: the least any projection of a fact has to write.
+pub fn raw_upserts<'a>(
+    ns: &mongodb::Namespace,
+    docs: impl IntoIterator<Item = (String, &'a str, i64)>,
+) -> Vec<WriteModel> {
+    docs.into_iter()
+        .map(|(id, kind, at)| {
+            WriteModel::UpdateOne(
+                UpdateOneModel::builder()
+                    .namespace(ns.clone())
+                    .filter(doc! {"_id": id})
+                    .update(doc! {"$set": {"kind": kind, "at": at}})
+                    .upsert(true)
+                    .build(),
+            )
+        })
+        .collect()
+}
+
+/// Writes `models` in one unordered, journaled client bulk write, as the projector writes.
+pub async fn write_journaled(
+    mongo: &mongodb::Client,
+    models: Vec<WriteModel>,
+) -> mongodb::error::Result<()> {
+    mongo
+        .bulk_write(models)
+        .ordered(false)
+        .write_concern(WriteConcern::builder().journal(true).build())
+        .await
+        .map(|_| ())
+}
+
 /// The raw driver's writes: one journaled upsert per document, [`RAW_BATCH`] to a client bulk
 /// write, into a scratch database dropped afterwards, for `duration`; documents per second.
 pub async fn raw_writes(mongo: &mongodb::Client, duration: Duration) -> Result<f64, CeilingError> {
@@ -138,22 +210,12 @@ pub async fn raw_writes(mongo: &mongodb::Client, duration: Duration) -> Result<f
     let started = Instant::now();
     let mut written = 0u64;
     while started.elapsed() < duration {
-        let models: Vec<WriteModel> = (0..RAW_BATCH as u64)
-            .map(|i| {
-                WriteModel::UpdateOne(
-                    UpdateOneModel::builder()
-                        .namespace(ns.clone())
-                        .filter(doc! {"_id": format!("fact-{}", written + i)})
-                        .update(doc! {"$set": {"kind": "moved", "at": chrono::Utc::now().timestamp_millis()}})
-                        .upsert(true)
-                        .build(),
-                )
-            })
-            .collect();
-        mongo
-            .bulk_write(models)
-            .ordered(false)
-            .write_concern(WriteConcern::builder().journal(true).build())
+        let at = chrono::Utc::now().timestamp_millis();
+        let models = raw_upserts(
+            &ns,
+            (0..RAW_BATCH as u64).map(|i| (format!("fact-{}", written + i), "moved", at)),
+        );
+        write_journaled(mongo, models)
             .await
             .map_err(|e| fail(e.to_string()))?;
         written += RAW_BATCH as u64;

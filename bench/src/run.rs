@@ -83,7 +83,9 @@ pub async fn run(
     // projector may still be catching up, and would share the database with the raw writes.
     let ceiling_for = Duration::from_secs_f64(plan.ceilings.seconds);
     let spinner = spin(&format!("ceiling: {} publishers", plan.ceilings.publishers));
-    let publishers_per_s = ceilings::publishers(&js, plan.ceilings.publishers, ceiling_for).await?;
+    let publishers_per_s = ceilings::publishers(&js, plan.ceilings.publishers, ceiling_for)
+        .await?
+        .rate();
     spinner.set_message("ceiling: raw bulk writes");
     let raw_writes_per_s = ceilings::raw_writes(&mongo, ceiling_for).await?;
     spinner.finish_and_clear();
