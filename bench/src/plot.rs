@@ -57,12 +57,43 @@ fn font() -> Result<(), PlotError> {
     .map_err(|(path, why)| PlotError::Font { path, why })
 }
 
+/// How the values are laid along the vertical axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scale {
+    /// Evenly.
+    Linear,
+    /// By their logarithm, so 40 ms and 60 s are both readable on one chart; values under 0.1
+    /// are drawn at 0.1.
+    Log,
+}
+
+/// The smallest value a [`Scale::Log`] chart shows.
+const LOG_FLOOR: f64 = 0.1;
+
+/// A number as a label: at most three significant digits, no trailing zeros.
+fn label(value: f64) -> String {
+    let digits = if value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let text = format!("{value:.digits$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
+}
+
 /// Draws `lines` over `0..x_max` seconds into the PNG file `path`.
 pub fn lines(
     path: &Path,
     title: &str,
     y_desc: &str,
     x_max: f64,
+    scale: Scale,
     lines: &[Line],
 ) -> Result<(), PlotError> {
     font()?;
@@ -71,11 +102,36 @@ pub fn lines(
         path: name.clone(),
         why,
     };
-    let y_max = lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|&(_, y)| y))
-        .fold(0.0_f64, f64::max);
-    let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+    // On a log scale the chart's own axis is linear, over the values' logarithms, and its
+    // labels say the values.
+    let to_axis = |y: f64| match scale {
+        Scale::Linear => y,
+        Scale::Log => y.max(LOG_FLOOR).log10(),
+    };
+    let from_axis = |v: f64| match scale {
+        Scale::Linear => v,
+        Scale::Log => 10f64.powf(v),
+    };
+    let values = || {
+        lines
+            .iter()
+            .flat_map(|l| l.points.iter().map(|&(_, y)| to_axis(y)))
+    };
+    let (y_min, y_max) = match scale {
+        Scale::Linear => {
+            let top = values().fold(0.0_f64, f64::max);
+            (0.0, if top > 0.0 { top * 1.1 } else { 1.0 })
+        }
+        Scale::Log => {
+            let low = values().fold(f64::INFINITY, f64::min);
+            let high = values().fold(f64::NEG_INFINITY, f64::max);
+            if low.is_finite() {
+                (low.floor(), high.ceil().max(low.floor() + 1.0))
+            } else {
+                (0.0, 1.0)
+            }
+        }
+    };
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| draw(e.to_string()))?;
     let mut chart = ChartBuilder::on(&root)
@@ -83,12 +139,13 @@ pub fn lines(
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(72)
-        .build_cartesian_2d(0.0..x_max.max(1.0), 0.0..y_max)
+        .build_cartesian_2d(0.0..x_max.max(1.0), y_min..y_max)
         .map_err(|e| draw(e.to_string()))?;
     chart
         .configure_mesh()
         .x_desc("seconds since the start")
         .y_desc(y_desc)
+        .y_label_formatter(&|v| label(from_axis(*v)))
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(|e| draw(e.to_string()))?;
@@ -96,7 +153,7 @@ pub fn lines(
         let color = Palette99::pick(i).to_rgba();
         chart
             .draw_series(LineSeries::new(
-                line.points.iter().copied(),
+                line.points.iter().map(|&(x, y)| (x, to_axis(y))),
                 color.stroke_width(2),
             ))
             .map_err(|e| draw(e.to_string()))?
@@ -115,4 +172,15 @@ pub fn lines(
         .map_err(|e| draw(e.to_string()))?;
     root.present().map_err(|e| draw(e.to_string()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label;
+
+    #[test]
+    fn labels_keep_three_significant_digits_at_most() {
+        let labels: Vec<String> = [0.1, 0.316, 3.16, 31.6, 316.2, 60_000.0].map(label).into();
+        assert_eq!(labels, ["0.1", "0.32", "3.16", "31.6", "316", "60000"]);
+    }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::plot::{self, Line, PlotError};
+use crate::plot::{self, Line, PlotError, Scale};
 use crate::stats::{Percentiles, Samples, counts_per_second};
 
 /// The plots, by file name, in the order the report shows them.
@@ -205,6 +205,7 @@ impl Results {
             &format!("Throughput, {} players", self.players),
             "per second",
             x_max,
+            Scale::Linear,
             &[
                 Line {
                     name: "commands accepted".into(),
@@ -249,7 +250,14 @@ impl Results {
             ],
             &[("p50", p50), ("p90", p90), ("p99", p99)],
         );
-        plot::lines(&dir.join(PLOTS[1]), &title, "milliseconds", x_max, &lines)?;
+        plot::lines(
+            &dir.join(PLOTS[1]),
+            &title,
+            "milliseconds (log scale)",
+            x_max,
+            Scale::Log,
+            &lines,
+        )?;
         let (title, lines) = percentiles(
             "Lags per second",
             &[
@@ -259,7 +267,14 @@ impl Results {
             ],
             &[("p50", p50), ("p99", p99)],
         );
-        plot::lines(&dir.join(PLOTS[2]), &title, "milliseconds", x_max, &lines)
+        plot::lines(
+            &dir.join(PLOTS[2]),
+            &title,
+            "milliseconds (log scale)",
+            x_max,
+            Scale::Log,
+            &lines,
+        )
     }
 
     /// The report in Markdown, its plots linked under `images` (`""`: beside it).
