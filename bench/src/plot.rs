@@ -72,6 +72,10 @@ const LOG_FLOOR: f64 = 0.1;
 
 /// A number as a label: at most three significant digits, no trailing zeros.
 fn label(value: f64) -> String {
+    if value >= 1000.0 {
+        let unit = 10f64.powi(value.log10().floor() as i32 - 2);
+        return format!("{:.0}", (value / unit).round() * unit);
+    }
     let digits = if value >= 100.0 {
         0
     } else if value >= 10.0 {
@@ -180,7 +184,12 @@ mod tests {
 
     #[test]
     fn labels_keep_three_significant_digits_at_most() {
-        let labels: Vec<String> = [0.1, 0.316, 3.16, 31.6, 316.2, 60_000.0].map(label).into();
-        assert_eq!(labels, ["0.1", "0.32", "3.16", "31.6", "316", "60000"]);
+        let labels: Vec<String> = [0.1, 0.316, 3.16, 31.6, 316.2, 31_622.8, 60_000.0]
+            .map(label)
+            .into();
+        assert_eq!(
+            labels,
+            ["0.1", "0.32", "3.16", "31.6", "316", "31600", "60000"]
+        );
     }
 }
