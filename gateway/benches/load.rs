@@ -15,19 +15,21 @@
 //!
 //! It starts its own NATS, Redis and SecantusDB (like the tests), runs the gateway in-process,
 //! and prints one line per phase and the ratio. Every loop is bounded by the phase's duration.
+//! The timed phases, the bare client and the bare publishers are the whole game's load driver's
+//! (`game_bench`, run by `ops/bench`), so both measure the same way.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{Request, StatusCode, header};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use tokio::sync::Mutex;
 
+use game_bench::ceilings::{Phase, phase};
+use game_bench::http::connect;
 use gateway::{Application, Settings};
 use mongodb::bson::doc;
 use schemas::{Actor, Command, Envelope, Origin, PlayerId, RegionId};
@@ -46,44 +48,24 @@ commands_per_player = { rate_per_sec = 100000.0, burst = 100000 }
 reads_per_player = { rate_per_sec = 100000.0, burst = 100000 }
 "#;
 
-struct Phase {
-    name: &'static str,
-    ok: usize,
-    failed: usize,
-    latencies: Vec<Duration>,
-    took: Duration,
-}
-
-impl Phase {
-    fn rate(&self) -> f64 {
-        self.ok as f64 / self.took.as_secs_f64()
-    }
-
-    fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies[i]
-    }
-
-    fn print(&self) {
-        println!(
-            "{:<28} {:>8} ok {:>6} failed {:>10.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
-            self.name,
-            self.ok,
-            self.failed,
-            self.rate(),
-            self.percentile(0.50).as_secs_f64() * 1e3,
-            self.percentile(0.99).as_secs_f64() * 1e3,
-            self.latencies
-                .last()
-                .copied()
-                .unwrap_or_default()
-                .as_secs_f64()
-                * 1e3,
-        );
-    }
+/// Prints one phase's line.
+fn print(name: &str, phase: &Phase) {
+    println!(
+        "{:<28} {:>8} ok {:>6} failed {:>10.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+        name,
+        phase.ok,
+        phase.failed,
+        phase.rate(),
+        phase.percentile(0.50).as_secs_f64() * 1e3,
+        phase.percentile(0.99).as_secs_f64() * 1e3,
+        phase
+            .latencies
+            .last()
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1e3,
+    );
 }
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -99,16 +81,6 @@ fn arg(name: &str, default: u64) -> u64 {
 /// machine with what it measures, so it should spend as little of it as it can.
 type Connection = Mutex<http1::SendRequest<Full<Bytes>>>;
 
-async fn connect(addr: SocketAddr) -> http1::SendRequest<Full<Bytes>> {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(connection);
-    sender
-}
-
 /// Sends a request on a client's connection and reads the whole answer: its status, or `None`
 /// when the request or the request's building failed.
 async fn send(
@@ -121,52 +93,6 @@ async fn send(
     let status = response.status();
     response.into_body().collect().await.ok()?;
     Some(status)
-}
-
-/// Runs `clients` loops of `op` until `duration` has passed, timing each call.
-async fn phase<F, Fut>(name: &'static str, clients: usize, duration: Duration, op: F) -> Phase
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    let op = Arc::new(op);
-    let started = Instant::now();
-    let deadline = started + duration;
-    let tasks: Vec<_> = (0..clients)
-        .map(|client| {
-            let op = Arc::clone(&op);
-            tokio::spawn(async move {
-                let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    if op(client).await {
-                        ok += 1;
-                        latencies.push(t.elapsed());
-                    } else {
-                        failed += 1;
-                    }
-                }
-                (ok, failed, latencies)
-            })
-        })
-        .collect();
-    let mut result = Phase {
-        name,
-        ok: 0,
-        failed: 0,
-        latencies: Vec::new(),
-        took: Duration::ZERO,
-    };
-    for task in tasks {
-        if let Ok((ok, failed, latencies)) = task.await {
-            result.ok += ok;
-            result.failed += failed;
-            result.latencies.extend(latencies);
-        }
-    }
-    result.took = started.elapsed();
-    result.latencies.sort();
-    result
 }
 
 fn main() {
@@ -251,32 +177,27 @@ async fn run() {
     let addr = app_addr;
     let mut connections = Vec::new();
     for _ in 0..clients {
-        connections.push(Arc::new(Mutex::new(connect(addr).await)));
+        connections.push(Arc::new(Mutex::new(connect(addr).await.expect("connect"))));
     }
     let connections = Arc::new(connections);
     let gateway_phase = {
         let (connections, tokens) = (Arc::clone(&connections), Arc::clone(&tokens));
-        phase(
-            "gateway POST /v1/commands",
-            clients,
-            duration,
-            move |client| {
-                let body = json!({"type": "move", "x": 100.0 + client as f64, "y": 200.0});
-                let request = Request::post("/v1/commands")
-                    .header(header::HOST, addr.to_string())
-                    .header(header::AUTHORIZATION, format!("Bearer {}", tokens[client]))
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Full::new(Bytes::from(body.to_string())));
-                let connection = Arc::clone(&connections[client]);
-                async move { send(&connection, request).await == Some(StatusCode::ACCEPTED) }
-            },
-        )
+        phase(clients, duration, move |client| {
+            let body = json!({"type": "move", "x": 100.0 + client as f64, "y": 200.0});
+            let request = Request::post("/v1/commands")
+                .header(header::HOST, addr.to_string())
+                .header(header::AUTHORIZATION, format!("Bearer {}", tokens[client]))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(body.to_string())));
+            let connection = Arc::clone(&connections[client]);
+            async move { send(&connection, request).await == Some(StatusCode::ACCEPTED) }
+        })
         .await
     };
     // The same clients against a route that does nothing: what HTTP alone costs on this machine.
     let http_phase = {
         let connections = Arc::clone(&connections);
-        phase("gateway GET /healthz", clients, duration, move |client| {
+        phase(clients, duration, move |client| {
             let request = Request::get("/healthz")
                 .header(header::HOST, addr.to_string())
                 .body(Full::new(Bytes::new()));
@@ -288,58 +209,38 @@ async fn run() {
     let (_client, js) = nats_topology::connect(&nats.url(), "load", &Default::default())
         .await
         .expect("nats");
-    let raw_phase = phase(
-        "async-nats publish + ack",
-        clients,
-        duration,
-        move |client| {
-            let js = js.clone();
-            async move {
-                let payload = format!("{{\"type\":\"move\",\"x\":{client},\"y\":200}}");
-                match js
-                    .publish("cmd.normal.south-west.move", payload.into())
-                    .await
-                {
-                    Ok(ack) => ack.await.is_ok(),
-                    Err(_) => false,
-                }
-            }
-        },
-    )
-    .await;
+    // Into a scratch stream stored like COMMANDS, as the whole game's load driver measures it.
+    let raw_phase = game_bench::ceilings::publishers(&js, clients, duration)
+        .await
+        .expect("publishers");
     let (_client, js) = nats_topology::connect(&nats.url(), "load-envelopes", &Default::default())
         .await
         .expect("nats");
-    let stored_phase = phase(
-        "async-nats gateway's messages",
-        clients,
-        duration,
-        move |client| {
-            let js = js.clone();
-            let message = json!({"type": "move", "x": 100.0 + client as f64, "y": 200.0});
-            let command = Command::parse_value(message, Origin::Player, &world).map(|command| {
-                let region = RegionId::new("south-west").ok();
-                let actor = Actor::Player {
-                    id: PlayerId::new(),
-                };
-                let mut env = Envelope::new(actor, region, command);
-                env.correlation_id = env.id;
-                let request_id = uuid::Uuid::now_v7().to_string();
-                gateway::commands::stored_as(&env, &request_id, None, [127, 0, 0, 1].into())
-            });
-            async move {
-                match command {
-                    Ok(Ok(message)) => nats_topology::publish(&js, message).await.is_ok(),
-                    _ => false,
-                }
+    let stored_phase = phase(clients, duration, move |client| {
+        let js = js.clone();
+        let message = json!({"type": "move", "x": 100.0 + client as f64, "y": 200.0});
+        let command = Command::parse_value(message, Origin::Player, &world).map(|command| {
+            let region = RegionId::new("south-west").ok();
+            let actor = Actor::Player {
+                id: PlayerId::new(),
+            };
+            let mut env = Envelope::new(actor, region, command);
+            env.correlation_id = env.id;
+            let request_id = uuid::Uuid::now_v7().to_string();
+            gateway::commands::stored_as(&env, &request_id, None, [127, 0, 0, 1].into())
+        });
+        async move {
+            match command {
+                Ok(Ok(message)) => nats_topology::publish(&js, message).await.is_ok(),
+                _ => false,
             }
-        },
-    )
+        }
+    })
     .await;
-    gateway_phase.print();
-    http_phase.print();
-    raw_phase.print();
-    stored_phase.print();
+    print("gateway POST /v1/commands", &gateway_phase);
+    print("gateway GET /healthz", &http_phase);
+    print("async-nats publish + ack", &raw_phase);
+    print("async-nats gateway's messages", &stored_phase);
     println!(
         "ratio gateway / raw publishers: {:.2}",
         gateway_phase.rate() / raw_phase.rate().max(1.0)

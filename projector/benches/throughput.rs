@@ -12,7 +12,8 @@
 //! phases one after the other:
 //!
 //! - raw: the driver alone writes one document per fact (an upsert by id, in client bulk writes of
-//!   256 models, journaled): the least any projection of these facts has to do;
+//!   256 models, journaled, as `ops/bench` measures its ceiling): the least any projection of
+//!   these facts has to do;
 //! - projection: the live projection catching up on the stored facts, from the first fact to the
 //!   last acknowledged;
 //! - rebuild: a rebuild of the read models from the first fact, switch-over included;
@@ -24,8 +25,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use mongodb::bson::doc;
-use mongodb::options::{UpdateOneModel, WriteConcern, WriteModel};
+use game_bench::ceilings::{RAW_BATCH, raw_upserts, write_journaled};
 use nats_topology::publish::{Outgoing, publish_all};
 use nats_topology::topology::{Settings as TopologySettings, Topology};
 use projector::settings::Settings;
@@ -218,24 +218,18 @@ async fn main() {
     // Raw: one journaled upsert per fact, 256 per client bulk write.
     let ns = mongodb::Namespace::new("bench", "raw");
     let started = Instant::now();
-    for chunk in facts.chunks(256) {
-        let models: Vec<WriteModel> = chunk
-            .iter()
-            .map(|f| {
-                WriteModel::UpdateOne(
-                    UpdateOneModel::builder()
-                        .namespace(ns.clone())
-                        .filter(doc! {"_id": f.id.to_string()})
-                        .update(doc! {"$set": {"kind": f.payload.kind().as_str(), "at": f.occurred_at.timestamp_millis()}})
-                        .upsert(true)
-                        .build(),
+    for chunk in facts.chunks(RAW_BATCH) {
+        let models = raw_upserts(
+            &ns,
+            chunk.iter().map(|f| {
+                (
+                    f.id.to_string(),
+                    f.payload.kind().as_str(),
+                    f.occurred_at.timestamp_millis(),
                 )
-            })
-            .collect();
-        ctx.mongo
-            .bulk_write(models)
-            .ordered(false)
-            .write_concern(WriteConcern::builder().journal(true).build())
+            }),
+        );
+        write_journaled(&ctx.mongo, models)
             .await
             .expect("raw bulk write");
     }
