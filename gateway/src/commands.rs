@@ -163,7 +163,7 @@ pub async fn submit(
     headers: HeaderMap,
     body: Result<JsonBody, ApiError>,
 ) -> Result<axum::response::Response, ApiError> {
-    let ip_key = ip.to_string();
+    let ip_key = ClientIp(ip).holder().to_string();
     let bearer = match bearer {
         Ok(bearer) => bearer,
         Err(refused) => {

@@ -478,7 +478,7 @@ async fn limit_per_ip(State(state): State<AppState>, request: Request, next: Nex
     let ip = request
         .extensions()
         .get::<ClientIp>()
-        .map(|c| c.0.to_string())
+        .map(|c| c.holder().to_string())
         .unwrap_or_default();
     match state.limit(rule, &ip).await {
         Ok(()) => next.run(request).await,

@@ -63,6 +63,21 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestIds {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
+impl ClientIp {
+    /// Who the per-address limits and caps count this client as: its IPv4 address, or its
+    /// IPv6 /64. One IPv6 subscriber is given a whole /64 and can speak from any address in it,
+    /// so counting by address would give it 2^64 budgets.
+    pub fn holder(self) -> IpAddr {
+        match self.0 {
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & (u128::MAX << 64);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+            v4 => v4,
+        }
+    }
+}
+
 /// The route a response was made by, for metrics (`unmatched` when none).
 #[derive(Debug, Clone)]
 struct Route(String);
@@ -256,6 +271,17 @@ mod tests {
             );
         }
         headers
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let a = ClientIp(ip("2001:db8:1:2:aaaa::1")).holder();
+        let b = ClientIp(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")).holder();
+        let other = ClientIp(ip("2001:db8:1:3::1")).holder();
+        assert_eq!(a, b);
+        assert_eq!(a, ip("2001:db8:1:2::"));
+        assert_ne!(a, other);
+        assert_eq!(ClientIp(ip("203.0.113.7")).holder(), ip("203.0.113.7"));
     }
 
     #[test]

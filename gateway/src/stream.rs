@@ -512,7 +512,7 @@ pub async fn stream(
     let ip = parts
         .extensions
         .get::<ClientIp>()
-        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0);
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.holder());
     let (admitted, gone) = state
         .open_streams()
         .admit(conn, caller.player, ip, &caller.session)?;

@@ -146,6 +146,22 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_limit() {
 }
 
 #[tokio::test]
+async fn an_ipv6_client_cannot_escape_its_limit_by_moving_within_its_64() {
+    let app = spawn_app_with_env(TIGHT_AUTH, &[("GATEWAY_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let mut statuses = Vec::new();
+    for n in 1..=5 {
+        statuses.push(login_from(&app, &format!("2001:db8:1:2::{n:x}")).await);
+    }
+    assert_eq!(statuses[..3], [StatusCode::UNAUTHORIZED; 3]);
+    assert_eq!(statuses[3..], [StatusCode::TOO_MANY_REQUESTS; 2]);
+    // The next /64 is someone else.
+    assert_eq!(
+        login_from(&app, "2001:db8:1:3::1").await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
 async fn a_client_cannot_escape_its_limit_by_naming_another_address() {
     let app = spawn_app_with(TIGHT_AUTH).await;
     let mut statuses = Vec::new();
