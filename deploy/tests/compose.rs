@@ -99,28 +99,24 @@ fn load_as<T, E: std::fmt::Display>(
     settings
 }
 
-fn port_of(addr: std::net::SocketAddr) -> u16 {
-    addr.port()
-}
-
 /// The ports the game's services listen on, by service name, as their own settings read them.
 fn listening_ports(compose: &Compose) -> BTreeMap<String, u16> {
     let mut ports = BTreeMap::new();
     for (name, service) in compose.running("gateway") {
         let settings = load_as(name, service, |env| gateway::Settings::load(env));
-        ports.insert(name.clone(), port_of(settings.addr));
+        ports.insert(name.clone(), settings.addr.port());
     }
     for (name, service) in compose.running("region-sim") {
         let settings = load_as(name, service, |env| {
             region_sim::settings::Settings::load(env)
         });
-        ports.insert(name.clone(), port_of(settings.addr));
+        ports.insert(name.clone(), settings.addr.port());
     }
     for (name, service) in compose.running("projector") {
         let settings = load_as(name, service, |env| {
             projector::settings::Settings::load(env)
         });
-        ports.insert(name.clone(), port_of(settings.addr));
+        ports.insert(name.clone(), settings.addr.port());
     }
     ports
 }
@@ -186,8 +182,9 @@ fn every_game_service_runs_a_binary_of_the_image_with_settings_it_accepts() {
 #[test]
 fn health_checks_the_proxy_and_prometheus_use_the_ports_the_services_listen_on() {
     let compose = compose();
-    for (name, port) in listening_ports(&compose) {
-        let service = &compose.services[&name];
+    let ports = listening_ports(&compose);
+    for (name, port) in &ports {
+        let service = &compose.services[name];
         let check = service
             .healthcheck
             .as_ref()
@@ -199,7 +196,6 @@ fn health_checks_the_proxy_and_prometheus_use_the_ports_the_services_listen_on()
             "{name} listens on {port}; its health check says {check}"
         );
     }
-    let ports = listening_ports(&compose);
     let targets = |job: &str| -> BTreeSet<String> {
         let text = read(deploy::dir().join(format!("prometheus/targets/{job}.json")));
         let groups: Vec<serde_json::Value> = serde_json::from_str(&text).expect("targets JSON");
