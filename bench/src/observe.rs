@@ -119,8 +119,7 @@ pub async fn follow_position(
     mut stop: watch::Receiver<bool>,
     latest: watch::Sender<u64>,
 ) -> Result<Vec<(i64, u64)>, redis::RedisError> {
-    let client = redis::Client::open(redis_url)?;
-    let mut redis = client.get_multiplexed_async_connection().await?;
+    let mut redis = service::redis::Redis::connect(&redis_url, None).await?;
     let mut changes = Vec::new();
     let mut last = 0u64;
     let mut tick = tokio::time::interval(POSITION_POLL);

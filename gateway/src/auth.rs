@@ -258,9 +258,10 @@ impl SessionState {
 #[error("nobody can say whether the session is live")]
 pub struct SessionUnknown;
 
-/// The Redis key of a session.
-pub fn session_key(sid: &str) -> String {
-    format!("session:{sid}")
+/// The Redis key of session `sid` of `player`, tagged with the player like the player's other
+/// keys (see [`service::redis::tag`]).
+pub fn session_key(player: PlayerId, sid: &str) -> String {
+    format!("session:{}:{sid}", service::redis::tag(player))
 }
 
 /// What a session's key holds: its player and role.
@@ -269,12 +270,14 @@ fn session_value(player: PlayerId, role: Role) -> String {
 }
 
 fn player_sessions_key(player: PlayerId) -> String {
-    format!("player_sessions:{player}")
+    format!("player_sessions:{}", service::redis::tag(player))
 }
 
 /// The Redis key counting an account's role changes, by its lower-cased username (what a login
 /// knows before it reads the account). Kept for good: one small key per account whose role ever
 /// changed, and one that lapsed would read as 0 again and could match a login's stale reading.
+/// No script takes it with the session's keys, which lie in the player's slot (see
+/// [`Sessions::start`]).
 fn role_generation_key(username_key: &str) -> String {
     format!("role_generation:{username_key}")
 }
@@ -288,18 +291,14 @@ pub struct RoleGeneration {
     value: u64,
 }
 
-/// Starts a session unless the account's role generation has moved since the login read it.
-/// `KEYS`: the session, the player's sessions, the role generation; `ARGV`: the session's value,
-/// its lifetime in seconds, the generation the login read, the session id. Answers 1 when
-/// started, 0 when the role changed meanwhile.
+/// Stores a session and lists it among its player's. `KEYS`: the session, the player's sessions
+/// (one slot: both carry the player's tag); `ARGV`: the session's value, its lifetime in
+/// seconds, the session id.
 static START_SESSION: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r#"
-if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[3] then
-  return 0
-end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 1
 "#,
@@ -324,7 +323,7 @@ impl Sessions {
     /// The role generation of the account `username_key` names, to be read before the account.
     pub async fn role_generation(
         &self,
-        redis: &mut redis::aio::ConnectionManager,
+        redis: &mut service::redis::Redis,
         username_key: &str,
     ) -> Result<RoleGeneration, redis::RedisError> {
         let key = role_generation_key(username_key);
@@ -338,29 +337,46 @@ impl Sessions {
     /// Starts a session for `player` with `role` (as read after `generation`) that lives `ttl`;
     /// `false`, and no session, when the role has changed since `generation` was read: the
     /// account must be read again.
+    ///
+    /// The session is stored first, then the generation read again. A role change stores the
+    /// role, then moves the generation, then lists the player's sessions and ends them (see
+    /// [`Sessions::fence_role`]). If the generation still reads as the login first read it, the
+    /// change moved it after the session was stored, so its listing finds the session and ends
+    /// it; if it has moved, this login ends its session itself. Either way no session outlives
+    /// a role it was started with. The session's keys and the generation need not share a slot.
     pub async fn start(
         &self,
-        redis: &mut redis::aio::ConnectionManager,
+        redis: &mut service::redis::Redis,
         generation: &RoleGeneration,
         sid: &str,
         player: PlayerId,
         role: Role,
         ttl: Duration,
     ) -> Result<bool, redis::RedisError> {
-        let started: u8 = START_SESSION
-            .key(session_key(sid))
+        let _: u8 = START_SESSION
+            .key(session_key(player, sid))
             .key(player_sessions_key(player))
-            .key(&generation.key)
             .arg(session_value(player, role))
             .arg(ttl.as_secs())
-            .arg(generation.value)
             .arg(sid)
             .invoke_async(redis)
             .await?;
-        if started == 1 {
-            self.remember(sid, player, role);
+        let now: Result<Option<u64>, _> = redis.get(&generation.key).await;
+        match now {
+            Ok(now) if now.unwrap_or(0) == generation.value => {
+                self.remember(sid, player, role);
+                Ok(true)
+            }
+            Ok(_) => {
+                self.end(redis, player, sid).await?;
+                Ok(false)
+            }
+            Err(e) => {
+                // Nobody holds the session's token yet: best not to leave it behind.
+                let _ = self.end(redis, player, sid).await;
+                Err(e)
+            }
         }
-        Ok(started == 1)
     }
 
     /// Moves the role generation of the account `username_key` names, once its new role is
@@ -368,7 +384,7 @@ impl Sessions {
     /// every session with the old role is among [`Sessions::of`].
     pub async fn fence_role(
         &self,
-        redis: &mut redis::aio::ConnectionManager,
+        redis: &mut service::redis::Redis,
         username_key: &str,
     ) -> Result<(), redis::RedisError> {
         let _: u64 = redis.incr(role_generation_key(username_key), 1).await?;
@@ -378,7 +394,7 @@ impl Sessions {
     /// The sessions `player` has started and not ended (some may have lapsed since).
     pub async fn of(
         &self,
-        redis: &mut redis::aio::ConnectionManager,
+        redis: &mut service::redis::Redis,
         player: PlayerId,
     ) -> Result<Vec<String>, redis::RedisError> {
         redis.smembers(player_sessions_key(player)).await
@@ -388,7 +404,7 @@ impl Sessions {
     /// were listed stay.
     pub async fn end_these(
         &self,
-        redis: &mut redis::aio::ConnectionManager,
+        redis: &mut service::redis::Redis,
         player: PlayerId,
         sids: &[String],
     ) -> Result<(), redis::RedisError> {
@@ -398,7 +414,7 @@ impl Sessions {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for sid in sids {
-            pipe.del(session_key(sid)).ignore();
+            pipe.del(session_key(player, sid)).ignore();
         }
         pipe.srem(player_sessions_key(player), sids).ignore();
         let () = pipe.query_async(redis).await?;
@@ -412,13 +428,13 @@ impl Sessions {
     /// Ends a session of `player`: its tokens are refused from now on.
     pub async fn end(
         &self,
-        redis: &mut redis::aio::ConnectionManager,
+        redis: &mut service::redis::Redis,
         player: PlayerId,
         sid: &str,
     ) -> Result<(), redis::RedisError> {
         let () = redis::pipe()
             .atomic()
-            .del(session_key(sid))
+            .del(session_key(player, sid))
             .ignore()
             .srem(player_sessions_key(player), sid)
             .ignore()
@@ -439,7 +455,7 @@ impl Sessions {
     ) -> Result<SessionState, SessionUnknown> {
         let ask = crate::gate::Ask {
             session: Some(crate::gate::SessionCheck {
-                key: session_key(sid),
+                key: session_key(player, sid),
                 owner: player.to_string(),
             }),
             ..crate::gate::Ask::default()

@@ -14,13 +14,19 @@
 //! [`BUDGET`] fails with [`Unanswered`]; the caller then decides without Redis (see
 //! [`crate::ratelimit`], [`crate::auth::Sessions::answered`] and [`crate::players::resolve`]).
 //!
-//! Every key of a call is named in `KEYS`, so the script runs on a standalone Redis or on one
-//! shard of a cluster whose key slots agree; the gateway is configured with a standalone one.
+//! Every key of a call is named in `KEYS`. On a standalone Redis one call answers a whole batch.
+//! A Redis Cluster runs a script only on keys of one slot, so there each ask is answered apart,
+//! in parts that each lie in one slot (see [`answer_apart`]): a player's session, cached view
+//! and limits carry the player's hash tag and make one part, the client's address's limits
+//! another.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use redis::AsyncCommands;
+use service::redis::{Redis, slot};
 
 use crate::auth::SessionState;
 
@@ -114,6 +120,37 @@ end
 return answers
 "#;
 
+/// Gives back one request a limit counted: its theoretical arrival time moves back by one
+/// interval (and the key goes once that is past). `KEYS[1]`: the limit's key; `ARGV[1]`: its
+/// interval in milliseconds.
+static REFUND: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local held = redis.call('GET', KEYS[1])
+if not held then return 0 end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local tat = tonumber(held) - tonumber(ARGV[1])
+if tat <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', string.format('%d', tat - now))
+end
+return 1
+"#,
+    )
+});
+
+/// Gives back one request `limit` counted (see [`REFUND`]).
+pub async fn refund(redis: &mut Redis, limit: &Limit) -> redis::RedisResult<()> {
+    let _: u8 = REFUND
+        .key(&limit.key)
+        .arg(limit.interval_ms)
+        .invoke_async(redis)
+        .await?;
+    Ok(())
+}
+
 /// One rate limit an ask counts against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limit {
@@ -179,7 +216,7 @@ pub struct Gate {
 impl Gate {
     /// Starts the task that answers asks through `redis`. It ends when every clone of the gate
     /// is dropped.
-    pub fn start(redis: redis::aio::ConnectionManager) -> Self {
+    pub fn start(redis: Redis) -> Self {
         let (asks, queue) = mpsc::channel(QUEUE);
         tokio::spawn(answer_asks(queue, redis));
         Self { asks }
@@ -203,10 +240,7 @@ impl Gate {
     }
 }
 
-async fn answer_asks(
-    mut queue: mpsc::Receiver<(Ask, Reply)>,
-    redis: redis::aio::ConnectionManager,
-) {
+async fn answer_asks(mut queue: mpsc::Receiver<(Ask, Reply)>, redis: Redis) {
     let script = redis::Script::new(SCRIPT);
     let calls = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
@@ -220,6 +254,23 @@ async fn answer_asks(
         }
         let (script, mut redis) = (script.clone(), redis.clone());
         tokio::spawn(async move {
+            if redis.is_cluster() {
+                let answers = futures::future::join_all(batch.iter().map(|(ask, _)| {
+                    let (script, mut redis) = (script.clone(), redis.clone());
+                    async move {
+                        tokio::time::timeout(BUDGET, answer_apart(&script, &mut redis, ask))
+                            .await
+                            .unwrap_or_else(|_| Err(no_answer()))
+                            .map_err(|e| Unanswered(e.to_string()))
+                    }
+                }))
+                .await;
+                drop(permit);
+                for ((_, reply), answer) in batch.into_iter().zip(answers) {
+                    let _ = reply.send(answer);
+                }
+                return;
+            }
             let answers = tokio::time::timeout(BUDGET, call(&script, &mut redis, &batch)).await;
             let answers = match answers {
                 Ok(Ok(answers)) if answers.len() == batch.len() => Ok(answers),
@@ -248,14 +299,153 @@ async fn answer_asks(
     }
 }
 
+fn no_answer() -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, "no answer in time"))
+}
+
+/// The answer to `ask` on a Redis Cluster, from parts that each lie in one slot, as one script
+/// call would answer it on a standalone Redis:
+///
+/// 1. the limits before the session, each slot's in a call of its own, all at once; when one
+///    refuses, those that counted are given back ([`refund`]), so they count all or none;
+/// 2. the session, the cached view and the other limits in the session's slot (the player's,
+///    which shares its tag), in one call, the limits counted only if step 1 counted;
+/// 3. the other limits in other slots, if any, counted only when the session is live and all
+///    before counted; when one refuses, every limit of this kind that counted is given back.
+///
+/// Between the parts another gateway may see a limit counted that is then given back: the
+/// limits of one kind count all or none, but not at one instant as on a single server.
+async fn answer_apart(
+    script: &redis::Script,
+    redis: &mut Redis,
+    ask: &Ask,
+) -> redis::RedisResult<Answer> {
+    let before = count_apart(script, redis, &ask.limits_before_session).await?;
+    let home = ask
+        .session
+        .as_ref()
+        .map(|s| slot(&s.key))
+        .or_else(|| ask.view.as_deref().map(slot));
+    let (near, far): (Vec<Limit>, Vec<Limit>) = if before.is_none() {
+        ask.limits
+            .iter()
+            .cloned()
+            .partition(|l| home.is_some_and(|h| slot(&l.key) == h))
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let view_near = ask.view.clone().filter(|v| home == Some(slot(v)));
+    let main = Ask {
+        session: ask.session.clone(),
+        view: view_near.clone(),
+        limits_before_session: Vec::new(),
+        limits: near.clone(),
+    };
+    let answered = if main == Ask::default() {
+        None
+    } else {
+        call_one(script, redis, &main).await?
+    };
+    let view = match (&ask.view, view_near) {
+        (Some(key), None) => redis.get(key).await?,
+        _ => answered.as_ref().and_then(|a| a.view.clone()),
+    };
+    let session = answered.as_ref().and_then(|a| a.session);
+    let live = ask.session.is_none() || matches!(session, Some(SessionState::Live(_)));
+    let mut wait = before.or(answered.as_ref().and_then(|a| a.wait));
+    if wait.is_none() && live && !far.is_empty() {
+        wait = count_apart(script, redis, &far).await?;
+        if wait.is_some() {
+            give_back(redis, &near).await?;
+        }
+    }
+    Ok(Answer {
+        session,
+        wait,
+        view,
+    })
+}
+
+/// Counts a request against `limits`, all or none, each slot's in a call of its own: `None`
+/// when every one counted it, or the longest wait of those that refused (and then those that
+/// counted have given it back).
+async fn count_apart(
+    script: &redis::Script,
+    redis: &mut Redis,
+    limits: &[Limit],
+) -> redis::RedisResult<Option<Duration>> {
+    let mut by_slot: Vec<(redis::cluster_routing::Slot, Vec<Limit>)> = Vec::new();
+    for limit in limits {
+        let at = slot(&limit.key);
+        match by_slot.iter_mut().find(|(s, _)| *s == at) {
+            Some((_, group)) => group.push(limit.clone()),
+            None => by_slot.push((at, vec![limit.clone()])),
+        }
+    }
+    let waits = futures::future::try_join_all(by_slot.iter().map(|(_, group)| {
+        let mut redis = redis.clone();
+        let ask = Ask {
+            limits_before_session: group.clone(),
+            ..Ask::default()
+        };
+        async move {
+            let answer = call_one(script, &mut redis, &ask).await?;
+            Ok::<_, redis::RedisError>(answer.and_then(|a| a.wait))
+        }
+    }))
+    .await?;
+    let longest = waits.iter().flatten().max().copied();
+    if longest.is_some() {
+        let counted: Vec<Limit> = by_slot
+            .into_iter()
+            .zip(&waits)
+            .filter(|(_, wait)| wait.is_none())
+            .flat_map(|((_, group), _)| group)
+            .collect();
+        give_back(redis, &counted).await?;
+    }
+    Ok(longest)
+}
+
+async fn give_back(redis: &mut Redis, limits: &[Limit]) -> redis::RedisResult<()> {
+    futures::future::try_join_all(limits.iter().map(|limit| {
+        let mut redis = redis.clone();
+        async move { refund(&mut redis, limit).await }
+    }))
+    .await?;
+    Ok(())
+}
+
+/// The script's answer to one ask whose keys lie in one slot.
+async fn call_one(
+    script: &redis::Script,
+    redis: &mut Redis,
+    ask: &Ask,
+) -> redis::RedisResult<Option<Answer>> {
+    Ok(invoke(script, redis, std::slice::from_ref(ask))
+        .await?
+        .pop())
+}
+
 async fn call(
     script: &redis::Script,
-    redis: &mut redis::aio::ConnectionManager,
+    redis: &mut Redis,
     batch: &[(Ask, Reply)],
 ) -> redis::RedisResult<Vec<Answer>> {
+    let asks: Vec<&Ask> = batch.iter().map(|(ask, _)| ask).collect();
+    invoke(script, redis, &asks).await
+}
+
+/// One script call answering `asks`.
+async fn invoke<A: std::borrow::Borrow<Ask>>(
+    script: &redis::Script,
+    redis: &mut Redis,
+    asks: &[A],
+) -> redis::RedisResult<Vec<Answer>> {
     let mut invocation = script.prepare_invoke();
-    invocation.arg(batch.len());
-    for (ask, _) in batch {
+    invocation.arg(asks.len());
+    for ask in asks {
+        let ask = ask.borrow();
         invocation
             .arg(u8::from(ask.session.is_some()))
             .arg(u8::from(ask.view.is_some()))
@@ -279,9 +469,9 @@ async fn call(
         .into_iter()
         .enumerate()
         .map(|(i, (live, wait_ms, view, role))| Answer {
-            session: batch
+            session: asks
                 .get(i)
-                .and_then(|(ask, _)| ask.session.as_ref())
+                .and_then(|ask| ask.borrow().session.as_ref())
                 .map(|_| SessionState::from_gate(live, &role)),
             wait: (wait_ms > 0).then(|| Duration::from_millis(wait_ms)),
             view,

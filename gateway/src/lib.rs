@@ -112,7 +112,7 @@ struct Inner {
     node_load: async_nats::jetstream::kv::Store,
     rebuild_jobs: async_nats::jetstream::kv::Store,
     avatars: async_nats::jetstream::kv::Store,
-    redis: redis::aio::ConnectionManager,
+    redis: service::redis::Redis,
     gate: gate::Gate,
     hub: Arc<stream::Hub>,
     open_streams: Arc<open_streams::OpenStreams>,
@@ -186,7 +186,7 @@ impl AppState {
         &self.0.avatars
     }
     /// A Redis connection (a cheap clone of a shared, reconnecting one).
-    pub fn redis(&self) -> redis::aio::ConnectionManager {
+    pub fn redis(&self) -> service::redis::Redis {
         self.0.redis.clone()
     }
     /// The shared Redis round trip requests begin with.
@@ -250,7 +250,7 @@ impl AppState {
         let limit = |&(rule, key): &(Rule, &str)| self.0.limiter.limit(rule, key);
         let ask = gate::Ask {
             session: Some(gate::SessionCheck {
-                key: auth::session_key(sid),
+                key: auth::session_key(player, sid),
                 owner: player.to_string(),
             }),
             view: Some(players::cache_key(player)),
@@ -321,14 +321,13 @@ impl Application {
             .await
             .map_err(|e| StartError::Nats(e.to_string()))?;
 
-        let redis_config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(500)))
-            .set_number_of_retries(1);
-        let redis_client = redis::Client::open(settings.redis_url.as_str())?;
-        let redis =
-            redis::aio::ConnectionManager::new_with_config(redis_client.clone(), redis_config)
-                .await?;
+        let patience = service::redis::Patience {
+            connect: Duration::from_millis(500),
+            response: Duration::from_millis(500),
+            retries: 1,
+        };
+        let redis = service::redis::Redis::connect(&settings.redis_url, Some(patience)).await?;
+        let pubsub = service::redis::Target::parse(&settings.redis_url).clients()?;
 
         let mut mongo_options =
             mongodb::options::ClientOptions::parse(&settings.mongodb_uri).await?;
@@ -382,7 +381,7 @@ impl Application {
             avatars,
             redis,
             gate,
-            hub: Arc::new(stream::Hub::new(redis_client)),
+            hub: Arc::new(stream::Hub::new(pubsub)),
             open_streams,
             db,
             settings,

@@ -41,7 +41,7 @@ pub struct OpenStreams {
 struct Open {
     per_player: HashMap<PlayerId, usize>,
     per_ip: HashMap<IpAddr, usize>,
-    /// Each stream's session, and the signal that ends the stream when the session is gone.
+    /// Each stream's session (its Redis key), and the signal that ends the stream when the session is gone.
     sessions: HashMap<u64, (String, oneshot::Sender<()>)>,
 }
 
@@ -52,7 +52,7 @@ impl OpenStreams {
         max_per_player: usize,
         max_per_ip: usize,
         every: Duration,
-        redis: redis::aio::ConnectionManager,
+        redis: service::redis::Redis,
     ) -> Arc<Self> {
         let streams = Arc::new(Self {
             max_per_player,
@@ -102,7 +102,7 @@ impl OpenStreams {
         *open.per_player.entry(player).or_default() += 1;
         *open.per_ip.entry(ip).or_default() += 1;
         let (gone, when_gone) = oneshot::channel();
-        open.sessions.insert(conn, (sid.to_owned(), gone));
+        open.sessions.insert(conn, (session_key(player, sid), gone));
         let admitted = Admitted {
             streams: self.clone(),
             conn,
@@ -134,7 +134,7 @@ impl OpenStreams {
         self.lock()
             .sessions
             .iter()
-            .map(|(conn, (sid, _))| (*conn, sid.clone()))
+            .map(|(conn, (key, _))| (*conn, key.clone()))
             .collect()
     }
 
@@ -142,8 +142,8 @@ impl OpenStreams {
     fn end(&self, conns: &[u64]) {
         let mut open = self.lock();
         for conn in conns {
-            if let Some((sid, gone)) = open.sessions.remove(conn) {
-                tracing::info!(conn, session = %sid, "a stream's session is gone");
+            if let Some((key, gone)) = open.sessions.remove(conn) {
+                tracing::info!(conn, session = %key, "a stream's session is gone");
                 let _ = gone.send(());
             }
         }
@@ -179,7 +179,7 @@ impl Drop for Admitted {
 /// away, the streams end anyway (see [`crate::stream::Hub`]).
 async fn check_sessions(
     streams: Weak<OpenStreams>,
-    mut redis: redis::aio::ConnectionManager,
+    mut redis: service::redis::Redis,
     every: Duration,
 ) {
     let mut ticks = tokio::time::interval(every);
@@ -191,11 +191,11 @@ async fn check_sessions(
         };
         let watched = streams.watched();
         for batch in watched.chunks(CHECK_BATCH) {
-            let mut pipe = redis::pipe();
-            for (_, sid) in batch {
-                pipe.exists(session_key(sid));
-            }
-            let live: Vec<bool> = match pipe.query_async(&mut redis).await {
+            let exists: Vec<redis::Cmd> = batch
+                .iter()
+                .map(|(_, key)| redis::Cmd::exists(key))
+                .collect();
+            let live: Vec<bool> = match redis.each(exists).await {
                 Ok(live) => live,
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot check the sessions of open streams");

@@ -30,7 +30,7 @@ pub const READ_THROUGH_TTL: Duration = Duration::from_secs(5);
 
 /// The cache key of a player's view.
 pub fn cache_key(player: PlayerId) -> String {
-    format!("player:{player}")
+    schemas::read_model::player_view_key(player)
 }
 
 /// A player's view, from the cache or the read model; `None` when neither has it.

@@ -66,27 +66,6 @@ const RULES: [Rule; 5] = [
     Rule::LoginFailuresPerAccount,
 ];
 
-/// Gives back one request a limit counted: its theoretical arrival time moves back by one
-/// interval (and the key goes once that is past). `KEYS[1]`: the limit's key; `ARGV[1]`: its
-/// interval in milliseconds.
-static REFUND: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        r#"
-local held = redis.call('GET', KEYS[1])
-if not held then return 0 end
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local tat = tonumber(held) - tonumber(ARGV[1])
-if tat <= now then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', string.format('%d', tat - now))
-end
-return 1
-"#,
-    )
-});
-
 /// The limiter every request passes.
 #[derive(Clone)]
 pub struct Limiter {
@@ -136,7 +115,7 @@ impl Limiter {
         let rate = rule.rate(&self.limits);
         let interval_ms = (interval(rate).as_secs_f64() * 1000.0).ceil().max(1.0) as u64;
         Limit {
-            key: format!("rl:{}:{key}", rule.as_str()),
+            key: format!("rl:{}:{}", rule.as_str(), service::redis::tag(key)),
             interval_ms,
             tolerance_ms: interval_ms * u64::from(rate.burst),
         }
@@ -211,17 +190,11 @@ impl Limiter {
     /// keeps what it counted).
     pub async fn refund(
         &self,
-        redis: &mut redis::aio::ConnectionManager,
+        redis: &mut service::redis::Redis,
         rule: Rule,
         key: &str,
     ) -> Result<(), redis::RedisError> {
-        let limit = self.limit(rule, key);
-        let _: u8 = REFUND
-            .key(&limit.key)
-            .arg(limit.interval_ms)
-            .invoke_async(redis)
-            .await?;
-        Ok(())
+        crate::gate::refund(redis, &self.limit(rule, key)).await
     }
 
     /// Whether the local fallback is in use right now.

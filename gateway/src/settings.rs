@@ -60,7 +60,8 @@ pub struct Settings {
     pub nats_url: String,
     /// Who it is to NATS (`NATS_USER`, `NATS_PASSWORD`).
     pub nats_credentials: nats_topology::Credentials,
-    /// Redis (`REDIS_URL`).
+    /// Redis (`REDIS_URL`): one server's URL, or a Redis Cluster's seed nodes' separated by
+    /// commas (see [`service::redis::Target`]).
     pub redis_url: String,
     /// MongoDB (`MONGODB_URI`).
     pub mongodb_uri: String,

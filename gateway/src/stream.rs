@@ -28,7 +28,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,16 +92,15 @@ pub fn session_channel(sid: &str) -> String {
 /// Announces on Redis that sessions `sids` have ended, so that every gateway ends their streams
 /// at once. Called wherever sessions end. Best effort: a stream that misses the word ends at the
 /// next check of its session ([`crate::open_streams`]).
-pub async fn announce_ended<S: AsRef<str>>(redis: &mut redis::aio::ConnectionManager, sids: &[S]) {
+pub async fn announce_ended<S: AsRef<str>>(redis: &mut service::redis::Redis, sids: &[S]) {
     if sids.is_empty() {
         return;
     }
-    let mut pipe = redis::pipe();
-    for sid in sids {
-        let channel = session_channel(sid.as_ref());
-        pipe.publish(channel, "ended").ignore();
-    }
-    let announced: redis::RedisResult<()> = pipe.query_async(redis).await;
+    let publish: Vec<redis::Cmd> = sids
+        .iter()
+        .map(|sid| redis::Cmd::publish(session_channel(sid.as_ref()), "ended"))
+        .collect();
+    let announced: redis::RedisResult<Vec<redis::Value>> = redis.each(publish).await;
     if let Err(e) = announced {
         // Their streams end at the next check of their sessions.
         tracing::warn!(error = %e, "cannot announce the end of sessions");
@@ -142,9 +141,13 @@ struct Link {
 /// Shares one Redis pub/sub connection among every live stream of the gateway.
 ///
 /// A channel is subscribed in Redis while at least one stream listens to it. When Redis goes
-/// away, every stream ends (their clients reconnect) and the next stream connects again.
+/// away, every stream ends (their clients reconnect) and the next stream connects again. On a
+/// Redis Cluster, which carries pub/sub messages to every node, the hub listens on one node and
+/// moves to the next when that one is gone.
 pub struct Hub {
-    client: redis::Client,
+    clients: Vec<redis::Client>,
+    /// The client the next connection tries first.
+    next_client: AtomicUsize,
     /// Held across every change of subscriptions, so Redis and the routes agree.
     link: tokio::sync::Mutex<Option<Link>>,
     /// Read by the task that hands out messages.
@@ -153,10 +156,11 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub that connects when the first stream opens.
-    pub fn new(client: redis::Client) -> Self {
+    /// A hub that connects, through one of `clients`, when the first stream opens.
+    pub fn new(clients: Vec<redis::Client>) -> Self {
         Self {
-            client,
+            clients,
+            next_client: AtomicUsize::new(0),
             link: tokio::sync::Mutex::new(None),
             routes: Arc::default(),
             next_connection: AtomicU64::new(1),
@@ -247,9 +251,26 @@ impl Hub {
     }
 
     async fn connect(&self) -> redis::RedisResult<Link> {
-        let pubsub = tokio::time::timeout(REDIS_TIMEOUT, self.client.get_async_pubsub())
-            .await
-            .unwrap_or_else(|_| Err(gone()))?;
+        let first = self.next_client.load(Ordering::Relaxed);
+        let mut failed = gone();
+        let mut connected = None;
+        for i in 0..self.clients.len() {
+            let at = (first + i) % self.clients.len();
+            let client = &self.clients[at];
+            match tokio::time::timeout(REDIS_TIMEOUT, client.get_async_pubsub())
+                .await
+                .unwrap_or_else(|_| Err(gone()))
+            {
+                Ok(pubsub) => {
+                    // The next connection, made when this one is gone, tries the next node first.
+                    self.next_client.store(at + 1, Ordering::Relaxed);
+                    connected = Some(pubsub);
+                    break;
+                }
+                Err(e) => failed = e,
+            }
+        }
+        let pubsub = connected.ok_or(failed)?;
         let (sink, messages) = pubsub.split();
         let alive = Arc::new(AtomicBool::new(true));
         // Whatever a previous link left is gone with it.

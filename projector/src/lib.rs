@@ -40,7 +40,7 @@ pub struct Context {
     /// The read models' database.
     pub db: mongodb::Database,
     /// Redis, when it could be reached at start.
-    pub redis: Option<redis::aio::ConnectionManager>,
+    pub redis: Option<service::redis::Redis>,
     /// The metrics.
     pub metrics: Metrics,
     /// Held by the live projection while it writes a batch; a rebuild takes it to switch over.

@@ -25,8 +25,8 @@ use mongodb::{Database, IndexModel};
 use nats_topology::dlq::{DeadLetter, dead_letter};
 use nats_topology::headers::{CLIENT_IP, CLIENT_REQUEST_ID, REQUEST_ID};
 use nats_topology::topology::{COMMANDS, FACTS};
-use redis::aio::ConnectionManager;
 use schemas::{Command, Envelope, Fact};
+use service::redis::Redis;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -490,6 +490,15 @@ if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
 return 0
 ";
 
+/// Replaces the hash `KEYS[1]` by the field and value pairs of `ARGV` (emptied when there are
+/// none), in one step: on a Redis Cluster, the commands of one bridge round are not one
+/// pipeline, and a reader between a `DEL` and an `HSET` would see nobody in the world.
+const REPLACE_POPULATION: &str = r"
+redis.call('DEL', KEYS[1])
+if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
+return 0
+";
+
 /// Publishes the facts on the live stream's channels, refreshes the caches and then raises the
 /// projection's position to `position`. Best effort: the read models are written already; a
 /// cache left stale expires on its own, and a position not raised holds back only the reads
@@ -499,12 +508,14 @@ async fn bridge(ctx: &Context, facts: &[&Stored], written: &Written, position: O
         return;
     };
     let changed = &written.changed;
-    let mut pipe = redis::pipe();
+    let mut caches = Vec::new();
     for f in facts {
         let Ok(body) = f.env.encode() else { continue };
         if let Some(region) = &f.env.region {
-            pipe.publish(format!("region:{region}"), body.as_slice())
-                .ignore();
+            caches.push(redis::Cmd::publish(
+                format!("region:{region}"),
+                body.as_slice(),
+            ));
         }
         let mut to: BTreeSet<String> = crate::models::players_of(&f.env.payload)
             .into_iter()
@@ -514,37 +525,48 @@ async fn bridge(ctx: &Context, facts: &[&Stored], written: &Written, position: O
             to.insert(id.to_string());
         }
         for player in to {
-            pipe.publish(format!("player:{player}"), body.as_slice())
-                .ignore();
+            caches.push(redis::Cmd::publish(
+                format!("player:{player}"),
+                body.as_slice(),
+            ));
         }
     }
     for player in &changed.players {
-        pipe.del(format!("player:{player}")).ignore();
+        caches.push(redis::Cmd::del(schemas::read_model::player_view_key(
+            player,
+        )));
     }
     for region in &changed.regions {
-        pipe.incr(format!("world:version:{region}"), 1).ignore();
+        caches.push(redis::Cmd::incr(format!("world:version:{region}"), 1));
     }
     match &written.population {
         None => {}
-        Some(Ok(counts)) if !counts.is_empty() => {
-            pipe.del("world:population").ignore();
-            pipe.hset_multiple("world:population", counts).ignore();
-        }
-        Some(Ok(_)) => {
-            pipe.del("world:population").ignore();
+        Some(Ok(counts)) => {
+            // One command, so that no reader sees the hash emptied and not yet filled.
+            let mut replace = redis::cmd("EVAL");
+            replace
+                .arg(REPLACE_POPULATION)
+                .arg(1)
+                .arg("world:population");
+            for (region, n) in counts {
+                replace.arg(region).arg(n);
+            }
+            caches.push(replace);
         }
         Some(Err(e)) => warn!(error = %e, "cannot count the population"),
     }
     // Last, after the caches: a read that sees the position sees fresh caches.
+    let mut last = Vec::new();
     if let Some(position) = position {
-        pipe.cmd("EVAL")
+        let mut raise = redis::cmd("EVAL");
+        raise
             .arg(RAISE_POSITION)
             .arg(1)
             .arg(schemas::read_model::PROJECTION_POSITION_KEY)
-            .arg(position)
-            .ignore();
+            .arg(position);
+        last.push(raise);
     }
-    if let Err(e) = pipe.query_async::<()>(&mut redis).await {
+    if let Err(e) = redis.in_order(vec![caches, last]).await {
         ctx.metrics.redis_errors.inc();
         warn!(error = %e, "Redis bridge failed; caches expire on their own");
     }
@@ -754,10 +776,16 @@ pub fn started(names: &Names) {
     info!(players = %names.players, world = %names.world, "live projection started");
 }
 
-/// A connection manager to Redis, or `None` (with a warning) when it cannot be had yet.
-pub async fn redis(url: &str) -> Option<ConnectionManager> {
-    let client = redis::Client::open(url).ok()?;
-    match ConnectionManager::new(client).await {
+/// A connection to Redis (one server or a cluster, see [`service::redis::Target`]), or `None` (with a warning) when it cannot be had yet.
+pub async fn redis(url: &str) -> Option<Redis> {
+    // Bounded, so that a Redis node gone silent costs a bridge round seconds, not the library's
+    // default minutes of retries on a cluster.
+    let patience = service::redis::Patience {
+        connect: Duration::from_secs(1),
+        response: Duration::from_secs(2),
+        retries: 2,
+    };
+    match Redis::connect(url, Some(patience)).await {
         Ok(m) => Some(m),
         Err(e) => {
             warn!(error = %e, "Redis unreachable; the live stream and caches wait for it");

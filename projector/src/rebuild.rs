@@ -333,11 +333,12 @@ pub async fn rebuild(
     on_progress(progress);
     if let Some(mut redis) = ctx.redis.clone() {
         // Cached entity queries carry the old version; player views expire within seconds.
-        let mut pipe = redis::pipe();
-        for region in regions(ctx).await {
-            pipe.incr(format!("world:version:{region}"), 1).ignore();
-        }
-        let _: Result<(), _> = pipe.query_async(&mut redis).await;
+        let bumps = regions(ctx)
+            .await
+            .into_iter()
+            .map(|region| redis::Cmd::incr(format!("world:version:{region}"), 1))
+            .collect();
+        let _ = redis.in_order(vec![bumps]).await;
     }
     Ok(target)
 }

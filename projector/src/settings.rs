@@ -22,7 +22,8 @@ pub struct Settings {
     pub mongodb_uri: String,
     /// The database of the read models (`MONGODB_DATABASE`).
     pub mongodb_database: String,
-    /// Redis (`REDIS_URL`).
+    /// Redis (`REDIS_URL`): one server's URL, or a Redis Cluster's seed nodes' separated by
+    /// commas (see [`service::redis::Target`]).
     pub redis_url: String,
     /// Facts per batch.
     pub batch_size: usize,

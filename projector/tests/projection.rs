@@ -32,7 +32,7 @@ async fn facts_become_read_models_audit_entries_and_broadcasts() {
         .expect("redis");
     let p = PlayerId::new();
     let _: () = redis::cmd("SET")
-        .arg(format!("player:{p}"))
+        .arg(format!("player:{{{p}}}"))
         .arg("stale")
         .query_async(&mut con)
         .await
@@ -129,26 +129,34 @@ async fn facts_become_read_models_audit_entries_and_broadcasts() {
         audited.get_datetime("occurred_at").is_ok(),
         "a date for time queries"
     );
-    // Caches: the stale player view is gone, the region's version moved.
+    refreshed_and_broadcast(&mut con, &mut pubsub, p).await;
+}
+
+/// The bridge's work once `p` spawned in the west: the stale view of `p` is gone, the region's
+/// version moved, the population counts `p`, and the region's channel carried the spawn.
+async fn refreshed_and_broadcast(
+    con: &mut impl redis::aio::ConnectionLike,
+    pubsub: &mut redis::aio::PubSub,
+    p: PlayerId,
+) {
     let cached: Option<String> = redis::cmd("GET")
-        .arg(format!("player:{p}"))
-        .query_async(&mut con)
+        .arg(schemas::read_model::player_view_key(p))
+        .query_async(con)
         .await
         .expect("get");
-    assert_eq!(cached, None);
+    assert_eq!(cached, None, "the stale view is gone");
     let version: Option<u64> = redis::cmd("GET")
         .arg("world:version:west")
-        .query_async(&mut con)
+        .query_async(con)
         .await
         .expect("get");
     assert!(version.unwrap_or(0) >= 1);
     let population: BTreeMap<String, u32> = redis::cmd("HGETALL")
         .arg("world:population")
-        .query_async(&mut con)
+        .query_async(con)
         .await
         .expect("hgetall");
     assert_eq!(population.get("west"), Some(&1));
-    // Broadcast: the region's channel carried the facts.
     let mut messages = pubsub.on_message();
     let first = tokio::time::timeout(Duration::from_secs(10), messages.next())
         .await
@@ -156,6 +164,59 @@ async fn facts_become_read_models_audit_entries_and_broadcasts() {
         .expect("message");
     let body: String = first.get_payload().expect("text");
     assert!(body.contains("\"spawned\""), "{body}");
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_caches_are_refreshed_and_facts_broadcast() {
+    let stack = Stack::start_on_a_redis_cluster().await;
+    let cluster = stack.redis_cluster.as_ref().expect("cluster");
+    let mut redis = service::redis::Redis::connect(&stack.redis_url(), None)
+        .await
+        .expect("cluster");
+    assert!(redis.is_cluster());
+    // A subscriber on one node hears what the projector publishes, whichever node it sent to.
+    let mut pubsub = redis::Client::open(cluster.nodes[2].url())
+        .expect("node")
+        .get_async_pubsub()
+        .await
+        .expect("pubsub");
+    pubsub.subscribe("region:west").await.expect("subscribe");
+    let p = PlayerId::new();
+    let view_key = schemas::read_model::player_view_key(p);
+    let _: () = redis::cmd("SET")
+        .arg(&view_key)
+        .arg("stale")
+        .query_async(&mut redis)
+        .await
+        .expect("set");
+    let _projector = stack.projector();
+    let facts = vec![
+        fact(
+            None,
+            Fact::AccountRegistered(AccountRegistered {
+                player: p,
+                username: "ada".into(),
+            }),
+        ),
+        fact(
+            Some(west()),
+            Fact::Spawned(Spawned {
+                state: avatar(p, Position::new(10.0, 20.0), 100),
+            }),
+        ),
+    ];
+    stack.publish(&facts).await;
+    // The position is raised last, after the caches: once it is there, so are they.
+    until("the projection's position is raised", || async {
+        let position: Option<u64> = redis::cmd("GET")
+            .arg(schemas::read_model::PROJECTION_POSITION_KEY)
+            .query_async(&mut redis.clone())
+            .await
+            .expect("get");
+        position.filter(|p| *p >= 2)
+    })
+    .await;
+    refreshed_and_broadcast(&mut redis, &mut pubsub, p).await;
 }
 
 #[tokio::test]

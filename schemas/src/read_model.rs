@@ -12,6 +12,14 @@ use crate::ids::{PlayerId, RegionId};
 /// it; reads given `?min_seq=` wait for it.
 pub const PROJECTION_POSITION_KEY: &str = "projection:facts:position";
 
+/// The Redis key caching `player`'s view (the [`PlayerView`] as JSON): the gateway fills it, the
+/// projector deletes it when the player changes. The player's id is its hash tag, the one its
+/// session and rate-limit keys share, so a Redis Cluster keeps them in one slot and the gateway
+/// reads them with one script.
+pub fn player_view_key(player: impl std::fmt::Display) -> String {
+    format!("player:{{{player}}}")
+}
+
 /// A player as `GET /v1/players/me` shows it. It exists from registration on; before the first
 /// spawn it has no region and no position, and is offline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -1,6 +1,9 @@
 //! What the gateway, the region simulator and the projector do alike as processes: JSON logs
 //! filtered by `RUST_LOG`, a graceful stop on Ctrl-C or SIGTERM, and configuration errors that
-//! name the key at fault.
+//! name the key at fault, and one connection to Redis whether it runs alone or as a Redis
+//! Cluster ([`redis`]).
+
+pub mod redis;
 
 /// Logs as JSON lines on stdout, filtered by `RUST_LOG` (`info` when unset), each line with the
 /// span it was written in (request id, region and the like).

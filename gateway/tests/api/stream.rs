@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
 
-async fn open(
+pub(crate) async fn open(
     app: &TestApp,
     token: &str,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
@@ -76,11 +76,11 @@ async fn when_unsubscribed(app: &TestApp, channel: &str) {
     .await;
 }
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The next text frame.
-async fn next_text(socket: &mut Socket) -> String {
+pub(crate) async fn next_text(socket: &mut Socket) -> String {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(5), socket.next())
             .await
@@ -263,7 +263,7 @@ async fn a_stream_sees_across_a_border_and_follows_its_player_over_it() {
 }
 
 /// The close frame the gateway ends `socket` with, within `within`: its code and reason.
-async fn closed_within(socket: &mut Socket, within: Duration) -> (u16, String) {
+pub(crate) async fn closed_within(socket: &mut Socket, within: Duration) -> (u16, String) {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let frame = tokio::time::timeout_at(deadline, socket.next())
@@ -285,7 +285,7 @@ async fn closed_within(socket: &mut Socket, within: Duration) -> (u16, String) {
 async fn session_of(app: &TestApp, player_id: &str) -> String {
     let mut redis = app.state.redis();
     let sessions: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(format!("player_sessions:{player_id}"))
+        .arg(format!("player_sessions:{{{player_id}}}"))
         .query_async(&mut redis)
         .await
         .expect("smembers");
@@ -294,7 +294,7 @@ async fn session_of(app: &TestApp, player_id: &str) -> String {
 }
 
 /// The gateway ends a stream whose session ended with this close code.
-const SESSION_ENDED: u16 = 4001;
+pub(crate) const SESSION_ENDED: u16 = 4001;
 
 /// No backstop check within a test: only the announcement can end a stream.
 const NO_BACKSTOP: &str = "[stream]\nsession_check_ms = 600000\n";
@@ -364,7 +364,7 @@ async fn a_session_ended_behind_the_gateways_back_ends_its_stream_within_a_secon
     let sid = session_of(&app, &player_id).await;
     let mut redis = app.state.redis();
     let deleted: u64 = redis::cmd("DEL")
-        .arg(format!("session:{sid}"))
+        .arg(format!("session:{{{player_id}}}:{sid}"))
         .query_async(&mut redis)
         .await
         .expect("del");

@@ -34,6 +34,8 @@ pub struct Stack {
     pub nats: Server,
     pub mongo: Server,
     pub redis: Server,
+    /// When set, the projectors use this Redis Cluster instead of `redis`.
+    pub redis_cluster: Option<test_servers::RedisCluster>,
     pub js: Context,
     pub db: mongodb::Database,
     pub mongo_client: mongodb::Client,
@@ -64,11 +66,26 @@ impl Stack {
             nats,
             mongo,
             redis,
+            redis_cluster: None,
             js,
             db,
             mongo_client,
             dir: tempfile::tempdir().expect("tempdir"),
         }
+    }
+
+    /// As [`Stack::start`], with a Redis Cluster of three masters for the projectors.
+    pub async fn start_on_a_redis_cluster() -> Self {
+        let mut stack = Self::start().await;
+        stack.redis_cluster = Some(test_servers::RedisCluster::start().expect("Redis Cluster"));
+        stack
+    }
+
+    /// The `REDIS_URL` the projectors get.
+    pub fn redis_url(&self) -> String {
+        self.redis_cluster
+            .as_ref()
+            .map_or_else(|| self.redis.url(), test_servers::RedisCluster::url)
     }
 
     pub fn projector(&self) -> Projector {
@@ -99,7 +116,7 @@ impl Stack {
             .env("PROJECTOR_CONFIG", &config)
             .env("NATS_URL", self.nats.url())
             .env("MONGODB_URI", mongodb_uri)
-            .env("REDIS_URL", self.redis.url())
+            .env("REDIS_URL", self.redis_url())
             .env("PROJECTOR_ADDR", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "info")
             .stdout(std::fs::File::create(&log).expect("log"))
