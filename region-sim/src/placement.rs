@@ -15,9 +15,12 @@
 //!
 //! A free region is taken by a node that is not overloaded and carries no more load than any
 //! other such node ([`may_take`]); when every node is overloaded, by the least loaded of them
-//! all, since a region that ticks slowly is better than one that does not tick. Only reports
-//! that are recent count ([`recent`]): a node that stopped reporting has died, and neither takes
-//! nor is given anything.
+//! all, since a region that ticks slowly is better than one that does not tick. Only nodes that
+//! could take the region count, here and in the comparison: a node at its cap
+//! (`SIM_MAX_REGIONS`) or pinned to other regions (`SIM_REGIONS`) will never take it, and
+//! holding back for it would leave the region unticked. Only reports that are recent count
+//! ([`recent`]): a node that stopped reporting has died, and neither takes nor is given
+//! anything.
 //!
 //! Why it settles: each move by density takes `w` from a node to one lighter by `d > 2w`, which
 //! lowers the sum of the squared loads by `2w(d - w) > 0`; loads are whole numbers, so the sum
@@ -107,6 +110,10 @@ pub struct Node {
     pub regions: BTreeMap<RegionId, u64>,
     /// Its slowest recent tick, in milliseconds.
     pub tick_ms: f64,
+    /// The most regions it runs, if capped.
+    pub max_regions: Option<usize>,
+    /// The only regions it runs, if pinned; empty for any.
+    pub allowed_regions: Vec<RegionId>,
 }
 
 impl Node {
@@ -155,7 +162,18 @@ impl Node {
             node: load.node.clone(),
             regions,
             tick_ms: load.tick_ms,
+            max_regions: load
+                .max_regions
+                .map(|cap| usize::try_from(cap).unwrap_or(usize::MAX)),
+            allowed_regions: load.allowed_regions.clone(),
         }
+    }
+
+    /// Whether it would take `region` were it free: it is under its cap, and not pinned to
+    /// other regions.
+    pub fn could_take(&self, region: &RegionId) -> bool {
+        self.max_regions.is_none_or(|cap| self.regions.len() < cap)
+            && (self.allowed_regions.is_empty() || self.allowed_regions.contains(region))
     }
 
     fn overloaded(&self, policy: &Policy) -> bool {
@@ -254,23 +272,28 @@ fn candidate(node: &Node, nodes: &[Node], policy: &Policy) -> Option<(RegionId, 
     Some((region.clone(), lightest.node.clone()))
 }
 
-/// Whether `me` may take a free region this round: it is not overloaded and carries no more
-/// than any other node that is not. When every node is overloaded, the least loaded of them all
-/// takes it (the first by name among equals): otherwise a free region would wait, unticked,
-/// until some node's ticks are quick again, which under a load that keeps them slow is never.
-pub fn may_take(me: &str, nodes: &[Node], policy: &Policy) -> bool {
+/// Whether `me` may take the free `region` this round: it could take it (see
+/// [`Node::could_take`]), is not overloaded, and carries no more than any other node that could
+/// and is not. When every node that could take it is overloaded, the least loaded of them takes
+/// it (the first by name among equals): otherwise a free region would wait, unticked, until some
+/// node's ticks are quick again, which under a load that keeps them slow is never. Nodes that
+/// could not take it are not waited for: they never will.
+pub fn may_take(me: &str, region: &RegionId, nodes: &[Node], policy: &Policy) -> bool {
     let Some(mine) = nodes.iter().find(|n| n.node == me) else {
         return false;
     };
-    let load = mine.total();
-    if mine.overloaded(policy) {
-        return nodes.iter().all(|o| {
-            o.node == me || (o.overloaded(policy) && (load, me) <= (o.total(), o.node.as_str()))
-        });
+    if !mine.could_take(region) {
+        return false;
     }
-    nodes
+    let load = mine.total();
+    let mut rivals = nodes
         .iter()
-        .filter(|n| n.node != me && !n.overloaded(policy))
+        .filter(|o| o.node != me && o.could_take(region));
+    if mine.overloaded(policy) {
+        return rivals.all(|o| o.overloaded(policy) && (load, me) <= (o.total(), o.node.as_str()));
+    }
+    rivals
+        .filter(|o| !o.overloaded(policy))
         .all(|o| load <= o.total())
 }
 
@@ -307,7 +330,22 @@ mod tests {
                 .map(|(i, w)| (RegionId::new(format!("{name}-{i}")).expect("id"), *w))
                 .collect(),
             tick_ms: 1.0,
+            max_regions: None,
+            allowed_regions: Vec::new(),
         }
+    }
+
+    fn free() -> RegionId {
+        RegionId::new("free").expect("id")
+    }
+
+    /// The nodes that decide to take `region`, each deciding on its own.
+    fn takers<'a>(nodes: &'a [Node], region: &RegionId, policy: &Policy) -> Vec<&'a str> {
+        nodes
+            .iter()
+            .map(|n| n.node.as_str())
+            .filter(|n| may_take(n, region, nodes, policy))
+            .collect()
     }
 
     #[test]
@@ -323,8 +361,8 @@ mod tests {
         assert_eq!(give.region.as_str(), "a-1");
         assert_eq!((give.to.as_str(), give.why), ("b", Why::Density));
         assert_eq!(decide("b", &nodes, 0, &policy), None);
-        assert!(may_take("b", &nodes, &policy));
-        assert!(!may_take("a", &nodes, &policy));
+        assert!(may_take("b", &free(), &nodes, &policy));
+        assert!(!may_take("a", &free(), &nodes, &policy));
     }
 
     #[test]
@@ -343,7 +381,7 @@ mod tests {
         let give = decide("a", &nodes, 0, &policy).expect("a gives");
         assert_eq!((give.region.as_str(), give.why), ("a-1", Why::SlowTicks));
         // And an overloaded node takes nothing, nor is given anything.
-        assert!(!may_take("a", &nodes, &policy));
+        assert!(!may_take("a", &free(), &nodes, &policy));
         assert_eq!(decide("b", &nodes, 0, &policy), None);
     }
 
@@ -357,23 +395,70 @@ mod tests {
         };
         let nodes = [slow("a", &[400, 340]), slow("b", &[340]), slow("c", &[340])];
         // Exactly one node takes: the least loaded, the first by name among equals.
-        let takers: Vec<_> = ["a", "b", "c"]
-            .into_iter()
-            .filter(|n| may_take(n, &nodes, &policy))
-            .collect();
-        assert_eq!(takers, ["b"]);
+        assert_eq!(takers(&nodes, &free(), &policy), ["b"]);
         // While one node is quick, the slow ones leave free regions to it, whatever it carries.
         let mut with_quick = nodes.to_vec();
         with_quick.push(node("d", &[900, 900]));
-        let takers: Vec<_> = ["a", "b", "c", "d"]
-            .into_iter()
-            .filter(|n| may_take(n, &with_quick, &policy))
-            .collect();
-        assert_eq!(takers, ["d"]);
+        assert_eq!(takers(&with_quick, &free(), &policy), ["d"]);
         // A node with no number for its ticks counts as slow, and alone still takes.
         let mut unknown = node("e", &[]);
         unknown.tick_ms = f64::NAN;
-        assert!(may_take("e", &[unknown], &policy));
+        assert!(may_take("e", &free(), &[unknown], &policy));
+    }
+
+    fn slow(name: &str, weights: &[u64]) -> Node {
+        let mut n = node(name, weights);
+        n.tick_ms = 250.0;
+        n
+    }
+
+    #[test]
+    fn a_capped_quick_node_leaves_a_free_region_to_the_next_best() {
+        let policy = Policy::new(100.0);
+        let mut capped = node("a", &[340]);
+        capped.max_regions = Some(1);
+        // The lightest and quick, but at its cap: b, the next lightest, takes, and only b.
+        let nodes = [
+            capped.clone(),
+            node("b", &[340, 340]),
+            node("c", &[340, 340, 340]),
+        ];
+        assert_eq!(takers(&nodes, &free(), &policy), ["b"]);
+        // Nor do slow nodes wait for it: the least loaded of them takes.
+        let nodes = [capped.clone(), slow("b", &[340, 340]), slow("c", &[340])];
+        assert_eq!(takers(&nodes, &free(), &policy), ["c"]);
+        // Under its cap, it takes as before.
+        let mut roomy = capped;
+        roomy.max_regions = Some(2);
+        let nodes = [roomy, node("b", &[340, 340]), node("c", &[340, 340, 340])];
+        assert_eq!(takers(&nodes, &free(), &policy), ["a"]);
+    }
+
+    #[test]
+    fn a_pinned_quick_node_leaves_other_regions_to_the_next_best() {
+        let policy = Policy::new(100.0);
+        let north = RegionId::new("north").expect("id");
+        let mut pinned = node("a", &[]);
+        pinned.allowed_regions = vec![north.clone()];
+        // The lightest and quick, but pinned to north: b, the next lightest, takes, and only b.
+        let nodes = [pinned.clone(), node("b", &[340]), node("c", &[340, 340])];
+        assert_eq!(takers(&nodes, &free(), &policy), ["b"]);
+        // North itself is its to take.
+        assert_eq!(takers(&nodes, &north, &policy), ["a"]);
+        // Nor do slow nodes wait for it: the least loaded of them takes.
+        let nodes = [pinned, slow("b", &[340, 340]), slow("c", &[340])];
+        assert_eq!(takers(&nodes, &free(), &policy), ["c"]);
+        assert_eq!(takers(&nodes, &north, &policy), ["a"]);
+    }
+
+    #[test]
+    fn a_region_no_node_could_take_is_taken_by_none() {
+        let policy = Policy::new(100.0);
+        let mut capped = node("a", &[340]);
+        capped.max_regions = Some(1);
+        let mut pinned = node("b", &[]);
+        pinned.allowed_regions = vec![RegionId::new("north").expect("id")];
+        assert!(takers(&[capped, pinned], &free(), &policy).is_empty());
     }
 
     #[test]
@@ -389,6 +474,8 @@ mod tests {
                 tick_ms: 1.0,
                 reported_at: now + chrono::Duration::hours(3),
                 census: Vec::new(),
+                max_regions: None,
+                allowed_regions: Vec::new(),
             };
             (load, now - chrono::Duration::seconds(stored_secs_ago))
         };
@@ -423,5 +510,23 @@ mod tests {
             weighed.regions.values().copied().collect::<Vec<_>>(),
             [300, 300]
         );
+        // It said nothing of a cap or pins: it is taken to have neither, as it was before.
+        assert_eq!(weighed.max_regions, None);
+        assert!(weighed.could_take(&free()));
+    }
+
+    #[test]
+    fn a_report_carries_its_cap_and_pins() {
+        let load = NodeLoad::decode(
+            br#"{"node":"n","regions":["west"],"players":0,"entities":0,"tick_ms":1.0,"reported_at":"2026-01-01T00:00:00Z","max_regions":1,"allowed_regions":["west","east"]}"#,
+        )
+        .expect("decodes");
+        let mut weighed = Node::from_report(&load, &COSTS);
+        let east = RegionId::new("east").expect("id");
+        assert_eq!(weighed.max_regions, Some(1));
+        assert!(!weighed.could_take(&east), "at its cap");
+        weighed.regions.clear();
+        assert!(weighed.could_take(&east));
+        assert!(!weighed.could_take(&free()), "pinned to west and east");
     }
 }

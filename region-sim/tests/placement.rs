@@ -95,7 +95,7 @@ fn simulate(start: Vec<Node>, mut free: Vec<RegionId>, weights: &BTreeMap<Region
         for r in std::mem::take(&mut free) {
             let taker = (0..nodes.len())
                 .filter(|i| !gave.contains(i) && !took.contains(i))
-                .filter(|i| may_take(&nodes[*i].node, &nodes, &policy))
+                .filter(|i| may_take(&nodes[*i].node, &r, &nodes, &policy))
                 .min_by_key(|i| (nodes[*i].load(), nodes[*i].node.clone()));
             let Some(t) = taker else {
                 left.push(r);
@@ -136,6 +136,8 @@ fn empty(count: usize) -> Vec<Node> {
             node: name(i),
             regions: BTreeMap::new(),
             tick_ms: 1.0,
+            max_regions: None,
+            allowed_regions: Vec::new(),
         })
         .collect()
 }
@@ -253,11 +255,15 @@ fn absurd_tick() -> impl Strategy<Value = f64> {
     ]
 }
 
+/// Nodes owning some of regions 0 to 39, some capped, some pinned (to regions 38 to 43, so
+/// that regions 40 to 43 are free ones some of them may run).
 fn cluster() -> impl Strategy<Value = Vec<Node>> {
     prop::collection::vec(
         (
             prop::collection::btree_map(0..40usize, absurd_weight(), 0..8),
             absurd_tick(),
+            prop::option::of(0..8usize),
+            prop::collection::btree_set(38..44usize, 0..3),
         ),
         1..6,
     )
@@ -266,7 +272,7 @@ fn cluster() -> impl Strategy<Value = Vec<Node>> {
         nodes
             .into_iter()
             .enumerate()
-            .map(|(i, (regions, tick_ms))| Node {
+            .map(|(i, (regions, tick_ms, max_regions, pins))| Node {
                 node: name(i),
                 // A region has one owner.
                 regions: regions
@@ -275,6 +281,8 @@ fn cluster() -> impl Strategy<Value = Vec<Node>> {
                     .map(|(r, w)| (region(r), w))
                     .collect(),
                 tick_ms,
+                max_regions,
+                allowed_regions: pins.into_iter().map(region).collect(),
             })
             .collect()
     })
@@ -288,7 +296,7 @@ proptest! {
     ) {
         let policy = Policy { margin, overloaded_tick_ms: limit, ..Policy::new(100.0) };
         let me = name(me);
-        let _ = may_take(&me, &nodes, &policy);
+        let _ = may_take(&me, &region(40), &nodes, &policy);
         if let Some(give) = decide(&me, &nodes, free, &policy) {
             let mine = nodes.iter().find(|n| n.node == me).expect("a node that gives is known");
             prop_assert!(mine.regions.contains_key(&give.region));
@@ -296,6 +304,21 @@ proptest! {
             prop_assert!(give.to != me);
             prop_assert!(nodes.iter().any(|n| n.node == give.to));
         }
+    }
+
+    #[test]
+    fn a_free_region_goes_to_some_node_that_could_take_it_and_to_no_other(
+        nodes in cluster(), free in 40..44usize, limit in absurd_tick(),
+    ) {
+        let policy = Policy { overloaded_tick_ms: limit, ..Policy::new(100.0) };
+        let free = region(free);
+        let takers: Vec<&Node> = nodes
+            .iter()
+            .filter(|n| may_take(&n.node, &free, &nodes, &policy))
+            .collect();
+        prop_assert!(takers.iter().all(|n| n.could_take(&free)));
+        // No region waits for a node that will never take it: while any node could, one does.
+        prop_assert_eq!(takers.is_empty(), !nodes.iter().any(|n| n.could_take(&free)));
     }
 
     #[test]
@@ -344,6 +367,8 @@ proptest! {
                 .enumerate()
                 .map(|(i, (p, n, it))| RegionCensus { region: region(i), players: *p, npcs: *n, items: *it })
                 .collect(),
+            max_regions: None,
+            allowed_regions: Vec::new(),
         };
         prop_assert!(load.check().is_ok());
         let node = Node::from_report(&load, &COSTS);
