@@ -3,12 +3,16 @@
 //! holds, its environment is read and accepted by that binary's own settings loader (and holds
 //! nothing the binary would ignore), the ports it listens on are the ones its health check,
 //! the proxy and Prometheus use, and every file it mounts, every variable it needs and every
-//! server it names exist.
+//! server it names exist. No command carries a value of the env file, secrets least of all.
+//! Redis's command and health check, which are shell, are run here against a local
+//! `redis-server`, with the image's entrypoint stood in for.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use deploy::{Compose, Service, env_file, interpolate, variables};
 
@@ -565,4 +569,138 @@ fn the_image_is_built_without_secrets_or_build_output() {
         dockerfile.contains("COPY . ."),
         "the build context is the repository"
     );
+}
+
+#[test]
+fn no_command_carries_a_value_of_the_env_file() {
+    // A process's arguments are for every local user to read (`ps`, /proc/<pid>/cmdline); its
+    // environment is for its own user only. What the operator fills in, the secrets among it,
+    // goes to a container through `environment`, never through `command`.
+    let documented = env_file(&read(deploy::dir().join("env.example")));
+    let vars = operator_env();
+    let filled: Vec<(&String, &String)> = vars
+        .iter()
+        .filter(|(key, _)| documented[*key].is_empty())
+        .collect();
+    assert!(filled.iter().any(|(key, _)| *key == "REDIS_PASSWORD"));
+    for (name, service) in &compose().services {
+        for arg in &service.command {
+            assert_eq!(
+                variables(arg),
+                Vec::<String>::new(),
+                "{name} interpolates into its command: {arg}"
+            );
+            let arg = interpolate(arg, &vars).expect("interpolates");
+            for (key, value) in &filled {
+                assert!(
+                    !arg.contains(value.as_str()),
+                    "{name}'s command holds {key}"
+                );
+            }
+        }
+    }
+}
+
+/// A process this test started, killed when the test ends however it ends.
+struct Started(std::process::Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Writes an executable shell script.
+fn script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("mode");
+}
+
+#[test]
+fn redis_reads_its_password_from_stdin_and_its_health_check_passes_with_it_only() {
+    let compose = compose();
+    let redis = &compose.services["redis"];
+    let env = environment_of("redis", redis);
+    let password = &env["REDIS_PASSWORD"];
+    let vars = operator_env();
+    let command: Vec<String> = redis
+        .command
+        .iter()
+        .map(|arg| interpolate(arg, &vars).expect("interpolates"))
+        .collect();
+    let check = &redis.healthcheck.as_ref().expect("a health check").test;
+    assert_eq!(check[0], "CMD-SHELL", "{check:?}");
+    let check = interpolate(&check[1], &vars).expect("interpolates");
+
+    // The image's entrypoint stood in for: it records what it is given, and starts it on a
+    // free port of the loopback instead of 6379. redis-cli is pointed at that port too.
+    let dir = tempfile::tempdir().expect("dir");
+    let (bin, data) = (dir.path().join("bin"), dir.path().join("data"));
+    std::fs::create_dir_all(&bin).expect("bin");
+    std::fs::create_dir_all(&data).expect("data");
+    let port = test_servers::free_port().expect("a port");
+    let argv = dir.path().join("argv");
+    script(
+        &bin.join("docker-entrypoint.sh"),
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\nexec \"$@\" --port {port} --bind 127.0.0.1\n",
+            argv.display()
+        ),
+    );
+    let path = std::env::var("PATH").unwrap_or_default();
+    script(
+        &bin.join("redis-cli"),
+        &format!("#!/bin/sh\nPATH='{path}' exec redis-cli -p {port} \"$@\"\n"),
+    );
+    let path = format!("{}:{path}", bin.display());
+    let log = std::fs::File::create(dir.path().join("log")).expect("log");
+    let server = Started(
+        Command::new(&command[0])
+            .args(&command[1..])
+            .env_clear()
+            .env("PATH", &path)
+            .env("REDIS_PASSWORD", password)
+            .current_dir(&data)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("sh runs"),
+    );
+    let health = |password: &str| {
+        Command::new("sh")
+            .args(["-c", &check])
+            .env_clear()
+            .env("PATH", &path)
+            .env("REDIS_PASSWORD", password)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("sh runs")
+            .success()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !health(password) {
+        assert!(
+            Instant::now() < deadline,
+            "the health check never passed; redis said:\n{}",
+            std::fs::read_to_string(dir.path().join("log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!health("not-the-password"), "Redis asks for its password");
+
+    // The entrypoint is given a plain redis-server command (so it drops root), and neither it
+    // nor the server, which took the shell's place, has the password among its arguments.
+    let given = std::fs::read_to_string(&argv).expect("the entrypoint ran");
+    assert_eq!(
+        given.lines().collect::<Vec<_>>(),
+        ["redis-server", "-", "--appendonly", "yes"]
+    );
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", server.0.id())).expect("cmdline");
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(cmdline.starts_with("redis-server"), "{cmdline}");
+    assert!(!cmdline.contains(password.as_str()), "{cmdline}");
 }

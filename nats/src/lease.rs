@@ -43,6 +43,16 @@ pub struct NodeLoad {
     /// spreads `players` and `entities` evenly over `regions` instead.
     #[serde(default)]
     pub census: Vec<RegionCensus>,
+    /// The most regions it runs (`SIM_MAX_REGIONS`), if capped: at that count it takes no
+    /// free region, so the others must not wait for it to. Nodes from before it was reported
+    /// did not say: it decodes as uncapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_regions: Option<u64>,
+    /// The only regions it runs (`SIM_REGIONS`), if pinned; empty for any. A free region not
+    /// in the list is not one it takes. Nodes from before it was reported did not say: it
+    /// decodes as empty, any region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_regions: Vec<RegionId>,
 }
 
 /// What one region holds: what its cost is weighed from.
@@ -68,7 +78,8 @@ pub struct BadNodeLoad(pub String);
 
 impl NodeLoad {
     /// Decodes a `node_load` document and refuses one no simulator would write: the bucket is
-    /// a boundary like any other. Older reports (without `census`) decode.
+    /// a boundary like any other. Older reports (without `census`, `max_regions` or
+    /// `allowed_regions`) decode.
     pub fn decode(bytes: &[u8]) -> Result<Self, BadNodeLoad> {
         let load: NodeLoad =
             serde_json::from_slice(bytes).map_err(|e| BadNodeLoad(e.to_string()))?;
@@ -85,7 +96,10 @@ impl NodeLoad {
         if !(self.tick_ms.is_finite() && self.tick_ms >= 0.0) {
             return bad("tick_ms must be a finite number, not negative");
         }
-        if self.regions.len() > MAX_REPORTED_REGIONS || self.census.len() > self.regions.len() {
+        if self.regions.len() > MAX_REPORTED_REGIONS
+            || self.census.len() > self.regions.len()
+            || self.allowed_regions.len() > MAX_REPORTED_REGIONS
+        {
             return bad("too many regions");
         }
         let regions: std::collections::BTreeSet<&RegionId> = self.regions.iter().collect();
@@ -209,6 +223,28 @@ mod tests {
         let load = NodeLoad::decode(OLD.as_bytes()).expect("an older node's report");
         assert_eq!(load.regions.len(), 2);
         assert!(load.census.is_empty());
+    }
+
+    #[test]
+    fn a_report_from_before_caps_and_pins_decodes_as_neither() {
+        let census = r#","census":[{"region":"west","players":3,"npcs":40,"items":0}]}"#;
+        let doc = OLD.trim_end_matches('}').to_owned() + census;
+        let load = NodeLoad::decode(doc.as_bytes()).expect("a report with a census only");
+        assert_eq!(load.census.len(), 1);
+        assert_eq!(load.max_regions, None);
+        assert!(load.allowed_regions.is_empty());
+    }
+
+    #[test]
+    fn a_capped_and_pinned_report_round_trips() {
+        let mut load = NodeLoad::decode(OLD.as_bytes()).expect("decodes");
+        load.max_regions = Some(2);
+        load.allowed_regions = vec![
+            RegionId::new("west").expect("id"),
+            RegionId::new("north").expect("id"),
+        ];
+        let bytes = serde_json::to_vec(&load).expect("json");
+        assert_eq!(NodeLoad::decode(&bytes).expect("decodes"), load);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! slowest recent tick to the `node_load` bucket, and decides from everyone's reports with
 //! [`placement`]: regions are weighed by what they hold, players first. A free region (no
 //! lease: never taken, released, or its owner's lease expired) is taken by the process carrying
-//! the least load. A process clearly more loaded than the least loaded other that is not
+//! the least load of those that could take it: each reports its cap (`SIM_MAX_REGIONS`) and the
+//! regions it is pinned to (`SIM_REGIONS`), and one at its cap or pinned to other regions is not
+//! waited for. A process clearly more loaded than the least loaded other that is not
 //! overloaded, or one whose ticks run slower than `overloaded_tick_ms` while another's run under
 //! half that with no more load, lets one region go (after a last snapshot), and the least loaded
 //! process takes it on its next round. An overloaded process takes no region.
@@ -304,9 +306,10 @@ impl Node {
             return;
         }
 
-        // Take free regions while under the cap and not busier than the others.
+        // Take free regions while under the cap and not busier than the others that could take
+        // them.
         let cap = self.settings().max_regions.unwrap_or(usize::MAX);
-        if count >= cap || !placement::may_take(&me, &nodes, &policy) {
+        if count >= cap {
             return;
         }
         let candidates: Vec<RegionId> = self
@@ -317,6 +320,7 @@ impl Node {
             .map(|r| r.id.clone())
             .filter(|r| self.settings().may_run(r))
             .filter(|r| !self.owned.contains_key(r) && !self.released.contains_key(r))
+            .filter(|r| placement::may_take(&me, r, &nodes, &policy))
             .collect();
         // Alone, take everything; with others, one region a round, so all get a share.
         let mut room = if others.is_empty() { cap - count } else { 1 };
@@ -349,6 +353,12 @@ impl Node {
             tick_ms: 0.0,
             reported_at: Utc::now(),
             census: Vec::with_capacity(self.owned.len()),
+            // So that the others do not leave a free region to a node that will not take it.
+            max_regions: self
+                .settings()
+                .max_regions
+                .map(|cap| u64::try_from(cap).unwrap_or(u64::MAX)),
+            allowed_regions: self.settings().allowed_regions.clone(),
         };
         load.regions.sort();
         for (region, owned) in &self.owned {

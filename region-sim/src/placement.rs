@@ -5,24 +5,40 @@
 //! NPCs, then items, on top of a fixed cost per region. A node's load is the sum of its regions'
 //! weights. Each round a node gives away at most one region ([`decide`]):
 //!
-//! - **by density**: to the least loaded node that is not overloaded, the heaviest of its regions
-//!   that does not flip the pair (the giver stays at least as loaded as the taker after the move),
-//!   and only when the move narrows the gap between the two by more than [`Policy::margin`]. Of
-//!   all the nodes that have such a move, only the most loaded makes it, so one region moves by
-//!   density a round and two givers never overshoot one taker;
+//! - **by density**: to the least loaded node that is not overloaded and could take it
+//!   ([`Node::could_take`]), the heaviest of its regions that does not flip the pair (the giver
+//!   stays at least as loaded as the taker after the move), and only when the move narrows the
+//!   gap between the two by more than [`Policy::margin`]. Of all the nodes that have such a
+//!   move, only the most loaded makes it, so one region moves by density a round and two givers
+//!   never overshoot one taker;
 //! - **by slow ticks**: when its ticks are slower than `overloaded_tick_ms` while another node's
-//!   run under half of that and carry no more load, its lightest region.
+//!   run under half of that and carry no more load, its lightest region that such a node could
+//!   take, to the least loaded of those that could.
 //!
 //! A free region is taken by a node that is not overloaded and carries no more load than any
 //! other such node ([`may_take`]); when every node is overloaded, by the least loaded of them
-//! all, since a region that ticks slowly is better than one that does not tick. Only reports
-//! that are recent count ([`recent`]): a node that stopped reporting has died, and neither takes
-//! nor is given anything.
+//! all, since a region that ticks slowly is better than one that does not tick. Only nodes that
+//! could take the region count, here and in the comparison: a node at its cap
+//! (`SIM_MAX_REGIONS`) or pinned to other regions (`SIM_REGIONS`) will never take it, and
+//! holding back for it would leave the region unticked. Only reports that are recent count
+//! ([`recent`]): a node that stopped reporting has died, and neither takes nor is given
+//! anything.
 //!
-//! Why it settles: each move by density takes `w` from a node to one lighter by `d > 2w`, which
-//! lowers the sum of the squared loads by `2w(d - w) > 0`; loads are whole numbers, so the sum
-//! cannot fall forever. And a region never comes straight back: after the move the taker carries
-//! no more than the giver, so the giver is never the taker's lighter partner for it.
+//! A move is aimed at the node that will take the region: the least loaded that could, which is
+//! the one [`may_take`] lets take it once it is free (the giver, left heavier, stands aside).
+//! Aimed at a lighter node that could not take it, a move would land on whichever node may,
+//! perhaps one that ends heavier than the giver, and the region would come back: a region
+//! "given" to a node at its cap went back and forth between the two others, round after round.
+//!
+//! Why it settles: each move by density takes `w` from a node to one lighter by `d ≥ 2w`, which
+//! lowers the sum of the squared loads by `2w(d - w) ≥ 2w² > 0`; loads are whole numbers, so the
+//! sum cannot fall forever. And a region never comes straight back: after the move the taker
+//! carries no more than the giver, so the giver is never the taker's lighter partner for it,
+//! whichever nodes could take it. It can come back later, once loads have changed: a giver that
+//! goes on to shed regions to a node pinned to them, where this region could not go, can end
+//! lighter than the region's taker by twice its weight, and take it back. Without pinned nodes
+//! no simulation or property test has seen a region return to a node it left, though the
+//! argument here does not rule it out.
 
 use std::collections::BTreeMap;
 
@@ -107,6 +123,10 @@ pub struct Node {
     pub regions: BTreeMap<RegionId, u64>,
     /// Its slowest recent tick, in milliseconds.
     pub tick_ms: f64,
+    /// The most regions it runs, if capped.
+    pub max_regions: Option<usize>,
+    /// The only regions it runs, if pinned; empty for any.
+    pub allowed_regions: Vec<RegionId>,
 }
 
 impl Node {
@@ -155,7 +175,18 @@ impl Node {
             node: load.node.clone(),
             regions,
             tick_ms: load.tick_ms,
+            max_regions: load
+                .max_regions
+                .map(|cap| usize::try_from(cap).unwrap_or(usize::MAX)),
+            allowed_regions: load.allowed_regions.clone(),
         }
+    }
+
+    /// Whether it would take `region` were it free: it is under its cap, and not pinned to
+    /// other regions.
+    pub fn could_take(&self, region: &RegionId) -> bool {
+        self.max_regions.is_none_or(|cap| self.regions.len() < cap)
+            && (self.allowed_regions.is_empty() || self.allowed_regions.contains(region))
     }
 
     fn overloaded(&self, policy: &Policy) -> bool {
@@ -178,7 +209,8 @@ pub enum Why {
 pub struct GiveAway {
     /// The region.
     pub region: RegionId,
-    /// The node expected to take it (any node that may take can).
+    /// The node it is given to: the least loaded that could take it, and so the one that will
+    /// ([`may_take`]).
     pub to: String,
     /// Why.
     pub why: Why,
@@ -197,17 +229,18 @@ pub fn decide(me: &str, nodes: &[Node], free: usize, policy: &Policy) -> Option<
     let others = || nodes.iter().filter(|n| n.node != me);
 
     if mine.overloaded(policy) {
-        let calm = others()
-            .filter(|o| o.tick_ms <= policy.overloaded_tick_ms / 2.0 && o.total() <= load)
-            .min_by(|a, b| (a.total(), &a.node).cmp(&(b.total(), &b.node)))?;
-        let (region, _) = mine
-            .regions
-            .iter()
-            .min_by_key(|(r, w)| (**w, (*r).clone()))?;
-        return Some(GiveAway {
-            region: region.clone(),
-            to: calm.node.clone(),
-            why: Why::SlowTicks,
+        let calm = lightest_first(
+            others().filter(|o| o.tick_ms <= policy.overloaded_tick_ms / 2.0 && o.total() <= load),
+        );
+        let mut regions: Vec<(&RegionId, &u64)> = mine.regions.iter().collect();
+        regions.sort_by_key(|(r, w)| (**w, *r));
+        return regions.into_iter().find_map(|(region, _)| {
+            let to = calm.iter().find(|o| o.could_take(region))?;
+            Some(GiveAway {
+                region: region.clone(),
+                to: to.node.clone(),
+                why: Why::SlowTicks,
+            })
         });
     }
 
@@ -232,45 +265,66 @@ pub fn decide(me: &str, nodes: &[Node], free: usize, policy: &Policy) -> Option<
 }
 
 /// The move by density `node` would make on its own: the heaviest of its regions that narrows
-/// its gap to the least loaded other node by more than the margin without flipping the pair
-/// (`w ≤ gap / 2` keeps the giver at least as loaded as the taker, so the region has no reason
-/// to come back), and that node.
+/// its gap to the least loaded other node that could take that region by more than the margin,
+/// without flipping the pair (`w ≤ gap / 2` keeps the giver at least as loaded as the taker, so
+/// the region has no reason to come back), and that node. A lighter node that could not take
+/// the region is passed over: the region would go to another anyway.
 fn candidate(node: &Node, nodes: &[Node], policy: &Policy) -> Option<(RegionId, String)> {
     if node.regions.len() < 2 {
         return None;
     }
-    let lightest = nodes
-        .iter()
-        .filter(|o| o.node != node.node && !o.overloaded(policy))
-        .min_by(|a, b| (a.total(), &a.node).cmp(&(b.total(), &b.node)))?;
-    let gap = node.total().checked_sub(lightest.total())?;
+    let load = node.total();
     let margin = u128::from(policy.margin);
-    let (region, _) = node
+    let takers = lightest_first(
+        nodes
+            .iter()
+            .filter(|o| o.node != node.node && !o.overloaded(policy)),
+    );
+    let mut regions: Vec<(&RegionId, u128)> = node
         .regions
         .iter()
         .map(|(r, w)| (r, u128::from(*w)))
-        .filter(|(_, w)| 2 * w > margin && 2 * w <= gap)
-        .max_by(|(ra, wa), (rb, wb)| wa.cmp(wb).then_with(|| rb.cmp(ra)))?;
-    Some((region.clone(), lightest.node.clone()))
+        .filter(|(_, w)| 2 * w > margin)
+        .collect();
+    // The heaviest first, the first by name among equals.
+    regions.sort_by(|(ra, wa), (rb, wb)| wb.cmp(wa).then_with(|| ra.cmp(rb)));
+    regions.into_iter().find_map(|(region, w)| {
+        let to = takers.iter().find(|o| o.could_take(region))?;
+        let gap = load.checked_sub(to.total())?;
+        (2 * w <= gap).then(|| (region.clone(), to.node.clone()))
+    })
 }
 
-/// Whether `me` may take a free region this round: it is not overloaded and carries no more
-/// than any other node that is not. When every node is overloaded, the least loaded of them all
-/// takes it (the first by name among equals): otherwise a free region would wait, unticked,
-/// until some node's ticks are quick again, which under a load that keeps them slow is never.
-pub fn may_take(me: &str, nodes: &[Node], policy: &Policy) -> bool {
+/// `nodes` from the least loaded, the first by name among equals: the first of them that could
+/// take a region is the one that would.
+fn lightest_first<'a>(nodes: impl Iterator<Item = &'a Node>) -> Vec<&'a Node> {
+    let mut nodes: Vec<&Node> = nodes.collect();
+    nodes.sort_by_cached_key(|n| (n.total(), n.node.clone()));
+    nodes
+}
+
+/// Whether `me` may take the free `region` this round: it could take it (see
+/// [`Node::could_take`]), is not overloaded, and carries no more than any other node that could
+/// and is not. When every node that could take it is overloaded, the least loaded of them takes
+/// it (the first by name among equals): otherwise a free region would wait, unticked, until some
+/// node's ticks are quick again, which under a load that keeps them slow is never. Nodes that
+/// could not take it are not waited for: they never will.
+pub fn may_take(me: &str, region: &RegionId, nodes: &[Node], policy: &Policy) -> bool {
     let Some(mine) = nodes.iter().find(|n| n.node == me) else {
         return false;
     };
-    let load = mine.total();
-    if mine.overloaded(policy) {
-        return nodes.iter().all(|o| {
-            o.node == me || (o.overloaded(policy) && (load, me) <= (o.total(), o.node.as_str()))
-        });
+    if !mine.could_take(region) {
+        return false;
     }
-    nodes
+    let load = mine.total();
+    let mut rivals = nodes
         .iter()
-        .filter(|n| n.node != me && !n.overloaded(policy))
+        .filter(|o| o.node != me && o.could_take(region));
+    if mine.overloaded(policy) {
+        return rivals.all(|o| o.overloaded(policy) && (load, me) <= (o.total(), o.node.as_str()));
+    }
+    rivals
+        .filter(|o| !o.overloaded(policy))
         .all(|o| load <= o.total())
 }
 
@@ -307,7 +361,22 @@ mod tests {
                 .map(|(i, w)| (RegionId::new(format!("{name}-{i}")).expect("id"), *w))
                 .collect(),
             tick_ms: 1.0,
+            max_regions: None,
+            allowed_regions: Vec::new(),
         }
+    }
+
+    fn free() -> RegionId {
+        RegionId::new("free").expect("id")
+    }
+
+    /// The nodes that decide to take `region`, each deciding on its own.
+    fn takers<'a>(nodes: &'a [Node], region: &RegionId, policy: &Policy) -> Vec<&'a str> {
+        nodes
+            .iter()
+            .map(|n| n.node.as_str())
+            .filter(|n| may_take(n, region, nodes, policy))
+            .collect()
     }
 
     #[test]
@@ -323,8 +392,61 @@ mod tests {
         assert_eq!(give.region.as_str(), "a-1");
         assert_eq!((give.to.as_str(), give.why), ("b", Why::Density));
         assert_eq!(decide("b", &nodes, 0, &policy), None);
-        assert!(may_take("b", &nodes, &policy));
-        assert!(!may_take("a", &nodes, &policy));
+        assert!(may_take("b", &free(), &nodes, &policy));
+        assert!(!may_take("a", &free(), &nodes, &policy));
+    }
+
+    #[test]
+    fn a_move_by_density_passes_over_a_lighter_node_that_could_not_take_the_region() {
+        let policy = Policy::new(100.0);
+        let mut capped = node("b", &[340]);
+        capped.max_regions = Some(1);
+        // b is the lightest but at its cap; c is one region short of a, so a region of a's would
+        // only flip them: nothing moves.
+        let nodes = [node("a", &[340; 4]), capped.clone(), node("c", &[340; 3])];
+        for n in ["a", "b", "c"] {
+            assert_eq!(decide(n, &nodes, 0, &policy), None, "{n}");
+        }
+        // Two regions short, c is given one.
+        let nodes = [node("a", &[340; 4]), capped, node("c", &[340; 2])];
+        let give = decide("a", &nodes, 0, &policy).expect("a gives");
+        assert_eq!((give.region.as_str(), give.to.as_str()), ("a-0", "c"));
+    }
+
+    #[test]
+    fn a_pinned_node_is_given_a_region_it_runs_and_no_other() {
+        let policy = Policy::new(100.0);
+        let mut pinned = node("b", &[]);
+        pinned.allowed_regions = vec![RegionId::new("a-2").expect("id")];
+        // a's heavier regions could go only to c, too close to a; b runs a-2.
+        let nodes = [node("a", &[600, 340, 340]), pinned, node("c", &[1000])];
+        let give = decide("a", &nodes, 0, &policy).expect("a gives");
+        assert_eq!((give.region.as_str(), give.to.as_str()), ("a-2", "b"));
+    }
+
+    #[test]
+    fn a_slow_node_gives_its_lightest_region_a_calm_node_could_take() {
+        let policy = Policy::new(100.0);
+        let mut pinned = node("b", &[]);
+        pinned.allowed_regions = vec![RegionId::new("a-0").expect("id")];
+        // b, the calmest and lightest, runs only a-0: a-1 goes to c.
+        let nodes = [slow("a", &[400, 340]), pinned.clone(), node("c", &[340])];
+        let give = decide("a", &nodes, 0, &policy).expect("a gives");
+        assert_eq!(
+            (give.region.as_str(), give.to.as_str(), give.why),
+            ("a-1", "c", Why::SlowTicks)
+        );
+        // With b alone calm, a-0 goes to b, though it is not a's lightest.
+        let nodes = [slow("a", &[400, 340]), pinned];
+        let give = decide("a", &nodes, 0, &policy).expect("a gives");
+        assert_eq!((give.region.as_str(), give.to.as_str()), ("a-0", "b"));
+        // No calm node could take any of them: a keeps them.
+        let mut capped = node("c", &[340]);
+        capped.max_regions = Some(1);
+        assert_eq!(
+            decide("a", &[slow("a", &[400, 340]), capped], 0, &policy),
+            None
+        );
     }
 
     #[test]
@@ -343,7 +465,7 @@ mod tests {
         let give = decide("a", &nodes, 0, &policy).expect("a gives");
         assert_eq!((give.region.as_str(), give.why), ("a-1", Why::SlowTicks));
         // And an overloaded node takes nothing, nor is given anything.
-        assert!(!may_take("a", &nodes, &policy));
+        assert!(!may_take("a", &free(), &nodes, &policy));
         assert_eq!(decide("b", &nodes, 0, &policy), None);
     }
 
@@ -357,23 +479,70 @@ mod tests {
         };
         let nodes = [slow("a", &[400, 340]), slow("b", &[340]), slow("c", &[340])];
         // Exactly one node takes: the least loaded, the first by name among equals.
-        let takers: Vec<_> = ["a", "b", "c"]
-            .into_iter()
-            .filter(|n| may_take(n, &nodes, &policy))
-            .collect();
-        assert_eq!(takers, ["b"]);
+        assert_eq!(takers(&nodes, &free(), &policy), ["b"]);
         // While one node is quick, the slow ones leave free regions to it, whatever it carries.
         let mut with_quick = nodes.to_vec();
         with_quick.push(node("d", &[900, 900]));
-        let takers: Vec<_> = ["a", "b", "c", "d"]
-            .into_iter()
-            .filter(|n| may_take(n, &with_quick, &policy))
-            .collect();
-        assert_eq!(takers, ["d"]);
+        assert_eq!(takers(&with_quick, &free(), &policy), ["d"]);
         // A node with no number for its ticks counts as slow, and alone still takes.
         let mut unknown = node("e", &[]);
         unknown.tick_ms = f64::NAN;
-        assert!(may_take("e", &[unknown], &policy));
+        assert!(may_take("e", &free(), &[unknown], &policy));
+    }
+
+    fn slow(name: &str, weights: &[u64]) -> Node {
+        let mut n = node(name, weights);
+        n.tick_ms = 250.0;
+        n
+    }
+
+    #[test]
+    fn a_capped_quick_node_leaves_a_free_region_to_the_next_best() {
+        let policy = Policy::new(100.0);
+        let mut capped = node("a", &[340]);
+        capped.max_regions = Some(1);
+        // The lightest and quick, but at its cap: b, the next lightest, takes, and only b.
+        let nodes = [
+            capped.clone(),
+            node("b", &[340, 340]),
+            node("c", &[340, 340, 340]),
+        ];
+        assert_eq!(takers(&nodes, &free(), &policy), ["b"]);
+        // Nor do slow nodes wait for it: the least loaded of them takes.
+        let nodes = [capped.clone(), slow("b", &[340, 340]), slow("c", &[340])];
+        assert_eq!(takers(&nodes, &free(), &policy), ["c"]);
+        // Under its cap, it takes as before.
+        let mut roomy = capped;
+        roomy.max_regions = Some(2);
+        let nodes = [roomy, node("b", &[340, 340]), node("c", &[340, 340, 340])];
+        assert_eq!(takers(&nodes, &free(), &policy), ["a"]);
+    }
+
+    #[test]
+    fn a_pinned_quick_node_leaves_other_regions_to_the_next_best() {
+        let policy = Policy::new(100.0);
+        let north = RegionId::new("north").expect("id");
+        let mut pinned = node("a", &[]);
+        pinned.allowed_regions = vec![north.clone()];
+        // The lightest and quick, but pinned to north: b, the next lightest, takes, and only b.
+        let nodes = [pinned.clone(), node("b", &[340]), node("c", &[340, 340])];
+        assert_eq!(takers(&nodes, &free(), &policy), ["b"]);
+        // North itself is its to take.
+        assert_eq!(takers(&nodes, &north, &policy), ["a"]);
+        // Nor do slow nodes wait for it: the least loaded of them takes.
+        let nodes = [pinned, slow("b", &[340, 340]), slow("c", &[340])];
+        assert_eq!(takers(&nodes, &free(), &policy), ["c"]);
+        assert_eq!(takers(&nodes, &north, &policy), ["a"]);
+    }
+
+    #[test]
+    fn a_region_no_node_could_take_is_taken_by_none() {
+        let policy = Policy::new(100.0);
+        let mut capped = node("a", &[340]);
+        capped.max_regions = Some(1);
+        let mut pinned = node("b", &[]);
+        pinned.allowed_regions = vec![RegionId::new("north").expect("id")];
+        assert!(takers(&[capped, pinned], &free(), &policy).is_empty());
     }
 
     #[test]
@@ -389,6 +558,8 @@ mod tests {
                 tick_ms: 1.0,
                 reported_at: now + chrono::Duration::hours(3),
                 census: Vec::new(),
+                max_regions: None,
+                allowed_regions: Vec::new(),
             };
             (load, now - chrono::Duration::seconds(stored_secs_ago))
         };
@@ -423,5 +594,23 @@ mod tests {
             weighed.regions.values().copied().collect::<Vec<_>>(),
             [300, 300]
         );
+        // It said nothing of a cap or pins: it is taken to have neither, as it was before.
+        assert_eq!(weighed.max_regions, None);
+        assert!(weighed.could_take(&free()));
+    }
+
+    #[test]
+    fn a_report_carries_its_cap_and_pins() {
+        let load = NodeLoad::decode(
+            br#"{"node":"n","regions":["west"],"players":0,"entities":0,"tick_ms":1.0,"reported_at":"2026-01-01T00:00:00Z","max_regions":1,"allowed_regions":["west","east"]}"#,
+        )
+        .expect("decodes");
+        let mut weighed = Node::from_report(&load, &COSTS);
+        let east = RegionId::new("east").expect("id");
+        assert_eq!(weighed.max_regions, Some(1));
+        assert!(!weighed.could_take(&east), "at its cap");
+        weighed.regions.clear();
+        assert!(weighed.could_take(&east));
+        assert!(!weighed.could_take(&free()), "pinned to west and east");
     }
 }

@@ -403,6 +403,8 @@ async fn region_assignments_show_leases_and_node_load() {
         tick_ms: 1.5,
         reported_at: now,
         census: Vec::new(),
+        max_regions: None,
+        allowed_regions: Vec::new(),
     };
     loads
         .put("sim-1", serde_json::to_vec(&load).expect("json").into())
