@@ -255,18 +255,28 @@ async fn answer_asks(mut queue: mpsc::Receiver<(Ask, Reply)>, redis: Redis) {
         let (script, mut redis) = (script.clone(), redis.clone());
         tokio::spawn(async move {
             if redis.is_cluster() {
-                let answers = futures::future::join_all(batch.iter().map(|(ask, _)| {
-                    let (script, mut redis) = (script.clone(), redis.clone());
-                    async move {
-                        tokio::time::timeout(BUDGET, answer_apart(&script, &mut redis, ask))
-                            .await
-                            .unwrap_or_else(|_| Err(no_answer()))
-                            .map_err(|e| Unanswered(e.to_string()))
-                    }
-                }))
-                .await;
+                // Each ask on a task of its own, never cut off half-counted: one that outlasts
+                // the budget still finishes, giving back what a refusal or an error leaves
+                // counted; only its answer is given up on.
+                let asks = batch.iter().map(|(ask, _)| {
+                    let (script, mut redis, ask) = (script.clone(), redis.clone(), ask.clone());
+                    tokio::spawn(async move { answer_apart(&script, &mut redis, &ask).await })
+                });
+                let asks: Vec<_> = asks.collect();
+                let answers = tokio::time::timeout(BUDGET, futures::future::join_all(asks)).await;
                 drop(permit);
+                let Ok(answers) = answers else {
+                    for (_, reply) in batch {
+                        let _ = reply.send(Err(Unanswered("no answer in time".to_owned())));
+                    }
+                    return;
+                };
                 for ((_, reply), answer) in batch.into_iter().zip(answers) {
+                    let answer = match answer {
+                        Ok(Ok(answer)) => Ok(answer),
+                        Ok(Err(e)) => Err(Unanswered(e.to_string())),
+                        Err(e) => Err(Unanswered(e.to_string())),
+                    };
                     let _ = reply.send(answer);
                 }
                 return;
@@ -299,28 +309,43 @@ async fn answer_asks(mut queue: mpsc::Receiver<(Ask, Reply)>, redis: Redis) {
     }
 }
 
-fn no_answer() -> redis::RedisError {
-    redis::RedisError::from((redis::ErrorKind::Io, "no answer in time"))
-}
-
 /// The answer to `ask` on a Redis Cluster, from parts that each lie in one slot, as one script
 /// call would answer it on a standalone Redis:
 ///
-/// 1. the limits before the session, each slot's in a call of its own, all at once; when one
-///    refuses, those that counted are given back ([`refund`]), so they count all or none;
+/// 1. the limits before the session, each slot's in a call of its own, all at once;
 /// 2. the session, the cached view and the other limits in the session's slot (the player's,
 ///    which shares its tag), in one call, the limits counted only if step 1 counted;
 /// 3. the other limits in other slots, if any, counted only when the session is live and all
-///    before counted; when one refuses, every limit of this kind that counted is given back.
+///    before counted.
 ///
-/// Between the parts another gateway may see a limit counted that is then given back: the
-/// limits of one kind count all or none, but not at one instant as on a single server.
+/// Limits of one kind count all or none: when a part refuses, the parts of that kind that
+/// counted are given back ([`refund`]). When a call fails, every count already made is given
+/// back and the ask fails, as a script that did not run counts nothing. Between the parts
+/// another gateway may see a count that is then given back: all or none, but not at one instant
+/// as on a single server.
 async fn answer_apart(
     script: &redis::Script,
     redis: &mut Redis,
     ask: &Ask,
 ) -> redis::RedisResult<Answer> {
-    let before = count_apart(script, redis, &ask.limits_before_session).await?;
+    let mut counted = Vec::new();
+    let answered = answer_counting(script, redis, ask, &mut counted).await;
+    if answered.is_err() {
+        // Best effort: a refund that fails leaves a count the limit's interval wears off.
+        let _ = give_back(redis, &counted).await;
+    }
+    answered
+}
+
+/// [`answer_apart`]'s parts, noting in `counted` every limit that has counted the request and
+/// is not given back.
+async fn answer_counting(
+    script: &redis::Script,
+    redis: &mut Redis,
+    ask: &Ask,
+    counted: &mut Vec<Limit>,
+) -> redis::RedisResult<Answer> {
+    let before = count_apart(script, redis, &ask.limits_before_session, counted).await?;
     let home = ask
         .session
         .as_ref()
@@ -346,19 +371,24 @@ async fn answer_apart(
     } else {
         call_one(script, redis, &main).await?
     };
-    let view = match (&ask.view, view_near) {
-        (Some(key), None) => redis.get(key).await?,
-        _ => answered.as_ref().and_then(|a| a.view.clone()),
-    };
     let session = answered.as_ref().and_then(|a| a.session);
     let live = ask.session.is_none() || matches!(session, Some(SessionState::Live(_)));
-    let mut wait = before.or(answered.as_ref().and_then(|a| a.wait));
+    let near_wait = answered.as_ref().and_then(|a| a.wait);
+    if live && near_wait.is_none() {
+        counted.extend(near.iter().cloned());
+    }
+    let mut wait = before.or(near_wait);
     if wait.is_none() && live && !far.is_empty() {
-        wait = count_apart(script, redis, &far).await?;
+        wait = count_apart(script, redis, &far, counted).await?;
         if wait.is_some() {
             give_back(redis, &near).await?;
+            counted.retain(|l| !near.contains(l));
         }
     }
+    let view = match (&ask.view, view_near) {
+        (Some(key), None) => redis.get(key).await?,
+        _ => answered.and_then(|a| a.view),
+    };
     Ok(Answer {
         session,
         wait,
@@ -367,12 +397,14 @@ async fn answer_apart(
 }
 
 /// Counts a request against `limits`, all or none, each slot's in a call of its own: `None`
-/// when every one counted it, or the longest wait of those that refused (and then those that
-/// counted have given it back).
+/// when every one counted it (and then they are added to `counted`), or the longest wait of
+/// those that refused (and then those that counted have given it back). When a call fails,
+/// those that counted are added to `counted`, for the caller to give back.
 async fn count_apart(
     script: &redis::Script,
     redis: &mut Redis,
     limits: &[Limit],
+    counted: &mut Vec<Limit>,
 ) -> redis::RedisResult<Option<Duration>> {
     let mut by_slot: Vec<(redis::cluster_routing::Slot, Vec<Limit>)> = Vec::new();
     for limit in limits {
@@ -382,7 +414,7 @@ async fn count_apart(
             None => by_slot.push((at, vec![limit.clone()])),
         }
     }
-    let waits = futures::future::try_join_all(by_slot.iter().map(|(_, group)| {
+    let answers = futures::future::join_all(by_slot.iter().map(|(_, group)| {
         let mut redis = redis.clone();
         let ask = Ask {
             limits_before_session: group.clone(),
@@ -393,16 +425,25 @@ async fn count_apart(
             Ok::<_, redis::RedisError>(answer.and_then(|a| a.wait))
         }
     }))
-    .await?;
-    let longest = waits.iter().flatten().max().copied();
+    .await;
+    let mut longest = None;
+    let mut failed = None;
+    let mut these = Vec::new();
+    for ((_, group), answer) in by_slot.into_iter().zip(answers) {
+        match answer {
+            Ok(None) => these.extend(group),
+            Ok(Some(wait)) => longest = longest.max(Some(wait)),
+            Err(e) => failed = Some(e),
+        }
+    }
+    if let Some(e) = failed {
+        counted.extend(these);
+        return Err(e);
+    }
     if longest.is_some() {
-        let counted: Vec<Limit> = by_slot
-            .into_iter()
-            .zip(&waits)
-            .filter(|(_, wait)| wait.is_none())
-            .flat_map(|((_, group), _)| group)
-            .collect();
-        give_back(redis, &counted).await?;
+        give_back(redis, &these).await?;
+    } else {
+        counted.extend(these);
     }
     Ok(longest)
 }

@@ -1,8 +1,10 @@
 //! Redis as the game backend uses it: one server, or a Redis Cluster of several masters.
 //!
 //! `REDIS_URL` names one server (`redis://host:6379`) or, separated by commas, the seed nodes of
-//! a cluster (`redis://a:6379,redis://b:6379,redis://c:6379`): a list of more than one is a
-//! cluster, whose other nodes are found from the seeds. [`Redis`] answers commands either way.
+//! a cluster (`redis://a:6379,redis://b:6379,redis://c:6379`), whose other nodes are found from
+//! the seeds. A single URL that turns out to be a cluster node (`cluster_enabled:1`) is taken as
+//! a cluster's one seed. A comma in a password must be percent-encoded (`%2C`). [`Redis`]
+//! answers commands either way.
 //!
 //! What differs is what a cluster refuses: a script, a transaction or a pipeline whose keys lie
 //! in more than one hash slot (`CROSSSLOT`). Keys that one such call takes together share a hash
@@ -100,6 +102,16 @@ impl Redis {
         match Target::parse(url) {
             Target::Single(url) => {
                 let client = ::redis::Client::open(url.as_str())?;
+                let mut probe = client.get_multiplexed_async_connection().await?;
+                // A server that refuses INFO (some managed ones rename it) is taken as one.
+                let info: Option<String> = ::redis::cmd("INFO")
+                    .arg("cluster")
+                    .query_async(&mut probe)
+                    .await
+                    .ok();
+                if info.is_some_and(|i| i.lines().any(|l| l.trim() == "cluster_enabled:1")) {
+                    return Self::cluster(vec![url], patience).await;
+                }
                 let manager = match patience {
                     None => ConnectionManager::new(client).await?,
                     Some(p) => {
@@ -112,18 +124,20 @@ impl Redis {
                 };
                 Ok(Self::Single(manager))
             }
-            Target::Cluster(urls) => {
-                let mut builder = ClusterClientBuilder::new(urls);
-                if let Some(p) = patience {
-                    builder = builder
-                        .connection_timeout(p.connect)
-                        .response_timeout(p.response)
-                        .retries(u32::from(p.retries));
-                }
-                let connection = builder.build()?.get_async_connection().await?;
-                Ok(Self::Cluster(connection))
-            }
+            Target::Cluster(urls) => Self::cluster(urls, patience).await,
         }
+    }
+
+    async fn cluster(seeds: Vec<String>, patience: Option<Patience>) -> RedisResult<Self> {
+        let mut builder = ClusterClientBuilder::new(seeds);
+        if let Some(p) = patience {
+            builder = builder
+                .connection_timeout(p.connect)
+                .response_timeout(p.response)
+                .retries(u32::from(p.retries));
+        }
+        let connection = builder.build()?.get_async_connection().await?;
+        Ok(Self::Cluster(connection))
     }
 
     /// Whether this is a cluster's connection.

@@ -274,3 +274,75 @@ async fn a_role_change_during_a_login_leaves_no_session_with_the_old_role(url: &
         ["s1"]
     );
 }
+
+/// The node of `cluster` that holds `key`: the one that answers for it rather than redirecting.
+async fn owner(cluster: &test_servers::RedisCluster, key: &str) -> usize {
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let mut plain = redis::Client::open(node.url())
+            .expect("client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("node");
+        let here: redis::RedisResult<Option<String>> = plain.get(key).await;
+        if here.is_ok() {
+            return i;
+        }
+    }
+    panic!("no node holds {key}")
+}
+
+#[tokio::test]
+async fn on_a_cluster_an_ask_that_fails_half_way_gives_back_what_it_counted() {
+    let mut cluster = test_servers::RedisCluster::start().expect("Redis Cluster");
+    let mut redis = connect(&cluster.url()).await;
+    let gate = Gate::start(redis.clone());
+    // The address's limit and the player's session on two different nodes.
+    let ip = "rl:api_per_ip:{127.0.0.1}";
+    let mut n = 0;
+    let session = loop {
+        let session = format!("session:{{p{n}}}:s");
+        if owner(&cluster, &session).await != owner(&cluster, ip).await {
+            break session;
+        }
+        n += 1;
+    };
+    let down = owner(&cluster, &session).await;
+    cluster.nodes[down].stop();
+    // A minute a request: the count would stay a minute unless given back.
+    let slow = Limit {
+        key: ip.to_owned(),
+        interval_ms: 60_000,
+        tolerance_ms: 120_000,
+    };
+    let ask = Ask {
+        limits_before_session: vec![slow],
+        ..ask(&session, &format!("player:{{p{n}}}"), &[])
+    };
+    // The address's limit counts, then the session's node does not answer: the ask fails, and
+    // the count is given back, as a script that did not run would have counted nothing.
+    // (The first may fail before anything counts, as the client finds the node gone.)
+    for _ in 0..3 {
+        assert!(gate.ask(ask.clone()).await.is_err());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let held: Option<String> = redis.get(ip).await.expect("get");
+        if held.is_none() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the address's count was never given back: {held:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_url_of_a_cluster_node_is_taken_as_the_cluster() {
+    let cluster = test_servers::RedisCluster::start().expect("Redis Cluster");
+    let redis = connect(&cluster.nodes[1].url()).await;
+    assert!(redis.is_cluster(), "a cluster node's URL alone");
+    let server = Server::start_redis().expect("redis-server");
+    assert!(!connect(&server.url()).await.is_cluster());
+}
