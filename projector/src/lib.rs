@@ -47,6 +47,10 @@ pub struct Context {
     pub live_lock: tokio::sync::Mutex<()>,
     /// The writes to MongoDB, in turn: the facts, the commands' audit and a rebuild share it.
     pub lane: pace::Lane,
+    /// The session the live projection writes its transactions in.
+    pub live_writer: Arc<tokio::sync::Mutex<projection::Writer>>,
+    /// The session a rebuild writes its transactions in.
+    pub rebuild_writer: Arc<tokio::sync::Mutex<projection::Writer>>,
 }
 
 /// Why a projector could not start.
@@ -84,6 +88,10 @@ impl Context {
             metrics: Metrics::new(),
             live_lock: tokio::sync::Mutex::new(()),
             lane: pace::Lane::new(settings.concurrent_writes),
+            live_writer: Arc::new(tokio::sync::Mutex::new(projection::Writer::new(
+                live::FACTS_CONSUMER,
+            ))),
+            rebuild_writer: Arc::new(tokio::sync::Mutex::new(projection::Writer::new("rebuild"))),
             settings,
         }))
     }

@@ -434,10 +434,13 @@ pub async fn project_batch(
         }
     }
     let (client, db, names) = (ctx.mongo.clone(), ctx.db.clone(), names.clone());
+    let writer = ctx.live_writer.clone();
     let write = move |facts: Vec<Stored>| {
-        let (client, db, names) = (client.clone(), db.clone(), names.clone());
+        let (client, db, names, writer) =
+            (client.clone(), db.clone(), names.clone(), writer.clone());
         async move {
-            let changed = projection::apply(&client, &db, &names, &facts).await?;
+            let mut writer = writer.lock().await;
+            let changed = projection::apply(&client, &db, &names, &facts, &mut writer).await?;
             // Counted here, on the lane, so that the count is never one more query
             // running beside a write.
             let population = if changed.population {
@@ -632,7 +635,6 @@ pub async fn audit_commands(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), async_nats::Error> {
     let consumer = durable(&ctx, COMMANDS, COMMANDS_CONSUMER, "cmd.>").await?;
-    let ns = mongodb::Namespace::new(ctx.db.name(), trail::AUDIT);
     let mut pace = Pace::new(ctx.settings.batch_size, ctx.settings.target_write);
     loop {
         if *stop.borrow() {
@@ -661,24 +663,13 @@ pub async fn audit_commands(
                 }
             }
         }
-        let (client, db, ns) = (ctx.mongo.clone(), ctx.db.clone(), ns.clone());
+        let db = ctx.db.clone();
         let write = move |entries: Vec<AuditEntry>| {
-            let (client, db, ns) = (client.clone(), db.clone(), ns.clone());
+            let db = db.clone();
             async move {
                 let last = entries.iter().map(|(seq, _)| *seq).max();
-                let behind: Vec<Vec<usize>> = (0..entries.len()).map(|i| vec![i]).collect();
-                let models = entries
-                    .into_iter()
-                    .map(|(_, d)| {
-                        mongodb::options::WriteModel::InsertOne(
-                            mongodb::options::InsertOneModel::builder()
-                                .namespace(ns.clone())
-                                .document(d)
-                                .build(),
-                        )
-                    })
-                    .collect();
-                projection::write(&client, models, &behind).await?;
+                let docs = entries.into_iter().map(|(_, d)| d).collect();
+                projection::insert(&db, trail::AUDIT, docs).await?;
                 if let Some(last) = last {
                     projection::mark(&db, COMMANDS_CONSUMER, last).await?;
                 }

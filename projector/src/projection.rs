@@ -1,20 +1,23 @@
-//! Applying a batch of facts to the read models (and the audit trail) in one bulk write.
+//! Applying a batch of facts to the read models (and the audit trail).
 //!
 //! The documents a batch touches are read once, the batch's facts are folded into them in stream
-//! order (see [`crate::models`]), and each changed document is written once, guarded by its
-//! `seq` so that a write of an older state never lands over a newer one. The audit entries go in
-//! the same bulk write, unique on the event id. Duplicate-key answers mean "already there" and
-//! are not errors; any other failure of one write is reported with the facts behind it.
+//! order (see [`crate::models`]), and each changed document is written once, so that a write of
+//! an older state never lands over a newer one: read and written in one transaction where the
+//! server has them, otherwise guarded by the document's `seq`. The audit entries, unique on the
+//! event id, follow. Duplicate-key answers outside a transaction mean "already there" and are
+//! not errors; any other failure of one write is reported with the facts behind it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::error::TRANSIENT_TRANSACTION_ERROR;
 use mongodb::options::{WriteConcern, WriteModel};
-use mongodb::{Client, Database, Namespace};
+use mongodb::{Client, ClientSession, Database, Namespace};
 use schemas::{EntityId, PlayerId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::warn;
 
 use crate::models::{
     EntityDoc, PlayerDoc, SessionDoc, Stored, entities_of, fold_entity, fold_player, fold_session,
@@ -140,10 +143,12 @@ struct Loaded<T> {
     unreadable: BTreeMap<String, String>,
 }
 
+/// Reads the stored documents of `ids`, inside `session`'s transaction when there is one.
 async fn load<T: DeserializeOwned>(
     db: &Database,
     collection: &str,
     ids: Vec<String>,
+    session: Option<&mut ClientSession>,
 ) -> Result<Loaded<T>, mongodb::error::Error> {
     let mut loaded = Loaded {
         docs: Vec::new(),
@@ -152,12 +157,15 @@ async fn load<T: DeserializeOwned>(
     if ids.is_empty() {
         return Ok(loaded);
     }
-    let docs: Vec<Document> = db
-        .collection::<Document>(collection)
-        .find(doc! {"_id": {"$in": ids}})
-        .await?
-        .try_collect()
-        .await?;
+    let coll = db.collection::<Document>(collection);
+    let filter = doc! {"_id": {"$in": ids}};
+    let docs: Vec<Document> = match session {
+        Some(session) => {
+            let mut cursor = coll.find(filter).session(&mut *session).await?;
+            cursor.stream(session).try_collect().await?
+        }
+        None => coll.find(filter).await?.try_collect().await?,
+    };
     for d in docs {
         let id = d.get_str("_id").map(str::to_owned).unwrap_or_default();
         match from_document(d) {
@@ -172,60 +180,121 @@ async fn load<T: DeserializeOwned>(
     Ok(loaded)
 }
 
-/// The write of one read-model document at `seq`. A document that was not there when the batch
-/// read its documents is inserted; one that was is replaced, only over an older `seq`. (On
-/// SecantusDB an insert costs a tenth of an upsert, and a replacement two thirds of a `$set`.)
+/// What keeps a write of an older state from landing over a newer one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    /// The write's filter: only over an older `seq`. For servers without transactions.
+    Seq,
+    /// The transaction the documents were read in: a document written by anyone else since
+    /// then is a write conflict, and the whole batch is read and folded again. The filter
+    /// names the document alone, which SecantusDB finds by its primary key; a `seq` range
+    /// beside it sends every write through the query planner (about half the write rate with
+    /// the read models' secondary indexes).
+    Transaction,
+}
+
+/// The write of one read-model document at `seq`, kept from overwriting a newer state by
+/// `guard`.
+///
+/// In a transaction, a document that was not there when the batch read it is inserted (on
+/// SecantusDB an insert costs a tenth of an upsert): another writer's copy, there now, is a
+/// duplicate key that aborts the transaction, and the batch is read again. Outside one, a
+/// duplicate key cannot tell "already written" from "an older copy written by another writer
+/// meanwhile", so every document is a guarded upsert there.
 fn guarded(
     namespace: Namespace,
     id: String,
     seq: u64,
     document: Document,
     existed: bool,
+    guard: Guard,
 ) -> WriteModel {
-    if !existed {
-        // Already there (a retried attempt landed after all): a duplicate key, "already
-        // written".
-        return WriteModel::InsertOne(
+    let replace = mongodb::options::ReplaceOneModel::builder().namespace(namespace.clone());
+    match guard {
+        Guard::Transaction if !existed => WriteModel::InsertOne(
             mongodb::options::InsertOneModel::builder()
                 .namespace(namespace)
                 .document(document)
                 .build(),
-        );
+        ),
+        Guard::Transaction => WriteModel::ReplaceOne(
+            replace
+                .filter(doc! {"_id": id})
+                .replacement(document)
+                .build(),
+        ),
+        Guard::Seq => WriteModel::ReplaceOne(
+            replace
+                // Every document is written with its `seq`, so "older than this" is the whole
+                // guard; a plain range (no `$or`) keeps it an index lookup on SecantusDB too (an
+                // `$or` there made each write about 50 times slower). A newer document makes
+                // the upsert an insert of an existing id: a duplicate key, "already written".
+                .filter(doc! {"_id": id, "seq": {"$lt": seq as i64}})
+                .replacement(document)
+                .upsert(true)
+                .build(),
+        ),
     }
-    WriteModel::ReplaceOne(
-        mongodb::options::ReplaceOneModel::builder()
-            .namespace(namespace)
-            // Every document is written with its `seq`, so "older than this" is the whole guard;
-            // a plain range (no `$or`) keeps it an index lookup on SecantusDB too (an `$or`
-            // there made each write about 50 times slower). A newer document makes the upsert
-            // an insert of an existing id: a duplicate key, "already written".
-            .filter(doc! {"_id": id, "seq": {"$lt": seq as i64}})
-            .replacement(document)
-            .upsert(true)
-            .build(),
-    )
 }
 
-/// Folds `facts` (in stream order) into the read models named by `names` and writes them, with
-/// the audit entries, in one bulk write acknowledged by the journal.
-pub async fn apply(
-    client: &Client,
+/// The documents a batch of facts touches.
+struct Touched {
+    players: BTreeSet<PlayerId>,
+    entities: BTreeSet<EntityId>,
+    sessions: BTreeSet<String>,
+}
+
+impl Touched {
+    fn of(facts: &[Stored]) -> Self {
+        let mut touched = Self {
+            players: BTreeSet::new(),
+            entities: BTreeSet::new(),
+            sessions: BTreeSet::new(),
+        };
+        for f in facts {
+            touched.players.extend(players_of(&f.env.payload));
+            touched.entities.extend(entities_of(&f.env.payload));
+            touched.sessions.extend(sessions_of(&f.env.payload));
+        }
+        touched
+    }
+}
+
+/// Writes and the facts behind each of them (by index in the batch), to name them when a write
+/// is refused.
+#[derive(Default)]
+struct Writes {
+    models: Vec<WriteModel>,
+    behind: Vec<Vec<usize>>,
+}
+
+/// The read-model writes of a batch, and what they change.
+struct Folded {
+    writes: Writes,
+    changed: Changed,
+}
+
+/// Reads the documents `facts` touch (in `session`'s transaction, when there is one), folds
+/// the facts into them in stream order, and returns a write of each changed document.
+async fn fold(
     db: &Database,
     names: &Names,
     facts: &[Stored],
-) -> Result<Changed, WriteError> {
-    let mut player_ids = BTreeSet::new();
-    let mut entity_ids = BTreeSet::new();
-    for f in facts {
-        player_ids.extend(players_of(&f.env.payload));
-        entity_ids.extend(entities_of(&f.env.payload));
-    }
+    touched: &Touched,
+    mut session: Option<&mut ClientSession>,
+) -> Result<Folded, WriteError> {
+    let guard = if session.is_some() {
+        Guard::Transaction
+    } else {
+        Guard::Seq
+    };
     let mut players: BTreeMap<PlayerId, Option<PlayerDoc>> =
-        player_ids.iter().map(|p| (*p, None)).collect();
+        touched.players.iter().map(|p| (*p, None)).collect();
     let loaded = load::<PlayerDoc>(
         db,
         &names.players,
-        player_ids.iter().map(ToString::to_string).collect(),
+        touched.players.iter().map(ToString::to_string).collect(),
+        session.as_deref_mut(),
     )
     .await?;
     let unreadable_players = loaded.unreadable;
@@ -233,24 +302,27 @@ pub async fn apply(
         players.insert(d.id, Some(d));
     }
     let mut entities: BTreeMap<EntityId, Option<EntityDoc>> =
-        entity_ids.iter().map(|e| (*e, None)).collect();
+        touched.entities.iter().map(|e| (*e, None)).collect();
     let loaded = load::<EntityDoc>(
         db,
         &names.world,
-        entity_ids.iter().map(ToString::to_string).collect(),
+        touched.entities.iter().map(ToString::to_string).collect(),
+        session.as_deref_mut(),
     )
     .await?;
     let unreadable_entities = loaded.unreadable;
     for d in loaded.docs {
         entities.insert(d.id, Some(d));
     }
-    let session_ids: BTreeSet<String> = facts
-        .iter()
-        .flat_map(|f| sessions_of(&f.env.payload))
-        .collect();
     let mut sessions: BTreeMap<String, Option<SessionDoc>> =
-        session_ids.iter().map(|s| (s.clone(), None)).collect();
-    let loaded = load::<SessionDoc>(db, &names.sessions, session_ids.into_iter().collect()).await?;
+        touched.sessions.iter().map(|s| (s.clone(), None)).collect();
+    let loaded = load::<SessionDoc>(
+        db,
+        &names.sessions,
+        touched.sessions.iter().cloned().collect(),
+        session,
+    )
+    .await?;
     let unreadable_sessions = loaded.unreadable;
     for d in loaded.docs {
         sessions.insert(d.id.clone(), Some(d));
@@ -339,15 +411,14 @@ pub async fn apply(
     }
 
     let ns = |coll: &str| Namespace::new(db.name(), coll);
-    let mut models = Vec::new();
-    let mut behind: Vec<Vec<usize>> = Vec::new();
+    let mut writes = Writes::default();
     // A document that cannot be encoded names the facts folded into it as unwritable.
     let mut add = |encoded: Result<Document, DocumentError>,
                    model: &dyn Fn(Document) -> WriteModel,
                    idx: &[usize]| match encoded {
         Ok(d) => {
-            models.push(model(d));
-            behind.push(idx.to_vec());
+            writes.models.push(model(d));
+            writes.behind.push(idx.to_vec());
         }
         Err(e) => {
             for i in idx {
@@ -360,7 +431,7 @@ pub async fn apply(
             let there = players_there.contains(p);
             add(
                 to_document(d),
-                &|doc| guarded(ns(&names.players), p.to_string(), d.seq, doc, there),
+                &|doc| guarded(ns(&names.players), p.to_string(), d.seq, doc, there, guard),
                 idx,
             );
         }
@@ -370,7 +441,7 @@ pub async fn apply(
             let there = entities_there.contains(e);
             add(
                 to_document(d),
-                &|doc| guarded(ns(&names.world), e.to_string(), d.seq, doc, there),
+                &|doc| guarded(ns(&names.world), e.to_string(), d.seq, doc, there, guard),
                 idx,
             );
         }
@@ -380,35 +451,249 @@ pub async fn apply(
             let there = sessions_there.contains(id);
             add(
                 to_document(d),
-                &|doc| guarded(ns(&names.sessions), id.clone(), d.seq, doc, there),
+                &|doc| guarded(ns(&names.sessions), id.clone(), d.seq, doc, there, guard),
                 idx,
-            );
-        }
-    }
-    if let Some(audit) = &names.audit {
-        for (i, f) in facts.iter().enumerate() {
-            add(
-                trail::fact_entry(f),
-                &|doc| {
-                    WriteModel::InsertOne(
-                        mongodb::options::InsertOneModel::builder()
-                            .namespace(ns(audit))
-                            .document(doc)
-                            .build(),
-                    )
-                },
-                &[i],
             );
         }
     }
     if !unwritable.is_empty() {
         return Err(unwritable_error(unwritable));
     }
-    write(client, models, &behind).await?;
+    Ok(Folded { writes, changed })
+}
+
+/// The audit entries of `facts` (one per fact, in order), when `names` writes the audit.
+fn audit_entries(names: &Names, facts: &[Stored]) -> Result<Vec<Document>, WriteError> {
+    if names.audit.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut entries = Vec::with_capacity(facts.len());
+    let mut unwritable = BTreeMap::new();
+    for (i, f) in facts.iter().enumerate() {
+        match trail::fact_entry(f) {
+            Ok(doc) => entries.push(doc),
+            Err(e) => {
+                unwritable.insert(i, e.to_string());
+            }
+        }
+    }
+    if !unwritable.is_empty() {
+        return Err(unwritable_error(unwritable));
+    }
+    Ok(entries)
+}
+
+/// How many times a batch is read, folded and written again at once when its transaction meets
+/// another writer, before the batch waits like any failed write.
+const CONFLICT_ATTEMPTS: u32 = 5;
+
+/// Folds `facts` (in stream order) into the read models named by `names` and writes them, then
+/// the audit entries, then the projection's position, each acknowledged by the journal.
+///
+/// Where the server has transactions (a replica set, a sharded cluster, SecantusDB), the
+/// documents are read and written in one transaction. Elsewhere (a standalone `mongod`) they
+/// are read, then written in one bulk write guarded by `seq`. Run again, a batch changes
+/// nothing: every fold skips what a document already holds, and the audit entries are there.
+pub async fn apply(
+    client: &Client,
+    db: &Database,
+    names: &Names,
+    facts: &[Stored],
+    writer: &mut Writer,
+) -> Result<Changed, WriteError> {
+    let touched = Touched::of(facts);
+    let audit = audit_entries(names, facts)?;
+    let changed = if has_transactions(db).await? {
+        let session = writer.session(client, db).await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            session
+                .start_transaction()
+                .write_concern(WriteConcern::builder().journal(true).build())
+                .await?;
+            match transaction(client, db, names, facts, &touched, session).await {
+                Ok(changed) => break changed,
+                Err(Failed::Conflict(e)) if attempt >= CONFLICT_ATTEMPTS => {
+                    return Err(WriteError::Unavailable(e));
+                }
+                Err(Failed::Conflict(e)) => {
+                    // Two writers at once: a projector that lost its lease and the one that
+                    // took it, for a moment, or one that should not be running.
+                    warn!(attempt, error = %e, "another writer changed the batch's documents; reading them again");
+                }
+                Err(Failed::Other(e)) => return Err(e),
+            }
+        }
+    } else {
+        let folded = fold(db, names, facts, &touched, None).await?;
+        write(client, folded.writes.models, &folded.writes.behind).await?;
+        folded.changed
+    };
+    if let Some(collection) = &names.audit {
+        insert(db, collection, audit).await?;
+    }
     if let Some(last) = facts.last() {
         mark(db, &names.players, last.seq).await?;
     }
     Ok(changed)
+}
+
+/// The session a projection writes its transactions in, registered in [`PROGRESS`] under the
+/// projection's name.
+///
+/// A process killed between a transaction's writes and its commit leaves the transaction open
+/// on the server, holding its documents until the server's transaction lifetime ends (60 s on
+/// `mongod` and SecantusDB): every write of them meets a conflict until then. So the next
+/// writer of the same name ends the session registered before it (`killSessions`, which aborts
+/// its transaction) before it registers its own, and writes on at once.
+pub struct Writer {
+    name: String,
+    session: Option<ClientSession>,
+}
+
+impl Writer {
+    /// A writer named `name`: one per projection (its collections), so that a writer ends only
+    /// the session its predecessor left.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            session: None,
+        }
+    }
+
+    /// The session, started and registered on first use.
+    async fn session(
+        &mut self,
+        client: &Client,
+        db: &Database,
+    ) -> Result<&mut ClientSession, mongodb::error::Error> {
+        if self.session.is_none() {
+            self.session = Some(self.register(client, db).await?);
+        }
+        self.session
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no session").into())
+    }
+
+    async fn register(
+        &self,
+        client: &Client,
+        db: &Database,
+    ) -> Result<ClientSession, mongodb::error::Error> {
+        let progress = db.collection::<Document>(PROGRESS);
+        let key = format!("writer:{}", self.name);
+        let before = progress.find_one(doc! {"_id": &key}).await?;
+        if let Some(lsid) = before.as_ref().and_then(|d| d.get_document("lsid").ok()) {
+            let killed = client
+                .database("admin")
+                .run_command(doc! {"killSessions": [lsid.clone()]})
+                .await;
+            if let Err(e) = killed {
+                // Not fatal: a transaction it left open ends with the server's lifetime for
+                // them, and until then its documents are conflicts, retried.
+                warn!(writer = self.name, error = %e, "cannot end the session of the writer before");
+            }
+        }
+        let session = client.start_session().await?;
+        progress
+            .update_one(
+                doc! {"_id": &key},
+                doc! {"$set": {"lsid": session.id().clone(), "at": bson::DateTime::now()}},
+            )
+            .upsert(true)
+            .write_concern(WriteConcern::builder().journal(true).build())
+            .await?;
+        Ok(session)
+    }
+}
+
+/// Whether the server runs multi-document transactions: a replica-set member or a `mongos`
+/// does, a standalone server does not. (The driver cannot tell: it judges by the protocol
+/// version alone.) Asked for every batch: one small command beside a batch's reads and writes.
+async fn has_transactions(db: &Database) -> Result<bool, mongodb::error::Error> {
+    let hello = db.run_command(doc! {"hello": 1}).await?;
+    Ok(hello.contains_key("setName") || hello.get_str("msg") == Ok("isdbgrid"))
+}
+
+/// Why a transaction did not commit.
+enum Failed {
+    /// Another writer touched the same documents: read and fold again.
+    Conflict(mongodb::error::Error),
+    /// Anything else.
+    Other(WriteError),
+}
+
+/// One attempt: reads, folds and writes the read models in the transaction started on
+/// `session`, and commits it; aborts it on any failure.
+async fn transaction(
+    client: &Client,
+    db: &Database,
+    names: &Names,
+    facts: &[Stored],
+    touched: &Touched,
+    session: &mut ClientSession,
+) -> Result<Changed, Failed> {
+    let outcome = async {
+        let folded = fold(db, names, facts, touched, Some(&mut *session))
+            .await
+            .map_err(Failed::Other)?;
+        if !folded.writes.models.is_empty() {
+            let written = client
+                .bulk_write(folded.writes.models)
+                .ordered(false)
+                .session(&mut *session)
+                .await;
+            if let Err(e) = written {
+                return Err(refused_in_transaction(e, &folded.writes.behind));
+            }
+        }
+        session.commit_transaction().await.map_err(|e| {
+            if e.contains_label(TRANSIENT_TRANSACTION_ERROR) {
+                Failed::Conflict(e)
+            } else {
+                Failed::Other(e.into())
+            }
+        })?;
+        Ok(folded.changed)
+    }
+    .await;
+    if outcome.is_err() {
+        // The server has usually aborted it already; this ends it on the client's side too.
+        let _ = session.abort_transaction().await;
+    }
+    outcome
+}
+
+/// A failed write in a transaction: the transaction is aborted, so nothing of it is written.
+/// Another writer's document (a duplicate key, a write conflict) is a conflict to read again;
+/// any other refusal names the facts behind it.
+fn refused_in_transaction(e: mongodb::error::Error, behind: &[Vec<usize>]) -> Failed {
+    /// A write conflict, and what a write after the transaction's abort is answered.
+    const CONFLICTS: [i32; 3] = [11000, 112, 251];
+    if e.contains_label(TRANSIENT_TRANSACTION_ERROR) {
+        return Failed::Conflict(e);
+    }
+    let mongodb::error::ErrorKind::BulkWrite(bulk) = &*e.kind else {
+        return Failed::Other(WriteError::Unavailable(e));
+    };
+    let refused: Vec<_> = bulk
+        .write_errors
+        .iter()
+        .filter(|(_, w)| !CONFLICTS.contains(&w.code))
+        .collect();
+    if refused.is_empty() {
+        return Failed::Conflict(e);
+    }
+    let reason = refused
+        .first()
+        .map(|(_, w)| w.message.clone())
+        .unwrap_or_default();
+    let facts = refused
+        .iter()
+        .flat_map(|(i, _)| behind.get(**i).cloned().unwrap_or_default())
+        .collect();
+    Failed::Other(WriteError::Refused { facts, reason })
 }
 
 fn unwritable_error(unwritable: BTreeMap<usize, String>) -> WriteError {
@@ -463,23 +748,65 @@ pub async fn write(
     if !bulk.write_concern_errors.is_empty() {
         return Err(WriteError::Unavailable(e));
     }
-    let refused: Vec<_> = bulk
-        .write_errors
-        .iter()
-        .filter(|(_, w)| w.code != 11000)
-        .collect();
-    if refused.is_empty() {
+    refusals(
+        bulk.write_errors
+            .iter()
+            .map(|(i, w)| (*i, w.code, w.message.as_str())),
+        |i| behind.get(i).cloned().unwrap_or_default(),
+    )
+}
+
+/// Inserts `entries` (one per fact of the batch, in order) into `collection` in one unordered
+/// `insert`, journaled; duplicate keys are "already written". (SecantusDB takes many inserts
+/// about 1.8 times as fast in one `insert` as in a client bulk write.)
+pub async fn insert(
+    db: &Database,
+    collection: &str,
+    entries: Vec<Document>,
+) -> Result<(), WriteError> {
+    if entries.is_empty() {
         return Ok(());
     }
-    let reason = refused
-        .first()
-        .map(|(_, w)| w.message.clone())
-        .unwrap_or_default();
-    let facts = refused
-        .iter()
-        .flat_map(|(i, _)| behind.get(**i).cloned().unwrap_or_default())
-        .collect();
-    Err(WriteError::Refused { facts, reason })
+    let result = db
+        .collection::<Document>(collection)
+        .insert_many(entries)
+        .ordered(false)
+        .write_concern(WriteConcern::builder().journal(true).build())
+        .await;
+    let Err(e) = result else {
+        return Ok(());
+    };
+    let mongodb::error::ErrorKind::InsertMany(failed) = &*e.kind else {
+        return Err(WriteError::Unavailable(e));
+    };
+    if failed.write_concern_error.is_some() {
+        return Err(WriteError::Unavailable(e));
+    }
+    // One entry per fact: the entry's position is the fact's.
+    refusals(
+        failed
+            .write_errors
+            .iter()
+            .flatten()
+            .map(|w| (w.index, w.code, w.message.as_str())),
+        |i| vec![i],
+    )
+}
+
+/// What the per-write errors of an unordered write (position, code, message) make of it:
+/// duplicate keys are "already written"; any other refusal names the facts `behind` it.
+fn refusals<'a>(
+    errors: impl Iterator<Item = (usize, i32, &'a str)>,
+    behind: impl Fn(usize) -> Vec<usize>,
+) -> Result<(), WriteError> {
+    let refused: Vec<_> = errors.filter(|(_, code, _)| *code != 11000).collect();
+    let Some((_, _, reason)) = refused.first() else {
+        return Ok(());
+    };
+    Err(WriteError::Refused {
+        reason: (*reason).to_owned(),
+        facts: refused.iter().flat_map(|(i, _, _)| behind(*i)).collect(),
+    })
 }
 
 #[cfg(test)]
@@ -506,14 +833,17 @@ mod tests {
         for (coll, key) in SHARD_KEYS {
             assert_eq!(*key, "_id", "{coll}");
             for existed in [false, true] {
-                let write = guarded(
-                    namespace(coll),
-                    "p-1".to_owned(),
-                    7,
-                    doc! {"_id": "p-1", "seq": 7_i64},
-                    existed,
-                );
-                assert_eq!(key_of(&write), Ok(Bson::String("p-1".into())), "{coll}");
+                for guard in [Guard::Seq, Guard::Transaction] {
+                    let write = guarded(
+                        namespace(coll),
+                        "p-1".to_owned(),
+                        7,
+                        doc! {"_id": "p-1", "seq": 7_i64},
+                        existed,
+                        guard,
+                    );
+                    assert_eq!(key_of(&write), Ok(Bson::String("p-1".into())), "{coll}");
+                }
             }
         }
         let audit = trail::entry(

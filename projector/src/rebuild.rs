@@ -91,9 +91,13 @@ async fn write(
             names.clone(),
             batch.clone(),
         );
+        let writer = ctx.rebuild_writer.clone();
         let (result, took) = ctx
             .lane
-            .spawn(async move { projection::apply(&client, &db, &names_, &facts).await })
+            .spawn(async move {
+                let mut writer = writer.lock().await;
+                projection::apply(&client, &db, &names_, &facts, &mut writer).await
+            })
             .await
             .map_err(mongo)?;
         match result {

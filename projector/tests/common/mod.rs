@@ -141,18 +141,7 @@ impl Stack {
     }
 
     pub async fn docs<T: serde::de::DeserializeOwned>(&self, collection: &str) -> Vec<T> {
-        let docs: Vec<Document> = self
-            .db
-            .collection::<Document>(collection)
-            .find(doc! {})
-            .await
-            .expect("find")
-            .try_collect()
-            .await
-            .expect("docs");
-        docs.into_iter()
-            .map(|d| from_document(d).expect("a read-model document"))
-            .collect()
+        docs_in(&self.db, collection).await
     }
 
     pub async fn audit_count(&self) -> u64 {
@@ -231,24 +220,47 @@ impl Stack {
     }
 
     pub async fn projected(&self) -> Models {
-        (
-            self.docs::<PlayerDoc>("players")
-                .await
-                .into_iter()
-                .map(|d| (d.id, d))
-                .collect(),
-            self.docs::<EntityDoc>("world")
-                .await
-                .into_iter()
-                .map(|d| (d.id, d))
-                .collect(),
-            self.docs::<SessionDoc>("sessions")
-                .await
-                .into_iter()
-                .map(|d| (d.id.clone(), d))
-                .collect(),
-        )
+        projected_in(&self.db).await
     }
+}
+
+/// Every document of `collection` in `db`.
+pub async fn docs_in<T: serde::de::DeserializeOwned>(
+    db: &mongodb::Database,
+    collection: &str,
+) -> Vec<T> {
+    let docs: Vec<Document> = db
+        .collection::<Document>(collection)
+        .find(doc! {})
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("docs");
+    docs.into_iter()
+        .map(|d| from_document(d).expect("a read-model document"))
+        .collect()
+}
+
+/// The read models stored in `db`.
+pub async fn projected_in(db: &mongodb::Database) -> Models {
+    (
+        docs_in::<PlayerDoc>(db, "players")
+            .await
+            .into_iter()
+            .map(|d| (d.id, d))
+            .collect(),
+        docs_in::<EntityDoc>(db, "world")
+            .await
+            .into_iter()
+            .map(|d| (d.id, d))
+            .collect(),
+        docs_in::<SessionDoc>(db, "sessions")
+            .await
+            .into_iter()
+            .map(|d| (d.id.clone(), d))
+            .collect(),
+    )
 }
 
 pub struct Projector {
