@@ -3,9 +3,10 @@
 //! The documents a batch touches are read once, the batch's facts are folded into them in stream
 //! order (see [`crate::models`]), and each changed document is written once, so that a write of
 //! an older state never lands over a newer one: read and written in one transaction where the
-//! server has them, otherwise guarded by the document's `seq`. The audit entries, unique on the
-//! event id, follow. Duplicate-key answers outside a transaction mean "already there" and are
-//! not errors; any other failure of one write is reported with the facts behind it.
+//! server has them, otherwise guarded by the document's `seq`; another writer met on the way
+//! (a conflict, a duplicate key) has the batch read and folded again. The audit entries,
+//! unique on the event id, follow, where a duplicate key means "already there". Any other
+//! failure of one write is reported with the facts behind it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -198,9 +199,9 @@ enum Guard {
 ///
 /// In a transaction, a document that was not there when the batch read it is inserted (on
 /// SecantusDB an insert costs a tenth of an upsert): another writer's copy, there now, is a
-/// duplicate key that aborts the transaction, and the batch is read again. Outside one, a
-/// duplicate key cannot tell "already written" from "an older copy written by another writer
-/// meanwhile", so every document is a guarded upsert there.
+/// duplicate key that aborts the transaction, and the batch is read again. Outside one, every
+/// document is an upsert guarded by `seq`: an insert could not tell "already written" from "an
+/// older copy another writer made meanwhile".
 fn guarded(
     namespace: Namespace,
     id: String,
@@ -228,7 +229,8 @@ fn guarded(
                 // Every document is written with its `seq`, so "older than this" is the whole
                 // guard; a plain range (no `$or`) keeps it an index lookup on SecantusDB too (an
                 // `$or` there made each write about 50 times slower). A newer document makes
-                // the upsert an insert of an existing id: a duplicate key, "already written".
+                // the upsert an insert of an existing id: a duplicate key, and the batch is
+                // read again (see `guarded_by_seq`).
                 .filter(doc! {"_id": id, "seq": {"$lt": seq as i64}})
                 .replacement(document)
                 .upsert(true)
@@ -503,32 +505,27 @@ pub async fn apply(
 ) -> Result<Changed, WriteError> {
     let touched = Touched::of(facts);
     let audit = audit_entries(names, facts)?;
-    let changed = if has_transactions(db).await? {
-        let session = writer.session(client, db).await?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            session
-                .start_transaction()
-                .write_concern(WriteConcern::builder().journal(true).build())
-                .await?;
-            match transaction(client, db, names, facts, &touched, session).await {
-                Ok(changed) => break changed,
-                Err(Failed::Conflict(e)) if attempt >= CONFLICT_ATTEMPTS => {
-                    return Err(WriteError::Unavailable(e));
-                }
-                Err(Failed::Conflict(e)) => {
-                    // Two writers at once: a projector that lost its lease and the one that
-                    // took it, for a moment, or one that should not be running.
-                    warn!(attempt, error = %e, "another writer changed the batch's documents; reading them again");
-                }
-                Err(Failed::Other(e)) => return Err(e),
+    let transactions = has_transactions(db).await?;
+    let mut attempt = 0;
+    let changed = loop {
+        attempt += 1;
+        let outcome = if transactions {
+            in_transaction(client, db, names, facts, &touched, writer).await
+        } else {
+            guarded_by_seq(client, db, names, facts, &touched).await
+        };
+        match outcome {
+            Ok(changed) => break changed,
+            Err(Failed::Conflict(e)) if attempt >= CONFLICT_ATTEMPTS => {
+                return Err(WriteError::Unavailable(e));
             }
+            Err(Failed::Conflict(e)) => {
+                // Two writers at once: a projector that lost its lease and the one that took
+                // it, for a moment, or one that should not be running.
+                warn!(attempt, error = %e, "another writer changed the batch's documents; reading them again");
+            }
+            Err(Failed::Other(e)) => return Err(e),
         }
-    } else {
-        let folded = fold(db, names, facts, &touched, None).await?;
-        write(client, folded.writes.models, &folded.writes.behind).await?;
-        folded.changed
     };
     if let Some(collection) = &names.audit {
         insert(db, collection, audit).await?;
@@ -560,6 +557,12 @@ impl Writer {
             name: name.into(),
             session: None,
         }
+    }
+
+    /// Drops the session (which aborts a transaction the driver still holds open on it); the
+    /// next use registers a new one.
+    fn forget(&mut self) {
+        self.session = None;
     }
 
     /// The session, started and registered on first use.
@@ -616,6 +619,53 @@ async fn has_transactions(db: &Database) -> Result<bool, mongodb::error::Error> 
     Ok(hello.contains_key("setName") || hello.get_str("msg") == Ok("isdbgrid"))
 }
 
+/// One attempt in a transaction on `writer`'s session: reads, folds, writes, commits.
+async fn in_transaction(
+    client: &Client,
+    db: &Database,
+    names: &Names,
+    facts: &[Stored],
+    touched: &Touched,
+    writer: &mut Writer,
+) -> Result<Changed, Failed> {
+    let session = writer
+        .session(client, db)
+        .await
+        .map_err(|e| Failed::Other(e.into()))?;
+    let started = session
+        .start_transaction()
+        .write_concern(WriteConcern::builder().journal(true).build())
+        .await;
+    if let Err(e) = started {
+        // The session is in a state this process cannot see into (a write panicked mid-
+        // transaction, say): the next attempt registers a new one, ending this one.
+        writer.forget();
+        return Err(Failed::Other(e.into()));
+    }
+    transaction(client, db, names, facts, touched, session).await
+}
+
+/// One attempt without a transaction: reads, folds, and writes each document by an upsert
+/// guarded by its `seq`. A duplicate key there is a newer document, or another writer's copy
+/// created between this write's look and its insert, which may be older: either way the batch
+/// is read and folded again (the fold then skips what is already there).
+async fn guarded_by_seq(
+    client: &Client,
+    db: &Database,
+    names: &Names,
+    facts: &[Stored],
+    touched: &Touched,
+) -> Result<Changed, Failed> {
+    let folded = fold(db, names, facts, touched, None)
+        .await
+        .map_err(Failed::Other)?;
+    match write(client, folded.writes.models, &folded.writes.behind).await {
+        Ok(None) => Ok(folded.changed),
+        Ok(Some(duplicates)) => Err(Failed::Conflict(duplicates)),
+        Err(e) => Err(Failed::Other(e)),
+    }
+}
+
 /// Why a transaction did not commit.
 enum Failed {
     /// Another writer touched the same documents: read and fold again.
@@ -637,7 +687,13 @@ async fn transaction(
     let outcome = async {
         let folded = fold(db, names, facts, touched, Some(&mut *session))
             .await
-            .map_err(Failed::Other)?;
+            .map_err(|e| match e {
+                // A read in a transaction another writer's conflict or a killed session ended.
+                WriteError::Unavailable(e) if e.contains_label(TRANSIENT_TRANSACTION_ERROR) => {
+                    Failed::Conflict(e)
+                }
+                e => Failed::Other(e),
+            })?;
         if !folded.writes.models.is_empty() {
             let written = client
                 .bulk_write(folded.writes.models)
@@ -670,30 +726,32 @@ async fn transaction(
 /// any other refusal names the facts behind it.
 fn refused_in_transaction(e: mongodb::error::Error, behind: &[Vec<usize>]) -> Failed {
     /// A write conflict, and what a write after the transaction's abort is answered.
-    const CONFLICTS: [i32; 3] = [11000, 112, 251];
+    const CONFLICTS: [i32; 3] = [DUPLICATE_KEY, 112, 251];
+    // A refusal first: it aborted the transaction, so later writes of the same bulk write may
+    // carry the transient label without being the cause.
+    if let mongodb::error::ErrorKind::BulkWrite(bulk) = &*e.kind {
+        let refused: Vec<_> = bulk
+            .write_errors
+            .iter()
+            .filter(|(_, w)| !CONFLICTS.contains(&w.code))
+            .collect();
+        if let Some((_, first)) = refused.first() {
+            return Failed::Other(WriteError::Refused {
+                reason: first.message.clone(),
+                facts: refused
+                    .iter()
+                    .flat_map(|(i, _)| behind.get(**i).cloned().unwrap_or_default())
+                    .collect(),
+            });
+        }
+        if !bulk.write_errors.is_empty() {
+            return Failed::Conflict(e);
+        }
+    }
     if e.contains_label(TRANSIENT_TRANSACTION_ERROR) {
         return Failed::Conflict(e);
     }
-    let mongodb::error::ErrorKind::BulkWrite(bulk) = &*e.kind else {
-        return Failed::Other(WriteError::Unavailable(e));
-    };
-    let refused: Vec<_> = bulk
-        .write_errors
-        .iter()
-        .filter(|(_, w)| !CONFLICTS.contains(&w.code))
-        .collect();
-    if refused.is_empty() {
-        return Failed::Conflict(e);
-    }
-    let reason = refused
-        .first()
-        .map(|(_, w)| w.message.clone())
-        .unwrap_or_default();
-    let facts = refused
-        .iter()
-        .flat_map(|(i, _)| behind.get(**i).cloned().unwrap_or_default())
-        .collect();
-    Failed::Other(WriteError::Refused { facts, reason })
+    Failed::Other(WriteError::Unavailable(e))
 }
 
 fn unwritable_error(unwritable: BTreeMap<usize, String>) -> WriteError {
@@ -725,14 +783,15 @@ pub async fn mark(db: &Database, projection: &str, seq: u64) -> Result<(), Write
     Ok(())
 }
 
-/// One unordered bulk write, journaled; duplicate keys are "already written".
+/// One unordered bulk write, journaled, outside a transaction. `Some` (the error) when any write
+/// met a duplicate key.
 pub async fn write(
     client: &Client,
     models: Vec<WriteModel>,
     behind: &[Vec<usize>],
-) -> Result<(), WriteError> {
+) -> Result<Option<mongodb::error::Error>, WriteError> {
     if models.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let result = client
         .bulk_write(models)
@@ -740,7 +799,7 @@ pub async fn write(
         .write_concern(WriteConcern::builder().journal(true).build())
         .await;
     let Err(e) = result else {
-        return Ok(());
+        return Ok(None);
     };
     let mongodb::error::ErrorKind::BulkWrite(bulk) = &*e.kind else {
         return Err(WriteError::Unavailable(e));
@@ -753,8 +812,13 @@ pub async fn write(
             .iter()
             .map(|(i, w)| (*i, w.code, w.message.as_str())),
         |i| behind.get(i).cloned().unwrap_or_default(),
-    )
+    )?;
+    let duplicates = bulk.write_errors.values().any(|w| w.code == DUPLICATE_KEY);
+    Ok(duplicates.then_some(e))
 }
+
+/// MongoDB's code for a duplicate key.
+const DUPLICATE_KEY: i32 = 11000;
 
 /// Inserts `entries` (one per fact of the batch, in order) into `collection` in one unordered
 /// `insert`, journaled; duplicate keys are "already written". (SecantusDB takes many inserts
@@ -799,7 +863,9 @@ fn refusals<'a>(
     errors: impl Iterator<Item = (usize, i32, &'a str)>,
     behind: impl Fn(usize) -> Vec<usize>,
 ) -> Result<(), WriteError> {
-    let refused: Vec<_> = errors.filter(|(_, code, _)| *code != 11000).collect();
+    let refused: Vec<_> = errors
+        .filter(|(_, code, _)| *code != DUPLICATE_KEY)
+        .collect();
     let Some((_, _, reason)) = refused.first() else {
         return Ok(());
     };
