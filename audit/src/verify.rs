@@ -15,13 +15,12 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use schemas::read_model::collection::AUDIT;
+
 use crate::error::AuditError;
 use crate::event::Event;
 use crate::log;
 use crate::select::{LogStream, Selection};
-
-/// The audit collection, as the projector writes it.
-pub const AUDIT: &str = "audit";
 
 /// One event the audit does not hold as the log does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

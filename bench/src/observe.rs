@@ -11,7 +11,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use schemas::read_model::PROJECTION_POSITION_KEY;
+use schemas::read_model::key::PROJECTION_POSITION;
 
 /// How often the projector's position is read.
 pub const POSITION_POLL: Duration = Duration::from_millis(5);
@@ -132,7 +132,7 @@ pub async fn follow_position(
         // A read that fails or times out on a loaded machine is tried again at the next poll:
         // the observer must not end before the run does.
         let position: Result<Option<u64>, _> = redis::cmd("GET")
-            .arg(PROJECTION_POSITION_KEY)
+            .arg(PROJECTION_POSITION)
             .query_async(&mut redis)
             .await;
         let now = chrono::Utc::now().timestamp_micros();

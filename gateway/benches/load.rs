@@ -31,8 +31,9 @@ use tokio::sync::Mutex;
 use game_bench::ceilings::{Phase, phase};
 use game_bench::http::connect;
 use gateway::{Application, Settings};
-use mongodb::bson::doc;
-use schemas::{Actor, Command, Envelope, Origin, PlayerId, RegionId};
+use schemas::fold::PlayerState;
+use schemas::read_model::{PlayerDoc, collection, to_document};
+use schemas::{Actor, Command, Envelope, Origin, PlayerId, Position, RegionId};
 use serde_json::{Value, json};
 use test_servers::Server;
 
@@ -151,9 +152,21 @@ async fn run() {
             .await
             .expect("json");
         let player = registered["player_id"].as_str().expect("id").to_owned();
-        db.collection::<mongodb::bson::Document>("players")
-            .insert_one(doc! {"_id": &player, "username": format!("load_{i}"), "role": "player", "region": "south-west",
-                "position": {"x": 10.0, "y": 10.0}, "hp": 100, "max_hp": 100, "level": 1, "xp": 0, "inventory": [], "online": true})
+        let doc = PlayerDoc {
+            id: player.parse().expect("a player id"),
+            state: PlayerState {
+                username: format!("load_{i}"),
+                region: Some(RegionId::new("south-west").expect("a region id")),
+                position: Some(Position { x: 10.0, y: 10.0 }),
+                hp: Some(100),
+                max_hp: Some(100),
+                online: true,
+                ..PlayerState::unknown()
+            },
+            seq: 1,
+        };
+        db.collection::<mongodb::bson::Document>(collection::PLAYERS)
+            .insert_one(to_document(&doc).expect("a document"))
             .await
             .expect("read model");
         let login: Value = http

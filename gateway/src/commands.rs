@@ -14,6 +14,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use redis::AsyncCommands;
+use schemas::read_model::key::POPULATION;
 use schemas::{Actor, Command, Envelope, EventId, FieldError, Invalid, Origin, PlayerId, RegionId};
 use serde::{Deserialize, Serialize};
 
@@ -27,9 +28,6 @@ use crate::request::{ClientIp, RequestIds};
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// The Redis hash of players per region, kept by the projector.
-pub const POPULATION_KEY: &str = "world:population";
 
 /// What a key was used for, and the answer once there is one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -417,7 +415,7 @@ async fn route(
 
 /// Players per region, as the projector last counted them (empty when unknown).
 async fn population(state: &AppState) -> BTreeMap<RegionId, u32> {
-    let counts: Result<BTreeMap<String, u32>, _> = state.redis().hgetall(POPULATION_KEY).await;
+    let counts: Result<BTreeMap<String, u32>, _> = state.redis().hgetall(POPULATION).await;
     counts
         .unwrap_or_default()
         .into_iter()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use schemas::FieldError;
-use schemas::read_model::PROJECTION_POSITION_KEY;
+use schemas::read_model::key::PROJECTION_POSITION;
 use tokio::time::Instant;
 
 use crate::AppState;
@@ -45,17 +45,15 @@ pub fn min_seq(query: &HashMap<String, String>) -> Result<Option<u64>, FieldErro
 
 /// The projection's position: every fact up to it is in the read models.
 pub async fn position(state: &AppState) -> Result<u64, ApiError> {
-    let got: Result<Option<u64>, _> = tokio::time::timeout(
-        crate::gate::BUDGET,
-        state.redis().get(PROJECTION_POSITION_KEY),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        Err(redis::RedisError::from((
-            redis::ErrorKind::Io,
-            "no answer in time",
-        )))
-    });
+    let got: Result<Option<u64>, _> =
+        tokio::time::timeout(crate::gate::BUDGET, state.redis().get(PROJECTION_POSITION))
+            .await
+            .unwrap_or_else(|_| {
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "no answer in time",
+                )))
+            });
     got.map(Option::unwrap_or_default).map_err(|e| {
         state.metrics().dependency_error("redis");
         tracing::warn!(error = %e, "cannot read the projection's position");

@@ -253,7 +253,7 @@ impl AppState {
                 key: auth::session_key(player, sid),
                 owner: player.to_string(),
             }),
-            view: Some(players::cache_key(player)),
+            view: Some(schemas::read_model::key::player_view(player)),
             limits_before_session: before_session.iter().map(limit).collect(),
             limits: limits.iter().map(limit).collect(),
         };

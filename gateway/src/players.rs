@@ -11,7 +11,8 @@ use axum::Json;
 use axum::extract::{Query, State};
 use mongodb::bson::doc;
 use redis::AsyncCommands;
-use schemas::read_model::PlayerView;
+use schemas::read_model::collection::PLAYERS;
+use schemas::read_model::{PlayerDoc, PlayerView, from_document, key};
 use schemas::{Invalid, PlayerId};
 
 use crate::AppState;
@@ -22,22 +23,16 @@ use crate::error::ApiError;
 use crate::gate::Unanswered;
 use crate::ratelimit::Rule;
 
-/// The read-model collection of players.
-pub const PLAYERS: &str = "players";
-
 /// How long a view read from MongoDB stays in the cache (the projector replaces it sooner).
 pub const READ_THROUGH_TTL: Duration = Duration::from_secs(5);
-
-/// The cache key of a player's view.
-pub fn cache_key(player: PlayerId) -> String {
-    schemas::read_model::player_view_key(player)
-}
 
 /// A player's view, from the cache or the read model; `None` when neither has it.
 pub async fn view(state: &AppState, player: PlayerId) -> Result<Option<PlayerView>, ApiError> {
     let cached = tokio::time::timeout(
         crate::gate::BUDGET,
-        state.redis().get::<_, Option<String>>(cache_key(player)),
+        state
+            .redis()
+            .get::<_, Option<String>>(key::player_view(player)),
     )
     .await
     .map_err(|_| Unanswered("no answer in time".to_owned()))
@@ -71,24 +66,18 @@ pub async fn resolve(
             tracing::warn!(error = %e, "cannot read players");
             ApiError::unavailable("the player read model")
         })?
-        .map(from_document)
-        .transpose()?;
+        .map(|doc| from_document::<PlayerDoc>(doc).map(PlayerView::from))
+        .transpose()
+        .map_err(ApiError::internal)?;
     if let Some(view) = &found
         && let Ok(text) = serde_json::to_string(view)
     {
         let _: Result<(), _> = state
             .redis()
-            .set_ex(cache_key(player), text, READ_THROUGH_TTL.as_secs())
+            .set_ex(key::player_view(player), text, READ_THROUGH_TTL.as_secs())
             .await;
     }
     Ok(found)
-}
-
-/// A read-model document as a [`PlayerView`]. Documents hold ids as strings, which BSON's own
-/// deserializer would read as binary UUIDs, so the document goes through JSON.
-fn from_document(doc: mongodb::bson::Document) -> Result<PlayerView, ApiError> {
-    serde_json::from_value(mongodb::bson::Bson::Document(doc).into_relaxed_extjson())
-        .map_err(ApiError::internal)
 }
 
 /// `GET /v1/players/me`: the session, the player's read limit and the cached view are asked of

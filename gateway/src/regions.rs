@@ -14,19 +14,18 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use mongodb::bson::doc;
 use redis::AsyncCommands;
-use schemas::read_model::EntityView;
+use schemas::read_model::collection::WORLD;
+use schemas::read_model::key::{self, POPULATION};
+use schemas::read_model::{EntityDoc, EntityView, from_document};
 use schemas::{Bounds, FieldError, Invalid, Position, RegionConfig, RegionId};
 use serde::Serialize;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::commands::POPULATION_KEY;
 use crate::consistency;
 use crate::error::{ApiError, Code};
 use crate::ratelimit::Rule;
 
-/// The read-model collection of entities.
-pub const WORLD: &str = "world";
 /// The widest radius a client may ask for.
 pub const MAX_RADIUS: f64 = 500.0;
 /// The radius when none is given.
@@ -73,11 +72,7 @@ pub async fn owners(
 
 /// Players per region, as last counted by the projector.
 pub async fn population(state: &AppState) -> HashMap<String, u32> {
-    state
-        .redis()
-        .hgetall(POPULATION_KEY)
-        .await
-        .unwrap_or_default()
+    state.redis().hgetall(POPULATION).await.unwrap_or_default()
 }
 
 fn view(
@@ -287,7 +282,7 @@ pub async fn entities(
         .collect();
     let ids: Vec<&str> = touched.iter().map(|r| r.id.as_str()).collect();
     let mut redis = state.redis();
-    let version_keys: Vec<String> = ids.iter().map(|id| format!("world:version:{id}")).collect();
+    let version_keys: Vec<String> = ids.iter().map(key::world_version).collect();
     let versions: Vec<Option<u64>> = redis
         .mget(&version_keys)
         .await
@@ -325,9 +320,9 @@ pub async fn entities(
     let mut found = Vec::new();
     while cursor.advance().await.map_err(|e| unavailable(&state, e))? {
         let doc = cursor.deserialize_current().map_err(ApiError::internal)?;
-        let entity: EntityView =
-            serde_json::from_value(mongodb::bson::Bson::Document(doc).into_relaxed_extjson())
-                .map_err(ApiError::internal)?;
+        let entity = from_document::<EntityDoc>(doc)
+            .and_then(EntityView::try_from)
+            .map_err(ApiError::internal)?;
         let distance = entity.position.distance(&point);
         if distance <= radius {
             found.push((distance, entity));

@@ -38,6 +38,7 @@ use axum::http::request::Parts;
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use schemas::fold::{PlayerState, players_of};
+use schemas::read_model::channel;
 use schemas::{Envelope, Fact, PlayerId, Position, RegionId, WorldConfig};
 use tokio::sync::{mpsc, oneshot};
 
@@ -73,16 +74,6 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a subscribe or unsubscribe may take before Redis counts as unreachable.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The Redis channel of a region's facts.
-pub fn region_channel(region: &RegionId) -> String {
-    format!("region:{region}")
-}
-
-/// The Redis channel of one player's facts.
-pub fn player_channel(player: PlayerId) -> String {
-    format!("player:{player}")
-}
 
 /// The Redis channel on which the end of session `sid` is announced.
 pub fn session_channel(sid: &str) -> String {
@@ -401,8 +392,8 @@ impl Interest {
 
     /// The channels to listen to.
     pub fn channels(&self) -> BTreeSet<String> {
-        let mut channels: BTreeSet<String> = self.regions.iter().map(region_channel).collect();
-        channels.insert(player_channel(self.player));
+        let mut channels: BTreeSet<String> = self.regions.iter().map(channel::region).collect();
+        channels.insert(channel::player(self.player));
         channels
     }
 
@@ -625,7 +616,7 @@ async fn forward(
     queue: mpsc::WeakSender<Delivery>,
     mut queued: mpsc::Receiver<Delivery>,
 ) -> Option<CloseFrame> {
-    let own = player_channel(interest.player);
+    let own = channel::player(interest.player);
     let mut recent = Recent::default();
     loop {
         tokio::select! {
@@ -784,7 +775,10 @@ mod tests {
         assert_eq!(corner.regions.len(), 4, "all four regions meet there");
         let nowhere = Interest::new(&world, player, 100.0, None, None);
         assert!(nowhere.regions.is_empty());
-        assert_eq!(nowhere.channels(), BTreeSet::from([player_channel(player)]));
+        assert_eq!(
+            nowhere.channels(),
+            BTreeSet::from([channel::player(player)])
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ use mongodb::{Database, IndexModel};
 use nats_topology::dlq::{DeadLetter, dead_letter};
 use nats_topology::headers::{CLIENT_IP, CLIENT_REQUEST_ID, REQUEST_ID};
 use nats_topology::topology::{COMMANDS, FACTS};
+use schemas::read_model::{channel, collection, key};
 use schemas::{Command, Envelope, Fact};
 use service::redis::Redis;
 use tokio::sync::watch;
@@ -516,41 +517,35 @@ async fn bridge(ctx: &Context, facts: &[&Stored], written: &Written, position: O
         let Ok(body) = f.env.encode() else { continue };
         if let Some(region) = &f.env.region {
             caches.push(redis::Cmd::publish(
-                format!("region:{region}"),
+                channel::region(region),
                 body.as_slice(),
             ));
         }
-        let mut to: BTreeSet<String> = crate::models::players_of(&f.env.payload)
+        let mut to: BTreeSet<_> = crate::models::players_of(&f.env.payload)
             .into_iter()
-            .map(|p| p.to_string())
             .collect();
         if let schemas::Actor::Player { id } = &f.env.actor {
-            to.insert(id.to_string());
+            to.insert(*id);
         }
         for player in to {
             caches.push(redis::Cmd::publish(
-                format!("player:{player}"),
+                channel::player(player),
                 body.as_slice(),
             ));
         }
     }
     for player in &changed.players {
-        caches.push(redis::Cmd::del(schemas::read_model::player_view_key(
-            player,
-        )));
+        caches.push(redis::Cmd::del(key::player_view(player)));
     }
     for region in &changed.regions {
-        caches.push(redis::Cmd::incr(format!("world:version:{region}"), 1));
+        caches.push(redis::Cmd::incr(key::world_version(region), 1));
     }
     match &written.population {
         None => {}
         Some(Ok(counts)) => {
             // One command, so that no reader sees the hash emptied and not yet filled.
             let mut replace = redis::cmd("EVAL");
-            replace
-                .arg(REPLACE_POPULATION)
-                .arg(1)
-                .arg("world:population");
+            replace.arg(REPLACE_POPULATION).arg(1).arg(key::POPULATION);
             for (region, n) in counts {
                 replace.arg(region).arg(n);
             }
@@ -565,7 +560,7 @@ async fn bridge(ctx: &Context, facts: &[&Stored], written: &Written, position: O
         raise
             .arg(RAISE_POSITION)
             .arg(1)
-            .arg(schemas::read_model::PROJECTION_POSITION_KEY)
+            .arg(key::PROJECTION_POSITION)
             .arg(position);
         last.push(raise);
     }
@@ -578,7 +573,7 @@ async fn bridge(ctx: &Context, facts: &[&Stored], written: &Written, position: O
 async fn population(db: &Database) -> Result<Vec<(String, u32)>, mongodb::error::Error> {
     use futures::TryStreamExt;
     let docs: Vec<Document> = db
-        .collection::<Document>(projection::PLAYERS)
+        .collection::<Document>(collection::PLAYERS)
         .aggregate([
             doc! {"$match": {"online": true, "region": {"$ne": null}}},
             doc! {"$group": {"_id": "$region", "n": {"$sum": 1}}},
@@ -669,7 +664,7 @@ pub async fn audit_commands(
             async move {
                 let last = entries.iter().map(|(seq, _)| *seq).max();
                 let docs = entries.into_iter().map(|(_, d)| d).collect();
-                projection::insert(&db, trail::AUDIT, docs).await?;
+                projection::insert(&db, collection::AUDIT, docs).await?;
                 if let Some(last) = last {
                     projection::mark(&db, COMMANDS_CONSUMER, last).await?;
                 }
@@ -755,7 +750,7 @@ pub async fn bridge_positions(
         };
         let body = serde_json::json!({"kind": "positions", "region": region, "entities": entities});
         let _: Result<(), _> = redis::cmd("PUBLISH")
-            .arg(format!("region:{region}"))
+            .arg(channel::region(region))
             .arg(body.to_string())
             .query_async(&mut redis)
             .await;

@@ -1,65 +1,13 @@
-//! The read-model documents and how facts change them. Pure: the live projection and a rebuild
-//! both fold facts through here, so they agree document for document.
+//! How facts change the read-model documents ([`schemas::read_model`]). Pure: the live
+//! projection and a rebuild both fold facts through here, so they agree document for document.
 //!
-//! Every document carries `seq`, the `FACTS` sequence of the last fact folded into it; a fact at
-//! or below it has been folded already and changes nothing, so a redelivered or replayed fact
-//! never changes a document twice and never rolls it back.
+//! A fact at or below a document's `seq` has been folded into it already and changes nothing,
+//! so a redelivered or replayed fact never changes a document twice and never rolls it back.
 
-use chrono::{DateTime, Utc};
 use schemas::fold::{PlayerState, WorldEntity};
 pub use schemas::fold::{entities_of, players_of, sessions_of};
+use schemas::read_model::{EntityDoc, PlayerDoc, SessionDoc};
 use schemas::{EntityId, Envelope, Fact, PlayerId};
-use serde::{Deserialize, Serialize};
-
-/// A document of the `players` collection (what `GET /v1/players/me` serves): the shared
-/// fold's [`PlayerState`] and the `FACTS` sequence of the last fact folded in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlayerDoc {
-    /// The player.
-    #[serde(rename = "_id")]
-    pub id: PlayerId,
-    /// The player as the log tells it.
-    #[serde(flatten)]
-    pub state: PlayerState,
-    /// The `FACTS` sequence of the last fact folded in.
-    pub seq: u64,
-}
-
-/// A document of the `world` collection: the shared fold's [`WorldEntity`] (an avatar, an NPC
-/// or an item on the ground) and the `FACTS` sequence of the last fact folded in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EntityDoc {
-    /// The entity.
-    #[serde(rename = "_id")]
-    pub id: EntityId,
-    /// The entity as the log tells it.
-    #[serde(flatten)]
-    pub state: WorldEntity,
-    /// The `FACTS` sequence of the last fact folded in.
-    pub seq: u64,
-}
-
-/// A document of the `sessions` collection: one login and how it ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SessionDoc {
-    /// The session (the token's `sid`).
-    #[serde(rename = "_id")]
-    pub id: String,
-    /// Whose.
-    pub player: PlayerId,
-    /// When the player logged in.
-    pub started_at: Option<DateTime<Utc>>,
-    /// When it lapses unless ended sooner.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// When the player logged out, if they did.
-    pub ended_at: Option<DateTime<Utc>>,
-    /// The client address the login came from.
-    pub client_ip: Option<String>,
-    /// The request id of the login.
-    pub request_id: Option<String>,
-    /// The `FACTS` sequence of the last fact folded in.
-    pub seq: u64,
-}
 
 /// Folds a stored fact into a session's document. Returns whether the document changed.
 pub fn fold_session(doc: &mut Option<SessionDoc>, session: &str, fact: &Stored) -> bool {

@@ -11,18 +11,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::TryStreamExt;
-use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::bson::{self, Document, doc};
 use mongodb::error::TRANSIENT_TRANSACTION_ERROR;
 use mongodb::options::{WriteConcern, WriteModel};
 use mongodb::{Client, ClientSession, Database, Namespace};
+use schemas::read_model::collection::{AUDIT, PLAYERS, PROGRESS, SESSIONS, WORLD};
+use schemas::read_model::{
+    DocumentError, EntityDoc, PlayerDoc, SessionDoc, from_document, to_document,
+};
 use schemas::{EntityId, PlayerId};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use crate::models::{
-    EntityDoc, PlayerDoc, SessionDoc, Stored, entities_of, fold_entity, fold_player, fold_session,
-    players_of, sessions_of,
+    Stored, entities_of, fold_entity, fold_player, fold_session, players_of, sessions_of,
 };
 use crate::trail;
 
@@ -46,7 +48,7 @@ impl Names {
             players: PLAYERS.into(),
             world: WORLD.into(),
             sessions: SESSIONS.into(),
-            audit: Some(trail::AUDIT.into()),
+            audit: Some(AUDIT.into()),
         }
     }
 
@@ -61,13 +63,6 @@ impl Names {
     }
 }
 
-/// The players read model.
-pub const PLAYERS: &str = "players";
-/// The world read model.
-pub const WORLD: &str = "world";
-/// The sessions read model.
-pub const SESSIONS: &str = "sessions";
-
 /// The shard key each collection takes in a sharded MongoDB cluster: a hash of `_id` for all
 /// four (the README's "MongoDB at scale" says why). Every write of the projector names its
 /// document by `_id` (a filter with `_id` equal to it, or an insert carrying it), so each write
@@ -77,7 +72,7 @@ pub const SHARD_KEYS: &[(&str, &str)] = &[
     (PLAYERS, "_id"),
     (WORLD, "_id"),
     (SESSIONS, "_id"),
-    (trail::AUDIT, "_id"),
+    (AUDIT, "_id"),
 ];
 
 /// What a batch changed, for the caches and the live stream.
@@ -117,25 +112,6 @@ pub enum WriteError {
         /// Why, for the first of them.
         reason: String,
     },
-}
-
-/// A document that cannot be turned into BSON, or read back from it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct DocumentError(pub String);
-
-/// A document written with ids as strings: through JSON, since BSON's own serializer would
-/// write the ids as binary UUIDs.
-pub fn to_document(value: &impl Serialize) -> Result<Document, DocumentError> {
-    let json = serde_json::to_value(value)
-        .map_err(|e| DocumentError(format!("cannot encode a document: {e}")))?;
-    bson::to_document(&json).map_err(|e| DocumentError(format!("cannot encode a document: {e}")))
-}
-
-/// A stored document read back (through JSON, for the same reason).
-pub fn from_document<T: DeserializeOwned>(doc: Document) -> Result<T, DocumentError> {
-    serde_json::from_value(Bson::Document(doc).into_relaxed_extjson())
-        .map_err(|e| DocumentError(format!("cannot read a document: {e}")))
 }
 
 /// The documents of `ids` that are stored, by id; those that cannot be read, with why.
@@ -762,9 +738,6 @@ fn unwritable_error(unwritable: BTreeMap<usize, String>) -> WriteError {
     }
 }
 
-/// The collection where each projection records how far it has written.
-pub const PROGRESS: &str = "projector_progress";
-
 /// Records that `projection` has written everything up to `seq`, with `j: true`.
 ///
 /// Also the batch's durability barrier: SecantusDB 0.7 acknowledges a client bulk write without
@@ -878,6 +851,7 @@ fn refusals<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mongodb::bson::Bson;
 
     fn namespace(coll: &str) -> Namespace {
         Namespace::new("game", coll)

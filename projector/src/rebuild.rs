@@ -28,7 +28,8 @@ use crate::Context;
 use crate::live::{ensure_indexes, stored};
 use crate::models::Stored;
 use crate::pace::Pace;
-use crate::projection::{self, Names, PLAYERS, SESSIONS, WORLD, WriteError};
+use crate::projection::{self, Names, WriteError};
+use schemas::read_model::collection::{PLAYERS, SESSIONS, WORLD};
 
 /// Facts folded per bulk write during a rebuild, at most (fewer while writes are slow).
 pub const REBUILD_BATCH: usize = 1000;
@@ -340,7 +341,7 @@ pub async fn rebuild(
         let bumps = regions(ctx)
             .await
             .into_iter()
-            .map(|region| redis::Cmd::incr(format!("world:version:{region}"), 1))
+            .map(|region| redis::Cmd::incr(schemas::read_model::key::world_version(region), 1))
             .collect();
         let _ = redis.in_order(vec![bumps]).await;
     }

@@ -7,11 +7,10 @@ use mongodb::options::IndexOptions;
 use mongodb::{Database, IndexModel};
 use serde::Serialize;
 
-use crate::models::Stored;
-use crate::projection::{DocumentError, to_document};
+use schemas::read_model::collection::AUDIT;
+use schemas::read_model::{DocumentError, to_document};
 
-/// The audit collection.
-pub const AUDIT: &str = "audit";
+use crate::models::Stored;
 
 /// What the audit keeps of any event besides its envelope.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

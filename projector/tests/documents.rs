@@ -2,13 +2,12 @@
 //! folds and encodes, or is refused with why (and then goes to the dead letters); nothing
 //! panics. No servers: this is the part of a batch's write that the data decides.
 
-use projector::models::{
-    EntityDoc, PlayerDoc, Stored, entities_of, fold_entity, fold_player, players_of,
-};
-use projector::projection::to_document;
+use projector::models::{Stored, entities_of, fold_entity, fold_player, players_of};
 use projector::trail::fact_entry;
 use proptest::prelude::*;
 use schemas::fact::{Damaged, Respawned, Spawned, XpGained};
+use schemas::read_model::to_document;
+use schemas::read_model::{EntityDoc, PlayerDoc};
 use schemas::{Actor, EntityKind, EntityState, Envelope, Fact, PlayerId, Position, RegionId};
 
 fn number() -> impl Strategy<Value = f64> {

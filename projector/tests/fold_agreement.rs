@@ -6,13 +6,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use projector::models::{
-    EntityDoc, PlayerDoc, Stored, entities_of, fold_entity, fold_player, players_of,
-};
+use projector::models::{Stored, entities_of, fold_entity, fold_player, players_of};
 use proptest::prelude::*;
 use region_sim::{Balance, Region, RegionSettings};
 use schemas::command::{Attack, Chat, Leave, Move, Pickup, Respawn, Spawn};
 use schemas::fold::Applied;
+use schemas::read_model::{EntityDoc, PlayerDoc};
 use schemas::{
     Actor, Command, EntityId, EntityKind, EntityState, Envelope, Fact, PlayerId, WorldConfig,
 };

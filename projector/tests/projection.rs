@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Document, doc};
 use nats_topology::publish::{Outgoing, publish, publish_all};
-use projector::models::{EntityDoc, PlayerDoc, Stored};
-use projector::projection::{self, Names, Writer, from_document};
+use projector::models::Stored;
+use projector::projection::{self, Names, Writer};
 use schemas::fact::{
     AccountRegistered, Damaged, ItemSpawned, LoggedIn, LoggedOut, RoleChanged, Spawned,
 };
+use schemas::read_model::from_document;
+use schemas::read_model::{EntityDoc, PlayerDoc};
 use schemas::{Actor, EntityId, Envelope, Fact, PlayerId, Position};
 use test_servers::{Kind, Server};
 
@@ -26,14 +28,17 @@ async fn facts_become_read_models_audit_entries_and_broadcasts() {
     let stack = Stack::start().await;
     let redis = redis::Client::open(stack.redis.url()).expect("redis");
     let mut pubsub = redis.get_async_pubsub().await.expect("pubsub");
-    pubsub.subscribe("region:west").await.expect("subscribe");
+    pubsub
+        .subscribe(schemas::read_model::channel::region("west"))
+        .await
+        .expect("subscribe");
     let mut con = redis
         .get_multiplexed_async_connection()
         .await
         .expect("redis");
     let p = PlayerId::new();
     let _: () = redis::cmd("SET")
-        .arg(format!("player:{{{p}}}"))
+        .arg(schemas::read_model::key::player_view(p))
         .arg("stale")
         .query_async(&mut con)
         .await
@@ -141,7 +146,7 @@ async fn refreshed_and_broadcast(
     p: PlayerId,
 ) {
     let cached: Option<String> = redis::cmd("GET")
-        .arg(schemas::read_model::player_view_key(p))
+        .arg(schemas::read_model::key::player_view(p))
         .query_async(con)
         .await
         .expect("get");
@@ -181,9 +186,12 @@ async fn on_a_redis_cluster_caches_are_refreshed_and_facts_broadcast() {
         .get_async_pubsub()
         .await
         .expect("pubsub");
-    pubsub.subscribe("region:west").await.expect("subscribe");
+    pubsub
+        .subscribe(schemas::read_model::channel::region("west"))
+        .await
+        .expect("subscribe");
     let p = PlayerId::new();
-    let view_key = schemas::read_model::player_view_key(p);
+    let view_key = schemas::read_model::key::player_view(p);
     let _: () = redis::cmd("SET")
         .arg(&view_key)
         .arg("stale")
@@ -210,7 +218,7 @@ async fn on_a_redis_cluster_caches_are_refreshed_and_facts_broadcast() {
     // The position is raised last, after the caches: once it is there, so are they.
     until("the projection's position is raised", || async {
         let position: Option<u64> = redis::cmd("GET")
-            .arg(schemas::read_model::PROJECTION_POSITION_KEY)
+            .arg(schemas::read_model::key::PROJECTION_POSITION)
             .query_async(&mut redis.clone())
             .await
             .expect("get");

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use reqwest::StatusCode;
+use schemas::read_model::{channel, key};
 use serde_json::{Value, json};
 use test_servers::RedisCluster;
 
@@ -127,9 +128,7 @@ async fn a_player_plays_from_login_to_logout_on_a_redis_cluster() {
         assert_eq!(me["player_id"], player_id.as_str());
     }
     assert_eq!(
-        keys(&cluster, &format!("player:{{{player_id}}}"))
-            .await
-            .len(),
+        keys(&cluster, &key::player_view(&player_id)).await.len(),
         1,
         "the view is cached under the player's tag"
     );
@@ -152,7 +151,7 @@ async fn a_player_plays_from_login_to_logout_on_a_redis_cluster() {
 
     // The live stream hears what is published on any node: the cluster carries it.
     let mut socket = open(&app, &token).await;
-    let channel = format!("player:{player_id}");
+    let channel = channel::player(&player_id);
     eventually(
         Duration::from_secs(5),
         "the stream's subscription",

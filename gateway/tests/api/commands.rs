@@ -85,7 +85,7 @@ async fn spawn_goes_to_the_named_region_or_the_one_with_most_room() {
     let (_, token) = app.player("gus").await;
     let mut redis = app.state.redis();
     let () = redis::cmd("HSET")
-        .arg(gateway::commands::POPULATION_KEY)
+        .arg(schemas::read_model::key::POPULATION)
         .arg(&[
             "south-west",
             "400",

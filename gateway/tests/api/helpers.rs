@@ -7,6 +7,9 @@ use async_nats::jetstream::Context;
 use gateway::{AppState, Application, Settings};
 use mongodb::bson::doc;
 use reqwest::{Response, StatusCode};
+use schemas::Position;
+use schemas::fold::PlayerState;
+use schemas::read_model::{PlayerDoc, collection, to_document};
 use serde_json::{Value, json};
 use test_servers::Server;
 
@@ -169,13 +172,22 @@ impl TestApp {
         region: &str,
         (x, y): (f64, f64),
     ) {
+        let player = PlayerDoc {
+            id: player_id.parse().expect("a player id"),
+            state: PlayerState {
+                username: username.to_owned(),
+                region: Some(region.parse().expect("a region id")),
+                position: Some(Position { x, y }),
+                hp: Some(100),
+                max_hp: Some(100),
+                online: true,
+                ..PlayerState::unknown()
+            },
+            seq: 1,
+        };
         self.db
-            .collection::<mongodb::bson::Document>("players")
-            .insert_one(doc! {
-                "_id": player_id, "username": username, "role": "player", "region": region,
-                "position": {"x": x, "y": y}, "hp": 100, "max_hp": 100, "level": 1, "xp": 0,
-                "inventory": [], "online": true,
-            })
+            .collection::<mongodb::bson::Document>(collection::PLAYERS)
+            .insert_one(to_document(&player).expect("a document"))
             .await
             .expect("read model");
     }

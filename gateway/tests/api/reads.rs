@@ -1,7 +1,9 @@
 //! Regions and entities near a point.
 
-use mongodb::bson::doc;
 use reqwest::StatusCode;
+use schemas::Position;
+use schemas::fold::WorldEntity;
+use schemas::read_model::{EntityDoc, collection, to_document};
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -26,7 +28,7 @@ async fn regions_show_owner_and_population() {
     put_lease(&app, "north-west", "sim-7").await;
     let mut redis = app.state.redis();
     let () = redis::cmd("HSET")
-        .arg(gateway::commands::POPULATION_KEY)
+        .arg(schemas::read_model::key::POPULATION)
         .arg("north-west")
         .arg(12)
         .query_async(&mut redis)
@@ -76,13 +78,26 @@ async fn regions_show_owner_and_population() {
 }
 
 async fn put_entity(app: &TestApp, region: &str, kind: &str, x: f64, y: f64) -> String {
-    let id = schemas::EntityId::new().to_string();
+    let id = schemas::EntityId::new();
+    let entity = EntityDoc {
+        id,
+        state: WorldEntity {
+            region: Some(region.parse().expect("a region id")),
+            kind: kind.to_owned(),
+            position: Position { x, y },
+            name: Some(kind.to_owned()),
+            hp: None,
+            max_hp: None,
+            alive: None,
+        },
+        seq: 1,
+    };
     app.db
-        .collection::<mongodb::bson::Document>("world")
-        .insert_one(doc! {"_id": &id, "region": region, "kind": kind, "position": {"x": x, "y": y}, "name": kind})
+        .collection::<mongodb::bson::Document>(collection::WORLD)
+        .insert_one(to_document(&entity).expect("a document"))
         .await
         .expect("insert");
-    id
+    id.to_string()
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
+use schemas::read_model::channel;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -117,17 +118,17 @@ async fn the_stream_forwards_the_players_and_its_regions_facts() {
     app.put_in_world_at(&player_id, "vic", "north-east", (1500.0, 1500.0))
         .await;
     let mut socket = open(&app, &token).await;
-    when_subscribed(&app, "region:north-east").await;
-    when_subscribed(&app, &format!("player:{player_id}")).await;
+    when_subscribed(&app, &channel::region("north-east")).await;
+    when_subscribed(&app, &channel::player(&player_id)).await;
 
-    publish(&app, "region:north-east", r#"{"kind":"moved"}"#).await;
-    publish(&app, "region:south-west", r#"{"kind":"elsewhere"}"#).await;
+    publish(&app, &channel::region("north-east"), r#"{"kind":"moved"}"#).await;
     publish(
         &app,
-        &format!("player:{player_id}"),
-        r#"{"kind":"damaged"}"#,
+        &channel::region("south-west"),
+        r#"{"kind":"elsewhere"}"#,
     )
     .await;
+    publish(&app, &channel::player(&player_id), r#"{"kind":"damaged"}"#).await;
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let next = tokio::time::timeout(Duration::from_secs(5), socket.next())
@@ -163,7 +164,7 @@ async fn a_client_that_does_not_read_is_dropped() {
     let app = spawn_app().await;
     let (player_id, token) = app.player("wes").await;
     let mut socket = open(&app, &token).await;
-    let channel = format!("player:{player_id}");
+    let channel = channel::player(&player_id);
     when_subscribed(&app, &channel).await;
 
     let big = "x".repeat(2048);
@@ -199,19 +200,24 @@ async fn every_stream_shares_one_redis_subscription() {
         app.put_in_world_at(&player_id, name, "north-east", (1500.0, 1500.0))
             .await;
         sockets.push(open(&app, &token).await);
-        when_subscribed(&app, &format!("player:{player_id}")).await;
+        when_subscribed(&app, &channel::player(&player_id)).await;
     }
     assert_eq!(
-        listeners(&app, "region:north-east").await,
+        listeners(&app, &channel::region("north-east")).await,
         1,
         "one Redis subscription carries the region to both streams"
     );
-    publish(&app, "region:north-east", r#"{"kind":"chat_said"}"#).await;
+    publish(
+        &app,
+        &channel::region("north-east"),
+        r#"{"kind":"chat_said"}"#,
+    )
+    .await;
     for socket in &mut sockets {
         assert_eq!(next_text(socket).await, r#"{"kind":"chat_said"}"#);
     }
     drop(sockets);
-    when_unsubscribed(&app, "region:north-east").await;
+    when_unsubscribed(&app, &channel::region("north-east")).await;
 }
 
 #[tokio::test]
@@ -222,11 +228,11 @@ async fn a_stream_sees_across_a_border_and_follows_its_player_over_it() {
     app.put_in_world_at(&player_id, "zed", "south-west", (990.0, 300.0))
         .await;
     let mut socket = open(&app, &token).await;
-    when_subscribed(&app, "region:south-west").await;
-    when_subscribed(&app, "region:south-east").await;
-    assert_eq!(listeners(&app, "region:north-west").await, 0);
+    when_subscribed(&app, &channel::region("south-west")).await;
+    when_subscribed(&app, &channel::region("south-east")).await;
+    assert_eq!(listeners(&app, &channel::region("north-west")).await, 0);
 
-    publish(&app, "region:south-east", r#"{"kind":"across"}"#).await;
+    publish(&app, &channel::region("south-east"), r#"{"kind":"across"}"#).await;
     assert_eq!(next_text(&mut socket).await, r#"{"kind":"across"}"#);
 
     // The avatar is handed to south-east and walks deep into it: south-west is out of sight.
@@ -239,11 +245,11 @@ async fn a_stream_sees_across_a_border_and_follows_its_player_over_it() {
             arrived: true,
         }),
     );
-    publish(&app, &format!("player:{player_id}"), &moved).await;
+    publish(&app, &channel::player(&player_id), &moved).await;
     assert_eq!(next_text(&mut socket).await, moved);
-    when_unsubscribed(&app, "region:south-west").await;
-    publish(&app, "region:south-west", r#"{"kind":"behind"}"#).await;
-    publish(&app, "region:south-east", r#"{"kind":"here"}"#).await;
+    when_unsubscribed(&app, &channel::region("south-west")).await;
+    publish(&app, &channel::region("south-west"), r#"{"kind":"behind"}"#).await;
+    publish(&app, &channel::region("south-east"), r#"{"kind":"here"}"#).await;
     assert_eq!(next_text(&mut socket).await, r#"{"kind":"here"}"#);
 
     // Leaving the world leaves every region; the player's own channel stays.
@@ -256,10 +262,10 @@ async fn a_stream_sees_across_a_border_and_follows_its_player_over_it() {
             progress: None,
         }),
     );
-    publish(&app, &format!("player:{player_id}"), &left).await;
+    publish(&app, &channel::player(&player_id), &left).await;
     assert_eq!(next_text(&mut socket).await, left);
-    when_unsubscribed(&app, "region:south-east").await;
-    assert_eq!(listeners(&app, &format!("player:{player_id}")).await, 1);
+    when_unsubscribed(&app, &channel::region("south-east")).await;
+    assert_eq!(listeners(&app, &channel::player(&player_id)).await, 1);
 }
 
 /// The close frame the gateway ends `socket` with, within `within`: its code and reason.
@@ -305,7 +311,7 @@ async fn a_logout_through_one_gateway_ends_the_stream_on_another() {
     let other = app.another_gateway().await;
     let (player_id, token) = app.player("una").await;
     let mut socket = open_at(&other.base, &token).await;
-    when_subscribed(&app, &format!("player:{player_id}")).await;
+    when_subscribed(&app, &channel::player(&player_id)).await;
 
     let logout = app
         .post_json("/v1/auth/logout", &json!({}), Some(&token))
@@ -321,7 +327,7 @@ async fn a_role_change_ends_the_players_streams() {
     let app = spawn_app_with(&format!("{LOOSE_LIMITS}{NO_BACKSTOP}")).await;
     let (player_id, token) = app.player("vera").await;
     let mut socket = open(&app, &token).await;
-    when_subscribed(&app, &format!("player:{player_id}")).await;
+    when_subscribed(&app, &channel::player(&player_id)).await;
 
     let admin = app.login("root", PASSWORD).await;
     let changed = app
@@ -346,7 +352,7 @@ async fn a_stream_ends_when_its_session_expires() {
     .await;
     let (player_id, token) = app.player("wanda").await;
     let mut socket = open(&app, &token).await;
-    when_subscribed(&app, &format!("player:{player_id}")).await;
+    when_subscribed(&app, &channel::player(&player_id)).await;
     let (code, reason) = closed_within(&mut socket, Duration::from_secs(3)).await;
     assert_eq!(code, SESSION_ENDED, "{reason}");
     assert!(reason.contains("expired"), "{reason}");
@@ -359,7 +365,7 @@ async fn a_session_ended_behind_the_gateways_back_ends_its_stream_within_a_secon
     let app = spawn_app().await;
     let (player_id, token) = app.player("xena").await;
     let mut socket = open(&app, &token).await;
-    when_subscribed(&app, &format!("player:{player_id}")).await;
+    when_subscribed(&app, &channel::player(&player_id)).await;
 
     let sid = session_of(&app, &player_id).await;
     let mut redis = app.state.redis();
@@ -380,7 +386,7 @@ async fn a_client_sending_more_than_a_few_kib_is_closed_and_the_gateway_stays_up
 
     let app = spawn_app().await;
     let (player_id, token) = app.player("yara").await;
-    let channel = format!("player:{player_id}");
+    let channel = channel::player(&player_id);
 
     // One message far above the limit, in one frame.
     let mut socket = open(&app, &token).await;

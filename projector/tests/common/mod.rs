@@ -13,11 +13,11 @@ use mongodb::bson::{Document, doc};
 use nats_topology::publish::{Outgoing, publish_all};
 use nats_topology::topology::{Settings as TopologySettings, Topology};
 use projector::models::{
-    EntityDoc, PlayerDoc, SessionDoc, Stored, entities_of, fold_entity, fold_player, fold_session,
-    players_of, sessions_of,
+    Stored, entities_of, fold_entity, fold_player, fold_session, players_of, sessions_of,
 };
-use projector::projection::from_document;
 use schemas::fact::{AccountRegistered, Damaged, ItemSpawned, LoggedIn, Moved, Spawned};
+use schemas::read_model::from_document;
+use schemas::read_model::{EntityDoc, PlayerDoc, SessionDoc};
 use schemas::{
     Actor, EntityId, EntityKind, EntityState, Envelope, Fact, PlayerId, Position, RegionId,
 };
