@@ -186,22 +186,24 @@ fn guarded(
     existed: bool,
     guard: Guard,
 ) -> WriteModel {
-    let replace = mongodb::options::ReplaceOneModel::builder().namespace(namespace.clone());
+    use mongodb::options::{InsertOneModel, ReplaceOneModel};
     match guard {
         Guard::Transaction if !existed => WriteModel::InsertOne(
-            mongodb::options::InsertOneModel::builder()
+            InsertOneModel::builder()
                 .namespace(namespace)
                 .document(document)
                 .build(),
         ),
         Guard::Transaction => WriteModel::ReplaceOne(
-            replace
+            ReplaceOneModel::builder()
+                .namespace(namespace)
                 .filter(doc! {"_id": id})
                 .replacement(document)
                 .build(),
         ),
         Guard::Seq => WriteModel::ReplaceOne(
-            replace
+            ReplaceOneModel::builder()
+                .namespace(namespace)
                 // Every document is written with its `seq`, so "older than this" is the whole
                 // guard; a plain range (no `$or`) keeps it an index lookup on SecantusDB too (an
                 // `$or` there made each write about 50 times slower). A newer document makes
@@ -481,7 +483,7 @@ pub async fn apply(
 ) -> Result<Changed, WriteError> {
     let touched = Touched::of(facts);
     let audit = audit_entries(names, facts)?;
-    let transactions = has_transactions(db).await?;
+    let transactions = writer.has_transactions(db).await?;
     let mut attempt = 0;
     let changed = loop {
         attempt += 1;
@@ -523,6 +525,8 @@ pub async fn apply(
 pub struct Writer {
     name: String,
     session: Option<ClientSession>,
+    /// Whether the server runs transactions, asked once and forgotten with the session.
+    transactions: Option<bool>,
 }
 
 impl Writer {
@@ -532,13 +536,27 @@ impl Writer {
         Self {
             name: name.into(),
             session: None,
+            transactions: None,
         }
     }
 
-    /// Drops the session (which aborts a transaction the driver still holds open on it); the
-    /// next use registers a new one.
+    /// Drops the session (which aborts a transaction the driver still holds open on it), and
+    /// what the server was found to run; the next use asks and registers again.
     fn forget(&mut self) {
         self.session = None;
+        self.transactions = None;
+    }
+
+    /// Whether the server runs multi-document transactions: a replica-set member or a `mongos`
+    /// does, a standalone server does not. (The driver cannot tell: it judges by the protocol
+    /// version alone.) Asked on first use only: a `hello` costs about 1 % of a batch.
+    async fn has_transactions(&mut self, db: &Database) -> Result<bool, mongodb::error::Error> {
+        if let Some(known) = self.transactions {
+            return Ok(known);
+        }
+        let hello = db.run_command(doc! {"hello": 1}).await?;
+        let known = hello.contains_key("setName") || hello.get_str("msg") == Ok("isdbgrid");
+        Ok(*self.transactions.insert(known))
     }
 
     /// The session, started and registered on first use.
@@ -547,12 +565,11 @@ impl Writer {
         client: &Client,
         db: &Database,
     ) -> Result<&mut ClientSession, mongodb::error::Error> {
-        if self.session.is_none() {
-            self.session = Some(self.register(client, db).await?);
-        }
-        self.session
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("no session").into())
+        let session = match self.session.take() {
+            Some(session) => session,
+            None => self.register(client, db).await?,
+        };
+        Ok(self.session.insert(session))
     }
 
     async fn register(
@@ -585,14 +602,6 @@ impl Writer {
             .await?;
         Ok(session)
     }
-}
-
-/// Whether the server runs multi-document transactions: a replica-set member or a `mongos`
-/// does, a standalone server does not. (The driver cannot tell: it judges by the protocol
-/// version alone.) Asked for every batch: one small command beside a batch's reads and writes.
-async fn has_transactions(db: &Database) -> Result<bool, mongodb::error::Error> {
-    let hello = db.run_command(doc! {"hello": 1}).await?;
-    Ok(hello.contains_key("setName") || hello.get_str("msg") == Ok("isdbgrid"))
 }
 
 /// One attempt in a transaction on `writer`'s session: reads, folds, writes, commits.
@@ -665,9 +674,7 @@ async fn transaction(
             .await
             .map_err(|e| match e {
                 // A read in a transaction another writer's conflict or a killed session ended.
-                WriteError::Unavailable(e) if e.contains_label(TRANSIENT_TRANSACTION_ERROR) => {
-                    Failed::Conflict(e)
-                }
+                WriteError::Unavailable(e) if is_conflict(&e) => Failed::Conflict(e),
                 e => Failed::Other(e),
             })?;
         if !folded.writes.models.is_empty() {
@@ -681,7 +688,7 @@ async fn transaction(
             }
         }
         session.commit_transaction().await.map_err(|e| {
-            if e.contains_label(TRANSIENT_TRANSACTION_ERROR) {
+            if is_conflict(&e) {
                 Failed::Conflict(e)
             } else {
                 Failed::Other(e.into())
@@ -701,33 +708,44 @@ async fn transaction(
 /// Another writer's document (a duplicate key, a write conflict) is a conflict to read again;
 /// any other refusal names the facts behind it.
 fn refused_in_transaction(e: mongodb::error::Error, behind: &[Vec<usize>]) -> Failed {
-    /// A write conflict, and what a write after the transaction's abort is answered.
+    /// A duplicate key, a write conflict, and what a write after the transaction's abort is
+    /// answered.
     const CONFLICTS: [i32; 3] = [DUPLICATE_KEY, 112, 251];
     // A refusal first: it aborted the transaction, so later writes of the same bulk write may
     // carry the transient label without being the cause.
     if let mongodb::error::ErrorKind::BulkWrite(bulk) = &*e.kind {
-        let refused: Vec<_> = bulk
-            .write_errors
-            .iter()
-            .filter(|(_, w)| !CONFLICTS.contains(&w.code))
-            .collect();
-        if let Some((_, first)) = refused.first() {
-            return Failed::Other(WriteError::Refused {
-                reason: first.message.clone(),
-                facts: refused
-                    .iter()
-                    .flat_map(|(i, _)| behind.get(**i).cloned().unwrap_or_default())
-                    .collect(),
-            });
+        let refused = refusals(
+            bulk.write_errors
+                .iter()
+                .map(|(i, w)| (*i, w.code, w.message.as_str())),
+            &CONFLICTS,
+            |i| behind.get(i).cloned().unwrap_or_default(),
+        );
+        if let Err(refused) = refused {
+            return Failed::Other(refused);
         }
         if !bulk.write_errors.is_empty() {
             return Failed::Conflict(e);
         }
     }
-    if e.contains_label(TRANSIENT_TRANSACTION_ERROR) {
+    if is_conflict(&e) {
         return Failed::Conflict(e);
     }
     Failed::Other(WriteError::Unavailable(e))
+}
+
+/// Whether a failure in a transaction is another writer's doing (a write conflict, a killed
+/// session), to be read again at once, rather than the server out of reach, to be waited for.
+/// The driver labels both transient.
+fn is_conflict(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    let unreachable = matches!(
+        *e.kind,
+        ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. }
+            | ErrorKind::ServerSelection { .. }
+    );
+    e.contains_label(TRANSIENT_TRANSACTION_ERROR) && !unreachable
 }
 
 fn unwritable_error(unwritable: BTreeMap<usize, String>) -> WriteError {
@@ -784,6 +802,7 @@ pub async fn write(
         bulk.write_errors
             .iter()
             .map(|(i, w)| (*i, w.code, w.message.as_str())),
+        &[DUPLICATE_KEY],
         |i| behind.get(i).cloned().unwrap_or_default(),
     )?;
     let duplicates = bulk.write_errors.values().any(|w| w.code == DUPLICATE_KEY);
@@ -826,18 +845,21 @@ pub async fn insert(
             .iter()
             .flatten()
             .map(|w| (w.index, w.code, w.message.as_str())),
+        &[DUPLICATE_KEY],
         |i| vec![i],
     )
 }
 
-/// What the per-write errors of an unordered write (position, code, message) make of it:
-/// duplicate keys are "already written"; any other refusal names the facts `behind` it.
+/// The refusals among the per-write errors of an unordered write (position, code, message):
+/// every error whose code is not one the caller handles (`handled`), as one error naming the
+/// facts `behind` those writes.
 fn refusals<'a>(
     errors: impl Iterator<Item = (usize, i32, &'a str)>,
+    handled: &[i32],
     behind: impl Fn(usize) -> Vec<usize>,
 ) -> Result<(), WriteError> {
     let refused: Vec<_> = errors
-        .filter(|(_, code, _)| *code != DUPLICATE_KEY)
+        .filter(|(_, code, _)| !handled.contains(code))
         .collect();
     let Some((_, _, reason)) = refused.first() else {
         return Ok(());
