@@ -72,7 +72,7 @@ async fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000usize);
-    let nats = Server::start().expect("nats-server");
+    let nats = Server::start_nats().expect("nats-server");
     let client = async_nats::connect(nats.url()).await.expect("nats");
     let js = nats_topology::publish::context(client);
     nats_topology::ensure(&js, &Topology::new(&TopologySettings::local()))

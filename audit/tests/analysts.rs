@@ -80,7 +80,7 @@ impl Log {
     /// Two players register and enter south-west and north-east; ada chats; then bo strikes ada
     /// twice (a command and the facts it caused); and `padding` more chat lines follow.
     async fn build(padding: usize) -> Self {
-        let nats = Server::start().expect("nats-server");
+        let nats = Server::start_nats().expect("nats-server");
         let client = async_nats::connect(nats.url()).await.expect("nats");
         let js = nats_topology::publish::context(client);
         nats_topology::ensure(&js, &Topology::new(&TopologySettings::local()))
@@ -532,14 +532,10 @@ async fn project(log: &Log) -> Projected {
     tokio::spawn(projector::live::audit_commands(Arc::clone(&ctx), stopped));
     let db = ctx.db.clone();
     let audit = db.collection::<Document>("audit");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while audit.count_documents(doc! {}).await.unwrap_or(0) < log.facts + log.commands {
-        assert!(
-            Instant::now() < deadline,
-            "the projector never wrote the trail"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    test_servers::poll::eventually("the projector writes the trail", || async {
+        audit.count_documents(doc! {}).await.unwrap_or(0) >= log.facts + log.commands
+    })
+    .await;
     Projected { mongo, db, stop }
 }
 
@@ -696,7 +692,7 @@ async fn bad_input_gets_one_clear_line_and_changes_nothing() {
         "says where it tried: {err}"
     );
     // A NATS without the log's streams.
-    let bare = Server::start().expect("nats-server");
+    let bare = Server::start_nats().expect("nats-server");
     let missing = log
         .audit()
         .args(["replay", "--quiet"])

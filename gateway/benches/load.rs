@@ -107,7 +107,7 @@ fn main() {
 async fn run() {
     let clients = arg("--clients", 64) as usize;
     let duration = Duration::from_secs(arg("--seconds", 10));
-    let nats = Server::start().expect("nats-server");
+    let nats = Server::start_nats().expect("nats-server");
     let redis = Server::start_redis().expect("redis-server");
     let mongo = Server::start_mongo().expect("secantusd");
     let dir = tempfile::tempdir().expect("dir");

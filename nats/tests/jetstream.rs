@@ -1,6 +1,6 @@
 //! The topology, publishing and dead-lettering against a real `nats-server`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, pull};
 use async_nats::jetstream::stream::StorageType;
@@ -14,6 +14,7 @@ use nats_topology::{Change, EnsureError, Outgoing, Settings, Topology};
 use schemas::command::Move;
 use schemas::{Actor, Command, Envelope, PlayerId, RegionId};
 use test_servers::Server;
+use test_servers::poll::eventually_within;
 
 async fn connect(nats: &Server) -> Context {
     let (_client, js) = nats_topology::connect(&nats.url(), "test", &Default::default())
@@ -23,28 +24,12 @@ async fn connect(nats: &Server) -> Context {
 }
 
 async fn ready() -> (Server, Context) {
-    let nats = Server::start().expect("nats-server");
+    let nats = Server::start_nats().expect("nats-server");
     let js = connect(&nats).await;
     nats_topology::ensure(&js, &Topology::new(&Settings::local()))
         .await
         .expect("ensure");
     (nats, js)
-}
-
-/// Polls `check` until it returns `Some`, failing the test after `within`.
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    within: Duration,
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 async fn messages_in(js: &Context, stream: &str) -> u64 {
@@ -82,7 +67,7 @@ fn command(region: &str) -> Envelope<Command> {
 
 #[tokio::test]
 async fn ensure_twice_leaves_the_same_topology() {
-    let nats = Server::start().expect("nats-server");
+    let nats = Server::start_nats().expect("nats-server");
     let js = connect(&nats).await;
     let topology = Topology::new(&Settings::local());
 
@@ -285,7 +270,7 @@ async fn a_message_that_exhausts_its_deliveries_lands_in_dlq_with_its_headers() 
 
     deliver_and(&js, "region-north-1", 3, AckKind::Nak(None), 3).await;
 
-    let letters = eventually(Duration::from_secs(10), "a dead letter", || async {
+    let letters = eventually_within(Duration::from_secs(10), "a dead letter", || async {
         Some(dead_letters(&js).await).filter(|l| !l.is_empty())
     })
     .await;
@@ -310,7 +295,7 @@ async fn a_message_that_exhausts_its_deliveries_lands_in_dlq_with_its_headers() 
         Envelope::<Command>::decode(&letter.payload).expect("intact"),
         env
     );
-    eventually(
+    eventually_within(
         Duration::from_secs(10),
         "the advisory acknowledged",
         || async {
@@ -335,7 +320,7 @@ async fn a_terminated_message_lands_in_dlq_with_the_reason() {
 
     deliver_and(&js, "region-south", -1, AckKind::Term, 1).await;
 
-    let letters = eventually(Duration::from_secs(10), "a dead letter", || async {
+    let letters = eventually_within(Duration::from_secs(10), "a dead letter", || async {
         Some(dead_letters(&js).await).filter(|l| !l.is_empty())
     })
     .await;
@@ -354,14 +339,14 @@ async fn an_advisory_raised_while_no_listener_runs_is_not_lost() {
         .await
         .expect("published");
     deliver_and(&js, "region-east", 1, AckKind::Nak(None), 1).await;
-    eventually(Duration::from_secs(10), "the advisory kept", || async {
+    eventually_within(Duration::from_secs(10), "the advisory kept", || async {
         (messages_in(&js, ADVISORIES).await > 0).then_some(())
     })
     .await;
     assert_eq!(messages_in(&js, DLQ).await, 0);
 
     let _listener = listen(&js);
-    let letters = eventually(Duration::from_secs(10), "a dead letter", || async {
+    let letters = eventually_within(Duration::from_secs(10), "a dead letter", || async {
         Some(dead_letters(&js).await).filter(|l| !l.is_empty())
     })
     .await;

@@ -189,7 +189,7 @@ async fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000usize);
-    let nats = Server::start().expect("nats-server");
+    let nats = Server::start_nats().expect("nats-server");
     let mongo = Server::start_mongo().expect("secantusd");
     let redis = Server::start_redis().expect("redis-server");
     let env: HashMap<&str, String> = HashMap::from([

@@ -6,14 +6,14 @@
 //! rebuild runs while commands flow; the read models end equal to the fold of the log.
 
 use std::collections::HashMap;
-use std::process::{Child, Command as Process, Stdio};
+use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Document, doc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use test_servers::Server;
+use test_servers::{Server, Service};
 
 const BALANCE: &str = r#"
 player_speed = 200.0
@@ -49,15 +49,6 @@ struct World {
     env: HashMap<&'static str, String>,
     _stop_gateway: tokio::sync::oneshot::Sender<()>,
     _stop_sim: tokio::sync::oneshot::Sender<()>,
-}
-
-struct Projector(Child);
-
-impl Drop for Projector {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 impl World {
@@ -169,25 +160,25 @@ impl World {
         (format!("http://{addr}"), stop)
     }
 
-    fn projector(&self) -> Projector {
+    fn projector(&self) -> Service {
         let port = test_servers::free_port().expect("port");
         let log = self.dir.path().join(format!("projector-{port}.log"));
-        Projector(
-            Process::new(env!("CARGO_BIN_EXE_projector"))
-                .env("NATS_URL", self.nats.url())
-                .env("NATS_USER", "projector")
-                .env(
-                    "NATS_PASSWORD",
-                    self.users.password("projector").unwrap_or_default(),
-                )
-                .env("MONGODB_URI", self.mongo.url())
-                .env("REDIS_URL", self.redis.url())
-                .env("PROJECTOR_ADDR", format!("127.0.0.1:{port}"))
-                .stdout(std::fs::File::create(log).expect("log"))
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("projector binary"),
-        )
+        let mut command = Process::new(env!("CARGO_BIN_EXE_projector"));
+        command
+            .env("NATS_URL", self.nats.url())
+            .env("NATS_USER", "projector")
+            .env(
+                "NATS_PASSWORD",
+                self.users.password("projector").unwrap_or_default(),
+            )
+            // Gives up on an unreachable server quickly, so an outage shows in the log.
+            .env(
+                "MONGODB_URI",
+                format!("{}&serverSelectionTimeoutMS=500", self.mongo.url()),
+            )
+            .env("REDIS_URL", self.redis.url())
+            .env("PROJECTOR_ADDR", format!("127.0.0.1:{port}"));
+        Service::start(command, log).expect("projector binary")
     }
 
     async fn post(&self, path: &str, body: Value, token: Option<&str>) -> (StatusCode, Value) {
@@ -271,17 +262,14 @@ impl World {
     }
 }
 
-async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+/// [`test_servers::poll::eventually`], with the projectors' last words when it fails.
+async fn until<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Some(v) = check().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Some(found) = test_servers::poll::poll(test_servers::poll::PATIENCE, check).await {
+        return found;
     }
     let logs = LOGS.get().map(|dir| {
         std::fs::read_dir(dir)
@@ -368,8 +356,7 @@ async fn two_players_meet_fight_chat_and_every_step_shows_everywhere() {
     sent.push(id);
 
     // The projector dies here and comes back: nothing is lost or doubled.
-    let _ = projector.0.kill();
-    let _ = projector.0.wait();
+    projector.kill();
     let nearby = world
         .get(
             "/v1/regions/south-west/entities?x=500&y=500&radius=500",
@@ -470,7 +457,13 @@ async fn two_players_meet_fight_chat_and_every_step_shows_everywhere() {
         )
         .await;
     applied(&answer, "chat_said");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    until("the projector finds MongoDB unavailable", || async {
+        projector
+            .log()
+            .contains("MongoDB unavailable")
+            .then_some(())
+    })
+    .await;
     world.mongo.restart().expect("MongoDB back");
     let audited = until(
         "what was said while MongoDB was away is audited",

@@ -15,8 +15,9 @@ use schemas::fact::{
     AccountRegistered, Damaged, ItemSpawned, LoggedIn, LoggedOut, RoleChanged, Spawned,
 };
 use schemas::read_model::from_document;
-use schemas::read_model::{EntityDoc, PlayerDoc};
+use schemas::read_model::{EntityDoc, EntityView, PlayerDoc, PlayerView};
 use schemas::{Actor, EntityId, Envelope, Fact, PlayerId, Position};
+use test_servers::poll::PATIENCE;
 use test_servers::{Kind, Server};
 
 mod common;
@@ -69,7 +70,7 @@ async fn facts_become_read_models_audit_entries_and_broadcasts() {
         ),
     ];
     stack.publish(&facts).await;
-    let player = until("the player is projected", || async {
+    let player = eventually("the player is projected", || async {
         stack
             .docs::<PlayerDoc>("players")
             .await
@@ -81,7 +82,7 @@ async fn facts_become_read_models_audit_entries_and_broadcasts() {
     assert_eq!(player.state.region, Some(west()));
     assert!(player.state.online);
     assert_eq!(player.state.position, Some(Position::new(10.0, 20.0)));
-    // The gateway reads it as its own view type.
+    // The gateway reads the same document and serves it as its view.
     let raw = stack
         .db
         .collection::<Document>("players")
@@ -89,8 +90,8 @@ async fn facts_become_read_models_audit_entries_and_broadcasts() {
         .await
         .expect("find")
         .expect("doc");
-    let view: schemas::read_model::PlayerView = from_document(raw).expect("a PlayerView");
-    assert_eq!(view.hp, Some(93));
+    let view = PlayerView::from(from_document::<PlayerDoc>(raw).expect("a PlayerDoc"));
+    assert_eq!((view.player_id, view.hp), (p, Some(93)));
     let entity = stack
         .docs::<EntityDoc>("world")
         .await
@@ -105,7 +106,7 @@ async fn facts_become_read_models_audit_entries_and_broadcasts() {
         ),
         (Some("ada"), "player", Some(93))
     );
-    let gateway_view: Vec<schemas::read_model::EntityView> = stack
+    let gateway_view: Vec<EntityView> = stack
         .db
         .collection::<Document>("world")
         .find(doc! {"region": "west", "position.x": {"$gte": 0.0, "$lte": 50.0}})
@@ -115,10 +116,13 @@ async fn facts_become_read_models_audit_entries_and_broadcasts() {
         .await
         .expect("docs")
         .into_iter()
-        .map(|d| from_document(d).expect("an EntityView"))
+        .map(|d| {
+            let doc = from_document::<EntityDoc>(d).expect("an EntityDoc");
+            EntityView::try_from(doc).expect("in a region")
+        })
         .collect();
     assert_eq!(gateway_view.len(), 1);
-    until("every fact is audited", || async {
+    eventually("every fact is audited", || async {
         (stack.audit_count().await == 3).then_some(())
     })
     .await;
@@ -216,7 +220,7 @@ async fn on_a_redis_cluster_caches_are_refreshed_and_facts_broadcast() {
     ];
     stack.publish(&facts).await;
     // The position is raised last, after the caches: once it is there, so are they.
-    until("the projection's position is raised", || async {
+    eventually("the projection's position is raised", || async {
         let position: Option<u64> = redis::cmd("GET")
             .arg(schemas::read_model::key::PROJECTION_POSITION)
             .query_async(&mut redis.clone())
@@ -465,19 +469,19 @@ async fn a_projector_killed_mid_batch_finishes_exactly_on_its_next_start() {
     let mut first = stack.projector();
     stack.publish(&facts).await;
     // Kill it as soon as it has written something, surely before all (it has 700 facts).
-    until("the first batch is written", || async {
+    eventually("the first batch is written", || async {
         (stack.audit_count().await > 0).then_some(())
     })
     .await;
     first.kill();
     let written = stack.audit_count().await;
     let _second = stack.projector();
-    until("everything is projected", || async {
+    eventually("everything is projected", || async {
         (stack.audit_count().await == total).then_some(())
     })
     .await;
     let expected = stack.expected().await;
-    until("the read models equal the fold of the log", || async {
+    eventually("the read models equal the fold of the log", || async {
         (stack.projected().await == expected).then_some(())
     })
     .await;
@@ -495,44 +499,36 @@ async fn mongodb_stopped_and_restarted_loses_and_doubles_nothing() {
     ));
     let facts = history(20);
     stack.publish(&facts[..50]).await;
-    until("the first facts are projected", || async {
+    eventually("the first facts are projected", || async {
         (stack.audit_count().await == 50).then_some(())
     })
     .await;
     stack.mongo.stop();
     stack.publish(&facts[50..]).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The outage is noticed (a failed write, waited for and retried), not taken for a conflict.
+    eventually("the projector finds MongoDB unavailable", || async {
+        let log = projector.log();
+        log.contains("MongoDB unavailable")
+    })
+    .await;
     stack.mongo.restart().expect("restart secantusd");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let n = stack.audit_count_retrying().await;
-        if n == facts.len() as u64 {
-            break;
-        }
-        if Instant::now() > deadline {
-            let log = std::fs::read_to_string(&projector.log).unwrap_or_default();
-            let tail: Vec<_> = log.lines().rev().take(5).collect();
-            panic!(
-                "{n} of {} facts audited after the restart; the projector says: {tail:#?}",
-                facts.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let all = facts.len() as u64;
+    let audited = test_servers::poll::poll(PATIENCE, || async {
+        (stack.audit_count_retrying().await == all).then_some(())
+    })
+    .await;
+    if audited.is_none() {
+        panic!(
+            "not every fact audited after the restart; the projector says: {:#?}",
+            projector.log_tail(5)
+        );
     }
     let expected = stack.expected().await;
-    until("the read models equal the fold of the log", || async {
+    eventually("the read models equal the fold of the log", || async {
         (stack.projected().await == expected).then_some(())
     })
     .await;
-    let log = std::fs::read_to_string(&projector.log).unwrap_or_default();
-    assert!(
-        log.contains("MongoDB unavailable"),
-        "the outage was noticed: {log}"
-    );
-    assert!(
-        matches!(projector.child.try_wait(), Ok(None)),
-        "the projector kept running"
-    );
+    assert!(projector.is_running(), "the projector kept running");
 }
 
 #[tokio::test]
@@ -541,13 +537,13 @@ async fn a_projector_asked_to_stop_while_mongodb_is_frozen_stops_within_its_grac
     let mut projector = stack.projector();
     let facts = history(20);
     stack.publish(&facts[..50]).await;
-    until("the first facts are projected", || async {
+    eventually("the first facts are projected", || async {
         (stack.audit_count().await == 50).then_some(())
     })
     .await;
     stack.mongo.pause().expect("SIGSTOP");
     stack.publish(&facts[50..]).await;
-    until("a write waits for the frozen server", || async {
+    eventually("a write waits for the frozen server", || async {
         let tail = projector.log_tail(50);
         tail.iter()
             .any(|l| l.contains("a write is still running") || l.contains("MongoDB unavailable"))
@@ -559,7 +555,7 @@ async fn a_projector_asked_to_stop_while_mongodb_is_frozen_stops_within_its_grac
     // from hanging.
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Ok(Some(status)) = projector.child.try_wait() {
+        if let Some(status) = projector.exited() {
             break status;
         }
         assert!(
@@ -588,12 +584,12 @@ async fn a_fact_that_does_not_decode_goes_to_the_dead_letters_and_the_rest_is_pr
     .expect("stored");
     let facts = history(1);
     stack.publish(&facts).await;
-    until("the good facts are projected", || async {
+    eventually("the good facts are projected", || async {
         (stack.audit_count().await == facts.len() as u64).then_some(())
     })
     .await;
     let dlq = stack.js.get_stream("DLQ").await.expect("dlq");
-    let messages = until("the bad fact is dead-lettered", || {
+    let messages = eventually("the bad fact is dead-lettered", || {
         let mut dlq = dlq.clone();
         async move {
             let n = dlq.info().await.ok()?.state.messages;
@@ -633,7 +629,7 @@ async fn a_fact_the_read_models_keep_refusing_goes_to_the_dead_letters_and_the_r
     stack.publish(&facts).await;
 
     let dlq = stack.js.get_stream("DLQ").await.expect("dlq");
-    until("the refused fact is dead-lettered", || {
+    eventually("the refused fact is dead-lettered", || {
         let mut dlq = dlq.clone();
         async move { (dlq.info().await.ok()?.state.messages > 0).then_some(()) }
     })
@@ -662,7 +658,7 @@ async fn a_fact_the_read_models_keep_refusing_goes_to_the_dead_letters_and_the_r
     };
     let (players, mut entities, _) = stack.expected().await;
     entities.remove(&refused.item);
-    until("every other fact is in the read models", || async {
+    eventually("every other fact is in the read models", || async {
         let (p, e, _) = stack.projected().await;
         (p == players && e == entities).then_some(())
     })
@@ -685,7 +681,7 @@ async fn a_fact_whose_numbers_do_not_fit_a_document_goes_to_the_dead_letters_at_
     facts.extend(history(1));
     stack.publish(&facts).await;
     let dlq = stack.js.get_stream("DLQ").await.expect("dlq");
-    let raw = until("the absurd fact is dead-lettered", || {
+    let raw = eventually("the absurd fact is dead-lettered", || {
         let dlq = dlq.clone();
         async move {
             dlq.get_last_raw_message_by_subject("dlq.facts.fact.west.spawned")
@@ -711,7 +707,7 @@ async fn a_fact_whose_numbers_do_not_fit_a_document_goes_to_the_dead_letters_at_
     // Everything else is projected and audited, and the projector goes on.
     let more = history(1);
     stack.publish(&more).await;
-    until("every other fact is audited", || async {
+    eventually("every other fact is audited", || async {
         (stack.audit_count().await == (facts.len() - 1 + more.len()) as u64).then_some(())
     })
     .await;
@@ -719,10 +715,7 @@ async fn a_fact_whose_numbers_do_not_fit_a_document_goes_to_the_dead_letters_at_
     assert_eq!(players.len(), 3);
     assert!(!entities.contains_key(&EntityId::from(p)));
     assert_eq!(sessions.len(), 3);
-    assert!(
-        matches!(projector.child.try_wait(), Ok(None)),
-        "the projector kept running"
-    );
+    assert!(projector.is_running(), "the projector kept running");
 }
 
 #[tokio::test]
@@ -732,7 +725,7 @@ async fn a_rebuild_while_facts_keep_flowing_ends_equal_to_the_live_models() {
     let facts = history(40);
     let (early, late) = facts.split_at(200);
     stack.publish(early).await;
-    until("the first facts are projected", || async {
+    eventually("the first facts are projected", || async {
         (stack.audit_count().await == early.len() as u64).then_some(())
     })
     .await;
@@ -767,12 +760,12 @@ async fn a_rebuild_while_facts_keep_flowing_ends_equal_to_the_live_models() {
     assert!(output.status.success(), "projector rebuild failed: {said}");
     assert!(said.contains("switched over"), "{said}");
     flowing.await.expect("publisher");
-    until("everything is projected", || async {
+    eventually("everything is projected", || async {
         (stack.audit_count().await == facts.len() as u64).then_some(())
     })
     .await;
     let expected = stack.expected().await;
-    until(
+    eventually(
         "the rebuilt read models equal the fold of the log",
         || async { (stack.projected().await == expected).then_some(()) },
     )
@@ -795,7 +788,7 @@ async fn a_rebuild_while_facts_keep_flowing_ends_equal_to_the_live_models() {
     );
     let names = stack.db.list_collection_names().await.expect("collections");
     assert!(names.iter().all(|n| !n.contains("__rebuild_")), "{names:?}");
-    let log = std::fs::read_to_string(&projector.log).unwrap_or_default();
+    let log = projector.log();
     assert!(log.contains("read models switched over"), "{log}");
 }
 
@@ -914,16 +907,16 @@ async fn a_second_projector_stands_by_and_takes_over_when_the_first_dies() {
             .map(|l| l.node)
     };
     let mut first = stack.projector();
-    let first_node = until("the first projector holds the live projection", owner).await;
+    let first_node = eventually("the first projector holds the live projection", owner).await;
     let second = stack.projector();
-    until("the second projector stands by", || async {
-        let log = std::fs::read_to_string(&second.log).unwrap_or_default();
+    eventually("the second projector stands by", || async {
+        let log = second.log();
         log.contains("standing by").then_some(())
     })
     .await;
     let early = history(2);
     stack.publish(&early).await;
-    until("the first projector projects", || async {
+    eventually("the first projector projects", || async {
         (stack.audit_count().await == early.len() as u64).then_some(())
     })
     .await;
@@ -933,17 +926,17 @@ async fn a_second_projector_stands_by_and_takes_over_when_the_first_dies() {
     first.kill();
     let late = history(2);
     stack.publish(&late).await;
-    until("the second projector projects what came after", || async {
+    eventually("the second projector projects what came after", || async {
         (stack.audit_count().await == (early.len() + late.len()) as u64).then_some(())
     })
     .await;
     let second_node = owner().await.expect("an owner");
     assert_ne!(second_node, first_node);
     let expected = stack.expected().await;
-    until("the read models equal the fold of the log", || async {
+    eventually("the read models equal the fold of the log", || async {
         (stack.projected().await == expected).then_some(())
     })
     .await;
-    let log = std::fs::read_to_string(&second.log).unwrap_or_default();
+    let log = second.log();
     assert!(log.contains("took the live projection"), "{log}");
 }

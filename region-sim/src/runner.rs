@@ -154,7 +154,8 @@ pub fn consumer_name(region: &RegionId, priority: Priority) -> String {
     format!("region-{region}-{priority}")
 }
 
-const PRIORITIES: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+/// The priorities a region takes commands of, each from a consumer of its own, highest first.
+pub const PRIORITIES: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
 
 /// The longest a tick waits for its fetches of commands: a fetch answers at once when the bus
 /// is well, so this only bounds a lost answer.

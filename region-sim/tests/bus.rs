@@ -5,20 +5,24 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command as Process, Stdio};
+use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, Context};
 use futures::StreamExt;
 use nats_topology::publish::{Outgoing, publish};
-use nats_topology::topology::{DLQ, FACTS, REGION_LEASES, Settings as TopologySettings, Topology};
+use nats_topology::topology::{
+    COMMANDS, DLQ, FACTS, REGION_LEASES, Settings as TopologySettings, Topology,
+};
+use region_sim::runner::{PRIORITIES, consumer_name};
 use schemas::command::{AcceptHandOff, Attack, Chat, Move, Pickup, Spawn};
 use schemas::{
     Actor, Command, EntityId, EntityKind, EntityState, Envelope, EventId, Fact, FactSubject,
     PlayerId, Position, RegionId, Scope,
 };
 use serde_json::Value;
-use test_servers::Server;
+use test_servers::poll::eventually;
+use test_servers::{Server, Service};
 
 const REGIONS: &str = r#"
 [[region]]
@@ -90,7 +94,7 @@ struct Bus {
 
 impl Bus {
     async fn start() -> Self {
-        let nats = Server::start().expect("nats-server");
+        let nats = Server::start_nats().expect("nats-server");
         let client = async_nats::connect(nats.url()).await.expect("connect");
         let js = nats_topology::publish::context(client);
         let settings = TopologySettings {
@@ -127,17 +131,13 @@ impl Bus {
             .env("SIM_CONFIG", self.path("sim.toml"))
             .env("REGIONS_CONFIG", self.path("regions.toml"))
             .env("BALANCE_CONFIG", self.path("balance.toml"))
-            .env("RUST_LOG", "info")
-            .stdout(std::fs::File::create(&log).expect("log file"))
-            .stderr(Stdio::null());
+            .env("RUST_LOG", "info");
         for (k, v) in env {
             process.env(k, v);
         }
-        let child = process.spawn().expect("region-sim binary");
         let sim = Sim {
-            child,
+            service: Service::start(process, log).expect("region-sim binary"),
             base: format!("http://127.0.0.1:{port}"),
-            log,
             http: reqwest::Client::new(),
         };
         eventually("the simulator answers", || async {
@@ -187,9 +187,31 @@ impl Bus {
     }
 
     async fn wait_outcome(&self, region: &str, command: EventId) -> Vec<Fact> {
-        until("the command's outcome is stored", || async {
+        eventually("the command's outcome is stored", || async {
             let found = self.outcome(region, command).await;
             (!found.is_empty()).then_some(found)
+        })
+        .await
+    }
+
+    /// Waits until every command given to `region` is acknowledged: none is waiting, none is
+    /// out unacknowledged. From then on no redelivery can come, so what was applied twice would
+    /// show in the facts already.
+    async fn settled(&self, region: &str) {
+        let region = region_id(region);
+        eventually("every command of the region is acknowledged", || async {
+            let Ok(stream) = self.js.get_stream(COMMANDS).await else {
+                return false;
+            };
+            for priority in PRIORITIES {
+                let Ok(info) = stream.consumer_info(consumer_name(&region, priority)).await else {
+                    return false;
+                };
+                if info.num_pending > 0 || info.num_ack_pending > 0 {
+                    return false;
+                }
+            }
+            true
         })
         .await
     }
@@ -228,31 +250,28 @@ async fn stream_of(js: &Context, stream: &str, filter: &str) -> Vec<jetstream::M
     out
 }
 
+/// A simulator process: a [`Service`] (its log, killed when dropped) that answers HTTP at
+/// `base`.
 struct Sim {
-    child: Child,
+    service: Service,
     base: String,
-    log: PathBuf,
     http: reqwest::Client,
 }
 
+impl std::ops::Deref for Sim {
+    type Target = Service;
+    fn deref(&self) -> &Service {
+        &self.service
+    }
+}
+
+impl std::ops::DerefMut for Sim {
+    fn deref_mut(&mut self) -> &mut Service {
+        &mut self.service
+    }
+}
+
 impl Sim {
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Stops the process in good order (SIGTERM) and waits for it.
-    fn terminate(&mut self) {
-        let _ = Process::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-
-    fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
-    }
-
     async fn regions(&self) -> Vec<String> {
         let Ok(response) = self.http.get(format!("{}/regions", self.base)).send().await else {
             return Vec::new();
@@ -288,55 +307,16 @@ impl Sim {
                 .collect(),
         )
     }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 fn region_id(id: &str) -> RegionId {
     id.parse().expect("region id")
 }
 
-/// Waits (30 s at most) until `check` gives a value.
-async fn until<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Some(value) = check().await {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
-/// Waits (30 s at most) until `check` holds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    until(what, || {
-        let fut = check();
-        async move { fut.await.then_some(()) }
-    })
-    .await
-}
-
 /// Waits (30 s at most) until the process has exited.
 async fn exited(sim: &mut Sim, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !sim.exited() {
+    while sim.exited().is_none() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -499,7 +479,7 @@ async fn a_poison_command_goes_to_the_dead_letters_and_the_region_keeps_ticking(
         bus.wait_outcome("west", spawned.id).await[..],
         [Fact::Spawned(_)]
     ));
-    let letters = until("the poison command is in the DLQ", || async {
+    let letters = eventually("the poison command is in the DLQ", || async {
         let letters = stream_of(&bus.js, DLQ, "dlq.>").await;
         (!letters.is_empty()).then_some(letters)
     })
@@ -558,7 +538,7 @@ async fn a_command_from_the_bus_with_absurd_values_is_dead_lettered_and_never_ap
     publish(&bus.js, Outgoing::command(&forged).expect("encode"))
         .await
         .expect("stored");
-    let letters = until("both commands are in the DLQ", || async {
+    let letters = eventually("both commands are in the DLQ", || async {
         let letters = stream_of(&bus.js, DLQ, "dlq.>").await;
         (letters.len() == 2).then_some(letters)
     })
@@ -625,8 +605,8 @@ async fn a_process_killed_after_storing_facts_is_replaced_with_no_effect_lost_or
     for cmd in &sent {
         bus.wait_outcome("west", cmd.id).await;
     }
-    // Redeliveries have come and gone (ack wait 2 s): nothing applied twice.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Every command acknowledged, so no redelivery is still to come: nothing applied twice.
+    bus.settled("west").await;
     let facts = bus.facts("west").await;
     for cmd in &sent {
         let n = facts
@@ -635,7 +615,7 @@ async fn a_process_killed_after_storing_facts_is_replaced_with_no_effect_lost_or
             .count();
         assert_eq!(n, 1, "command {:?} has {n} facts", cmd.payload.kind());
     }
-    let live = until("the heir's state settles", || async {
+    let live = eventually("the heir's state settles", || async {
         let live = heir.entities("west").await.unwrap_or_default();
         (live.values().all(|e| e.get("destination").is_none()) && live.len() == players.len())
             .then_some(live)
@@ -670,7 +650,7 @@ async fn a_process_killed_at_any_moment_is_replaced_by_one_with_the_same_state()
     for cmd in &sent {
         bus.wait_outcome("west", cmd.id).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    bus.settled("west").await;
     let facts = bus.facts("west").await;
     for cmd in &sent {
         let n = facts
@@ -679,7 +659,7 @@ async fn a_process_killed_at_any_moment_is_replaced_by_one_with_the_same_state()
             .count();
         assert_eq!(n, 1, "a command has {n} facts");
     }
-    let live = until("every avatar has arrived", || async {
+    let live = eventually("every avatar has arrived", || async {
         let live = heir.entities("west").await.unwrap_or_default();
         (live.len() == players.len() && live.values().all(|e| e.get("destination").is_none()))
             .then_some(live)
@@ -744,8 +724,9 @@ async fn a_hand_off_completes_when_its_source_dies_half_way() {
             .count(),
         1
     );
-    // Once only, also after every redelivery window has passed.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Once only, also once every command on both sides is acknowledged (no redelivery left).
+    bus.settled("west").await;
+    bus.settled("east").await;
     let arrived = bus.facts("east").await;
     assert_eq!(
         arrived
@@ -811,6 +792,7 @@ async fn a_process_stopped_in_good_order_lets_its_regions_go_at_once() {
     })
     .await;
     first.terminate();
+    first.wait().expect("the first simulator stopped");
     assert_eq!(
         bus.owner("west").await,
         None,
@@ -1016,12 +998,13 @@ async fn a_blow_over_the_border_lands_once_when_its_source_dies_half_way() {
             })
             .collect()
     };
-    until("the blow lands in the east", || async {
+    eventually("the blow lands in the east", || async {
         let found = hits(bus.facts("east").await);
         (!found.is_empty()).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    bus.settled("west").await;
+    bus.settled("east").await;
     let landed = hits(bus.facts("east").await);
     assert_eq!(landed.len(), 1, "{landed:?}");
     let (correlation, damaged) = &landed[0];
@@ -1043,7 +1026,7 @@ async fn an_avatar_keeps_what_it_carries_when_it_leaves_and_spawns_elsewhere() {
     let player = PlayerId::new();
     bus.wait_outcome("west", bus.send("west", player, spawn()).await.id)
         .await;
-    let item = until("the west's potion lies there", || async {
+    let item = eventually("the west's potion lies there", || async {
         bus.facts("west")
             .await
             .into_iter()

@@ -3,7 +3,7 @@
 //! temporary directory, ready when returned, and stopped when dropped.
 //!
 //! ```no_run
-//! let nats = test_servers::NatsServer::start().expect("nats-server");
+//! let nats = test_servers::Server::start_nats().expect("nats-server");
 //! let url = nats.url(); // nats://127.0.0.1:<port>
 //! ```
 //!
@@ -16,6 +16,14 @@
 //! [`Server::restart`] (the same port and data directory, as after a reboot), and
 //! [`Server::pause`] / [`Server::resume`] (the process frozen and thawed, as a stalled server),
 //! and [`Server::throttle`] (the process given a share of the time, as on a busy machine).
+//!
+//! Tests wait for conditions with [`poll::eventually`], never a fixed sleep, and start the
+//! backend's own binaries as a [`Service`], which is killed when the test lets go of it.
+
+pub mod poll;
+pub mod service;
+
+pub use service::Service;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
@@ -205,13 +213,6 @@ pub struct Server {
     config: Option<(PathBuf, Vec<(String, String)>)>,
 }
 
-/// A `nats-server` with JetStream.
-pub type NatsServer = Server;
-/// A `redis-server`.
-pub type RedisServer = Server;
-/// A MongoDB-compatible server.
-pub type MongoServer = Server;
-
 impl Server {
     /// Starts a server of `kind` on a free port, and waits until it answers.
     pub fn start_kind(kind: Kind) -> Result<Self, Error> {
@@ -260,7 +261,7 @@ impl Server {
     }
 
     /// A `nats-server` with JetStream.
-    pub fn start() -> Result<Self, Error> {
+    pub fn start_nats() -> Result<Self, Error> {
         Self::start_kind(Kind::Nats)
     }
 

@@ -7,7 +7,7 @@ use test_servers::Server;
 
 #[tokio::test]
 async fn nats_starts_with_jetstream_and_stops_when_dropped() {
-    let nats = Server::start().expect("nats-server starts");
+    let nats = Server::start_nats().expect("nats-server starts");
     let port = nats.port();
     let client = async_nats_free_check(port);
     assert!(client, "nats answers INFO");
@@ -111,8 +111,8 @@ async fn mongo_compatible_server_keeps_journaled_writes_across_a_crash() {
 
 #[test]
 fn servers_in_parallel_get_their_own_ports_and_directories() {
-    let a = Server::start().expect("first");
-    let b = Server::start().expect("second");
+    let a = Server::start_nats().expect("first");
+    let b = Server::start_nats().expect("second");
     assert_ne!(a.port(), b.port());
     assert_ne!(a.data_dir(), b.data_dir());
 }

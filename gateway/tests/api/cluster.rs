@@ -152,7 +152,7 @@ async fn a_player_plays_from_login_to_logout_on_a_redis_cluster() {
     // The live stream hears what is published on any node: the cluster carries it.
     let mut socket = open(&app, &token).await;
     let channel = channel::player(&player_id);
-    eventually(
+    eventually_within(
         Duration::from_secs(5),
         "the stream's subscription",
         || async { listeners(&cluster, &channel).await > 0 },

@@ -380,15 +380,15 @@ async fn with_nats_down_commands_get_503_fast_and_flow_again_after() {
     );
 
     app.nats.restart().expect("NATS back");
-    let mut status = StatusCode::SERVICE_UNAVAILABLE;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while status != StatusCode::ACCEPTED && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        status = app
+    let status = test_servers::poll::poll(Duration::from_secs(20), || async {
+        let status = app
             .post_json("/v1/commands", &command, Some(&token))
             .await
             .status();
-    }
+        (status == StatusCode::ACCEPTED).then_some(status)
+    })
+    .await
+    .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         status,
         StatusCode::ACCEPTED,

@@ -197,22 +197,17 @@ async fn without_redis_an_ask_is_unanswered_within_the_budget_and_answered_again
     );
 
     server.restart().expect("Redis back");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(answer) = gate.ask(probe()).await {
-            assert_eq!(
-                answer.session,
-                Some(SessionState::Ended),
-                "the restarted Redis holds no session"
-            );
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never answered again"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let answer = test_servers::poll::eventually_within(
+        Duration::from_secs(10),
+        "the gate answers again",
+        || async { gate.ask(probe()).await.ok() },
+    )
+    .await;
+    assert_eq!(
+        answer.session,
+        Some(SessionState::Ended),
+        "the restarted Redis holds no session"
+    );
 }
 
 on_one_server_and_a_cluster!(a_role_change_during_a_login_leaves_no_session_with_the_old_role);
@@ -294,7 +289,7 @@ async fn owner(cluster: &test_servers::RedisCluster, key: &str) -> usize {
 #[tokio::test]
 async fn on_a_cluster_an_ask_that_fails_half_way_gives_back_what_it_counted() {
     let mut cluster = test_servers::RedisCluster::start().expect("Redis Cluster");
-    let mut redis = connect(&cluster.url()).await;
+    let redis = connect(&cluster.url()).await;
     let gate = Gate::start(redis.clone());
     // The address's limit and the player's session on two different nodes.
     let ip = "rl:api_per_ip:{127.0.0.1}";
@@ -324,18 +319,18 @@ async fn on_a_cluster_an_ask_that_fails_half_way_gives_back_what_it_counted() {
     for _ in 0..3 {
         assert!(gate.ask(ask.clone()).await.is_err());
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let held: Option<String> = redis.get(ip).await.expect("get");
-        if held.is_none() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the address's count was never given back: {held:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    test_servers::poll::eventually_within(
+        Duration::from_secs(10),
+        "the address's count is given back",
+        || {
+            let mut redis = redis.clone();
+            async move {
+                let held: Option<String> = redis.get(ip).await.expect("get");
+                held.is_none()
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

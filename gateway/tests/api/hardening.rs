@@ -132,7 +132,7 @@ async fn a_role_change_wins_over_every_login_that_has_not_answered() {
         }));
         let demote = async {
             // Logins that answer keep answering while they run; wait for the first.
-            eventually(
+            eventually_within(
                 std::time::Duration::from_secs(10),
                 "logins to be under way",
                 || async { admin_dlq(&app, &root).await.status() == StatusCode::OK },
@@ -267,7 +267,7 @@ async fn a_flood_of_bad_tokens_on_commands_is_limited_per_ip() {
         .await
         .expect("ended");
     // Wait for a little of the budget to come back, then flood again.
-    eventually(
+    eventually_within(
         std::time::Duration::from_secs(10),
         "the per-IP budget to refill",
         || async { command_statuses(&app, garbage, 1).await[0] == StatusCode::UNAUTHORIZED },
@@ -348,7 +348,7 @@ async fn wrong_passwords_for_one_account_are_limited_until_its_budget_refills() 
         "{unknown:?}"
     );
     // The budget refills.
-    eventually(
+    eventually_within(
         std::time::Duration::from_secs(10),
         "gus to log in again",
         || async { login_status(&app, "gus", PASSWORD).await == StatusCode::OK },

@@ -1,7 +1,7 @@
 //! `spawn_app()`: a gateway on port 0 with its own NATS, Redis and SecantusDB.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::Context;
 use gateway::{AppState, Application, Settings};
@@ -12,6 +12,7 @@ use schemas::fold::PlayerState;
 use schemas::read_model::{PlayerDoc, collection, to_document};
 use serde_json::{Value, json};
 use test_servers::Server;
+pub use test_servers::poll::eventually_within;
 
 pub const PASSWORD: &str = "correct horse battery";
 pub const ADMIN_KEY: &str = "test-admin-key-123";
@@ -51,7 +52,7 @@ pub async fn spawn_app_with(config: &str) -> TestApp {
 
 /// As [`spawn_app_with`], with these environment variables besides.
 pub async fn spawn_app_with_env(config: &str, extra: &[(&'static str, &str)]) -> TestApp {
-    let nats = Server::start().expect("nats-server");
+    let nats = Server::start_nats().expect("nats-server");
     let redis = Server::start_redis().expect("redis-server");
     let mongo = Server::start_mongo().expect("secantusd");
     let dir = tempfile::tempdir().expect("config dir");
@@ -217,7 +218,7 @@ impl TestApp {
 
     /// Waits until the gateway has seen NATS go (after `self.nats.stop()`).
     pub async fn nats_gone(&self) {
-        eventually(
+        eventually_within(
             Duration::from_secs(10),
             "the gateway to see NATS gone",
             || async {
@@ -292,19 +293,6 @@ pub fn assert_details(error: &Value, expected: &[(&str, &str)], context: &str) {
         .map(|(f, c)| (f.to_string(), c.to_string()))
         .collect();
     assert_eq!(details(error), expected, "{context}");
-}
-
-/// Polls until `check` holds, failing after `within`.
-pub async fn eventually<F: std::future::Future<Output = bool>>(
-    within: Duration,
-    what: &str,
-    mut check: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// Another gateway of the same deployment: this one's settings, its NATS, Redis and MongoDB.

@@ -248,7 +248,7 @@ async fn with_redis_down_limits_fall_back_and_active_players_keep_playing() {
     );
 
     app.redis.restart().expect("Redis back");
-    eventually(Duration::from_secs(10), "shared limits again", || async {
+    eventually_within(Duration::from_secs(10), "shared limits again", || async {
         app.get("/v1/players/me", Some(&token)).await;
         !app.state.limiter_falling_back()
     })

@@ -59,7 +59,7 @@ async fn listeners(app: &TestApp, channel: &str) -> u64 {
 
 /// Waits until someone listens on `channel` (the stream subscribes as it opens).
 async fn when_subscribed(app: &TestApp, channel: &str) {
-    eventually(
+    eventually_within(
         Duration::from_secs(5),
         "the stream's subscription",
         || async { listeners(app, channel).await > 0 },
@@ -69,7 +69,7 @@ async fn when_subscribed(app: &TestApp, channel: &str) {
 
 /// Waits until nobody listens on `channel`.
 async fn when_unsubscribed(app: &TestApp, channel: &str) {
-    eventually(
+    eventually_within(
         Duration::from_secs(5),
         "the stream to let go of a channel",
         || async { listeners(app, channel).await == 0 },
@@ -474,7 +474,7 @@ async fn a_player_and_an_address_get_only_so_many_streams_at_once() {
         .close(None)
         .await
         .expect("close");
-    eventually(Duration::from_secs(5), "room for a stream", || async {
+    eventually_within(Duration::from_secs(5), "room for a stream", || async {
         try_open_at(&app.base, &token).await.is_ok()
     })
     .await;

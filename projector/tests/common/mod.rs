@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command as Process, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command as Process;
+use std::time::Duration;
 
 use async_nats::jetstream::Context;
 use futures::{StreamExt, TryStreamExt};
@@ -21,7 +21,7 @@ use schemas::read_model::{EntityDoc, PlayerDoc, SessionDoc};
 use schemas::{
     Actor, EntityId, EntityKind, EntityState, Envelope, Fact, PlayerId, Position, RegionId,
 };
-use test_servers::Server;
+use test_servers::{Server, Service};
 
 /// The read models by id: players, world entities, sessions.
 pub type Models = (
@@ -44,7 +44,7 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start() -> Self {
-        let nats = Server::start().expect("nats-server");
+        let nats = Server::start_nats().expect("nats-server");
         let mongo = Server::start_mongo().expect("secantusd");
         let redis = Server::start_redis().expect("redis-server");
         let client = async_nats::connect(nats.url()).await.expect("nats");
@@ -112,20 +112,16 @@ impl Stack {
         lines.extend(changes.iter().map(|c| (*c).to_owned()));
         let config = self.dir.path().join(format!("projector-{port}.toml"));
         std::fs::write(&config, lines.join("\n")).expect("config");
-        let child = Process::new(env!("CARGO_BIN_EXE_projector"))
+        let mut command = Process::new(env!("CARGO_BIN_EXE_projector"));
+        command
             .env("PROJECTOR_CONFIG", &config)
             .env("NATS_URL", self.nats.url())
             .env("MONGODB_URI", mongodb_uri)
             .env("REDIS_URL", self.redis_url())
             .env("PROJECTOR_ADDR", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "info")
-            .stdout(std::fs::File::create(&log).expect("log"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("projector binary");
+            .env("RUST_LOG", "info");
         Projector {
-            child,
-            log,
+            service: Service::start(command, log).expect("projector binary"),
             addr: format!("127.0.0.1:{port}"),
         }
     }
@@ -263,24 +259,15 @@ pub async fn projected_in(db: &mongodb::Database) -> Models {
     )
 }
 
+/// A projector process: a [`Service`] (its log, killed when dropped) that serves its health and
+/// metrics at `addr`.
 pub struct Projector {
-    pub child: Child,
-    pub log: std::path::PathBuf,
+    service: Service,
     /// Where its health and metrics are served.
     pub addr: String,
 }
 
 impl Projector {
-    /// Asks it to stop, as an operator's SIGTERM does.
-    pub fn terminate(&self) {
-        let status = Process::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -TERM failed");
-    }
-
     /// The value of the metric `name` (with its labels, as Prometheus prints them), when served.
     pub async fn metric(&self, name: &str) -> Option<f64> {
         let text = reqwest::get(format!("http://{}/metrics", self.addr))
@@ -292,41 +279,22 @@ impl Projector {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
+}
 
-    /// The end of its log, for a failing assertion.
-    pub fn log_tail(&self, lines: usize) -> Vec<String> {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let mut tail: Vec<String> = log.lines().rev().take(lines).map(str::to_owned).collect();
-        tail.reverse();
-        tail
-    }
-
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Projector {
+    type Target = Service;
+    fn deref(&self) -> &Service {
+        &self.service
     }
 }
 
-impl Drop for Projector {
-    fn drop(&mut self) {
-        self.kill();
+impl std::ops::DerefMut for Projector {
+    fn deref_mut(&mut self) -> &mut Service {
+        &mut self.service
     }
 }
 
-pub async fn until<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Some(v) = check().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
+pub use test_servers::poll::eventually;
 
 pub fn west() -> RegionId {
     "west".parse().expect("region")
@@ -418,12 +386,12 @@ impl Stack {
     /// Waits until the audit trail holds `audited` events and the read models equal the fold
     /// of the log.
     pub async fn all_projected(&self, audited: u64) {
-        until("every event is audited", || async {
+        eventually("every event is audited", || async {
             (self.audit_count_retrying().await == audited).then_some(())
         })
         .await;
         let expected = self.expected().await;
-        until("the read models equal the fold of the log", || async {
+        eventually("the read models equal the fold of the log", || async {
             (self.projected().await == expected).then_some(())
         })
         .await;
