@@ -1,6 +1,6 @@
 //! Players' read model: `GET /v1/players/me`, and the region a player's avatar is in.
 //!
-//! Read from the Redis cache (`player:<id>`, kept fresh by the projector), then from MongoDB
+//! Read from the Redis cache (`player:{<id>}`, kept fresh by the projector), then from MongoDB
 //! (`players`, written by the projector), and, for a player the projector has not seen yet, from
 //! the account itself: registered, not spawned, offline.
 

@@ -1,7 +1,8 @@
 //! `GET /v1/stream`: the live facts around a player, over a WebSocket.
 //!
-//! The projector publishes every fact on Redis channels `region:<region>` and `player:<player>`,
-//! and the simulators' live positions on `region:<region>`. A stream listens to its player's
+//! The projector publishes every fact on Redis channels `live:region:<region>` and
+//! `live:player:<player>` ([`schemas::read_model::channel`]), and the simulators' live positions
+//! on `live:region:<region>`. A stream listens to its player's
 //! channel and to every region within `stream.interest_radius` of the avatar, so what stands
 //! just across a border is seen. It follows the avatar: each of the player's own facts that
 //! places it (spawn, walk, arrival, hand-off, respawn, death) recomputes the regions, and leaving

@@ -495,6 +495,7 @@ pub async fn apply(
         match outcome {
             Ok(changed) => break changed,
             Err(Failed::Conflict(e)) if attempt >= CONFLICT_ATTEMPTS => {
+                writer.forget();
                 return Err(WriteError::Unavailable(e));
             }
             Err(Failed::Conflict(e)) => {
@@ -502,7 +503,12 @@ pub async fn apply(
                 // it, for a moment, or one that should not be running.
                 warn!(attempt, error = %e, "another writer changed the batch's documents; reading them again");
             }
-            Err(Failed::Other(e)) => return Err(e),
+            Err(Failed::Other(e)) => {
+                // Whatever went wrong, the next attempt asks the server afresh what it runs
+                // (it may have become, or stopped being, a replica set) in a new session.
+                writer.forget();
+                return Err(e);
+            }
         }
     };
     if let Some(collection) = &names.audit {
@@ -555,7 +561,17 @@ impl Writer {
             return Ok(known);
         }
         let hello = db.run_command(doc! {"hello": 1}).await?;
+        if hello.get_bool("isreplicaset") == Ok(true) {
+            // A member of a replica set not yet (or no longer) configured: it takes no writes.
+            return Err(std::io::Error::other("a replica-set member without its set").into());
+        }
         let known = hello.contains_key("setName") || hello.get_str("msg") == Ok("isdbgrid");
+        if !known {
+            tracing::info!(
+                writer = self.name,
+                "the server runs no transactions: each document is written guarded by its seq"
+            );
+        }
         Ok(*self.transactions.insert(known))
     }
 
@@ -739,13 +755,21 @@ fn refused_in_transaction(e: mongodb::error::Error, behind: &[Vec<usize>]) -> Fa
 /// The driver labels both transient.
 fn is_conflict(e: &mongodb::error::Error) -> bool {
     use mongodb::error::ErrorKind;
-    let unreachable = matches!(
-        *e.kind,
+    /// What a server answers while it cannot take writes: host or network trouble, not (or no
+    /// longer) the primary, stepping down, shutting down.
+    const AWAY: [i32; 10] = [6, 7, 89, 91, 189, 9001, 10107, 11600, 11602, 13435];
+    // The error, and the errors it wraps (a bulk write cut short carries the I/O error inside).
+    let mut causes = std::iter::successors(Some(e), |e| {
+        std::error::Error::source(*e)?.downcast_ref::<mongodb::error::Error>()
+    });
+    let away = causes.any(|e| match &*e.kind {
         ErrorKind::Io(_)
-            | ErrorKind::ConnectionPoolCleared { .. }
-            | ErrorKind::ServerSelection { .. }
-    );
-    e.contains_label(TRANSIENT_TRANSACTION_ERROR) && !unreachable
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::ServerSelection { .. } => true,
+        ErrorKind::Command(c) => AWAY.contains(&c.code),
+        _ => false,
+    });
+    e.contains_label(TRANSIENT_TRANSACTION_ERROR) && !away
 }
 
 fn unwritable_error(unwritable: BTreeMap<usize, String>) -> WriteError {

@@ -306,6 +306,7 @@ pub struct PlayerState {
     /// Experience.
     pub xp: u64,
     /// What the avatar carries.
+    #[serde(default)]
     pub inventory: Vec<InventoryItem>,
     /// Whether the avatar is in the world.
     pub online: bool,

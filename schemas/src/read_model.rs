@@ -84,7 +84,9 @@ pub struct PlayerDoc {
     /// The player as the log tells it.
     #[serde(flatten)]
     pub state: PlayerState,
-    /// The `FACTS` sequence of the last fact folded in.
+    /// The `FACTS` sequence of the last fact folded in (0 when a document repaired by hand has
+    /// none: every fact is then newer).
+    #[serde(default)]
     pub seq: u64,
 }
 
@@ -99,7 +101,9 @@ pub struct EntityDoc {
     /// The entity as the log tells it.
     #[serde(flatten)]
     pub state: WorldEntity,
-    /// The `FACTS` sequence of the last fact folded in.
+    /// The `FACTS` sequence of the last fact folded in (0 when a document repaired by hand has
+    /// none: every fact is then newer).
+    #[serde(default)]
     pub seq: u64,
 }
 
@@ -121,7 +125,9 @@ pub struct SessionDoc {
     pub client_ip: Option<String>,
     /// The request id of the login.
     pub request_id: Option<String>,
-    /// The `FACTS` sequence of the last fact folded in.
+    /// The `FACTS` sequence of the last fact folded in (0 when a document repaired by hand has
+    /// none: every fact is then newer).
+    #[serde(default)]
     pub seq: u64,
 }
 
@@ -148,8 +154,7 @@ pub struct DocumentError(pub String);
 /// spawn it has no region and no position, and is offline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PlayerView {
-    /// The player (`_id` in MongoDB).
-    #[serde(alias = "_id")]
+    /// The player.
     pub player_id: PlayerId,
     /// The username.
     pub username: String,
@@ -205,8 +210,7 @@ impl PlayerView {
 /// item on the ground, with its position (indexed by region and coordinates).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EntityView {
-    /// The entity (`_id` in MongoDB).
-    #[serde(alias = "_id")]
+    /// The entity.
     pub entity_id: EntityId,
     /// The region it is in.
     pub region: RegionId,
