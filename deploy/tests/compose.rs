@@ -162,7 +162,10 @@ fn every_game_service_runs_a_binary_of_the_image_with_settings_it_accepts() {
     }
     for (name, service) in compose.running("nats-topology") {
         let line = load_as(name, service, |env| {
-            nats_topology::cli::CommandLine::load(service.command.get(1).map(String::as_str), env)
+            use clap::Parser;
+            let args = nats_topology::cli::Args::try_parse_from(&service.command)
+                .unwrap_or_else(|e| panic!("{name}: its command line refuses: {e}"));
+            nats_topology::cli::CommandLine::load(args.command, env)
         });
         assert_eq!(
             line.settings.replicas, 3,

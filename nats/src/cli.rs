@@ -4,17 +4,37 @@
 
 use crate::{Credentials, Settings};
 
-/// The binary's commands, as typed on its command line.
-pub const COMMANDS: &[&str] = &["ensure", "dlq-listener"];
+/// The command line: `nats-topology ensure | dlq-listener`, with `--help` and `--version`.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "nats-topology",
+    version,
+    about = "The game backend's JetStream topology: streams, consumers and key-value buckets.",
+    after_help = "Environment: NATS_URL (comma-separated servers; default nats://127.0.0.1:4222), \
+                  NATS_USER and NATS_PASSWORD (ensure needs the admin; the dead-letter listener \
+                  runs as dlq), NATS_REPLICAS (1 or 3; default 1), RUST_LOG (default info)."
+)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
 
-/// The usage line.
-pub const USAGE: &str = "usage: nats-topology ensure | dlq-listener";
+/// The binary's commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Create what is missing, update what drifted, and print what changed (trying again for up
+    /// to a minute while NATS refuses, as a cluster does until it has elected its leader).
+    Ensure,
+    /// Move exhausted and terminated messages to DLQ until Ctrl-C or SIGTERM.
+    DlqListener,
+}
 
 /// The command and the environment, read and checked.
 #[derive(Debug, Clone)]
 pub struct CommandLine {
-    /// One of [`COMMANDS`].
-    pub command: String,
+    /// What to do.
+    pub command: Command,
     /// The NATS server(s) (`NATS_URL`, comma-separated; default `nats://127.0.0.1:4222`).
     pub url: String,
     /// The topology, with `NATS_REPLICAS` copies of everything (1 or 3; default 1).
@@ -24,15 +44,8 @@ pub struct CommandLine {
 }
 
 impl CommandLine {
-    /// Reads `command` and the variables `env` stands for; `Err` says what is wrong.
-    pub fn load(
-        command: Option<&str>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, String> {
-        let command = command
-            .filter(|c| COMMANDS.contains(c))
-            .ok_or(USAGE)?
-            .to_owned();
+    /// Reads the variables `env` stands for beside `command`; `Err` says what is wrong.
+    pub fn load(command: Command, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let url = env("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned());
         let replicas = match env("NATS_REPLICAS").as_deref() {
             None | Some("1") => 1,
@@ -58,25 +71,44 @@ impl CommandLine {
 mod tests {
     use super::*;
 
+    use clap::Parser;
+
+    fn command(args: &[&str]) -> Result<Command, clap::Error> {
+        Args::try_parse_from(args).map(|a| a.command)
+    }
+
     #[test]
     fn commands_and_variables_are_checked_before_connecting() {
         let none = |_: &str| None;
-        let line = CommandLine::load(Some("ensure"), none).expect("valid");
+        let line = CommandLine::load(command(&["nats-topology", "ensure"]).expect("ensure"), none)
+            .expect("valid");
+        assert_eq!(line.command, Command::Ensure);
         assert_eq!(line.url, "nats://127.0.0.1:4222");
         assert_eq!(line.settings.replicas, 1);
-        for bad in [None, Some(""), Some("ENSURE"), Some("ensure\u{200b}")] {
-            assert_eq!(
-                CommandLine::load(bad, none).expect_err("no such command"),
-                USAGE
+        for bad in [
+            &["nats-topology"][..],
+            &["nats-topology", ""],
+            &["nats-topology", "ENSURE"],
+            &["nats-topology", "ensure\u{200b}"],
+            &["nats-topology", "ensure", "extra"],
+            &["nats-topology", "--replicas", "3", "ensure"],
+        ] {
+            let err = command(bad).expect_err("no such command");
+            assert!(
+                err.to_string().contains("Usage: nats-topology"),
+                "{bad:?}: {err}"
             );
         }
+        let help = command(&["nats-topology", "--help"]).expect_err("help, not a command");
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(help.to_string().contains("dlq-listener") && help.to_string().contains("NATS_URL"));
         let three = |k: &str| (k == "NATS_REPLICAS").then(|| "3".to_owned());
-        let line = CommandLine::load(Some("dlq-listener"), three).expect("valid");
+        let line = CommandLine::load(Command::DlqListener, three).expect("valid");
         assert_eq!(line.settings.replicas, 3);
         let two = |k: &str| (k == "NATS_REPLICAS").then(|| "2".to_owned());
-        assert!(CommandLine::load(Some("ensure"), two).is_err());
+        assert!(CommandLine::load(Command::Ensure, two).is_err());
         let half = |k: &str| (k == "NATS_USER").then(|| "admin".to_owned());
-        let err = CommandLine::load(Some("ensure"), half).expect_err("no password");
+        let err = CommandLine::load(Command::Ensure, half).expect_err("no password");
         assert!(err.starts_with("NATS_PASSWORD"), "{err}");
     }
 }

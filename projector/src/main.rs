@@ -6,18 +6,45 @@
 //!                      progress until it is done
 //! ```
 //!
-//! Configuration from the environment over `config/projector.toml`; JSON logs.
+//! Configuration from the environment over `config/projector.toml`; JSON logs. `projector --help`
+//! says the same.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::get;
+use clap::Parser;
 use projector::settings::Settings;
 use projector::{Context, live};
 
+/// The command line: `projector` or `projector rebuild`, with `--help` and `--version`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "projector",
+    version,
+    about = "Projects the game's facts into the MongoDB read models and the audit trail, \
+             refreshes the Redis caches and feeds the live streams, until Ctrl-C or SIGTERM.",
+    after_help = "Configuration: config/projector.toml (PROJECTOR_CONFIG names another), \
+                  overridden by the environment: NATS_URL, MONGODB_URI, REDIS_URL, \
+                  PROJECTOR_ADDR and the rest the README lists. Logs are JSON on stdout."
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+enum Command {
+    /// Ask the running projector to rebuild the read models from the log, and show its progress
+    /// until it is done.
+    Rebuild,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `--help` and `--version` print and exit 0; a wrong command line exits 2 with the usage.
+    let args = Args::parse();
     service::init_json_logs();
     let settings = match Settings::from_env() {
         Ok(s) => s,
@@ -26,16 +53,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rebuild = match std::env::args().nth(1).as_deref() {
-        None => false,
-        Some("rebuild") => true,
-        Some(other) => {
-            eprintln!("projector: unknown command {other:?}; usage: projector [rebuild]");
-            return ExitCode::from(2);
-        }
-    };
     let addr = settings.addr;
-    if rebuild {
+    if args.command == Some(Command::Rebuild) {
         return match projector::follow::request_and_follow(&settings).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -8,14 +8,15 @@
 //!
 //! Environment: `NATS_URL` (default `nats://127.0.0.1:4222`), `NATS_USER` and `NATS_PASSWORD`
 //! (`ensure` needs the admin; the dead-letter listener runs as `dlq`), `NATS_REPLICAS` (1 or 3;
-//! default 1), `RUST_LOG` (default `info`).
+//! default 1), `RUST_LOG` (default `info`). `nats-topology --help` says the same.
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use nats_topology::Topology;
-use nats_topology::cli::{CommandLine, USAGE};
+use nats_topology::cli::{Args, Command, CommandLine};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -40,13 +41,12 @@ async fn main() -> ExitCode {
 const ENSURE_PATIENCE: Duration = Duration::from_secs(60);
 
 async fn run() -> Result<(), String> {
-    let command = std::env::args().nth(1);
-    let line = CommandLine::load(command.as_deref(), |k| {
-        std::env::var(k).ok().filter(|v| !v.is_empty())
-    })?;
+    // `--help` and `--version` print and exit 0; a wrong command line exits 2 with the usage.
+    let Args { command } = Args::parse();
+    let line = CommandLine::load(command, |k| std::env::var(k).ok().filter(|v| !v.is_empty()))?;
     let url = &line.url;
-    match line.command.as_str() {
-        "ensure" => {
+    match line.command {
+        Command::Ensure => {
             let give_up = Instant::now() + ENSURE_PATIENCE;
             let report = loop {
                 let attempt = async {
@@ -71,7 +71,7 @@ async fn run() -> Result<(), String> {
             let _ = write!(std::io::stdout(), "{report}");
             Ok(())
         }
-        "dlq-listener" => {
+        Command::DlqListener => {
             let (_client, js) = nats_topology::connect(url, "nats-topology", &line.credentials)
                 .await
                 .map_err(|e| format!("cannot connect to NATS_URL={url}: {e}"))?;
@@ -80,6 +80,5 @@ async fn run() -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())
         }
-        _ => Err(USAGE.to_owned()),
     }
 }
