@@ -77,9 +77,20 @@ use crate::request::ClientIp;
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// NATS did not answer, or the topology could not be ensured.
+    /// NATS did not answer.
     #[error("NATS: {0}")]
-    Nats(String),
+    Nats(#[from] async_nats::ConnectError),
+    /// The topology could not be ensured.
+    #[error("NATS topology: {0}")]
+    Topology(#[from] nats_topology::EnsureError),
+    /// A key-value bucket of the topology could not be opened.
+    #[error("NATS bucket {name}: {source}")]
+    Bucket {
+        /// The bucket.
+        name: &'static str,
+        /// Why.
+        source: async_nats::jetstream::context::KeyValueError,
+    },
     /// Redis did not answer.
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
@@ -311,15 +322,12 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let (nats, js) =
             nats_topology::connect(&settings.nats_url, "gateway", &settings.nats_credentials)
-                .await
-                .map_err(|e| StartError::Nats(e.to_string()))?;
+                .await?;
         let topology = nats_topology::Topology::new(&nats_topology::Settings {
             replicas: settings.nats_replicas,
             ..nats_topology::Settings::local()
         });
-        nats_topology::ensure(&js, &topology)
-            .await
-            .map_err(|e| StartError::Nats(e.to_string()))?;
+        nats_topology::ensure(&js, &topology).await?;
 
         let patience = service::redis::Patience {
             connect: Duration::from_millis(500),
@@ -341,7 +349,7 @@ impl Application {
             async move {
                 js.get_key_value(name)
                     .await
-                    .map_err(|e| StartError::Nats(e.to_string()))
+                    .map_err(|source| StartError::Bucket { name, source })
             }
         };
         let leases = bucket(nats_topology::topology::REGION_LEASES).await?;

@@ -58,10 +58,10 @@ pub struct Context {
 pub enum StartError {
     /// NATS cannot be reached.
     #[error("NATS: {0}")]
-    Nats(String),
-    /// MongoDB cannot be reached.
+    Nats(#[from] async_nats::ConnectError),
+    /// MongoDB's address does not parse, or its client cannot be made.
     #[error("MongoDB: {0}")]
-    Mongo(String),
+    Mongo(#[from] mongodb::error::Error),
 }
 
 impl Context {
@@ -72,11 +72,8 @@ impl Context {
             "projector",
             &settings.nats_credentials,
         )
-        .await
-        .map_err(|e| StartError::Nats(e.to_string()))?;
-        let mongo = mongodb::Client::with_uri_str(&settings.mongodb_uri)
-            .await
-            .map_err(|e| StartError::Mongo(e.to_string()))?;
+        .await?;
+        let mongo = mongodb::Client::with_uri_str(&settings.mongodb_uri).await?;
         let db = mongo.database(&settings.mongodb_database);
         let redis = live::redis(&settings.redis_url).await;
         Ok(Arc::new(Self {

@@ -68,7 +68,7 @@ pub struct Running<T> {
 /// A write's task ended without a result: it panicked (a bug, logged by the runtime).
 #[derive(Debug, thiserror::Error)]
 #[error("the write's task failed: {0}")]
-pub struct Lost(String);
+pub struct Lost(#[from] tokio::task::JoinError);
 
 impl<T> Running<T> {
     /// How long since the write was handed to the lane.
@@ -81,9 +81,7 @@ impl<T> Future for Running<T> {
     type Output = Result<(T, Duration), Lost>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.handle)
-            .poll(cx)
-            .map(|r| r.map_err(|e| Lost(e.to_string())))
+        Pin::new(&mut self.handle).poll(cx).map(|r| r.map_err(Lost))
     }
 }
 

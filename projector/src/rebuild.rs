@@ -58,18 +58,20 @@ impl Progress {
 pub enum RebuildError {
     /// NATS failed.
     #[error("NATS: {0}")]
-    Nats(String),
+    Nats(#[source] async_nats::Error),
     /// MongoDB failed.
     #[error("MongoDB: {0}")]
-    Mongo(String),
+    Mongo(#[from] mongodb::error::Error),
+    /// A batch of the rebuilt read models could not be written.
+    #[error("writing the rebuilt read models: {0}")]
+    Write(#[from] WriteError),
+    /// The task writing a batch ended without a result.
+    #[error(transparent)]
+    Lost(#[from] crate::pace::Lost),
 }
 
-fn nats(e: impl std::fmt::Display) -> RebuildError {
-    RebuildError::Nats(e.to_string())
-}
-
-fn mongo(e: impl std::fmt::Display) -> RebuildError {
-    RebuildError::Mongo(e.to_string())
+fn nats(e: impl Into<async_nats::Error>) -> RebuildError {
+    RebuildError::Nats(e.into())
 }
 
 async fn last_sequence(ctx: &Context) -> Result<u64, RebuildError> {
@@ -99,8 +101,7 @@ async fn write(
                 let mut writer = writer.lock().await;
                 projection::apply(&client, &db, &names_, &facts, &mut writer).await
             })
-            .await
-            .map_err(mongo)?;
+            .await?;
         match result {
             Ok(_) => {
                 pace.wrote(batch.len(), took);
@@ -118,7 +119,7 @@ async fn write(
                     !facts.contains(&(i - 1))
                 });
             }
-            Err(e) => return Err(mongo(e)),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -190,7 +191,7 @@ async fn shard_like_the_live_ones(ctx: &Context, names: &Names) -> Result<(), Re
     let admin = ctx.mongo.database("admin");
     // Only a mongos routes to shards; anywhere else there is nothing to do, and nothing is
     // asked of `config` (which a user with rights on the game's database alone may not read).
-    let hello = admin.run_command(doc! {"hello": 1}).await.map_err(mongo)?;
+    let hello = admin.run_command(doc! {"hello": 1}).await?;
     if hello.get_str("msg") != Ok("isdbgrid") {
         return Ok(());
     }
@@ -204,13 +205,11 @@ async fn shard_like_the_live_ones(ctx: &Context, names: &Names) -> Result<(), Re
         .database("config")
         .collection::<Document>("collections")
         .find(doc! {"_id": {"$in": live}})
-        .await
-        .map_err(mongo)?
+        .await?
         .try_collect()
-        .await
-        .map_err(mongo)?;
+        .await?;
     for command in shard_commands(db, names, &sharded) {
-        admin.run_command(command).await.map_err(mongo)?;
+        admin.run_command(command).await?;
     }
     Ok(())
 }
@@ -256,10 +255,9 @@ pub async fn rebuild(
         ctx.db
             .collection::<mongodb::bson::Document>(name)
             .drop()
-            .await
-            .map_err(mongo)?;
+            .await?;
     }
-    ensure_indexes(&ctx.db, &names).await.map_err(mongo)?;
+    ensure_indexes(&ctx.db, &names).await?;
     shard_like_the_live_ones(ctx, &names).await?;
     let started = Instant::now();
     let mut progress = Progress {
@@ -324,8 +322,7 @@ pub async fn rebuild(
                 "to": format!("{db}.{to}"),
                 "dropTarget": true,
             })
-            .await
-            .map_err(mongo)?;
+            .await?;
     }
     drop(guard);
     info!(
