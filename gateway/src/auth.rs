@@ -449,16 +449,16 @@ impl Sessions {
     /// confirmed sessions while Redis is unreachable (`Err` when it has no answer either).
     pub async fn check(
         &self,
-        gate: &crate::gate::Gate,
+        gate: &crate::redis_asks::Gate,
         sid: &str,
         player: PlayerId,
     ) -> Result<SessionState, SessionUnknown> {
-        let ask = crate::gate::Ask {
-            session: Some(crate::gate::SessionCheck {
+        let ask = crate::redis_asks::Ask {
+            session: Some(crate::redis_asks::SessionCheck {
                 key: session_key(player, sid),
                 owner: player.to_string(),
             }),
-            ..crate::gate::Ask::default()
+            ..crate::redis_asks::Ask::default()
         };
         let answer = gate.ask(ask).await;
         self.answered(sid, player, answer.ok().and_then(|a| a.session))

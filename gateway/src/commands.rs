@@ -371,7 +371,7 @@ async fn placed_by_simulators(
     player: PlayerId,
 ) -> Option<nats_topology::avatars::AvatarRegion> {
     let lookup = nats_topology::avatars::lookup(state.avatars(), player);
-    match tokio::time::timeout(crate::gate::BUDGET, lookup).await {
+    match tokio::time::timeout(crate::redis_asks::BUDGET, lookup).await {
         Ok(Ok(found)) => found,
         Ok(Err(e)) => {
             state.metrics().dependency_error("nats");

@@ -45,15 +45,17 @@ pub fn min_seq(query: &HashMap<String, String>) -> Result<Option<u64>, FieldErro
 
 /// The projection's position: every fact up to it is in the read models.
 pub async fn position(state: &AppState) -> Result<u64, ApiError> {
-    let got: Result<Option<u64>, _> =
-        tokio::time::timeout(crate::gate::BUDGET, state.redis().get(PROJECTION_POSITION))
-            .await
-            .unwrap_or_else(|_| {
-                Err(redis::RedisError::from((
-                    redis::ErrorKind::Io,
-                    "no answer in time",
-                )))
-            });
+    let got: Result<Option<u64>, _> = tokio::time::timeout(
+        crate::redis_asks::BUDGET,
+        state.redis().get(PROJECTION_POSITION),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "no answer in time",
+        )))
+    });
     got.map(Option::unwrap_or_default).map_err(|e| {
         state.metrics().dependency_error("redis");
         tracing::warn!(error = %e, "cannot read the projection's position");
@@ -121,7 +123,7 @@ async fn beyond_the_log(state: &AppState, wanted: u64) -> bool {
         stream.info().await.ok().map(|i| i.state.last_sequence)
     };
     matches!(
-        tokio::time::timeout(crate::gate::BUDGET, info).await,
+        tokio::time::timeout(crate::redis_asks::BUDGET, info).await,
         Ok(Some(last)) if wanted > last
     )
 }

@@ -15,7 +15,7 @@
 //! - [`commands`]: `POST /v1/commands`, idempotency keys, routing to a region.
 //! - [`outcomes`]: waiting for a command's outcome, one subscription per gateway.
 //! - [`players`]: the players' read model.
-//! - [`gate`]: the Redis round trip a request begins with, one script call for many requests.
+//! - [`redis_asks`]: the Redis round trip a request begins with: many requests, one script call.
 //! - [`ratelimit`]: GCRA in Redis, with an in-process fallback.
 //! - [`regions`]: regions, their owners and population, entities near a point.
 //! - [`bus`]: publishing, with a circuit breaker.
@@ -40,7 +40,6 @@ pub mod commands;
 pub mod connection;
 pub mod consistency;
 pub mod error;
-pub mod gate;
 pub mod health;
 pub mod metrics;
 pub mod open_streams;
@@ -48,6 +47,7 @@ pub mod openapi;
 pub mod outcomes;
 pub mod players;
 pub mod ratelimit;
+pub mod redis_asks;
 pub mod regions;
 pub mod request;
 pub mod settings;
@@ -124,7 +124,7 @@ struct Inner {
     rebuild_jobs: async_nats::jetstream::kv::Store,
     avatars: async_nats::jetstream::kv::Store,
     redis: service::redis::Redis,
-    gate: gate::Gate,
+    gate: redis_asks::Gate,
     hub: Arc<stream::Hub>,
     open_streams: Arc<open_streams::OpenStreams>,
     db: mongodb::Database,
@@ -201,7 +201,7 @@ impl AppState {
         self.0.redis.clone()
     }
     /// The shared Redis round trip requests begin with.
-    pub fn gate(&self) -> &gate::Gate {
+    pub fn gate(&self) -> &redis_asks::Gate {
         &self.0.gate
     }
     /// The Redis subscription every live stream shares.
@@ -259,8 +259,8 @@ impl AppState {
         limits: &[(Rule, &str)],
     ) -> Admission {
         let limit = |&(rule, key): &(Rule, &str)| self.0.limiter.limit(rule, key);
-        let ask = gate::Ask {
-            session: Some(gate::SessionCheck {
+        let ask = redis_asks::Ask {
+            session: Some(redis_asks::SessionCheck {
                 key: auth::session_key(player, sid),
                 owner: player.to_string(),
             }),
@@ -297,7 +297,7 @@ pub struct Admission {
     /// `Ok` when the request is within its rate limits, 429 otherwise.
     pub limited: Result<(), ApiError>,
     /// The player's cached view (`Ok(None)` when not cached, `Err` when Redis gave no answer).
-    pub cached_view: Result<Option<String>, gate::Unanswered>,
+    pub cached_view: Result<Option<String>, redis_asks::Unanswered>,
 }
 
 fn rate_limited(wait: Duration) -> ApiError {
@@ -359,7 +359,7 @@ impl Application {
         let gateway_id = uuid::Uuid::now_v7().simple().to_string();
         let outcomes = outcomes::Outcomes::start(&nats, &gateway_id).await?;
         let metrics = Metrics::new();
-        let gate = gate::Gate::start(redis.clone());
+        let gate = redis_asks::Gate::start(redis.clone());
         let open_streams = open_streams::OpenStreams::start(
             settings.stream_max_per_player,
             settings.stream_max_per_ip,

@@ -20,8 +20,8 @@ use crate::accounts;
 use crate::auth::Bearer;
 use crate::consistency;
 use crate::error::ApiError;
-use crate::gate::Unanswered;
 use crate::ratelimit::Rule;
+use crate::redis_asks::Unanswered;
 
 /// How long a view read from MongoDB stays in the cache (the projector replaces it sooner).
 pub const READ_THROUGH_TTL: Duration = Duration::from_secs(5);
@@ -29,7 +29,7 @@ pub const READ_THROUGH_TTL: Duration = Duration::from_secs(5);
 /// A player's view, from the cache or the read model; `None` when neither has it.
 pub async fn view(state: &AppState, player: PlayerId) -> Result<Option<PlayerView>, ApiError> {
     let cached = tokio::time::timeout(
-        crate::gate::BUDGET,
+        crate::redis_asks::BUDGET,
         state
             .redis()
             .get::<_, Option<String>>(key::player_view(player)),

@@ -2,9 +2,9 @@
 //! gateway through Redis.
 //!
 //! The rule is the generic cell rate algorithm (GCRA): one Redis key per limited thing holds the
-//! theoretical arrival time of the next request, updated atomically by the [`crate::gate`] script
+//! theoretical arrival time of the next request, updated atomically by the [`crate::redis_asks`] script
 //! with Redis's own clock, so every gateway sees one limit. When Redis does not answer within
-//! [`crate::gate::BUDGET`], each gateway limits on its own with the same rule in memory (the
+//! [`crate::redis_asks::BUDGET`], each gateway limits on its own with the same rule in memory (the
 //! `governor` crate), says so in the `gateway_rate_limiter_fallback` metric and in the log, and
 //! goes back to Redis as soon as it answers again.
 
@@ -16,8 +16,8 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::gate::{Ask, Gate, Limit, Unanswered};
 use crate::metrics::Metrics;
+use crate::redis_asks::{Ask, Gate, Limit, Unanswered};
 use crate::settings::{Rate, RateLimits};
 
 /// Which limit a request counts against.
@@ -194,7 +194,7 @@ impl Limiter {
         rule: Rule,
         key: &str,
     ) -> Result<(), redis::RedisError> {
-        crate::gate::refund(redis, &self.limit(rule, key)).await
+        crate::redis_asks::refund(redis, &self.limit(rule, key)).await
     }
 
     /// Whether the local fallback is in use right now.

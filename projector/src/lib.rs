@@ -2,16 +2,18 @@
 //! (with `COMMANDS`), Redis pub/sub for the live stream and the caches the gateway reads, and
 //! rebuilds of the read models from the first fact without downtime.
 //!
-//! - [`models`]: the documents and how facts change them (pure).
-//! - [`projection`]: a batch of facts as one bulk write.
+//! - [`models`]: how facts change the read-model documents (pure; the documents are
+//!   [`schemas::read_model`]'s).
+//! - [`projection`]: a batch of facts written in one transaction (or guarded by `seq`).
 //! - [`live`]: the consumers, the dead letters and the Redis bridge.
 //! - [`pace`]: one write at a time, never abandoned, in batches sized to how fast writes are.
 //! - [`trail`]: the audit trail's documents and indexes.
 //! - [`rebuild`]: rebuilding the read models from the first fact, without downtime.
+//! - [`rebuild_command`]: `projector rebuild`, which asks the running projector for a rebuild and
+//!   shows its progress.
 //! - [`lease`]: one live projection per deployment; the others stand by.
 //! - [`settings`], [`metrics`]: configuration and Prometheus metrics.
 
-pub mod follow;
 pub mod lease;
 pub mod live;
 pub mod metrics;
@@ -19,6 +21,7 @@ pub mod models;
 pub mod pace;
 pub mod projection;
 pub mod rebuild;
+pub mod rebuild_command;
 pub mod settings;
 pub mod trail;
 

@@ -55,7 +55,7 @@ async fn main() -> ExitCode {
     };
     let addr = settings.addr;
     if args.command == Some(Command::Rebuild) {
-        return match projector::follow::request_and_follow(&settings).await {
+        return match projector::rebuild_command::request_and_follow(&settings).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("projector rebuild: {e}");

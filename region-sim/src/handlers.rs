@@ -1,6 +1,6 @@
 //! What each command does: the rules that turn a command into facts, decided against the
 //! region's world as it stands when the command's turn comes. Every fact decided is folded in at
-//! once (through [`crate::state::apply`]), so a command later in the same tick sees it: that is
+//! once (through [`crate::ecs_fold::apply`]), so a command later in the same tick sees it: that is
 //! how the first of two pickups of one item wins and the second is rejected.
 
 use schemas::command::{AcceptHandOff, Attack, Chat, Kick, Pickup, Reward, Strike};
@@ -14,7 +14,7 @@ use schemas::{
 use shipyard::World;
 
 use crate::components::{Combat, Health, Ident, Key, Npc, Pos, Returning, Rules};
-use crate::state::{self, entity_state, item_on_ground, key_of};
+use crate::ecs_fold::{self, entity_state, item_on_ground, key_of};
 
 /// Decides and applies what `cmd` does at `now_ms`; every command ends in at least one fact
 /// (a [`Fact::Rejected`] when it could not be applied).
@@ -49,7 +49,7 @@ struct Facts<'w> {
 
 impl Facts<'_> {
     fn emit(&mut self, fact: Fact) {
-        state::apply(self.world, &fact, self.now_ms);
+        ecs_fold::apply(self.world, &fact, self.now_ms);
         self.facts.push(fact);
     }
 

@@ -6,7 +6,7 @@
 //! - [`balance`]: the game rules from `config/balance.toml`.
 //! - [`spatial`]: the grid index that makes neighbour and area-of-interest queries cost what is
 //!   nearby, not what is in the region.
-//! - [`components`], [`state`]: the world of a region and how facts change it.
+//! - [`components`], [`ecs_fold`]: the world of a region in the ECS, and how facts change it.
 //! - [`handlers`]: what each command does.
 //! - [`systems`]: movement, border crossings, NPC behaviour, respawns.
 //! - [`region`]: one region's tick, its memory of applied commands, its snapshots.
@@ -18,6 +18,7 @@
 pub mod admission;
 pub mod balance;
 pub mod components;
+pub mod ecs_fold;
 pub mod handlers;
 pub mod http;
 pub mod metrics;
@@ -27,7 +28,6 @@ pub mod region;
 pub mod runner;
 pub mod settings;
 pub mod spatial;
-pub mod state;
 pub mod systems;
 
 pub use balance::Balance;

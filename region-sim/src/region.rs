@@ -16,8 +16,8 @@ use crate::balance::Balance;
 use crate::components::{
     Clock, Combat, Ident, Item, Moving, Npc, Pos, Returning, Rules, Slot, Slots,
 };
+use crate::ecs_fold::{self, entity_state};
 use crate::handlers::handle;
-use crate::state::{self, entity_state};
 use crate::systems::{self, Produced};
 
 /// The actor of what a simulator does on its own (NPCs, respawns, hand-offs).
@@ -133,7 +133,7 @@ impl Region {
                 .unwrap_or([0; 8]),
         );
         Self {
-            world: state::new_world(config, world, balance, settings.hysteresis),
+            world: ecs_fold::new_world(config, world, balance, settings.hysteresis),
             id,
             applied: Applied::new(settings.applied_memory),
             rng: fastrand::Rng::with_seed(seed),
@@ -257,7 +257,7 @@ impl Region {
     /// regions the fact calls for, to be sent again: their ids are derived from the fact's, so
     /// a copy already sent is stored once and applied once.
     pub fn fold(&mut self, env: &Envelope<Fact>) -> Vec<Envelope<Command>> {
-        state::apply(
+        ecs_fold::apply(
             &mut self.world,
             &env.payload,
             env.occurred_at.timestamp_millis(),
@@ -407,8 +407,8 @@ impl Region {
                 Some(npc_kind) => Fact::NpcSpawned(schemas::fact::NpcSpawned { state, npc_kind }),
                 None => Fact::Spawned(schemas::fact::Spawned { state }),
             };
-            state::apply(w, &fact, snapshot.at_ms);
-            let Some(key) = state::key_of(w, e.state.id) else {
+            ecs_fold::apply(w, &fact, snapshot.at_ms);
+            let Some(key) = ecs_fold::key_of(w, e.state.id) else {
                 continue;
             };
             if let Some(m) = e.moving {
@@ -431,7 +431,7 @@ impl Region {
                     slot: item.slot,
                 },
             ));
-            state::index(w, item.id, key, item.position, false);
+            ecs_fold::index(w, item.id, key, item.position, false);
         }
         w.run(|mut slots: UniqueViewMut<Slots>| slots.0.clone_from(&snapshot.slots));
         region

@@ -9,8 +9,8 @@ use shipyard::{
 };
 
 use crate::components::{Combat, Health, Ident, Key, Moving, Npc, Pos, Rules, Slots, Spatial};
+use crate::ecs_fold::{self, entity_state, item_id};
 use crate::handlers::{npc_strike, roll};
-use crate::state::{self, entity_state, item_id};
 
 /// What a tick's systems produced.
 #[derive(Debug, Default)]
@@ -58,7 +58,7 @@ pub fn movement(world: &mut World, now_ms: i64) -> Produced {
             position,
             arrived: true,
         });
-        state::apply(world, &fact, now_ms);
+        ecs_fold::apply(world, &fact, now_ms);
         facts.push(fact);
     }
     Produced { facts, moved }
@@ -85,7 +85,7 @@ pub fn border_crossings(world: &mut World, now_ms: i64) -> Vec<Fact> {
     for (key, to_region) in leaving {
         if let Some(state) = entity_state(world, key) {
             let fact = Fact::HandedOffOut(HandedOffOut { state, to_region });
-            state::apply(world, &fact, now_ms);
+            ecs_fold::apply(world, &fact, now_ms);
             facts.push(fact);
         }
     }
@@ -253,7 +253,7 @@ pub fn respawns(world: &mut World, now_ms: i64, rng: &mut fastrand::Rng) -> Vec<
         state.position = home;
         state.destination = None;
         let fact = Fact::NpcSpawned(NpcSpawned { state, npc_kind });
-        state::apply(world, &fact, now_ms);
+        ecs_fold::apply(world, &fact, now_ms);
         facts.push(fact);
     }
     let items: Vec<Fact> = world.run(|slots: UniqueView<Slots>, rules: UniqueView<Rules>| {
@@ -273,7 +273,7 @@ pub fn respawns(world: &mut World, now_ms: i64, rng: &mut fastrand::Rng) -> Vec<
             .collect()
     });
     for fact in items {
-        state::apply(world, &fact, now_ms);
+        ecs_fold::apply(world, &fact, now_ms);
         facts.push(fact);
     }
     facts
@@ -291,7 +291,7 @@ pub fn seed(world: &mut World, now_ms: i64, rng: &mut fastrand::Rng) -> Vec<Fact
     for kind in &rules.balance.npcs {
         for i in 0..u64::from(kind.per_region) {
             let id = schemas::EntityId::named(&rules.region.id, &format!("npc:{}", kind.kind), i);
-            if state::key_of(world, id).is_some() {
+            if ecs_fold::key_of(world, id).is_some() {
                 continue;
             }
             facts.push(Fact::NpcSpawned(NpcSpawned {
@@ -333,7 +333,7 @@ pub fn seed(world: &mut World, now_ms: i64, rng: &mut fastrand::Rng) -> Vec<Fact
         }));
     }
     for fact in &facts {
-        state::apply(world, fact, now_ms);
+        ecs_fold::apply(world, fact, now_ms);
     }
     facts
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use region_sim::region::follow_ups;
-use region_sim::{Balance, Region, RegionSettings, state, systems};
+use region_sim::{Balance, Region, RegionSettings, ecs_fold, systems};
 use schemas::command::{AcceptHandOff, Attack, Chat, Leave, Move, Pickup, Respawn, Spawn};
 use schemas::fact::{Moved, NpcSpawned, Spawned};
 use schemas::{
@@ -634,7 +634,7 @@ fn a_snapshot_and_the_facts_after_it_give_back_the_live_state() {
 #[test]
 fn movement_system_on_a_bare_world() {
     let cfg = config("west");
-    let mut w = state::new_world(cfg, world(), Arc::new(balance(0, 0)), 2.0);
+    let mut w = ecs_fold::new_world(cfg, world(), Arc::new(balance(0, 0)), 2.0);
     let player = PlayerId::new();
     let mut s = EntityState {
         id: player.into(),
@@ -649,7 +649,7 @@ fn movement_system_on_a_bare_world() {
         inventory: vec![],
         alive: true,
     };
-    state::apply(&mut w, &Fact::Spawned(Spawned { state: s.clone() }), 0);
+    ecs_fold::apply(&mut w, &Fact::Spawned(Spawned { state: s.clone() }), 0);
     let produced = systems::movement(&mut w, 1_000);
     assert!(produced.facts.is_empty());
     assert_eq!(produced.moved, vec![(s.id, Position::new(10.0, 20.0))]);
@@ -657,8 +657,8 @@ fn movement_system_on_a_bare_world() {
     assert_eq!(produced.facts.len(), 1);
     s.position = Position::new(10.0, 40.0);
     s.destination = None;
-    let key = state::key_of(&w, s.id).expect("in the world");
-    assert_eq!(state::entity_state(&w, key), Some(s));
+    let key = ecs_fold::key_of(&w, s.id).expect("in the world");
+    assert_eq!(ecs_fold::entity_state(&w, key), Some(s));
 }
 
 #[test]

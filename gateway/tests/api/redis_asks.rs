@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use gateway::auth::{Role, SessionState};
-use gateway::gate::{Ask, BUDGET, Gate, Limit, SessionCheck};
+use gateway::redis_asks::{Ask, BUDGET, Gate, Limit, SessionCheck};
 use redis::AsyncCommands;
 use test_servers::Server;
 
