@@ -1,9 +1,12 @@
 //! What the gateway, the region simulator and the projector do alike as processes: JSON logs
 //! filtered by `RUST_LOG`, a graceful stop on Ctrl-C or SIGTERM, and configuration errors that
 //! name the key at fault, and one connection to Redis whether it runs alone or as a Redis
-//! Cluster ([`redis`]).
+//! Cluster ([`redis`]), and an HTTP server's stop with a drain deadline ([`drain`]).
 
+pub mod drain;
 pub mod redis;
+
+pub use tokio_util::sync::CancellationToken;
 
 /// Logs as JSON lines on stdout, filtered by `RUST_LOG` (`info` when unset), each line with the
 /// span it was written in (request id, region and the like).
