@@ -2,6 +2,8 @@
 //! (with `COMMANDS`), Redis pub/sub for the live stream and the caches the gateway reads, and
 //! rebuilds of the read models from the first fact without downtime.
 //!
+//! - [`application`]: the process: start-up, the lease, the projection's tasks and their stop
+//!   order; [`cli`]: its command line.
 //! - [`models`]: how facts change the read-model documents (pure; the documents are
 //!   [`schemas::read_model`]'s).
 //! - [`projection`]: a batch of facts written in one transaction (or guarded by `seq`).
@@ -14,6 +16,8 @@
 //! - [`lease`]: one live projection per deployment; the others stand by.
 //! - [`settings`], [`metrics`]: configuration and Prometheus metrics.
 
+pub mod application;
+pub mod cli;
 pub mod lease;
 pub mod live;
 pub mod metrics;
@@ -27,6 +31,7 @@ pub mod trail;
 
 use std::sync::Arc;
 
+pub use application::{Application, RunError};
 use metrics::Metrics;
 use settings::Settings;
 
@@ -65,6 +70,17 @@ pub enum StartError {
     /// MongoDB's address does not parse, or its client cannot be made.
     #[error("MongoDB: {0}")]
     Mongo(#[from] mongodb::error::Error),
+    /// The read models' indexes cannot be created.
+    #[error("cannot create the indexes: {0}")]
+    Indexes(#[source] mongodb::error::Error),
+    /// The HTTP side's address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address from the settings.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 impl Context {

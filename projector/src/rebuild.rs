@@ -360,9 +360,7 @@ async fn regions(ctx: &Context) -> Vec<String> {
 }
 
 async fn write_job(jobs: &Store, job: &RebuildJob) {
-    if let Ok(bytes) = serde_json::to_vec(job)
-        && let Err(e) = jobs.put(&job.job_id, bytes.into()).await
-    {
+    if let Err(e) = jobs.put(&job.job_id, job.to_bytes()).await {
         warn!(job = %job.job_id, error = %e, "cannot record rebuild progress");
     }
 }
@@ -397,12 +395,9 @@ pub async fn take_jobs(
             }
             job.state = JobState::Running;
             job.updated_at = Utc::now();
-            let Ok(bytes) = serde_json::to_vec(&job) else {
-                continue;
-            };
             // Compare-and-set: of several projectors, one takes it.
             if jobs
-                .update(&key, bytes.into(), entry.revision)
+                .update(&key, job.to_bytes(), entry.revision)
                 .await
                 .is_err()
             {

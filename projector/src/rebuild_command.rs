@@ -9,31 +9,47 @@ use nats_topology::topology::REBUILD_JOBS;
 
 use crate::settings::Settings;
 
+/// Why `projector rebuild` could not see a rebuild through.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// NATS cannot be reached.
+    #[error("cannot connect to NATS: {0}")]
+    Connect(#[from] async_nats::ConnectError),
+    /// The jobs bucket is missing: the topology was never ensured.
+    #[error("no {REBUILD_JOBS} bucket ({0}); run `nats-topology ensure` first")]
+    NoBucket(#[source] async_nats::jetstream::context::KeyValueError),
+    /// The job cannot be written to the bucket.
+    #[error("cannot record the job: {0}")]
+    Record(#[source] async_nats::jetstream::kv::CreateError),
+    /// The projector took the job and reported it failed, with its reason.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Asks for a rebuild and follows it to its end; `Err` when it failed or cannot be followed.
-pub async fn request_and_follow(settings: &Settings) -> Result<(), String> {
+pub async fn request_and_follow(settings: &Settings) -> Result<(), FollowError> {
     let (_client, js) = nats_topology::publish::connect(
         &settings.nats_url,
         "projector-rebuild",
         &settings.nats_credentials,
     )
-    .await
-    .map_err(|e| format!("cannot connect to NATS: {e}"))?;
+    .await?;
     let jobs = js
         .get_key_value(REBUILD_JOBS)
         .await
-        .map_err(|e| format!("no {REBUILD_JOBS} bucket ({e}); run `nats-topology ensure` first"))?;
+        .map_err(FollowError::NoBucket)?;
     let job = RebuildJob::pending("projector rebuild");
-    let bytes = serde_json::to_vec(&job).map_err(|e| e.to_string())?;
-    jobs.create(&job.job_id, bytes.into())
+    jobs.create(&job.job_id, job.to_bytes())
         .await
-        .map_err(|e| format!("cannot record the job: {e}"))?;
+        .map_err(FollowError::Record)?;
     eprintln!("rebuild job {} requested", job.job_id);
     let bar = ProgressBar::new(0);
+    // The template is a constant; were it ever refused, the default bar still shows progress.
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} facts ({msg})",
         )
-        .map_err(|e| e.to_string())?,
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let asked = Instant::now();
     let mut warned = false;
@@ -73,7 +89,9 @@ pub async fn request_and_follow(settings: &Settings) -> Result<(), String> {
             }
             JobState::Failed => {
                 bar.abandon();
-                return Err(now.error.unwrap_or_else(|| "failed".into()));
+                return Err(FollowError::Failed(
+                    now.error.unwrap_or_else(|| "failed".into()),
+                ));
             }
         }
     }
