@@ -31,7 +31,9 @@ use tracing::{error, info, warn};
 
 use crate::metrics::Metrics;
 use crate::placement::{self, Policy, Why};
-use crate::runner::{self, Failpoint, Inspect, RegionLoad, RegionState, Shared};
+#[cfg(feature = "failpoints")]
+use crate::runner::Failpoint;
+use crate::runner::{self, Inspect, RegionLoad, RegionState, Shared};
 use crate::settings::Settings;
 
 /// Why a process could not start.
@@ -156,6 +158,7 @@ impl Node {
             snapshots,
             progress,
             avatars,
+            #[cfg(feature = "failpoints")]
             failpoint: Failpoint::from_env(),
             settings: Arc::new(settings),
         });

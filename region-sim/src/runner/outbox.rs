@@ -1,0 +1,139 @@
+//! What a region publishes that must be stored before its tick goes on: its facts (with the
+//! request id and client address of the command each answers), the follow-up commands they call
+//! for in neighbouring regions, and dead letters. Each is retried with the same ids until
+//! stored, so a retry never stores one twice.
+
+use async_nats::jetstream::{self, AckKind};
+use nats_topology::dlq::{DeadLetter, dead_letter};
+use nats_topology::headers::{CLIENT_IP, REQUEST_ID};
+use nats_topology::publish::{Outgoing, publish_all};
+use schemas::{Command, Envelope, Fact};
+use tracing::{error, warn};
+
+use super::{Backoff, Running};
+
+impl Running {
+    /// Stores the facts in order, retrying (with the same ids, so nothing is stored twice) until
+    /// every one is; the `FACTS` sequence of each (0 for one that cannot be encoded and is left
+    /// out).
+    pub(super) async fn publish_facts(
+        &mut self,
+        facts: &[(&Envelope<Fact>, Option<&jetstream::Message>)],
+    ) -> Vec<u64> {
+        if facts.is_empty() {
+            return Vec::new();
+        }
+        let mut outgoing = Vec::with_capacity(facts.len());
+        let mut sent = Vec::with_capacity(facts.len());
+        let mut kinds = Vec::with_capacity(facts.len());
+        for (i, (env, cause)) in facts.iter().enumerate() {
+            let mut message = match Outgoing::fact(env) {
+                Ok(m) => m,
+                Err(e) => {
+                    error!(region = %self.id, fact = %env.id, error = %e, "a fact cannot be encoded; left out");
+                    continue;
+                }
+            };
+            if let Some(headers) = cause.and_then(|m| m.headers.as_ref()) {
+                for name in [REQUEST_ID, CLIENT_IP] {
+                    if let Some(value) = headers.get(name) {
+                        message = message.header(name, value.as_str());
+                    }
+                }
+            }
+            outgoing.push(message);
+            sent.push(i);
+            kinds.push(env.payload.kind());
+        }
+        let stored_at = self.publish_until_stored(outgoing, "publish_facts").await;
+        let mut seqs = vec![0; facts.len()];
+        for (i, seq) in sent.into_iter().zip(stored_at) {
+            seqs[i] = seq;
+            self.facts_seq = self.facts_seq.max(seq);
+        }
+        let m = &self.shared.metrics;
+        // Process-wide: the regions of this process store into the one stream. Two regions
+        // racing here may leave the lower of two close numbers for a moment; the next fact
+        // corrects it.
+        let seq = i64::try_from(self.facts_seq).unwrap_or(i64::MAX);
+        if seq > m.facts_sequence.get() {
+            m.facts_sequence.set(seq);
+        }
+        for kind in kinds {
+            m.facts
+                .with_label_values(&[self.id.as_str(), kind.as_str()])
+                .inc();
+        }
+        seqs
+    }
+
+    pub(super) async fn publish_commands(&self, commands: &[Envelope<Command>]) {
+        let outgoing: Vec<_> = commands
+            .iter()
+            .filter_map(|c| match Outgoing::command(c) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    error!(region = %self.id, command = %c.id, error = %e, "a command for a neighbour cannot be encoded");
+                    None
+                }
+            })
+            .collect();
+        if !outgoing.is_empty() {
+            self.publish_until_stored(outgoing, "publish_follow_ups")
+                .await;
+        }
+    }
+
+    /// Publishes in order until every message is stored; the stream sequence of each.
+    async fn publish_until_stored(&self, mut outgoing: Vec<Outgoing>, what: &str) -> Vec<u64> {
+        let mut backoff = Backoff::new();
+        let mut seqs = Vec::with_capacity(outgoing.len());
+        loop {
+            let results = publish_all(&self.shared.js, outgoing.clone()).await;
+            let first_failed = results.iter().position(Result::is_err);
+            // A message stored before is recognised by its id, and acknowledged with the
+            // sequence it was stored at.
+            seqs.extend(
+                results[..first_failed.unwrap_or(results.len())]
+                    .iter()
+                    .flatten()
+                    .map(|ack| ack.sequence),
+            );
+            let Some(first) = first_failed else {
+                return seqs;
+            };
+            if let Some(Err(e)) = results.get(first) {
+                self.bus_error(what, e);
+            }
+            // From the first failure on, in order again; those already stored are recognised
+            // by their ids and stored once.
+            outgoing.drain(..first);
+            backoff.wait().await;
+        }
+    }
+
+    pub(super) async fn dead_letter(&self, message: &jetstream::Message, why: &str) {
+        warn!(region = %self.id, subject = %message.subject, reason = why, "command dead-lettered");
+        let letter = match DeadLetter::from_delivery(message, why) {
+            Ok(l) => l,
+            Err(e) => {
+                error!(region = %self.id, error = %e, "cannot describe a dead letter");
+                return;
+            }
+        };
+        let mut backoff = Backoff::new();
+        loop {
+            match dead_letter(&self.shared.js, &letter).await {
+                Ok(_) => break,
+                Err(e) => {
+                    self.bus_error("dead_letter", &e);
+                    backoff.wait().await;
+                }
+            }
+        }
+        // Stored in DLQ: this delivery is over for good.
+        if let Err(e) = message.ack_with(AckKind::Term).await {
+            self.bus_error("ack", &e);
+        }
+    }
+}
