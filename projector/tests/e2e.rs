@@ -15,18 +15,16 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use test_servers::{Server, Service};
 
+/// Fast walkers with a long reach, quick attacks, no NPCs, two potions per region; the rest as
+/// shipped.
 const BALANCE: &str = r#"
 player_speed = 200.0
-player_base_hp = 100
-player_hp_per_level = 10
 respawn_secs = 1.0
-xp_per_level = 100
-max_level = 100
 pickup_range = 3000.0
 inventory_slots = 10
+npc = []
 
 [attack]
-range = 3.0
 cooldown_ms = 200
 damage_min = 5
 damage_max = 9
@@ -72,7 +70,7 @@ impl World {
         let dir = tempfile::tempdir().expect("tempdir");
         let _ = LOGS.set(dir.path().to_path_buf());
         let balance = dir.path().join("balance.toml");
-        std::fs::write(&balance, BALANCE).expect("balance");
+        std::fs::write(&balance, test_servers::balance::shipped_with(BALANCE)).expect("balance");
         let env: HashMap<&str, String> = HashMap::from([
             ("GATEWAY_ADDR", "127.0.0.1:0".to_owned()),
             ("SIM_ADDR", "127.0.0.1:0".to_owned()),

@@ -26,13 +26,10 @@ neighbours = []
 "#;
 
 /// Strong wolves worth a level and more, so that deaths, respawns, experience and the hit
-/// points a level brings all happen; potions to pick up.
+/// points a level brings all happen; potions to pick up; the rest as shipped.
 const BALANCE: &str = r#"
 player_speed = 10.0
-player_base_hp = 100
-player_hp_per_level = 10
 respawn_secs = 1.0
-xp_per_level = 100
 max_level = 5
 pickup_range = 60.0
 inventory_slots = 2
@@ -99,7 +96,8 @@ fn steps() -> impl Strategy<Value = Vec<(i64, Vec<(usize, Act)>)>> {
 fn region() -> Region {
     let world = Arc::new(WorldConfig::from_toml(REGIONS).expect("regions"));
     let config = world.regions[0].clone();
-    let balance = Balance::from_toml(BALANCE).expect("balance");
+    let balance =
+        Balance::from_toml(&test_servers::balance::shipped_with(BALANCE)).expect("balance");
     Region::new(
         config,
         world,

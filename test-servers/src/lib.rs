@@ -20,6 +20,7 @@
 //! Tests wait for conditions with [`poll::eventually`], never a fixed sleep, and start the
 //! backend's own binaries as a [`Service`], which is killed when the test lets go of it.
 
+pub mod balance;
 pub mod poll;
 pub mod service;
 
