@@ -6,6 +6,9 @@ use prometheus::{
 };
 use schemas::{CommandKind, FactKind};
 
+use crate::region::COMMANDS;
+use crate::systems;
+
 /// Why the simulator dead-letters a command, as the `reason` label says it (the full reason,
 /// which may quote the input, is in the dead letter's headers and the log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +41,9 @@ pub struct Metrics {
     registry: Registry,
     /// Tick duration, by region.
     pub tick_seconds: HistogramVec,
+    /// Time each part of a tick took, by region and system (`commands` for the commands'
+    /// handlers, then each system by its name): which one a slow tick spends its time in.
+    pub system_seconds: HistogramVec,
     /// Entities (avatars, NPCs, items), by region.
     pub entities: IntGaugeVec,
     /// Avatars, by region.
@@ -74,6 +80,15 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric())
 }
 
+/// A histogram of a tick or a part of one: from 100 µs to 250 ms.
+fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let buckets = vec![
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    ];
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .unwrap_or_else(|_| unreachable_metric())
+}
+
 fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric())
 }
@@ -87,17 +102,18 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("sim".into()), None).unwrap_or_default();
-        let tick_seconds = HistogramVec::new(
-            HistogramOpts::new("tick_duration_seconds", "Time a region's tick took.").buckets(
-                vec![
-                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                ],
-            ),
+        let tick_seconds = histogram(
+            "tick_duration_seconds",
+            "Time a region's tick took.",
             &["region"],
-        )
-        .unwrap_or_else(|_| unreachable_metric());
+        );
         let m = Self {
             tick_seconds,
+            system_seconds: histogram(
+                "system_duration_seconds",
+                "Time a part of a region's tick took: the commands, or one system.",
+                &["region", "system"],
+            ),
             entities: gauge(
                 "entities",
                 "Avatars, NPCs and items in a region.",
@@ -171,6 +187,7 @@ impl Metrics {
         };
         for c in [
             Box::new(m.tick_seconds.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.system_seconds.clone()),
             Box::new(m.entities.clone()),
             Box::new(m.players.clone()),
             Box::new(m.commands.clone()),
@@ -208,6 +225,10 @@ impl Metrics {
                 .with_label_values(&[region, "commands", reason.as_str()]);
         }
         self.tick_overruns.with_label_values(&[region]);
+        let parts = std::iter::once(COMMANDS).chain(systems::TICK.iter().map(|s| s.name));
+        for part in parts {
+            self.system_seconds.with_label_values(&[region, part]);
+        }
         self.command_to_fact_seconds.with_label_values(&[region]);
         self.players.with_label_values(&[region]).set(0);
     }
@@ -246,6 +267,8 @@ mod tests {
             "sim_dead_letters_total",
             "sim_command_to_fact_seconds",
             "sim_facts_stream_sequence",
+            r#"sim_system_duration_seconds_count{region="west",system="commands"}"#,
+            r#"sim_system_duration_seconds_count{region="west",system="npcs"}"#,
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

@@ -2,6 +2,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use schemas::command::{AcceptHandOff, Reward, Strike};
@@ -22,6 +23,10 @@ use crate::systems::{self, Produced};
 
 /// The actor of what a simulator does on its own (NPCs, respawns, hand-offs).
 pub const SERVICE: &str = "region-sim";
+
+/// The name the commands' handlers are timed under, beside the systems' names: the part of the
+/// tick before the systems.
+pub const COMMANDS: &str = "commands";
 
 /// Settings of a region that are not game balance.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -101,6 +106,9 @@ pub struct TickOutput {
     pub follow_ups: Vec<Envelope<Command>>,
     /// Entities whose position changed (live state).
     pub moved: Vec<(schemas::EntityId, Position)>,
+    /// How long each part of the tick took, in the order they ran: the commands' handlers (as
+    /// [`COMMANDS`]), then each system by its name.
+    pub took: Vec<(&'static str, Duration)>,
 }
 
 /// A region and everything it runs with.
@@ -183,19 +191,21 @@ impl Region {
     /// The facts that fill a region that has never run: its NPCs and items. Nothing when it
     /// has them already.
     pub fn seed(&mut self, now_ms: i64) -> Vec<Envelope<Fact>> {
-        systems::seed(&mut self.world, now_ms, &mut self.rng)
+        systems::seed::run(&mut self.world, now_ms, &mut self.rng)
             .into_iter()
             .map(|f| self.system_fact(f, now_ms))
             .collect()
     }
 
     /// One tick at `now_ms`: the commands, in the order given (high priority first, stream order
-    /// within a priority), then movement, border crossings, NPCs and respawns.
+    /// within a priority), then the systems ([`systems::TICK`]: movement, border crossings, NPCs
+    /// and respawns).
     pub fn tick(&mut self, commands: &[Envelope<Command>], now_ms: i64) -> TickOutput {
         self.tick += 1;
         if let Ok(mut clock) = self.world.get_unique::<&mut Clock>() {
             clock.0 = now_ms;
         }
+        let started = Instant::now();
         let mut out = TickOutput::default();
         for cmd in commands {
             if self.applied.contains(&cmd.id) {
@@ -239,13 +249,12 @@ impl Region {
         if let Ok(mut r) = self.world.get_unique::<&mut Returning>() {
             r.0.clear();
         }
-        let Produced { facts, moved } = systems::movement(&mut self.world, now_ms);
+        out.took.push((COMMANDS, started.elapsed()));
+        let (Produced { facts, moved }, took) =
+            systems::run_tick(&mut self.world, now_ms, &mut self.rng);
         out.moved = moved;
-        let mut produced = facts;
-        produced.extend(systems::border_crossings(&mut self.world, now_ms));
-        produced.extend(systems::npcs(&mut self.world, now_ms, &mut self.rng));
-        produced.extend(systems::respawns(&mut self.world, now_ms, &mut self.rng));
-        for fact in produced {
+        out.took.extend(took);
+        for fact in facts {
             let env = self.system_fact(fact, now_ms);
             out.follow_ups.extend(follow_ups(&env));
             out.facts.push(env);

@@ -396,6 +396,34 @@ async fn a_tick_applies_high_priority_first_then_normal_then_low() {
 }
 
 #[tokio::test]
+async fn the_metrics_show_how_long_each_system_of_a_tick_took() {
+    let bus = Bus::start().await;
+    let sim = bus.sim("sim-a", &[]).await;
+    let parts = std::iter::once("commands").chain(region_sim::systems::TICK.iter().map(|s| s.name));
+    let parts: Vec<&str> = parts.collect();
+    eventually("every part of the tick has been timed", || async {
+        let text = sim
+            .http
+            .get(format!("{}/metrics", sim.base))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let timed = |part: &str| {
+            let series = format!(r#"{{region="west",system="{part}"}}"#);
+            text.lines()
+                .filter_map(|l| l.strip_prefix("sim_system_duration_seconds_count"))
+                .filter_map(|l| l.strip_prefix(series.as_str()))
+                .any(|count| count.trim().parse::<u64>().is_ok_and(|n| n > 0))
+        };
+        parts.iter().all(|part| timed(part)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn of_two_pickups_of_one_item_the_first_in_the_stream_wins() {
     let bus = Bus::start().await;
     let sim = bus.sim("sim-a", &[]).await;

@@ -650,10 +650,11 @@ fn movement_system_on_a_bare_world() {
         alive: true,
     };
     ecs_fold::apply(&mut w, &Fact::Spawned(Spawned { state: s.clone() }), 0);
-    let produced = systems::movement(&mut w, 1_000);
+    let mut rng = fastrand::Rng::with_seed(0);
+    let produced = systems::movement::run(&mut w, 1_000, &mut rng);
     assert!(produced.facts.is_empty());
     assert_eq!(produced.moved, vec![(s.id, Position::new(10.0, 20.0))]);
-    let produced = systems::movement(&mut w, 3_000);
+    let produced = systems::movement::run(&mut w, 3_000, &mut rng);
     assert_eq!(produced.facts.len(), 1);
     s.position = Position::new(10.0, 40.0);
     s.destination = None;
@@ -872,4 +873,24 @@ fn an_avatar_that_leaves_takes_its_progress_and_has_it_again_when_it_spawns() {
         panic!("{:?}", out.facts)
     };
     assert_eq!(again.state.inventory, progress.inventory);
+}
+
+#[test]
+fn a_tick_times_the_commands_and_then_each_system_in_order() {
+    let mut r = region("west", 2, 1);
+    r.seed(0);
+    let out = r.tick(&[], 50);
+    let parts: Vec<&str> = out.took.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        parts,
+        [
+            "commands",
+            "movement",
+            "border_crossings",
+            "npcs",
+            "respawns"
+        ]
+    );
+    let order: Vec<&str> = systems::TICK.iter().map(|s| s.name).collect();
+    assert_eq!(parts[1..], order[..]);
 }

@@ -169,6 +169,13 @@ impl Running {
             .tick_seconds
             .with_label_values(&[self.id.as_str()])
             .observe(took.as_secs_f64());
+        for (part, took) in &out.took {
+            self.shared
+                .metrics
+                .system_seconds
+                .with_label_values(&[self.id.as_str(), part])
+                .observe(took.as_secs_f64());
+        }
         if took > self.shared.settings.tick {
             self.shared
                 .metrics
