@@ -135,6 +135,33 @@ async fn durable(
         .await?)
 }
 
+/// The next batch of `name`'s consumer, as large as `pace` allows now (and that limit shown in
+/// the metrics), waiting through empty pulls; `None` once `stop` turns true.
+async fn paced_batch(
+    consumer: &PullConsumer,
+    name: &str,
+    ctx: &Context,
+    pace: &Pace,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Vec<jetstream::Message>> {
+    loop {
+        if *stop.borrow() {
+            return None;
+        }
+        ctx.metrics
+            .batch_limit
+            .with_label_values(&[name])
+            .set(pace.limit() as i64);
+        let messages = tokio::select! {
+            m = next_batch(consumer, ctx, pace.limit()) => m,
+            _ = stop.changed() => return None,
+        };
+        if !messages.is_empty() {
+            return Some(messages);
+        }
+    }
+}
+
 async fn next_batch(
     consumer: &PullConsumer,
     ctx: &Context,
@@ -398,24 +425,12 @@ pub async fn project_facts(
     let names = Names::live();
     let consumer = durable(&ctx, FACTS, FACTS_CONSUMER, "fact.>").await?;
     let mut pace = Pace::new(ctx.settings.batch_size, ctx.settings.target_write);
-    loop {
-        if *stop.borrow() {
-            return Ok(());
-        }
-        ctx.metrics
-            .batch_limit
-            .with_label_values(&[FACTS_CONSUMER])
-            .set(pace.limit() as i64);
-        let messages = tokio::select! {
-            m = next_batch(&consumer, &ctx, pace.limit()) => m,
-            _ = stop.changed() => return Ok(()),
-        };
-        if messages.is_empty() {
-            continue;
-        }
+    while let Some(messages) = paced_batch(&consumer, FACTS_CONSUMER, &ctx, &pace, &mut stop).await
+    {
         let _guard = ctx.live_lock.lock().await;
         project_batch(&ctx, &names, messages, &mut pace, &mut stop).await;
     }
+    Ok(())
 }
 
 /// Projects one batch of fact messages and acknowledges them (or, asked to stop before they
@@ -631,21 +646,9 @@ pub async fn audit_commands(
 ) -> Result<(), async_nats::Error> {
     let consumer = durable(&ctx, COMMANDS, COMMANDS_CONSUMER, "cmd.>").await?;
     let mut pace = Pace::new(ctx.settings.batch_size, ctx.settings.target_write);
-    loop {
-        if *stop.borrow() {
-            return Ok(());
-        }
-        ctx.metrics
-            .batch_limit
-            .with_label_values(&[COMMANDS_CONSUMER])
-            .set(pace.limit() as i64);
-        let messages = tokio::select! {
-            m = next_batch(&consumer, &ctx, pace.limit()) => m,
-            _ = stop.changed() => return Ok(()),
-        };
-        if messages.is_empty() {
-            continue;
-        }
+    while let Some(messages) =
+        paced_batch(&consumer, COMMANDS_CONSUMER, &ctx, &pace, &mut stop).await
+    {
         let mut batch = Vec::with_capacity(messages.len());
         for m in &messages {
             match command_entry(m) {
@@ -684,6 +687,7 @@ pub async fn audit_commands(
             let _ = m.ack().await;
         }
     }
+    Ok(())
 }
 
 /// Keeps the consumers' lag and position metrics current, every `every`, whatever the writes
