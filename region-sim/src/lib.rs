@@ -17,7 +17,9 @@
 
 pub mod admission;
 pub mod balance;
+pub mod combat;
 pub mod components;
+mod decide;
 pub mod ecs_fold;
 pub mod handlers;
 pub mod http;

@@ -4,7 +4,7 @@ use schemas::{EntityKind, Position};
 use shipyard::{AddComponent, Delete, Get, IntoIter, UniqueView, View, ViewMut, World};
 
 use super::Produced;
-use crate::handlers::{npc_strike, roll};
+use crate::combat::{npc_strike, roll};
 use crate::components::{Combat, Health, Ident, Key, Moving, Npc, Pos, Rules, Spatial};
 
 /// Its name, in the `system` label of the metrics.
