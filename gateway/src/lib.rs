@@ -129,6 +129,7 @@ struct Inner {
     open_streams: Arc<open_streams::OpenStreams>,
     db: mongodb::Database,
     openapi: bytes::Bytes,
+    stopping: service::CancellationToken,
 }
 
 /// What every handler shares; cheap to clone.
@@ -220,6 +221,10 @@ impl AppState {
     pub fn openapi(&self) -> &bytes::Bytes {
         &self.0.openapi
     }
+    /// Cancelled when the gateway begins to stop: the live streams end with a close frame.
+    pub fn stopping(&self) -> &service::CancellationToken {
+        &self.0.stopping
+    }
     /// Whether rate limits are decided locally because Redis is unreachable.
     pub fn limiter_falling_back(&self) -> bool {
         self.0.limiter.is_falling_back()
@@ -310,6 +315,17 @@ fn rate_limited(wait: Duration) -> ApiError {
     }
 }
 
+/// Why the gateway stopped other than as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The listener failed.
+    #[error("serving: {0}")]
+    Serve(#[from] std::io::Error),
+    /// Requests or live streams were still open at the drain deadline; they were given up.
+    #[error(transparent)]
+    Drain(#[from] service::drain::DrainTimedOut),
+}
+
 /// The gateway, connected and bound, not yet serving.
 pub struct Application {
     listener: tokio::net::TcpListener,
@@ -393,6 +409,7 @@ impl Application {
             open_streams,
             db,
             settings,
+            stopping: service::CancellationToken::new(),
         }));
         accounts::bootstrap_admin(&state)
             .await
@@ -411,24 +428,45 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// Serves until `shutdown` completes, then stops taking connections, ends the live streams
+    /// with a close frame (1001, going away) and lets the requests in flight finish, all within
+    /// the drain deadline (`drain_deadline_ms`).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) -> Result<(), RunError> {
         use axum::serve::ListenerExt;
         tracing::info!(addr = %self.listener.local_addr()?, "gateway listening");
         let listener = connection::Listener::new(self.listener, self.state.metrics().clone())
             // A tap that does nothing: axum gives the connections of a tapped listener their
             // address as `ConnectInfo<SocketAddr>`, which the request layer reads.
             .tap_io(|_| {});
+        let stop = self.state.stopping().clone();
+        let deadline = self.state.settings().drain_deadline;
+        let open_streams = self.state.open_streams().clone();
         let app = router(self.state);
-        axum::serve(
+        let serving = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await
+        .with_graceful_shutdown({
+            let stop = stop.clone();
+            async move {
+                shutdown.await;
+                tracing::info!(deadline_ms = deadline.as_millis(), "gateway stopping");
+                stop.cancel();
+            }
+        });
+        // An upgraded connection is no longer the server's: the live streams are waited for
+        // apart, so that their close frames go out before the process ends.
+        let served = async move {
+            serving.await?;
+            open_streams.all_ended().await;
+            Ok::<(), std::io::Error>(())
+        };
+        service::drain::within(served, &stop, deadline).await??;
+        tracing::info!("gateway stopped");
+        Ok(())
     }
 }
 

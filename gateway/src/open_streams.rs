@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use schemas::PlayerId;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use crate::auth::session_key;
 use crate::error::{ApiError, Code};
@@ -35,6 +35,8 @@ pub struct OpenStreams {
     max_per_player: usize,
     max_per_ip: usize,
     open: Mutex<Open>,
+    /// Told each time a stream gives its place back.
+    released: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +60,7 @@ impl OpenStreams {
             max_per_player,
             max_per_ip,
             open: Mutex::default(),
+            released: Notify::new(),
         });
         tokio::spawn(check_sessions(Arc::downgrade(&streams), redis, every));
         streams
@@ -122,11 +125,29 @@ impl OpenStreams {
         self.len() == 0
     }
 
+    /// Waits until every stream has ended (its close frame sent or given up): what a stopping
+    /// gateway waits for after the stop told them to end.
+    pub async fn all_ended(&self) {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            // Registered before the count is read, so a stream ending in between is not missed.
+            released.as_mut().enable();
+            if self.lock().per_player.is_empty() {
+                return;
+            }
+            released.await;
+        }
+    }
+
     fn release(&self, conn: u64, player: PlayerId, ip: IpAddr) {
-        let mut open = self.lock();
-        open.sessions.remove(&conn);
-        decrement(&mut open.per_player, player);
-        decrement(&mut open.per_ip, ip);
+        {
+            let mut open = self.lock();
+            open.sessions.remove(&conn);
+            decrement(&mut open.per_player, player);
+            decrement(&mut open.per_ip, ip);
+        }
+        self.released.notify_waiters();
     }
 
     /// Every open stream and its session.
@@ -222,6 +243,7 @@ mod tests {
             max_per_player,
             max_per_ip,
             open: Mutex::default(),
+            released: Notify::new(),
         })
     }
 
@@ -258,6 +280,30 @@ mod tests {
         assert!(streams.is_empty());
         let open = streams.lock();
         assert!(open.per_player.is_empty() && open.per_ip.is_empty());
+    }
+
+    #[tokio::test]
+    async fn waiting_for_every_stream_to_end_returns_when_the_last_one_does() {
+        let streams = streams(4, 4);
+        let player = PlayerId::new();
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        streams.all_ended().await;
+        let (first, _) = streams.admit(1, player, ip, "s").expect("room");
+        let (second, _) = streams.admit(2, player, ip, "s").expect("room");
+        // A gone session stops the periodic check, not the stream: it still counts.
+        streams.end(&[1]);
+        let waiting = tokio::spawn({
+            let streams = Arc::clone(&streams);
+            async move { streams.all_ended().await }
+        });
+        drop(first);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "one stream is still open");
+        drop(second);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the wait ends with the last stream")
+            .expect("the waiting task ends");
     }
 
     #[test]

@@ -835,7 +835,7 @@ impl<'a> Builder<'a> {
                     parameters.push(header_param(name, true, description, schema));
                 }
                 responses.insert("101".into(), empty_answer(
-                    "Switching to the WebSocket protocol: the facts around the player come as text messages; the stream ends with close code 4001 when its session ends.",
+                    "Switching to the WebSocket protocol: the facts around the player come as text messages; the stream ends with close code 4001 when its session ends, and 1001 when the gateway stops.",
                 ));
                 failures.extend([Unauthorized, TooManyStreams, Unavailable]);
             }

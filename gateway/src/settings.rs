@@ -106,12 +106,16 @@ pub struct Settings {
     /// addresses): a request from one of them is taken to come from the address it names in
     /// `X-Forwarded-For`; from anyone else, that header is ignored. Empty by default.
     pub trusted_proxies: Vec<IpAddr>,
+    /// How long a stopping gateway gives the requests in flight and the close frames of its live
+    /// streams before it gives them up (`GATEWAY_DRAIN_DEADLINE_MS`, `drain_deadline_ms`).
+    pub drain_deadline: Duration,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     addr: Option<String>,
+    drain_deadline_ms: Option<u64>,
     mongodb_database: Option<String>,
     body_limit_bytes: Option<usize>,
     auth: Option<AuthFile>,
@@ -148,6 +152,10 @@ struct WaitFile {
 pub fn default_config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
 }
+
+/// The longest drain deadline accepted: a stop that waits longer is taken for a typo (an
+/// orchestrator kills a process that takes this long anyway).
+const MAX_DRAIN_DEADLINE: Duration = Duration::from_secs(600);
 
 /// Secrets the project has published (the development defaults `ops/up` once used, in its
 /// history and docs): anyone may know them, so a gateway reachable from other machines refuses
@@ -321,6 +329,10 @@ impl Settings {
             }
         };
         let trusted_proxies = trusted_proxies(env("GATEWAY_TRUSTED_PROXIES").as_deref())?;
+        let drain_deadline = drain_deadline(
+            env("GATEWAY_DRAIN_DEADLINE_MS").as_deref(),
+            file.drain_deadline_ms,
+        )?;
         Ok(Self {
             addr,
             nats_url: env("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
@@ -353,6 +365,7 @@ impl Settings {
             world,
             nats_replicas,
             trusted_proxies,
+            drain_deadline,
         })
     }
 }
@@ -388,6 +401,36 @@ fn trusted_proxies(text: Option<&str>) -> Result<Vec<IpAddr>, SettingsError> {
         ));
     }
     Ok(proxies)
+}
+
+/// The drain deadline: the environment's `GATEWAY_DRAIN_DEADLINE_MS` over the file's
+/// `drain_deadline_ms`, 5 s by default; an error names whichever was given.
+fn drain_deadline(env: Option<&str>, file: Option<u64>) -> Result<Duration, SettingsError> {
+    // Long enough for a command waiting its default 2 s and a close frame's 1 s, short of the
+    // 10 s a container is given to stop before it is killed.
+    let (key, ms) = match (env, file) {
+        (Some(text), _) => {
+            let key = "GATEWAY_DRAIN_DEADLINE_MS";
+            let ms = text
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| bad(key, format!("{text:?} is not a number of milliseconds")))?;
+            (key, ms)
+        }
+        (None, Some(ms)) => ("drain_deadline_ms", ms),
+        (None, None) => return Ok(Duration::from_secs(5)),
+    };
+    let deadline = Duration::from_millis(ms);
+    if deadline.is_zero() || deadline > MAX_DRAIN_DEADLINE {
+        return Err(bad(
+            key,
+            format!(
+                "must be from 1 to {} ms, not {ms}",
+                MAX_DRAIN_DEADLINE.as_millis()
+            ),
+        ));
+    }
+    Ok(deadline)
 }
 
 #[cfg(test)]
@@ -503,22 +546,54 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_stream_radius_that_is_not_a_distance_is_refused() {
+    /// The settings of the shipped `gateway.toml` with its line `line` changed to `changed`.
+    fn with_shipped_line(line: &str, changed: &str) -> Result<Settings, SettingsError> {
         let shipped = std::fs::read_to_string(default_config_dir().join("gateway.toml"))
             .expect("the shipped file");
+        let text = shipped.replace(line, changed);
+        assert_ne!(text, shipped, "the shipped file has the line {line:?}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, text).expect("write");
+        let path = path.to_string_lossy().into_owned();
+        with(&[SECRET, ("GATEWAY_CONFIG", &path)])
+    }
+
+    #[test]
+    fn a_stream_radius_that_is_not_a_distance_is_refused() {
         for radius in ["-1.0", "nan", "inf"] {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let path = dir.path().join("gateway.toml");
-            let changed = shipped.replace(
+            let err = with_shipped_line(
                 "interest_radius = 100.0",
                 &format!("interest_radius = {radius}"),
-            );
-            assert_ne!(changed, shipped, "the shipped file sets the radius");
-            std::fs::write(&path, changed).expect("write");
-            let path = path.to_string_lossy().into_owned();
-            let err = with(&[SECRET, ("GATEWAY_CONFIG", &path)]).expect_err(radius);
+            )
+            .expect_err(radius);
             assert_eq!(err.key, "stream.interest_radius", "{err}");
+        }
+    }
+
+    #[test]
+    fn the_drain_deadline_comes_from_the_environment_over_the_file() {
+        assert_eq!(
+            with(&[SECRET]).expect("valid").drain_deadline,
+            Duration::from_millis(5000),
+            "the shipped file's"
+        );
+        let s = with(&[SECRET, ("GATEWAY_DRAIN_DEADLINE_MS", " 250 ")]).expect("valid");
+        assert_eq!(s.drain_deadline, Duration::from_millis(250));
+        for bad in ["soon", "-1", "1.5", "0", "600001", "18446744073709551616"] {
+            let err = with(&[SECRET, ("GATEWAY_DRAIN_DEADLINE_MS", bad)]).expect_err(bad);
+            assert_eq!(err.key, "GATEWAY_DRAIN_DEADLINE_MS", "{err}");
+        }
+    }
+
+    #[test]
+    fn a_drain_deadline_of_nothing_or_of_hours_in_the_file_is_refused() {
+        let line = "drain_deadline_ms = 5000";
+        let s = with_shipped_line(line, "drain_deadline_ms = 800").expect("valid");
+        assert_eq!(s.drain_deadline, Duration::from_millis(800));
+        for ms in ["0", "86400000"] {
+            let err = with_shipped_line(line, &format!("drain_deadline_ms = {ms}")).expect_err(ms);
+            assert_eq!(err.key, "drain_deadline_ms", "{err}");
         }
     }
 

@@ -21,6 +21,9 @@
 //! [`crate::open_streams`] finds the session gone, whichever comes first, on whichever gateway
 //! holds the stream.
 //!
+//! A stream also ends when its gateway stops (close code [`GOING_AWAY`], 1001), before the
+//! drain deadline runs out.
+//!
 //! Clients have nothing to say on a stream: a message or frame from them over [`MAX_INCOMING`]
 //! bytes closes it (1009), and a player or an address holds only so many streams at once
 //! (`stream.max_per_player`, `stream.max_per_ip`; the next gets 429 before the upgrade).
@@ -61,6 +64,10 @@ pub const SESSION_ENDED: u16 = 4001;
 
 /// The close code sent to a client whose message or frame is over [`MAX_INCOMING`].
 pub const TOO_BIG: u16 = 1009;
+
+/// The close code of a stream whose gateway is stopping (going away); the client reconnects,
+/// to another gateway or to this one once it is back.
+pub const GOING_AWAY: u16 = 1001;
 
 /// The close code sent to a client that broke the WebSocket protocol.
 pub const PROTOCOL_ERROR: u16 = 1002;
@@ -592,6 +599,10 @@ async fn pump(
         reason = end.ended() => {
             tracing::info!(%player, reason, "stream ends with its session");
             Some(close_frame(SESSION_ENDED, reason))
+        }
+        () = state.stopping().cancelled() => {
+            tracing::info!(%player, "stream ends as the gateway stops");
+            Some(close_frame(GOING_AWAY, "gateway stopping"))
         }
         close = forward(&mut sink, &mut incoming, &state, joined, interest, queue, queued) => close,
     };

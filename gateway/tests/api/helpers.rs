@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream::Context;
-use gateway::{AppState, Application, Settings};
+use gateway::{AppState, Application, RunError, Settings};
 use mongodb::bson::doc;
 use reqwest::{Response, StatusCode};
 use schemas::Position;
@@ -38,7 +38,9 @@ pub struct TestApp {
     pub state: AppState,
     pub db: mongodb::Database,
     _config: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    /// Dropped with the app, which stops the gateway; taken by [`TestApp::stop`].
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<Result<(), RunError>>>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -78,7 +80,7 @@ pub async fn spawn_app_with_env(config: &str, extra: &[(&'static str, &str)]) ->
     let addr = app.local_addr().expect("addr");
     let state = app.state();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async {
+    let serving = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
     let (client, js) = nats_topology::connect(&nats.url(), "test", &Default::default())
@@ -99,11 +101,19 @@ pub async fn spawn_app_with_env(config: &str, extra: &[(&'static str, &str)]) ->
         state,
         db,
         _config: dir,
-        _stop: stop,
+        stop: Some(stop),
+        serving: Some(serving),
     }
 }
 
 impl TestApp {
+    /// Asks the gateway to stop, as a signal would; what `run_until_stopped` returns comes on
+    /// the handle.
+    pub fn stop(&mut self) -> tokio::task::JoinHandle<Result<(), RunError>> {
+        let _ = self.stop.take().expect("the gateway is running").send(());
+        self.serving.take().expect("the gateway is running")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

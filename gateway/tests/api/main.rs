@@ -10,4 +10,5 @@ mod hardening;
 mod operations;
 mod reads;
 mod redis_asks;
+mod stop;
 mod stream;
