@@ -14,7 +14,6 @@
 //! Exit status: 0 done, 1 failed (or `verify` found gaps), 2 bad arguments.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use audit::error::AuditError;
@@ -22,6 +21,7 @@ use audit::select::{LogStream, Selection, parse_time};
 use audit::sink::{Format, Output, Target};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use schemas::{EventId, PlayerId, RegionId, Scope, WorldConfig};
+use service::config::env_var as env;
 
 /// The game's event log for analysts: replay it to files, see any moment, prove the audit
 /// trail complete, count it.
@@ -175,15 +175,8 @@ struct Stats {
     format: StatsFormat,
 }
 
-fn env(key: &str) -> Option<String> {
-    std::env::var(key).ok().filter(|v| !v.is_empty())
-}
-
 fn world() -> Option<WorldConfig> {
-    let path = env("REGIONS_CONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/regions.toml"));
-    std::fs::read_to_string(path)
+    service::config::read(env, "REGIONS_CONFIG", "regions.toml")
         .ok()
         .and_then(|t| WorldConfig::from_toml(&t).ok())
 }

@@ -2,7 +2,6 @@
 //! environment variables over it, checked at start-up; every error names the key.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -60,23 +59,12 @@ struct File {
 impl Settings {
     /// Reads the process environment and the file it names.
     pub fn from_env() -> Result<Self, SettingsError> {
-        Self::load(|key| std::env::var(key).ok().filter(|v| !v.is_empty()))
+        Self::load(service::config::env_var)
     }
 
     /// Reads settings with `env` standing for the environment (tests pass a map).
     pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/projector.toml");
-        let path = env("PROJECTOR_CONFIG")
-            .map(PathBuf::from)
-            .unwrap_or(default);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            bad(
-                "PROJECTOR_CONFIG",
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
-        let file: File =
-            toml::from_str(&text).map_err(|e| bad("PROJECTOR_CONFIG", e.to_string()))?;
+        let file: File = service::config::parse(&env, "PROJECTOR_CONFIG", "projector.toml")?;
         let addr_text = env("PROJECTOR_ADDR").unwrap_or(file.addr);
         let addr = addr_text
             .parse()

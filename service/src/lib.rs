@@ -1,8 +1,12 @@
-//! What the gateway, the region simulator and the projector do alike as processes: JSON logs
-//! filtered by `RUST_LOG`, a graceful stop on Ctrl-C or SIGTERM, and configuration errors that
-//! name the key at fault, and one connection to Redis whether it runs alone or as a Redis
-//! Cluster ([`redis`]), and an HTTP server's stop with a drain deadline ([`drain`]).
+//! What the gateway, the region simulator and the projector do alike as processes:
+//!
+//! - JSON logs filtered by `RUST_LOG`, and a graceful stop on Ctrl-C or SIGTERM (here);
+//! - [`config`]: settings from the environment over TOML files, with errors that name the key
+//!   at fault ([`SettingsError`]);
+//! - [`drain`]: an HTTP server's stop, with a deadline for the requests in flight;
+//! - [`redis`]: one connection to Redis, whether it runs alone or as a Redis Cluster.
 
+pub mod config;
 pub mod drain;
 pub mod redis;
 
