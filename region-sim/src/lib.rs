@@ -16,6 +16,7 @@
 //! - [`settings`], [`metrics`]: configuration and Prometheus metrics.
 
 pub mod admission;
+pub mod application;
 pub mod balance;
 pub mod combat;
 pub mod components;
@@ -32,6 +33,8 @@ pub mod settings;
 pub mod spatial;
 pub mod systems;
 
+pub use application::Application;
 pub use balance::Balance;
 pub use region::{Region, RegionSettings, Snapshot, TickOutput};
+pub use settings::Settings;
 pub use spatial::Grid;

@@ -1,11 +1,10 @@
 //! The region simulator binary: configuration from the environment (see
-//! `config/region-sim.toml`), JSON logs, an HTTP side for operators, and a graceful stop on
-//! Ctrl-C or SIGTERM (every region snapshotted, every lease released).
+//! `config/region-sim.toml`), JSON logs, and a graceful stop on Ctrl-C or SIGTERM (every region
+//! snapshotted, every lease released, then the HTTP side drained).
 
 use std::process::ExitCode;
 
-use region_sim::node::Node;
-use region_sim::settings::Settings;
+use region_sim::{Application, Settings};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -17,27 +16,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let addr = settings.addr;
-    let node = match Node::start(settings).await {
-        Ok(node) => node,
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
         Err(e) => {
             eprintln!("region-sim: cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
+    match app.run_until_stopped(service::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("region-sim: cannot listen on {addr}: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("region-sim: {e}");
+            ExitCode::FAILURE
         }
-    };
-    let http = axum::serve(listener, region_sim::http::router(node.view()));
-    tokio::spawn(async move {
-        if let Err(e) = http.await {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    });
-    node.run(service::shutdown_signal()).await;
-    ExitCode::SUCCESS
+    }
 }

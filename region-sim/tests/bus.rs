@@ -14,7 +14,9 @@ use nats_topology::publish::{Outgoing, publish};
 use nats_topology::topology::{
     COMMANDS, DLQ, FACTS, REGION_LEASES, Settings as TopologySettings, Topology,
 };
+use region_sim::application::DRAIN_DEADLINE;
 use region_sim::runner::{PRIORITIES, consumer_name};
+use region_sim::{Application, Settings};
 use schemas::command::{AcceptHandOff, Attack, Chat, Move, Pickup, Spawn};
 use schemas::{
     Actor, Command, EntityId, EntityKind, EntityState, Envelope, EventId, Fact, FactSubject,
@@ -820,7 +822,8 @@ async fn a_process_stopped_in_good_order_lets_its_regions_go_at_once() {
     })
     .await;
     first.terminate();
-    first.wait().expect("the first simulator stopped");
+    let status = first.wait().expect("the first simulator stopped");
+    assert!(status.success(), "{status}: {}", first.log());
     assert_eq!(
         bus.owner("west").await,
         None,
@@ -831,6 +834,49 @@ async fn a_process_stopped_in_good_order_lets_its_regions_go_at_once() {
         second.regions().await == vec!["west".to_owned()]
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_http_side_answers_while_the_regions_stop_and_ends_after_them() {
+    let bus = Bus::start().await;
+    let env: BTreeMap<&str, String> = BTreeMap::from([
+        ("SIM_NODE_ID", "sim-lib".to_owned()),
+        ("SIM_ADDR", "127.0.0.1:0".to_owned()),
+        ("SIM_REGIONS", "west".to_owned()),
+        ("NATS_URL", bus.nats.url()),
+        ("SIM_CONFIG", path_text(&bus.path("sim.toml"))),
+        ("REGIONS_CONFIG", path_text(&bus.path("regions.toml"))),
+        ("BALANCE_CONFIG", path_text(&bus.path("balance.toml"))),
+    ]);
+    let settings = Settings::load(|key| env.get(key).cloned()).expect("settings");
+    let app = Application::build(settings).await.expect("built");
+    let healthz = format!("http://{}/healthz", app.addr().expect("bound"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    eventually("it runs the west and answers", || async {
+        let answers = reqwest::get(&healthz)
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        answers && bus.owner("west").await.is_some()
+    })
+    .await;
+    stop.send(()).expect("still running");
+    let ended = tokio::time::timeout(DRAIN_DEADLINE + Duration::from_secs(20), running)
+        .await
+        .expect("it ends within the drain deadline after its regions")
+        .expect("the task ends");
+    assert!(ended.is_ok(), "{ended:?}");
+    assert_eq!(bus.owner("west").await, None, "the lease was released");
+    assert!(
+        reqwest::get(&healthz).await.is_err(),
+        "the HTTP side stopped"
+    );
+}
+
+fn path_text(path: &std::path::Path) -> String {
+    path.to_str().expect("a UTF-8 path").to_owned()
 }
 
 #[tokio::test]
