@@ -15,7 +15,7 @@ use std::str::FromStr;
 use async_nats::jetstream;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use nats_topology::headers::{CLIENT_IP, CLIENT_REQUEST_ID, REQUEST_ID};
+use nats_topology::headers::{self, CLIENT_IP, CLIENT_REQUEST_ID, REQUEST_ID};
 use schemas::{Actor, Command, CommandKind, Envelope, Fact, FactKind};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -80,14 +80,6 @@ pub struct Event {
     pub client_request_id: Option<String>,
     /// The client's address.
     pub client_ip: Option<String>,
-}
-
-fn header(message: &jetstream::Message, name: &str) -> Option<String> {
-    message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(name))
-        .map(|v| v.as_str().to_owned())
 }
 
 /// Today's version of a kind of `stream`, or `None` for a kind it does not have.
@@ -166,9 +158,9 @@ impl Event {
             correlation_id: frame.correlation_id.into_owned(),
             causation_id: frame.causation_id.map(Cow::into_owned),
             payload,
-            request_id: header(message, REQUEST_ID),
-            client_request_id: header(message, CLIENT_REQUEST_ID),
-            client_ip: header(message, CLIENT_IP),
+            request_id: headers::read(message, REQUEST_ID),
+            client_request_id: headers::read(message, CLIENT_REQUEST_ID),
+            client_ip: headers::read(message, CLIENT_IP),
             json,
         })
     }

@@ -1,4 +1,4 @@
-//! The NATS header names the project writes, in one place.
+//! The NATS header names the project writes, in one place, and how a reader gets one back.
 
 /// The gateway's request id, carried from the HTTP request into the command's message.
 pub const REQUEST_ID: &str = "Request-Id";
@@ -55,4 +55,13 @@ mod tests {
         let cut = value(&long);
         assert!(cut.len() <= MAX_VALUE_LEN && cut.chars().all(|c| c == 'é'));
     }
+}
+
+/// The value of the header `name` on `message`, when it carries one.
+pub fn read(message: &async_nats::jetstream::Message, name: &str) -> Option<String> {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str().to_owned())
 }

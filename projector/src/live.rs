@@ -23,7 +23,7 @@ use mongodb::bson::{Document, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Database, IndexModel};
 use nats_topology::dlq::{DeadLetter, dead_letter};
-use nats_topology::headers::{CLIENT_IP, CLIENT_REQUEST_ID, REQUEST_ID};
+use nats_topology::headers::{self, CLIENT_IP, CLIENT_REQUEST_ID, REQUEST_ID};
 use nats_topology::topology::{COMMANDS, FACTS};
 use schemas::read_model::{channel, collection, key};
 use schemas::{Command, Envelope, Fact};
@@ -88,14 +88,6 @@ pub async fn ensure_indexes(db: &Database, names: &Names) -> Result<(), mongodb:
     Ok(())
 }
 
-fn header(message: &jetstream::Message, name: &str) -> Option<String> {
-    message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(name))
-        .map(|v| v.as_str().to_owned())
-}
-
 /// Decodes a fact message; `Err` with why when it is not one.
 pub fn stored(message: &jetstream::Message) -> Result<Stored, String> {
     let info = message
@@ -106,8 +98,8 @@ pub fn stored(message: &jetstream::Message) -> Result<Stored, String> {
     Ok(Stored {
         seq: info.stream_sequence,
         env,
-        client_ip: header(message, CLIENT_IP),
-        request_id: header(message, REQUEST_ID),
+        client_ip: headers::read(message, CLIENT_IP),
+        request_id: headers::read(message, REQUEST_ID),
     })
 }
 
@@ -629,9 +621,9 @@ fn command_entry(m: &jetstream::Message) -> Result<AuditEntry, String> {
             stream: COMMANDS.into(),
             seq: info.stream_sequence,
             subject: m.subject.to_string(),
-            client_ip: header(m, CLIENT_IP),
-            request_id: header(m, REQUEST_ID),
-            client_request_id: header(m, CLIENT_REQUEST_ID),
+            client_ip: headers::read(m, CLIENT_IP),
+            request_id: headers::read(m, REQUEST_ID),
+            client_request_id: headers::read(m, CLIENT_REQUEST_ID),
         },
         env.occurred_at.timestamp_millis(),
     )
