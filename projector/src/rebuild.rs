@@ -124,62 +124,71 @@ async fn write(
     }
 }
 
-/// Folds the facts from `from` to `to` (sequences, inclusive) into `names`.
-#[allow(clippy::too_many_arguments)]
-async fn fold_range(
-    ctx: &Context,
-    names: &Names,
-    from: u64,
-    to: u64,
-    pace: &mut Pace,
-    progress: &mut Progress,
+/// A rebuild's fold so far: how far it got, at what pace, and whom to tell.
+struct Folding<'a, F> {
+    ctx: &'a Context,
+    names: &'a Names,
+    pace: Pace,
+    progress: Progress,
     started: Instant,
-    on_progress: &mut (impl FnMut(Progress) + Send),
-) -> Result<(), RebuildError> {
-    if from > to {
-        return Ok(());
-    }
-    let stream = ctx.js.get_stream(FACTS).await.map_err(nats)?;
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: "fact.>".into(),
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(nats)?;
-    let mut messages = consumer.messages().await.map_err(nats)?;
-    let mut batch: Vec<Stored> = Vec::with_capacity(pace.limit());
-    let mut reported = Instant::now();
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(nats)?;
-        let seq = message.info().map_err(nats)?.stream_sequence;
-        if seq > to {
-            break;
+    on_progress: F,
+    /// The last sequence folded (0 before the first).
+    folded: u64,
+}
+
+impl<F: FnMut(Progress) + Send> Folding<'_, F> {
+    /// Folds the facts after the last one folded, up to `to` (a sequence, inclusive).
+    async fn up_to(&mut self, to: u64) -> Result<(), RebuildError> {
+        self.progress.total = to;
+        let from = self.folded + 1;
+        if from > to {
+            return Ok(());
         }
-        // A fact that does not decode is the live projection's to dead-letter.
-        if let Ok(fact) = stored(&message) {
-            batch.push(fact);
-        }
-        progress.done = seq;
-        if batch.len() >= pace.limit() || seq >= to {
-            write(ctx, names, &mut batch, pace).await?;
-            progress.rate = progress.done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            if reported.elapsed() >= Duration::from_millis(500) || seq >= to {
-                reported = Instant::now();
-                on_progress(*progress);
+        let (ctx, names) = (self.ctx, self.names);
+        let stream = ctx.js.get_stream(FACTS).await.map_err(nats)?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: "fact.>".into(),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(nats)?;
+        let mut messages = consumer.messages().await.map_err(nats)?;
+        let mut batch: Vec<Stored> = Vec::with_capacity(self.pace.limit());
+        let mut reported = Instant::now();
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(nats)?;
+            let seq = message.info().map_err(nats)?.stream_sequence;
+            if seq > to {
+                break;
+            }
+            // A fact that does not decode is the live projection's to dead-letter.
+            if let Ok(fact) = stored(&message) {
+                batch.push(fact);
+            }
+            self.progress.done = seq;
+            if batch.len() >= self.pace.limit() || seq >= to {
+                write(ctx, names, &mut batch, &mut self.pace).await?;
+                self.progress.rate =
+                    self.progress.done as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
+                if reported.elapsed() >= Duration::from_millis(500) || seq >= to {
+                    reported = Instant::now();
+                    (self.on_progress)(self.progress);
+                }
+            }
+            if seq >= to {
+                break;
             }
         }
-        if seq >= to {
-            break;
+        if !batch.is_empty() {
+            write(ctx, names, &mut batch, &mut self.pace).await?;
         }
+        self.folded = to;
+        Ok(())
     }
-    if !batch.is_empty() {
-        write(ctx, names, &mut batch, pace).await?;
-    }
-    Ok(())
 }
 
 /// On a sharded cluster, shards the fresh collections as the live ones are sharded, before
@@ -259,35 +268,29 @@ pub async fn rebuild(
     }
     ensure_indexes(&ctx.db, &names).await?;
     shard_like_the_live_ones(ctx, &names).await?;
-    let started = Instant::now();
-    let mut progress = Progress {
+    let progress = Progress {
         done: 0,
         total: last_sequence(ctx).await?,
         rate: 0.0,
     };
     on_progress(progress);
-    let mut pace = Pace::new(REBUILD_BATCH, ctx.settings.target_write);
+    let mut folding = Folding {
+        ctx,
+        names: &names,
+        pace: Pace::new(REBUILD_BATCH, ctx.settings.target_write),
+        progress,
+        started: Instant::now(),
+        on_progress,
+        folded: 0,
+    };
     // Up to the stream's end as it was, then after it as long as the stream keeps growing
     // faster than a batch; all while the live projection serves.
-    let mut folded = 0;
     loop {
         let target = last_sequence(ctx).await?;
-        progress.total = target;
-        if target <= folded + REBUILD_BATCH as u64 && folded > 0 {
+        if target <= folding.folded + REBUILD_BATCH as u64 && folding.folded > 0 {
             break;
         }
-        fold_range(
-            ctx,
-            &names,
-            folded + 1,
-            target,
-            &mut pace,
-            &mut progress,
-            started,
-            &mut on_progress,
-        )
-        .await?;
-        folded = target;
+        folding.up_to(target).await?;
         if target == 0 {
             break;
         }
@@ -297,18 +300,7 @@ pub async fn rebuild(
     let paused = Instant::now();
     let guard = ctx.live_lock.lock().await;
     let target = last_sequence(ctx).await?;
-    progress.total = target;
-    fold_range(
-        ctx,
-        &names,
-        folded + 1,
-        target,
-        &mut pace,
-        &mut progress,
-        started,
-        &mut on_progress,
-    )
-    .await?;
+    folding.up_to(target).await?;
     let db = ctx.db.name().to_owned();
     for (from, to) in [
         (&names.players, PLAYERS),
@@ -331,8 +323,8 @@ pub async fn rebuild(
         paused_ms = paused.elapsed().as_millis() as u64,
         "read models switched over"
     );
-    progress.done = target;
-    on_progress(progress);
+    folding.progress.done = target;
+    (folding.on_progress)(folding.progress);
     if let Some(mut redis) = ctx.redis.clone() {
         // Cached entity queries carry the old version; player views expire within seconds.
         let bumps = regions(ctx)
