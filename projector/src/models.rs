@@ -64,20 +64,13 @@ pub struct Stored {
 /// Folds a stored fact into a player's document (`None` until the player is first concerned)
 /// with the shared fold, unless the document has it already. Returns whether it changed.
 pub fn fold_player(doc: &mut Option<PlayerDoc>, player: PlayerId, fact: &Stored) -> bool {
-    if doc.as_ref().is_some_and(|d| d.seq >= fact.seq) {
-        return false;
-    }
-    let before = doc.as_ref().map(|d| d.seq);
-    let mut state = doc.take().map(|d| d.state);
-    let changed = PlayerState::fold(&mut state, player, &fact.env);
-    *doc = state.map(|state| PlayerDoc {
+    let (folded, changed) = stamped(doc.take().map(|d| (d.state, d.seq)), fact.seq, |state| {
+        PlayerState::fold(state, player, &fact.env)
+    });
+    *doc = folded.map(|(state, seq)| PlayerDoc {
         id: player,
         state,
-        seq: if changed {
-            fact.seq
-        } else {
-            before.unwrap_or(0)
-        },
+        seq,
     });
     changed
 }
@@ -90,20 +83,28 @@ pub fn fold_entity(
     fact: &Stored,
     username: Option<&str>,
 ) -> bool {
-    if doc.as_ref().is_some_and(|d| d.seq >= fact.seq) {
-        return false;
-    }
-    let before = doc.as_ref().map(|d| d.seq);
-    let mut state = doc.take().map(|d| d.state);
-    let changed = WorldEntity::fold(&mut state, id, &fact.env, username);
-    *doc = state.map(|state| EntityDoc {
-        id,
-        state,
-        seq: if changed {
-            fact.seq
-        } else {
-            before.unwrap_or(0)
-        },
+    let (folded, changed) = stamped(doc.take().map(|d| (d.state, d.seq)), fact.seq, |state| {
+        WorldEntity::fold(state, id, &fact.env, username)
     });
+    *doc = folded.map(|(state, seq)| EntityDoc { id, state, seq });
     changed
+}
+
+/// A document's state and `seq` after the fact at `seq`: unchanged when the document has that
+/// fact already; else `fold`ed, and stamped with the fact's `seq` when the fold changed it.
+fn stamped<S>(
+    doc: Option<(S, u64)>,
+    seq: u64,
+    fold: impl FnOnce(&mut Option<S>) -> bool,
+) -> (Option<(S, u64)>, bool) {
+    if let Some((_, had)) = &doc
+        && *had >= seq
+    {
+        return (doc, false);
+    }
+    let before = doc.as_ref().map_or(0, |(_, s)| *s);
+    let mut state = doc.map(|(state, _)| state);
+    let changed = fold(&mut state);
+    let stamp = if changed { seq } else { before };
+    (state.map(|state| (state, stamp)), changed)
 }
