@@ -79,6 +79,24 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Another process took the port between our look and the server's bind: worth another port.
+    fn is_port_taken(&self) -> bool {
+        self.to_string()
+            .to_lowercase()
+            .contains("address already in use")
+    }
+
+    /// Every port tried was taken.
+    fn no_free_port(kind: Kind) -> Self {
+        Error::NotReady {
+            binary: kind.binary(),
+            why: "no free port".into(),
+            log: String::new(),
+        }
+    }
+}
+
 /// Which server a [`Server`] runs, and how to start it and know it is ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -242,23 +260,11 @@ impl Server {
                 config: None,
             };
             match server.spawn_and_wait() {
-                Ok(()) => return Ok(server),
-                // Another process took the port between our look and the server's bind: again.
-                Err(e)
-                    if e.to_string()
-                        .to_lowercase()
-                        .contains("address already in use") =>
-                {
-                    last = Some(e)
-                }
-                Err(e) => return Err(e),
+                Err(e) if e.is_port_taken() => last = Some(e),
+                started => return started.map(|()| server),
             }
         }
-        Err(last.unwrap_or_else(|| Error::NotReady {
-            binary: kind.binary(),
-            why: "no free port".into(),
-            log: String::new(),
-        }))
+        Err(last.unwrap_or_else(|| Error::no_free_port(kind)))
     }
 
     /// A `nats-server` with JetStream.
@@ -576,22 +582,11 @@ impl Server {
                 config: Some((nats_config("local.conf"), env)),
             };
             match server.spawn_and_wait() {
-                Ok(()) => return Ok((server, users)),
-                Err(e)
-                    if e.to_string()
-                        .to_lowercase()
-                        .contains("address already in use") =>
-                {
-                    last = Some(e)
-                }
-                Err(e) => return Err(e),
+                Err(e) if e.is_port_taken() => last = Some(e),
+                started => return started.map(|()| (server, users)),
             }
         }
-        Err(last.unwrap_or_else(|| Error::NotReady {
-            binary: kind.binary(),
-            why: "no free port".into(),
-            log: String::new(),
-        }))
+        Err(last.unwrap_or_else(|| Error::no_free_port(kind)))
     }
 }
 
