@@ -101,13 +101,18 @@ pub fn audit_digest(document: &Document) -> String {
         m.insert("id".into(), id);
     }
     let stream = document.get_str("stream").unwrap_or_default();
-    let seq = document
+    let seq = stored_seq(document);
+    let subject = document.get_str("subject").unwrap_or_default();
+    digest(&envelope, occurred_ms, stream, seq, subject)
+}
+
+/// An audit document's `seq`, stored as a 64- or a 32-bit integer; 0 when it has none.
+fn stored_seq(document: &Document) -> u64 {
+    document
         .get_i64("seq")
         .map(|s| s as u64)
         .or_else(|_| document.get_i32("seq").map(|s| s as u64))
-        .unwrap_or(0);
-    let subject = document.get_str("subject").unwrap_or_default();
-    digest(&envelope, occurred_ms, stream, seq, subject)
+        .unwrap_or(0)
 }
 
 fn event_digest(e: &Event) -> String {
@@ -283,11 +288,7 @@ pub async fn verify(
             .await
             .map_err(mongo_error)?;
         while let Some(d) = cursor.try_next().await.map_err(mongo_error)? {
-            let seq = d
-                .get_i64("seq")
-                .map(|s| s as u64)
-                .or_else(|_| d.get_i32("seq").map(|s| s as u64))
-                .unwrap_or(0);
+            let seq = stored_seq(&d);
             let id = d.get_str("_id").unwrap_or_default();
             if !log_ids.contains(id) {
                 report.extra.push(Gap {
