@@ -7,10 +7,11 @@
 //!   pipelined acknowledgements.
 //! - [`dlq`]: dead letters, their headers, and storing one.
 //! - [`advisory`]: the listener that moves exhausted and terminated messages to `DLQ`.
-//! - [`headers`]: the header names the project writes.
+//! - [`headers`]: the header names the project writes, and reading one back.
 //! - [`jobs`]: projection rebuild jobs and their progress.
 //! - [`lease`]: the documents of the region-lease and node-load buckets.
 //! - [`outcome`]: how a waiting gateway hears of a command's outcome.
+//! - [`avatars`]: the region each avatar is in, as the simulators decided it, for routing.
 //! - [`cli`]: what the `nats-topology` binary reads from its command line and environment.
 //!
 //! The `nats-topology` binary runs `ensure` and the listener from the command line; the
