@@ -3,7 +3,7 @@
 //! - [`topology`]: the streams (`COMMANDS`, `FACTS`, `DLQ`, `ADVISORIES`) and KV buckets
 //!   (region leases, snapshots, node load) with their limits, for one node or a cluster.
 //! - [`ensure()`]: creates what is missing and updates what drifted; safe to run from every service.
-//! - [`publish`]: the bounded JetStream context, and publishing with `Nats-Msg-Id` and awaited,
+//! - [`publish`](mod@publish): the bounded JetStream context, and publishing with `Nats-Msg-Id` and awaited,
 //!   pipelined acknowledgements.
 //! - [`dlq`]: dead letters, their headers, and storing one.
 //! - [`advisory`]: the listener that moves exhausted and terminated messages to `DLQ`.

@@ -106,7 +106,7 @@ impl Default for Settings {
     }
 }
 
-/// Everything [`crate::ensure`] creates: streams and KV buckets.
+/// Everything [`ensure`](fn@crate::ensure) creates: streams and KV buckets.
 #[derive(Debug, Clone)]
 pub struct Topology {
     /// The streams.
