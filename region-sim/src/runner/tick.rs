@@ -71,6 +71,9 @@ impl Running {
         taken
     }
 
+    /// One tick, in the order that makes a crash at any point harmless: the commands taken and
+    /// admitted, applied with the systems, what players carry kept, the facts stored, the
+    /// follow-ups and outcomes sent, the dead letters stored, and only then the acknowledgements.
     pub(super) async fn tick(&mut self) -> Result<(), RunError> {
         let started = Instant::now();
         let taken = self.take().await;
