@@ -718,6 +718,11 @@ async fn a_hand_off_completes_when_its_source_dies_half_way() {
         .await;
     // West stores the hand-off's first half and dies before telling east.
     exited(&mut west, "the west process dies at its failpoint").await;
+    assert!(
+        west.log().contains("failpoint abort-after-hand-off-fact"),
+        "log: {}",
+        west.log()
+    );
     let out = bus.facts("west").await;
     assert_eq!(
         out.iter()
@@ -1059,6 +1064,11 @@ async fn a_blow_over_the_border_lands_once_when_its_source_dies_half_way() {
         .await;
     // West stores the blow and dies before sending it over.
     exited(&mut west, "the west process dies at its failpoint").await;
+    assert!(
+        west.log().contains("failpoint abort-after-hand-off-fact"),
+        "log: {}",
+        west.log()
+    );
     let blows = bus.outcome("west", attack.id).await;
     assert!(matches!(blows[..], [Fact::StruckAcross(_)]), "{blows:?}");
     // Its heir finds the blow in the log and sends it; the east decides the hit, once.
