@@ -15,16 +15,21 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use test_servers::{Server, Service};
 
-/// Fast walkers with a long reach, quick attacks, no NPCs, two potions per region; the rest as
-/// shipped.
+/// Fast walkers with a long reach, quick attacks, no NPCs, two potions per region. Every number
+/// the test relies on is stated; a key the rules gain comes from the shipped file.
 const BALANCE: &str = r#"
 player_speed = 200.0
+player_base_hp = 100
+player_hp_per_level = 10
 respawn_secs = 1.0
+xp_per_level = 100
+max_level = 100
 pickup_range = 3000.0
 inventory_slots = 10
 npc = []
 
 [attack]
+range = 3.0
 cooldown_ms = 200
 damage_min = 5
 damage_max = 9

@@ -26,10 +26,14 @@ neighbours = []
 "#;
 
 /// Strong wolves worth a level and more, so that deaths, respawns, experience and the hit
-/// points a level brings all happen; potions to pick up; the rest as shipped.
+/// points a level brings all happen; potions to pick up. A key the rules gain comes from the
+/// shipped file.
 const BALANCE: &str = r#"
 player_speed = 10.0
+player_base_hp = 100
+player_hp_per_level = 10
 respawn_secs = 1.0
+xp_per_level = 100
 max_level = 5
 pickup_range = 60.0
 inventory_slots = 2

@@ -30,8 +30,9 @@ neighbours = ["west"]
 "#;
 
 /// A balance with nothing wandering about unless a test asks: `npcs` wolves, `items` potions.
+/// Every number the tests rely on is stated; a key the rules gain comes from the shipped file.
 fn balance(npcs: u32, items: u32) -> Balance {
-    Balance::from_toml(&format!(
+    Balance::from_toml(&test_servers::balance::shipped_with(&format!(
         r#"
 player_speed = 10.0
 player_base_hp = 100
@@ -65,7 +66,7 @@ kind = "potion"
 per_region = {items}
 respawn_secs = 20.0
 "#
-    ))
+    )))
     .expect("test balance")
 }
 
