@@ -2,7 +2,6 @@
 //! variables over it, checked at start-up; every error names the key.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use schemas::{RegionId, WorldConfig};
@@ -93,31 +92,27 @@ struct Balancing {
     overloaded_tick_ms: f64,
 }
 
-/// The folder of the shipped config files.
-pub fn default_config_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
-}
-
 impl Settings {
     /// Reads the process environment and the files it names.
     pub fn from_env() -> Result<Self, SettingsError> {
-        Self::load(|key| std::env::var(key).ok().filter(|v| !v.is_empty()))
+        Self::load(service::config::env_var)
     }
 
     /// Reads settings with `env` standing for the environment (tests pass a map).
     pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let dir = default_config_dir();
-        let read = |key: &str, default: PathBuf| -> Result<String, SettingsError> {
-            let path = env(key).map(PathBuf::from).unwrap_or(default);
-            std::fs::read_to_string(&path)
-                .map_err(|e| bad(key, format!("cannot read {}: {e}", path.display())))
-        };
-        let file: File = toml::from_str(&read("SIM_CONFIG", dir.join("region-sim.toml"))?)
-            .map_err(|e| bad("SIM_CONFIG", e.to_string()))?;
-        let world = WorldConfig::from_toml(&read("REGIONS_CONFIG", dir.join("regions.toml"))?)
-            .map_err(|e| bad("REGIONS_CONFIG", e.to_string()))?;
-        let balance = Balance::from_toml(&read("BALANCE_CONFIG", dir.join("balance.toml"))?)
-            .map_err(|e| bad("BALANCE_CONFIG", e.to_string()))?;
+        let file: File = service::config::parse(&env, "SIM_CONFIG", "region-sim.toml")?;
+        let world = WorldConfig::from_toml(&service::config::read(
+            &env,
+            "REGIONS_CONFIG",
+            "regions.toml",
+        )?)
+        .map_err(|e| bad("REGIONS_CONFIG", e.to_string()))?;
+        let balance = Balance::from_toml(&service::config::read(
+            &env,
+            "BALANCE_CONFIG",
+            "balance.toml",
+        )?)
+        .map_err(|e| bad("BALANCE_CONFIG", e.to_string()))?;
 
         let addr_text = env("SIM_ADDR").unwrap_or(file.addr);
         let addr = addr_text
