@@ -5,8 +5,8 @@
 //! falling behind or standing still; the batch size the pace allows; write times and failures.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// Why the projector dead-letters an event, as the `reason` label says it (the full reason is
@@ -184,9 +184,7 @@ impl Metrics {
 
     /// The Prometheus text format of every metric.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        service::metrics::render(&self.registry)
     }
 }
 

@@ -1,8 +1,7 @@
 //! The simulator's Prometheus metrics, served at `/metrics`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use schemas::{CommandKind, FactKind};
 
@@ -235,9 +234,7 @@ impl Metrics {
 
     /// The Prometheus text format of every metric.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        service::metrics::render(&self.registry)
     }
 }
 

@@ -4,10 +4,12 @@
 //! - [`config`]: settings from the environment over TOML files, with errors that name the key
 //!   at fault ([`SettingsError`]);
 //! - [`drain`]: an HTTP server's stop, with a deadline for the requests in flight;
+//! - [`metrics`]: the Prometheus text of `/metrics`;
 //! - [`redis`]: one connection to Redis, whether it runs alone or as a Redis Cluster.
 
 pub mod config;
 pub mod drain;
+pub mod metrics;
 pub mod redis;
 
 pub use tokio_util::sync::CancellationToken;
