@@ -10,8 +10,8 @@
 //!   closes the live streams and drains the requests in flight within the drain deadline.
 //! - [`state`]: what every handler shares ([`AppState`]), how it is made, and the first
 //!   questions a request asks (session, rate limits, cached view) in one round trip.
-//! - [`router`](mod@router): every route, and the layers every request passes (the per-IP limit among
-//!   them).
+//! - [`router`](mod@router): every route, and the layers every request passes (the per-IP
+//!   limit among them).
 //!
 //! At the edge:
 //! - [`connection`]: the listener; hyper's own answers to requests it cannot parse, in the error
@@ -19,7 +19,8 @@
 //! - [`request`]: request ids, client IPs, error bodies, request metrics.
 //! - [`error`]: the error codes of the REST contract and their statuses.
 //! - [`body`]: JSON bodies at the edge (415, 413, 400).
-//! - [`auth`]: passwords, tokens, sessions, roles, API keys.
+//! - [`auth`]: who is calling: tokens, passwords, sessions, roles, and the extractors that
+//!   check them (the admin API key among them).
 //! - [`ratelimit`]: GCRA in Redis, with an in-process fallback.
 //! - [`redis_asks`]: the Redis round trip a request begins with: many requests, one script call.
 //!
@@ -31,7 +32,8 @@
 //! - [`consistency`]: reads that see the reader's own writes (`?min_seq=`).
 //! - [`regions`]: regions, their owners and population, entities near a point.
 //! - [`stream`]: the live stream of facts over a WebSocket, with a bounded queue per client,
-//!   ending with its session or with the gateway.
+//!   ending with its session or with the gateway: its handshake, the shared Redis subscription,
+//!   the regions it follows, the per-connection loop.
 //! - [`open_streams`]: the streams open on a gateway: caps per player and address, and a
 //!   periodic check of their sessions.
 //! - [`admin`]: dead letters and their redrive, region assignments, roles, rebuild jobs.
