@@ -16,7 +16,9 @@ use crate::projection::Names;
 use crate::{Context, StartError, lease, live, rebuild};
 
 /// How long the HTTP side's requests in flight get to finish once the projector has stopped.
-pub const HTTP_DRAIN: Duration = Duration::from_secs(5);
+/// Its answers are quick (health, metrics), so a request still open after this is a client that
+/// does not read.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A projector, connected and listening, not yet projecting.
 pub struct Application {
@@ -83,21 +85,13 @@ impl Application {
             }
         });
         let http_stop = CancellationToken::new();
-        let http = tokio::spawn({
-            let serving = axum::serve(listener, router(&ctx))
-                .with_graceful_shutdown(http_stop.clone().cancelled_owned());
-            let http_stop = http_stop.clone();
-            async move {
-                match service::drain::within(serving, &http_stop, HTTP_DRAIN).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "HTTP server stopped"),
-                    Err(e) => tracing::warn!(error = %e, "HTTP side"),
-                }
-            }
-        });
+        let http =
+            service::drain::spawn_http(listener, router(&ctx), http_stop.clone(), DRAIN_DEADLINE);
         let projected = project(&ctx, &names, &stop).await;
         http_stop.cancel();
-        let _ = http.await;
+        if let Err(e) = http.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
         projected
     }
 }

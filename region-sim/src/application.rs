@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use service::CancellationToken;
-use service::drain::DrainTimedOut;
 
 use crate::http;
 use crate::node::{Node, StartError};
@@ -33,17 +32,6 @@ pub enum BuildError {
     },
 }
 
-/// Why a simulator process stopped other than as asked.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The HTTP side's listener failed.
-    #[error("serving: {0}")]
-    Serve(#[from] std::io::Error),
-    /// Requests were still in flight at the drain deadline; they were given up.
-    #[error(transparent)]
-    Drain(#[from] DrainTimedOut),
-}
-
 /// A simulator process, connected and bound, not yet running.
 pub struct Application {
     node: Node,
@@ -63,37 +51,26 @@ impl Application {
     }
 
     /// The address the HTTP side listens on (the port the system gave, for port 0).
-    pub fn addr(&self) -> std::io::Result<SocketAddr> {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
     /// Serves and runs regions until `shutdown` completes; then stops every region (each
     /// snapshotted, its lease released) while the HTTP side still answers health and metrics,
-    /// and only then stops the HTTP side, giving its requests in flight [`DRAIN_DEADLINE`].
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<(), RunError> {
+    /// and only then stops the HTTP side, giving its requests in flight [`DRAIN_DEADLINE`]
+    /// (a failure of the HTTP side is logged; it does not undo the regions' stop in order).
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
         let stop = CancellationToken::new();
-        let serving = axum::serve(self.listener, http::router(self.node.view()))
-            .with_graceful_shutdown(stop.clone().cancelled_owned());
-        let http = tokio::spawn({
-            let stop = stop.clone();
-            async move {
-                let served = service::drain::within(serving, &stop, DRAIN_DEADLINE).await;
-                if let Ok(Err(e)) = &served {
-                    tracing::error!(error = %e, "HTTP server stopped");
-                }
-                served
-            }
-        });
+        let http = service::drain::spawn_http(
+            self.listener,
+            http::router(self.node.view()),
+            stop.clone(),
+            DRAIN_DEADLINE,
+        );
         self.node.run(shutdown).await;
         stop.cancel();
-        match http.await {
-            Ok(served) => served??,
-            // The HTTP task panicked: the regions have stopped in order all the same.
-            Err(e) => tracing::error!(error = %e, "HTTP server failed"),
+        if let Err(e) = http.await {
+            tracing::error!(error = %e, "HTTP server failed");
         }
-        Ok(())
     }
 }

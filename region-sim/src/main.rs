@@ -23,11 +23,6 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match app.run_until_stopped(service::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("region-sim: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    app.run_until_stopped(service::shutdown_signal()).await;
+    ExitCode::SUCCESS
 }

@@ -64,7 +64,7 @@ mod tests {
         let good = dir.path().join("good.toml");
         std::fs::write(&good, "tick_hz = 7\n").expect("write");
         let bad_toml = dir.path().join("bad.toml");
-        std::fs::write(&bad_toml, "tick_hz = \"seven\"\u{200b}\n").expect("write");
+        std::fs::write(&bad_toml, "tick_hz = \"seven\"\n").expect("write");
         let env = |path: &std::path::Path| {
             let map = HashMap::from([("SIM_CONFIG", path.display().to_string())]);
             move |k: &str| map.get(k).cloned()

@@ -5,6 +5,7 @@
 use std::future::IntoFuture;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The requests in flight did not all finish within the drain deadline.
@@ -32,6 +33,27 @@ pub async fn within<S: IntoFuture>(
     tokio::time::timeout(deadline, serving)
         .await
         .map_err(|_| DrainTimedOut(deadline))
+}
+
+/// Serves `router` on `listener`, on a task of its own, until `stop` is cancelled; then gives the
+/// requests in flight `deadline` to finish. A server error and a missed deadline are logged, not
+/// returned: an operators' side (health, metrics) that fails must not fail the stop in good order
+/// of what the process is for.
+pub fn spawn_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    stop: CancellationToken,
+    deadline: Duration,
+) -> JoinHandle<()> {
+    let serving =
+        axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned());
+    tokio::spawn(async move {
+        match within(serving, &stop, deadline).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server stopped"),
+            Err(e) => tracing::warn!(error = %e, "HTTP requests given up at the drain deadline"),
+        }
+    })
 }
 
 #[cfg(test)]

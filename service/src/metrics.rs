@@ -26,7 +26,10 @@ mod tests {
             .expect("registered");
         counter.inc_by(3);
         let text = render(&registry);
-        assert!(text.contains("# HELP game_things_total Things counted."), "{text}");
+        assert!(
+            text.contains("# HELP game_things_total Things counted."),
+            "{text}"
+        );
         assert!(text.contains("game_things_total 3"), "{text}");
     }
 }
