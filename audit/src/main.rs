@@ -209,11 +209,8 @@ fn range(r: &Range, selection: &mut Selection) -> Result<(), AuditError> {
 }
 
 async fn connect(url: &str) -> Result<async_nats::jetstream::Context, AuditError> {
-    let credentials = nats_topology::Credentials::from_env(env).map_err(|missing| {
-        AuditError::usage(format!(
-            "{missing} is required with the other of NATS_USER and NATS_PASSWORD"
-        ))
-    })?;
+    let credentials = nats_topology::Credentials::from_env(env)
+        .map_err(|e| AuditError::usage(format!("{}: {}", e.key, e.why)))?;
     let (_, js) = nats_topology::connect(url, "audit", &credentials)
         .await
         .map_err(|e| AuditError::Nats {

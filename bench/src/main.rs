@@ -72,7 +72,7 @@ async fn main_() -> Fallible<()> {
         gateway: gateway(&env("GATEWAY_URL")?)?,
         nats_url: env("NATS_URL")?,
         nats: nats_topology::publish::Credentials::from_env(|k| std::env::var(k).ok())
-            .map_err(|missing| format!("{missing} is missing"))?,
+            .map_err(|e| format!("{}: {}", e.key, e.why))?,
         redis_url: env("REDIS_URL")?,
         mongodb_uri: env("MONGODB_URI")?,
     };

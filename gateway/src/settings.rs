@@ -3,7 +3,6 @@
 //! key that is wrong; secrets are never printed.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use schemas::WorldConfig;
@@ -148,11 +147,6 @@ struct WaitFile {
     max_ms: Option<u64>,
 }
 
-/// The folder of the shipped config files (`config/` at the top of the repository).
-pub fn default_config_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
-}
-
 /// The longest drain deadline accepted: a stop that waits longer is taken for a typo (an
 /// orchestrator kills a process that takes this long anyway).
 const MAX_DRAIN_DEADLINE: Duration = Duration::from_secs(600);
@@ -169,21 +163,18 @@ const PUBLIC_SECRETS: &[&str] = &[
 impl Settings {
     /// Reads the process environment and the files it names.
     pub fn from_env() -> Result<Self, SettingsError> {
-        Self::load(|key| std::env::var(key).ok().filter(|v| !v.is_empty()))
+        Self::load(service::config::env_var)
     }
 
     /// Reads settings with `env` standing for the environment (tests pass a map).
     pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let dir = default_config_dir();
-        let read = |key: &str, default: PathBuf| -> Result<String, SettingsError> {
-            let path = env(key).map(PathBuf::from).unwrap_or(default);
-            std::fs::read_to_string(&path)
-                .map_err(|e| bad(key, format!("cannot read {}: {e}", path.display())))
-        };
-        let file: File = toml::from_str(&read("GATEWAY_CONFIG", dir.join("gateway.toml"))?)
-            .map_err(|e| bad("GATEWAY_CONFIG", e.to_string()))?;
-        let world = WorldConfig::from_toml(&read("REGIONS_CONFIG", dir.join("regions.toml"))?)
-            .map_err(|e| bad("REGIONS_CONFIG", e.to_string()))?;
+        let file: File = service::config::parse(&env, "GATEWAY_CONFIG", "gateway.toml")?;
+        let world = service::config::read_with(
+            &env,
+            "REGIONS_CONFIG",
+            "regions.toml",
+            WorldConfig::from_toml,
+        )?;
 
         let addr_text = env("GATEWAY_ADDR")
             .or(file.addr)
@@ -336,12 +327,7 @@ impl Settings {
         Ok(Self {
             addr,
             nats_url: env("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
-            nats_credentials: nats_topology::Credentials::from_env(&env).map_err(|missing| {
-                bad(
-                    missing,
-                    "is required with the other of NATS_USER and NATS_PASSWORD",
-                )
-            })?,
+            nats_credentials: nats_topology::Credentials::from_env(&env)?,
             redis_url: env("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
             mongodb_uri: env("MONGODB_URI")
                 .unwrap_or_else(|| "mongodb://127.0.0.1:27017/?directConnection=true".into()),
@@ -548,7 +534,7 @@ mod tests {
 
     /// The settings of the shipped `gateway.toml` with its line `line` changed to `changed`.
     fn with_shipped_line(line: &str, changed: &str) -> Result<Settings, SettingsError> {
-        let shipped = std::fs::read_to_string(default_config_dir().join("gateway.toml"))
+        let shipped = std::fs::read_to_string(service::config::shipped_dir().join("gateway.toml"))
             .expect("the shipped file");
         let text = shipped.replace(line, changed);
         assert_ne!(text, shipped, "the shipped file has the line {line:?}");

@@ -52,9 +52,8 @@ impl CommandLine {
             Some("3") => 3,
             Some(other) => return Err(format!("NATS_REPLICAS must be 1 or 3, not {other:?}")),
         };
-        let credentials = Credentials::from_env(&env).map_err(|missing| {
-            format!("{missing} is required with the other of NATS_USER and NATS_PASSWORD")
-        })?;
+        let credentials =
+            Credentials::from_env(&env).map_err(|e| format!("{}: {}", e.key, e.why))?;
         Ok(Self {
             command,
             url,

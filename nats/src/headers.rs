@@ -44,6 +44,15 @@ pub fn value(raw: &str) -> String {
     out
 }
 
+/// The value of the header `name` on `message`, when it carries one.
+pub fn read(message: &async_nats::jetstream::Message, name: &str) -> Option<String> {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str().to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,13 +64,4 @@ mod tests {
         let cut = value(&long);
         assert!(cut.len() <= MAX_VALUE_LEN && cut.chars().all(|c| c == 'é'));
     }
-}
-
-/// The value of the header `name` on `message`, when it carries one.
-pub fn read(message: &async_nats::jetstream::Message, name: &str) -> Option<String> {
-    message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(name))
-        .map(|v| v.as_str().to_owned())
 }

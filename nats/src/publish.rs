@@ -61,12 +61,18 @@ impl Credentials {
 
     /// `NATS_USER` and `NATS_PASSWORD` from `env` (both or neither); `Err` names the variable
     /// that is missing.
-    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, &'static str> {
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, service::SettingsError> {
+        let missing = |key| {
+            service::bad(
+                key,
+                "is required with the other of NATS_USER and NATS_PASSWORD",
+            )
+        };
         match (env("NATS_USER"), env("NATS_PASSWORD")) {
             (Some(user), Some(password)) => Ok(Self::user(user, password)),
             (None, None) => Ok(Self::default()),
-            (Some(_), None) => Err("NATS_PASSWORD"),
-            (None, Some(_)) => Err("NATS_USER"),
+            (Some(_), None) => Err(missing("NATS_PASSWORD")),
+            (None, Some(_)) => Err(missing("NATS_USER")),
         }
     }
 

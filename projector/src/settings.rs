@@ -87,12 +87,7 @@ impl Settings {
         Ok(Self {
             addr,
             nats_url: env("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
-            nats_credentials: nats_topology::Credentials::from_env(&env).map_err(|missing| {
-                bad(
-                    missing,
-                    "is required with the other of NATS_USER and NATS_PASSWORD",
-                )
-            })?,
+            nats_credentials: nats_topology::Credentials::from_env(&env)?,
             mongodb_uri: env("MONGODB_URI")
                 .unwrap_or_else(|| "mongodb://127.0.0.1:27017/?directConnection=true".into()),
             mongodb_database: env("MONGODB_DATABASE").unwrap_or(file.mongodb_database),

@@ -101,18 +101,14 @@ impl Settings {
     /// Reads settings with `env` standing for the environment (tests pass a map).
     pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let file: File = service::config::parse(&env, "SIM_CONFIG", "region-sim.toml")?;
-        let world = WorldConfig::from_toml(&service::config::read(
+        let world = service::config::read_with(
             &env,
             "REGIONS_CONFIG",
             "regions.toml",
-        )?)
-        .map_err(|e| bad("REGIONS_CONFIG", e.to_string()))?;
-        let balance = Balance::from_toml(&service::config::read(
-            &env,
-            "BALANCE_CONFIG",
-            "balance.toml",
-        )?)
-        .map_err(|e| bad("BALANCE_CONFIG", e.to_string()))?;
+            WorldConfig::from_toml,
+        )?;
+        let balance =
+            service::config::read_with(&env, "BALANCE_CONFIG", "balance.toml", Balance::from_toml)?;
 
         let addr_text = env("SIM_ADDR").unwrap_or(file.addr);
         let addr = addr_text
@@ -193,12 +189,7 @@ impl Settings {
             node_id,
             addr,
             nats_url: env("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
-            nats_credentials: nats_topology::Credentials::from_env(&env).map_err(|missing| {
-                bad(
-                    missing,
-                    "is required with the other of NATS_USER and NATS_PASSWORD",
-                )
-            })?,
+            nats_credentials: nats_topology::Credentials::from_env(&env)?,
             world,
             balance,
             tick: Duration::from_secs(1) / file.tick_hz,

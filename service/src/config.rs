@@ -36,7 +36,18 @@ pub fn parse<T: serde::de::DeserializeOwned>(
     key: &str,
     file: &str,
 ) -> Result<T, SettingsError> {
-    toml::from_str(&read(env, key, file)?).map_err(|e| bad(key, e.to_string()))
+    read_with(env, key, file, |text| toml::from_str(text))
+}
+
+/// As [`read`], handed to `parse` (a config type's own reader, with its own checks); its error
+/// names `key` too.
+pub fn read_with<T, E: std::fmt::Display>(
+    env: impl Fn(&str) -> Option<String>,
+    key: &str,
+    file: &str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, SettingsError> {
+    parse(&read(env, key, file)?).map_err(|e| bad(key, e.to_string()))
 }
 
 #[cfg(test)]
