@@ -676,10 +676,10 @@ pub async fn start_rebuild(
     Admin(admin): Admin,
 ) -> Result<(axum::http::StatusCode, Json<RebuildRequested>), ApiError> {
     let job = nats_topology::jobs::RebuildJob::pending(admin.player.to_string());
-    let bytes = serde_json::to_vec(&job).map_err(ApiError::internal)?;
+    let bytes = job.to_bytes().map_err(ApiError::internal)?;
     state
         .rebuild_jobs()
-        .create(&job.job_id, bytes.into())
+        .create(&job.job_id, bytes)
         .await
         .map_err(|e| bus_down(&state, e))?;
     tracing::info!(admin = %admin.player, job = %job.job_id, "projection rebuild requested");

@@ -352,7 +352,15 @@ async fn regions(ctx: &Context) -> Vec<String> {
 }
 
 async fn write_job(jobs: &Store, job: &RebuildJob) {
-    if let Err(e) = jobs.put(&job.job_id, job.to_bytes()).await {
+    let written = match job.to_bytes() {
+        Ok(bytes) => jobs
+            .put(&job.job_id, bytes)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = written {
         warn!(job = %job.job_id, error = %e, "cannot record rebuild progress");
     }
 }
@@ -387,12 +395,11 @@ pub async fn take_jobs(
             }
             job.state = JobState::Running;
             job.updated_at = Utc::now();
+            let Ok(bytes) = job.to_bytes() else {
+                continue;
+            };
             // Compare-and-set: of several projectors, one takes it.
-            if jobs
-                .update(&key, job.to_bytes(), entry.revision)
-                .await
-                .is_err()
-            {
+            if jobs.update(&key, bytes, entry.revision).await.is_err() {
                 continue;
             }
             info!(job = %job.job_id, "rebuild started");

@@ -18,6 +18,9 @@ pub enum FollowError {
     /// The jobs bucket is missing: the topology was never ensured.
     #[error("no {REBUILD_JOBS} bucket ({0}); run `nats-topology ensure` first")]
     NoBucket(#[source] async_nats::jetstream::context::KeyValueError),
+    /// The job cannot be encoded.
+    #[error("cannot encode the job: {0}")]
+    Encode(#[source] serde_json::Error),
     /// The job cannot be written to the bucket.
     #[error("cannot record the job: {0}")]
     Record(#[source] async_nats::jetstream::kv::CreateError),
@@ -39,7 +42,7 @@ pub async fn request_and_follow(settings: &Settings) -> Result<(), FollowError> 
         .await
         .map_err(FollowError::NoBucket)?;
     let job = RebuildJob::pending("projector rebuild");
-    jobs.create(&job.job_id, job.to_bytes())
+    jobs.create(&job.job_id, job.to_bytes().map_err(FollowError::Encode)?)
         .await
         .map_err(FollowError::Record)?;
     eprintln!("rebuild job {} requested", job.job_id);
