@@ -385,6 +385,31 @@ fn pattern_of(member: impl Fn(char) -> bool, len: &std::ops::RangeInclusive<usiz
     format!("^{}{{{},{}}}$", char_class(member), len.start(), len.end())
 }
 
+/// The patterns of the document's strings, made once per process: a class is found by asking
+/// every character of Unicode, which takes seconds in a debug build, and every gateway a test
+/// starts builds the document.
+struct Patterns {
+    username: String,
+    idempotency_key: String,
+    job_id: String,
+}
+
+static PATTERNS: std::sync::LazyLock<Patterns> = std::sync::LazyLock::new(|| Patterns {
+    username: pattern_of(
+        crate::accounts::username_char,
+        &crate::accounts::USERNAME_LEN,
+    ),
+    idempotency_key: pattern_of(
+        crate::commands::idempotency_key_char,
+        &crate::commands::IDEMPOTENCY_KEY_LEN,
+    ),
+    job_id: format!(
+        "^{}{{{}}}$",
+        char_class(crate::admin::job_id_char),
+        crate::admin::JOB_ID_LEN
+    ),
+});
+
 /// What a body or an answer is: JSON of `schema`.
 fn json_content(schema: Value) -> Value {
     json!({"application/json": {"schema": schema}})
@@ -552,7 +577,7 @@ impl<'a> Builder<'a> {
                     "username": {
                         "type": "string",
                         "description": "3 to 32 characters of A-Z, a-z, 0-9 and _; unique whatever the case.",
-                        "pattern": pattern_of(crate::accounts::username_char, &crate::accounts::USERNAME_LEN),
+                        "pattern": PATTERNS.username,
                     },
                     "password": {
                         "type": "string",
@@ -709,10 +734,7 @@ impl<'a> Builder<'a> {
                     "Idempotency-Key",
                     false,
                     "Makes a retried request stored once and answered the same, for 24 hours; the same key with another command is a 409.",
-                    json!({"type": "string", "pattern": pattern_of(
-                        crate::commands::idempotency_key_char,
-                        &crate::commands::IDEMPOTENCY_KEY_LEN,
-                    )}),
+                    json!({"type": "string", "pattern": PATTERNS.idempotency_key}),
                 ));
                 request_body = Some(body("Command"));
                 let next = json!({
@@ -919,11 +941,7 @@ impl<'a> Builder<'a> {
                 failures.extend([Unauthorized, Forbidden, RateLimited, Unavailable]);
             }
             "rebuildProgress" => {
-                let job_id = format!(
-                    "^{}{{{}}}$",
-                    char_class(crate::admin::job_id_char),
-                    crate::admin::JOB_ID_LEN
-                );
+                let job_id = &PATTERNS.job_id;
                 parameters.push(path_param(
                     "job_id",
                     "A job id as `startRebuild` answered it (404 when no job has it).",

@@ -244,10 +244,14 @@ impl Chat {
     /// The rules of [`Chat::text`] but its length, as a regular expression made from the same
     /// predicates the check uses: no control character nor bidirectional control anywhere, and at
     /// least one character that is not [`invisible`].
-    pub fn text_pattern() -> String {
-        let allowed = char_class(|c| !c.is_control() && !bidi_control(c));
-        let visible = char_class(|c| !invisible(c) && !bidi_control(c));
-        format!("^{allowed}*{visible}{allowed}*$")
+    pub fn text_pattern() -> &'static str {
+        // Made once per process: a class is found by asking every character of Unicode.
+        static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let allowed = char_class(|c| !c.is_control() && !bidi_control(c));
+            let visible = char_class(|c| !invisible(c) && !bidi_control(c));
+            format!("^{allowed}*{visible}{allowed}*$")
+        });
+        &PATTERN
     }
 
     /// The channel, `say` when none was given.
@@ -701,7 +705,7 @@ mod tests {
 
     /// The chat text pattern, made once: making it reads every character there is.
     static CHAT_TEXT: std::sync::LazyLock<regex::Regex> =
-        std::sync::LazyLock::new(|| regex::Regex::new(&Chat::text_pattern()).expect("a regex"));
+        std::sync::LazyLock::new(|| regex::Regex::new(Chat::text_pattern()).expect("a regex"));
 
     /// Whether the chat text rules refuse `text`, but for its length.
     fn chat_text_refused(text: &str) -> bool {

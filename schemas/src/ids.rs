@@ -204,13 +204,18 @@ impl RegionId {
 
     /// The rule [`RegionId::new`] checks, as a regular expression (for JSON Schema and OpenAPI
     /// documents), made from the same predicates and length.
-    pub fn pattern() -> String {
-        format!(
-            "^{}{}{{0,{}}}$",
-            crate::validation::char_class(Self::may_start_with),
-            crate::validation::char_class(Self::may_hold),
-            Self::MAX_LEN - 1
-        )
+    pub fn pattern() -> &'static str {
+        // Made once per process: a class is found by asking every character of Unicode, and
+        // every schema that holds a region id asks for this one.
+        static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "^{}{}{{0,{}}}$",
+                crate::validation::char_class(RegionId::may_start_with),
+                crate::validation::char_class(RegionId::may_hold),
+                RegionId::MAX_LEN - 1
+            )
+        });
+        &PATTERN
     }
 
     /// The id as written.
