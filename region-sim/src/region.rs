@@ -280,14 +280,8 @@ impl Region {
 
     /// Every entity's recorded state, by id.
     pub fn entities(&self) -> std::collections::BTreeMap<schemas::EntityId, EntityState> {
-        let keys: Vec<_> = self
-            .world
-            .iter::<&Ident>()
+        self.keys()
             .into_iter()
-            .with_id()
-            .map(|(k, _)| k)
-            .collect();
-        keys.into_iter()
             .filter_map(|k| entity_state(&self.world, k))
             .map(|s| (s.id, s))
             .collect()
@@ -301,6 +295,16 @@ impl Region {
                 .map(|(i, p)| (i.id, (i.kind.clone(), p.0)))
                 .collect()
         })
+    }
+
+    /// The ECS keys of every avatar and NPC (what carries an [`Ident`]).
+    fn keys(&self) -> Vec<shipyard::EntityId> {
+        self.world
+            .iter::<&Ident>()
+            .into_iter()
+            .with_id()
+            .map(|(k, _)| k)
+            .collect()
     }
 
     /// How many avatars, NPCs and items it holds: what balancing weighs it by.
@@ -331,14 +335,8 @@ impl Region {
 
     /// The region's state as a snapshot covering `FACTS` up to `facts_seq`.
     pub fn snapshot(&self, facts_seq: u64, now_ms: i64) -> Snapshot {
-        let keys: Vec<_> = self
-            .world
-            .iter::<&Ident>()
-            .into_iter()
-            .with_id()
-            .map(|(k, _)| k)
-            .collect();
-        let entities = keys
+        let entities = self
+            .keys()
             .into_iter()
             .filter_map(|key| {
                 let state = entity_state(&self.world, key)?;
