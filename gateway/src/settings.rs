@@ -421,16 +421,10 @@ fn drain_deadline(env: Option<&str>, file: Option<u64>) -> Result<Duration, Sett
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     fn with(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        let env: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::load(|k| env.get(k).cloned())
+        Settings::load(service::config::env_of(pairs))
     }
 
     const SECRET: (&str, &str) = ("JWT_SECRET", "0123456789abcdef0123456789abcdef");

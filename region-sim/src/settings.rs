@@ -216,16 +216,10 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     fn with(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        Settings::load(|k| map.get(k).cloned())
+        Settings::load(service::config::env_of(pairs))
     }
 
     #[test]

@@ -16,6 +16,16 @@ pub fn env_var(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.is_empty())
 }
 
+/// An environment made of `pairs` alone, as a settings loader takes one: for tests, which must
+/// not read the process's own.
+pub fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let map: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |key| map.get(key).cloned()
+}
+
 /// The text of the file the variable `key` names in `env`, or of the shipped `file` when it is
 /// unset; the error names `key` and the path.
 pub fn read(
