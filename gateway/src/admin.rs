@@ -300,13 +300,7 @@ fn page_params(query: &HashMap<String, String>) -> Result<(u64, usize), ApiError
             100
         }
     };
-    for name in query.keys().filter(|k| *k != "after" && *k != "limit") {
-        details.push(FieldError::new(
-            name.clone(),
-            "unknown_parameter",
-            "is not a parameter of this route",
-        ));
-    }
+    details.extend(crate::error::unknown_parameters(query, &["after", "limit"]));
     Invalid::check(details)?;
     Ok((after, limit))
 }

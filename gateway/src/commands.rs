@@ -111,13 +111,10 @@ fn wait_for(
             )),
         }
     }
-    for name in query.keys().filter(|k| *k != "wait" && *k != "wait_ms") {
-        details.push(FieldError::new(
-            name.clone(),
-            "unknown_parameter",
-            "is not a parameter of this route",
-        ));
-    }
+    details.extend(crate::error::unknown_parameters(
+        query,
+        &["wait", "wait_ms"],
+    ));
     details.sort_by(|a, b| a.field.cmp(&b.field));
     Invalid::check(details)?;
     Ok(wait.then_some(limit))

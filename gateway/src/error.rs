@@ -273,6 +273,23 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A 400 detail for each parameter of `query` that is not one of `known`.
+pub fn unknown_parameters<'a>(
+    query: &'a std::collections::HashMap<String, String>,
+    known: &'a [&str],
+) -> impl Iterator<Item = FieldError> + 'a {
+    query
+        .keys()
+        .filter(|name| !known.contains(&name.as_str()))
+        .map(|name| {
+            FieldError::new(
+                name.clone(),
+                "unknown_parameter",
+                "is not a parameter of this route",
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

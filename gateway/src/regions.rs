@@ -141,17 +141,8 @@ pub async fn one(
 /// Waits for the projection to reach the query's `min_seq`, if any (see
 /// [`crate::consistency`]); any other parameter is refused.
 async fn consistent(state: &AppState, query: &HashMap<String, String>) -> Result<(), ApiError> {
-    let mut details: Vec<FieldError> = query
-        .keys()
-        .filter(|k| k.as_str() != consistency::MIN_SEQ)
-        .map(|name| {
-            FieldError::new(
-                name.clone(),
-                "unknown_parameter",
-                "is not a parameter of this route",
-            )
-        })
-        .collect();
+    let mut details: Vec<FieldError> =
+        crate::error::unknown_parameters(query, &[consistency::MIN_SEQ]).collect();
     let min_seq = consistency::min_seq(query).unwrap_or_else(|d| {
         details.push(d);
         None
@@ -238,16 +229,10 @@ fn point_query(
     if let Err(d) = consistency::min_seq(query) {
         details.push(d);
     }
-    for name in query
-        .keys()
-        .filter(|k| !["x", "y", "radius", consistency::MIN_SEQ].contains(&k.as_str()))
-    {
-        details.push(FieldError::new(
-            name.clone(),
-            "unknown_parameter",
-            "is not a parameter of this route",
-        ));
-    }
+    details.extend(crate::error::unknown_parameters(
+        query,
+        &["x", "y", "radius", consistency::MIN_SEQ],
+    ));
     details.sort_by(|a, b| a.field.cmp(&b.field));
     Invalid::check(details)?;
     match (x, y, radius) {
