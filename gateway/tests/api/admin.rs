@@ -305,6 +305,23 @@ async fn dead_letters_are_listed_and_redriven_to_their_origin() {
         details(&error),
         vec![("limit".to_owned(), "range".to_owned())]
     );
+    let error = error_of(
+        admin_call(
+            &app,
+            reqwest::Method::GET,
+            "/admin/dlq?limit=5&page=2",
+            &admin,
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(
+        details(&error),
+        vec![("page".to_owned(), "unknown_parameter".to_owned())]
+    );
 
     let result: Value = admin_call(
         &app,

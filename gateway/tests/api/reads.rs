@@ -214,6 +214,20 @@ async fn a_point_in_another_region_is_answered_through_any_region() {
 }
 
 #[tokio::test]
+async fn a_region_read_refuses_a_parameter_it_does_not_take() {
+    let app = spawn_app().await;
+    let (_, token) = app.player("tam").await;
+    for path in [
+        "/v1/regions?min_seq=1&sort=name",
+        "/v1/regions/south-west?sort=name",
+    ] {
+        let response = app.get(path, Some(&token)).await;
+        let error = error_of(response, StatusCode::BAD_REQUEST).await;
+        assert_details(&error, &[("sort", "unknown_parameter")], path);
+    }
+}
+
+#[tokio::test]
 async fn bad_entity_queries_name_each_bad_parameter() {
     let app = spawn_app().await;
     let (_, token) = app.player("sol").await;
