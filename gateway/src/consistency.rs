@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use schemas::FieldError;
 use schemas::read_model::key::PROJECTION_POSITION;
+use schemas::{FieldError, Invalid};
 use tokio::time::Instant;
 
 use crate::AppState;
@@ -61,6 +61,20 @@ pub async fn position(state: &AppState) -> Result<u64, ApiError> {
         tracing::warn!(error = %e, "cannot read the projection's position");
         ApiError::unavailable("the projection's position")
     })
+}
+
+/// The query of a read that takes `min_seq` and nothing else: its `min_seq`, or a 400 naming
+/// every bad parameter.
+pub fn only_min_seq(query: &HashMap<String, String>) -> Result<Option<u64>, Invalid> {
+    let mut details: Vec<FieldError> =
+        crate::error::unknown_parameters(query, &[MIN_SEQ]).collect();
+    let min_seq = min_seq(query).unwrap_or_else(|d| {
+        details.push(d);
+        None
+    });
+    details.sort_by(|a, b| a.field.cmp(&b.field));
+    Invalid::check(details)?;
+    Ok(min_seq)
 }
 
 /// Returns once the projection has reached `min_seq` (at once without one); 409

@@ -11,9 +11,9 @@ use axum::Json;
 use axum::extract::{Query, State};
 use mongodb::bson::doc;
 use redis::AsyncCommands;
+use schemas::PlayerId;
 use schemas::read_model::collection::PLAYERS;
 use schemas::read_model::{PlayerDoc, PlayerView, from_document, key};
-use schemas::{Invalid, PlayerId};
 
 use crate::AppState;
 use crate::accounts;
@@ -96,7 +96,7 @@ pub async fn me(
     let admission = state.admit(&bearer.0.sid, bearer.0.sub, &[], &limits).await;
     let caller = bearer.into_caller(&state, admission.session)?;
     admission.limited?;
-    let min_seq = consistency::min_seq(&query).map_err(|d| Invalid { details: vec![d] })?;
+    let min_seq = consistency::only_min_seq(&query)?;
     consistency::reached(&state, min_seq).await?;
     // A cached view may have been read through from before the position was reached.
     let cached = match min_seq {

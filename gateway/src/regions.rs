@@ -141,14 +141,7 @@ pub async fn one(
 /// Waits for the projection to reach the query's `min_seq`, if any (see
 /// [`crate::consistency`]); any other parameter is refused.
 async fn consistent(state: &AppState, query: &HashMap<String, String>) -> Result<(), ApiError> {
-    let mut details: Vec<FieldError> =
-        crate::error::unknown_parameters(query, &[consistency::MIN_SEQ]).collect();
-    let min_seq = consistency::min_seq(query).unwrap_or_else(|d| {
-        details.push(d);
-        None
-    });
-    details.sort_by(|a, b| a.field.cmp(&b.field));
-    Invalid::check(details)?;
+    let min_seq = consistency::only_min_seq(query)?;
     consistency::reached(state, min_seq).await
 }
 

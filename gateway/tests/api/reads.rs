@@ -214,10 +214,11 @@ async fn a_point_in_another_region_is_answered_through_any_region() {
 }
 
 #[tokio::test]
-async fn a_region_read_refuses_a_parameter_it_does_not_take() {
+async fn a_read_refuses_a_parameter_it_does_not_take() {
     let app = spawn_app().await;
     let (_, token) = app.player("tam").await;
     for path in [
+        "/v1/players/me?min_seq=1&sort=name",
         "/v1/regions?min_seq=1&sort=name",
         "/v1/regions/south-west?sort=name",
     ] {
