@@ -24,50 +24,55 @@ async fn admin_call(
     request.send().await.expect("request")
 }
 
+/// A call to an admin route with the API key, as an admin tool makes it.
+async fn with_key(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    admin_call(app, method, path, token, Some(ADMIN_KEY), body).await
+}
+
+/// A GET on an admin route with the API key.
+async fn admin_get(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
+    with_key(app, reqwest::Method::GET, path, token, None).await
+}
+
+/// The JSON body of [`admin_get`].
+async fn admin_get_json(app: &TestApp, path: &str, token: &str) -> Value {
+    admin_get(app, path, token)
+        .await
+        .json()
+        .await
+        .expect("json")
+}
+
 #[tokio::test]
 async fn admin_routes_need_the_admin_role_and_the_api_key() {
     let app = spawn_app().await;
     let (_, player) = app.player("tom").await;
     let admin = app.login("root", PASSWORD).await;
-    let get = reqwest::Method::GET;
-    let error = error_of(
-        admin_call(
-            &app,
-            get.clone(),
-            "/admin/dlq",
-            &player,
-            Some(ADMIN_KEY),
-            None,
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    assert_eq!(error["code"], "forbidden");
-    let error = error_of(
-        admin_call(&app, get.clone(), "/admin/dlq", &admin, None, None).await,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    assert_eq!(error["code"], "bad_api_key");
-    let error = error_of(
-        admin_call(
-            &app,
-            get.clone(),
-            "/admin/dlq",
+    for (caller, token, key, code) in [
+        ("a player", &player, Some(ADMIN_KEY), "forbidden"),
+        ("an admin without the key", &admin, None, "bad_api_key"),
+        (
+            "an admin with a wrong key",
             &admin,
             Some("wrong-key-123456"),
-            None,
+            "bad_api_key",
+        ),
+    ] {
+        let error = error_of(
+            admin_call(&app, reqwest::Method::GET, "/admin/dlq", token, key, None).await,
+            StatusCode::FORBIDDEN,
         )
-        .await,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    assert_eq!(error["code"], "bad_api_key");
+        .await;
+        assert_eq!(error["code"], code, "{caller}");
+    }
     assert_eq!(
-        admin_call(&app, get, "/admin/dlq", &admin, Some(ADMIN_KEY), None)
-            .await
-            .status(),
+        admin_get(&app, "/admin/dlq", &admin).await.status(),
         StatusCode::OK
     );
 }
@@ -89,27 +94,18 @@ async fn changing_a_role_ends_the_players_sessions() {
         ),
     ] {
         let error = error_of(
-            admin_call(
-                &app,
-                put.clone(),
-                &path,
-                &admin,
-                Some(ADMIN_KEY),
-                Some(body.clone()),
-            )
-            .await,
+            with_key(&app, put.clone(), &path, &admin, Some(body.clone())).await,
             StatusCode::BAD_REQUEST,
         )
         .await;
         assert_details(&error, &expected, &body.to_string());
     }
     let error = error_of(
-        admin_call(
+        with_key(
             &app,
             put.clone(),
             "/admin/players/not-an-id/role",
             &admin,
-            Some(ADMIN_KEY),
             Some(json!({"role": "admin"})),
         )
         .await,
@@ -122,12 +118,11 @@ async fn changing_a_role_ends_the_players_sessions() {
     );
     let unknown = format!("/admin/players/{}/role", schemas::PlayerId::new());
     error_of(
-        admin_call(
+        with_key(
             &app,
             put.clone(),
             &unknown,
             &admin,
-            Some(ADMIN_KEY),
             Some(json!({"role": "admin"})),
         )
         .await,
@@ -153,15 +148,7 @@ async fn changing_a_role_ends_the_players_sessions() {
         "nothing recorded yet"
     );
 
-    let changed = admin_call(
-        &app,
-        put,
-        &path,
-        &admin,
-        Some(ADMIN_KEY),
-        Some(json!({"role": "moderator"})),
-    )
-    .await;
+    let changed = app.change_role(&admin, &player_id, "moderator").await;
     assert_eq!(changed.status(), StatusCode::OK);
     let error = error_of(
         app.get("/v1/players/me", Some(&player_token)).await,
@@ -183,12 +170,7 @@ async fn changing_a_role_ends_the_players_sessions() {
     assert!(matches!(&facts[2].0.payload, schemas::Fact::RoleChanged(r) if r.role == "moderator"));
     assert!(matches!(facts[2].0.actor, schemas::Actor::Admin { .. }));
     let fresh = app.login("uma", PASSWORD).await;
-    let me: Value = app
-        .get("/v1/players/me", Some(&fresh))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let me: Value = app.get_json("/v1/players/me", Some(&fresh)).await;
     assert_eq!(me["role"], "moderator");
 }
 
@@ -233,36 +215,14 @@ async fn dead_letters_are_listed_and_redriven_to_their_origin() {
         .await
         .expect("dlq");
 
-    let listed: Value = admin_call(
-        &app,
-        reqwest::Method::GET,
-        "/admin/dlq",
-        &admin,
-        Some(ADMIN_KEY),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .expect("json");
+    let listed: Value = admin_get_json(&app, "/admin/dlq", &admin).await;
     let letters = listed["dead_letters"].as_array().expect("list");
     assert_eq!(letters.len(), 2);
     assert_eq!(letters[0]["origin_stream"], "COMMANDS");
     assert_eq!(letters[0]["reason"], "handler failed: test");
     assert_eq!(letters[0]["attempts"], 5);
     assert_eq!(letters[0]["payload"]["kind"], "leave");
-    let page: Value = admin_call(
-        &app,
-        reqwest::Method::GET,
-        "/admin/dlq?after=1&limit=1",
-        &admin,
-        Some(ADMIN_KEY),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .expect("json");
+    let page: Value = admin_get_json(&app, "/admin/dlq?after=1&limit=1", &admin).await;
     assert_eq!(page["dead_letters"][0]["origin_stream"], "FACTS");
 
     let post = reqwest::Method::POST;
@@ -274,12 +234,11 @@ async fn dead_letters_are_listed_and_redriven_to_their_origin() {
         (json!({"seqs": [1], "all": true}), ""),
     ] {
         let error = error_of(
-            admin_call(
+            with_key(
                 &app,
                 post.clone(),
                 "/admin/dlq/redrive",
                 &admin,
-                Some(ADMIN_KEY),
                 Some(body.clone()),
             )
             .await,
@@ -288,47 +247,19 @@ async fn dead_letters_are_listed_and_redriven_to_their_origin() {
         .await;
         assert_eq!(details(&error)[0].0, field, "{body}");
     }
-    let error = error_of(
-        admin_call(
-            &app,
-            reqwest::Method::GET,
-            "/admin/dlq?limit=0",
-            &admin,
-            Some(ADMIN_KEY),
-            None,
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert_eq!(
-        details(&error),
-        vec![("limit".to_owned(), "range".to_owned())]
-    );
-    let error = error_of(
-        admin_call(
-            &app,
-            reqwest::Method::GET,
-            "/admin/dlq?limit=5&page=2",
-            &admin,
-            Some(ADMIN_KEY),
-            None,
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert_eq!(
-        details(&error),
-        vec![("page".to_owned(), "unknown_parameter".to_owned())]
-    );
+    for (path, expected) in [
+        ("/admin/dlq?limit=0", ("limit", "range")),
+        ("/admin/dlq?limit=5&page=2", ("page", "unknown_parameter")),
+    ] {
+        let error = error_of(admin_get(&app, path, &admin).await, StatusCode::BAD_REQUEST).await;
+        assert_details(&error, &[expected], path);
+    }
 
-    let result: Value = admin_call(
+    let result: Value = with_key(
         &app,
         post,
         "/admin/dlq/redrive",
         &admin,
-        Some(ADMIN_KEY),
         Some(json!({"seqs": [1, 2, 99]})),
     )
     .await
@@ -371,12 +302,11 @@ async fn a_redrive_reads_whole_numbers_written_with_a_fraction() {
         .await
         .expect("dlq");
     let redrive = |body: Value| {
-        admin_call(
+        with_key(
             &app,
             reqwest::Method::POST,
             "/admin/dlq/redrive",
             &admin,
-            Some(ADMIN_KEY),
             Some(body),
         )
     };
@@ -428,18 +358,7 @@ async fn region_assignments_show_leases_and_node_load() {
         .await
         .expect("put");
 
-    let body: Value = admin_call(
-        &app,
-        reqwest::Method::GET,
-        "/admin/regions",
-        &admin,
-        Some(ADMIN_KEY),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .expect("json");
+    let body: Value = admin_get_json(&app, "/admin/regions", &admin).await;
     let south_east = body["regions"]
         .as_array()
         .expect("list")
@@ -457,14 +376,12 @@ async fn a_rebuild_is_requested_and_its_progress_read_back() {
     let admin = app.login("root", PASSWORD).await;
     let (_, player) = app.player("xan").await;
     let post = reqwest::Method::POST;
-    let get = reqwest::Method::GET;
     error_of(
-        admin_call(
+        with_key(
             &app,
             post.clone(),
             "/admin/projections/rebuild",
             &player,
-            Some(ADMIN_KEY),
             None,
         )
         .await,
@@ -472,26 +389,14 @@ async fn a_rebuild_is_requested_and_its_progress_read_back() {
     )
     .await;
 
-    let started = admin_call(
-        &app,
-        post,
-        "/admin/projections/rebuild",
-        &admin,
-        Some(ADMIN_KEY),
-        None,
-    )
-    .await;
+    let started = with_key(&app, post, "/admin/projections/rebuild", &admin, None).await;
     assert_eq!(started.status(), StatusCode::ACCEPTED);
     let job_id = started.json::<Value>().await.expect("json")["job_id"]
         .as_str()
         .expect("id")
         .to_owned();
     let path = format!("/admin/projections/rebuild/{job_id}");
-    let pending: Value = admin_call(&app, get.clone(), &path, &admin, Some(ADMIN_KEY), None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let pending = admin_get_json(&app, &path, &admin).await;
     assert_eq!(pending["state"], "pending");
 
     // What a projector writes as it goes.
@@ -505,11 +410,7 @@ async fn a_rebuild_is_requested_and_its_progress_read_back() {
     jobs.put(&job_id, serde_json::to_vec(&job).expect("json").into())
         .await
         .expect("put");
-    let running: Value = admin_call(&app, get.clone(), &path, &admin, Some(ADMIN_KEY), None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let running = admin_get_json(&app, &path, &admin).await;
     assert_eq!(
         (
             running["state"].as_str(),
@@ -520,15 +421,7 @@ async fn a_rebuild_is_requested_and_its_progress_read_back() {
     );
 
     let error = error_of(
-        admin_call(
-            &app,
-            get.clone(),
-            "/admin/projections/rebuild/not-a-job",
-            &admin,
-            Some(ADMIN_KEY),
-            None,
-        )
-        .await,
+        admin_get(&app, "/admin/projections/rebuild/not-a-job", &admin).await,
         StatusCode::BAD_REQUEST,
     )
     .await;
@@ -538,7 +431,7 @@ async fn a_rebuild_is_requested_and_its_progress_read_back() {
     );
     let unknown = format!("/admin/projections/rebuild/{}", "0".repeat(32));
     error_of(
-        admin_call(&app, get, &unknown, &admin, Some(ADMIN_KEY), None).await,
+        admin_get(&app, &unknown, &admin).await,
         StatusCode::NOT_FOUND,
     )
     .await;

@@ -31,12 +31,7 @@ async fn a_player_registers_logs_in_sees_itself_and_logs_out() {
     assert_eq!(body["expires_in"], 3600);
     let token = body["access_token"].as_str().expect("token");
 
-    let me: Value = app
-        .get("/v1/players/me", Some(token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let me: Value = app.get_json("/v1/players/me", Some(token)).await;
     assert_eq!(me["player_id"], player_id.as_str());
     assert_eq!(me["username"], "Alice_1");
     assert_eq!(me["role"], "player");
@@ -228,12 +223,7 @@ async fn missing_forged_and_expired_tokens_are_refused() {
 async fn the_bootstrap_admin_logs_in_with_the_admin_role() {
     let app = spawn_app().await;
     let token = app.login("root", PASSWORD).await;
-    let me: Value = app
-        .get("/v1/players/me", Some(&token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let me: Value = app.get_json("/v1/players/me", Some(&token)).await;
     assert_eq!(me["role"], "admin");
 }
 
@@ -298,13 +288,9 @@ async fn without_nats_no_one_logs_in_and_no_session_is_left_behind() {
     )
     .await;
     assert_eq!(refused["code"], "unavailable");
-    let mut redis = app.state.redis();
-    let sessions: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(format!("player_sessions:{{{player_id}}}"))
-        .query_async(&mut redis)
-        .await
-        .expect("smembers");
+    let sessions = app.sessions_of(&player_id).await;
     assert!(sessions.is_empty(), "{sessions:?}");
+    let mut redis = app.state.redis();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("session:*")
         .query_async(&mut redis)

@@ -193,14 +193,8 @@ async fn a_player_plays_from_login_to_logout_on_a_redis_cluster() {
 #[tokio::test]
 async fn a_role_change_ends_sessions_and_limits_hold_on_a_redis_cluster() {
     let cluster = RedisCluster::start().expect("Redis Cluster");
-    let tight = r#"
-[rate_limits]
-auth_per_ip = { rate_per_sec = 1000.0, burst = 1000 }
-api_per_ip = { rate_per_sec = 1000.0, burst = 1000 }
-commands_per_player = { rate_per_sec = 1000.0, burst = 1000 }
-reads_per_player = { rate_per_sec = 0.1, burst = 3 }
-"#;
-    let app = on(&cluster, tight).await;
+    let tight = loose_limits_but(&[("reads_per_player", "{ rate_per_sec = 0.1, burst = 3 }")]);
+    let app = on(&cluster, &tight).await;
     let (player_id, token) = app.player("olga").await;
     let (_, other) = app.player("pia").await;
 
@@ -226,15 +220,7 @@ reads_per_player = { rate_per_sec = 0.1, burst = 3 }
 
     // A role change ends every session the player had; a new login starts one.
     let admin = app.login("root", PASSWORD).await;
-    let changed = app
-        .http
-        .put(app.url(&format!("/admin/players/{player_id}/role")))
-        .bearer_auth(&admin)
-        .header("x-api-key", ADMIN_KEY)
-        .json(&json!({"role": "moderator"}))
-        .send()
-        .await
-        .expect("send");
+    let changed = app.change_role(&admin, &player_id, "moderator").await;
     assert_eq!(changed.status(), StatusCode::OK);
     let refused = error_of(
         app.get("/v1/players/me", Some(&token)).await,

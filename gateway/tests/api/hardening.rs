@@ -222,13 +222,9 @@ fn the_api_key_check_takes_as_long_whatever_the_length_guessed() {
 }
 
 /// Loose limits but for the per-IP one: a burst of 4, then one a second.
-const TIGHT_PER_IP: &str = r#"
-[rate_limits]
-auth_per_ip = { rate_per_sec = 1000.0, burst = 1000 }
-api_per_ip = { rate_per_sec = 1.0, burst = 4 }
-commands_per_player = { rate_per_sec = 1000.0, burst = 1000 }
-reads_per_player = { rate_per_sec = 1000.0, burst = 1000 }
-"#;
+fn tight_per_ip() -> String {
+    loose_limits_but(&[("api_per_ip", "{ rate_per_sec = 1.0, burst = 4 }")])
+}
 
 /// The statuses of `n` commands sent with `token`, one after the other.
 async fn command_statuses(app: &TestApp, token: &str, n: usize) -> Vec<StatusCode> {
@@ -250,7 +246,7 @@ async fn command_statuses(app: &TestApp, token: &str, n: usize) -> Vec<StatusCod
 
 #[tokio::test]
 async fn a_flood_of_bad_tokens_on_commands_is_limited_per_ip() {
-    let app = spawn_app_with(TIGHT_PER_IP).await;
+    let app = spawn_app_with(&tight_per_ip()).await;
     let (player, token) = app.player("flo").await;
     let garbage = "not-a-token";
     let statuses = command_statuses(&app, garbage, 8).await;
@@ -281,14 +277,12 @@ async fn a_flood_of_bad_tokens_on_commands_is_limited_per_ip() {
 }
 
 /// Loose limits but for failed logins per account: a burst of 5, then one a second.
-const TIGHT_LOGIN_FAILURES: &str = r#"
-[rate_limits]
-auth_per_ip = { rate_per_sec = 1000.0, burst = 1000 }
-api_per_ip = { rate_per_sec = 1000.0, burst = 1000 }
-commands_per_player = { rate_per_sec = 1000.0, burst = 1000 }
-reads_per_player = { rate_per_sec = 1000.0, burst = 1000 }
-login_failures_per_account = { rate_per_sec = 1.0, burst = 5 }
-"#;
+fn tight_login_failures() -> String {
+    loose_limits_but(&[(
+        "login_failures_per_account",
+        "{ rate_per_sec = 1.0, burst = 5 }",
+    )])
+}
 
 async fn login_status(app: &TestApp, username: &str, password: &str) -> StatusCode {
     let response = app
@@ -309,7 +303,7 @@ async fn login_status(app: &TestApp, username: &str, password: &str) -> StatusCo
 
 #[tokio::test]
 async fn wrong_passwords_for_one_account_are_limited_until_its_budget_refills() {
-    let app = spawn_app_with(TIGHT_LOGIN_FAILURES).await;
+    let app = spawn_app_with(&tight_login_failures()).await;
     app.player("gus").await;
     app.player("hal").await;
     // Correct passwords spend nothing.

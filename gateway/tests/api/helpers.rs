@@ -330,3 +330,49 @@ impl TestApp {
         }
     }
 }
+
+/// [`LOOSE_LIMITS`] but for these limits (name, TOML value), which it sets or adds: a config in
+/// which only the limits a test is about are met.
+pub fn loose_limits_but(tight: &[(&str, &str)]) -> String {
+    let mut config = String::new();
+    for line in LOOSE_LIMITS.lines() {
+        let name = line.split(" = ").next().unwrap_or_default();
+        if !tight.iter().any(|(limit, _)| *limit == name) {
+            config += line;
+            config += "\n";
+        }
+    }
+    for (limit, value) in tight {
+        config += &format!("{limit} = {value}\n");
+    }
+    config
+}
+
+impl TestApp {
+    /// The JSON body of a GET, whatever its status.
+    pub async fn get_json(&self, path: &str, token: Option<&str>) -> Value {
+        self.get(path, token).await.json().await.expect("json")
+    }
+
+    /// The admin logged in with `admin` gives `player_id` the role `role`.
+    pub async fn change_role(&self, admin: &str, player_id: &str, role: &str) -> Response {
+        self.http
+            .put(self.url(&format!("/admin/players/{player_id}/role")))
+            .bearer_auth(admin)
+            .header("x-api-key", ADMIN_KEY)
+            .json(&json!({ "role": role }))
+            .send()
+            .await
+            .expect("send")
+    }
+
+    /// The sessions Redis lists for `player_id`.
+    pub async fn sessions_of(&self, player_id: &str) -> Vec<String> {
+        let mut redis = self.state.redis();
+        redis::cmd("SMEMBERS")
+            .arg(format!("player_sessions:{{{player_id}}}"))
+            .query_async(&mut redis)
+            .await
+            .expect("smembers")
+    }
+}

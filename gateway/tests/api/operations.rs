@@ -77,17 +77,18 @@ async fn metrics_count_requests_and_rejections() {
     );
 }
 
-const TIGHT_AUTH: &str = r#"
-[rate_limits]
-auth_per_ip = { rate_per_sec = 0.5, burst = 3 }
-api_per_ip = { rate_per_sec = 1000.0, burst = 1000 }
-commands_per_player = { rate_per_sec = 1.0, burst = 2 }
-reads_per_player = { rate_per_sec = 1000.0, burst = 1000 }
-"#;
+/// Loose limits but for logins per IP (a burst of 3, then one each two seconds) and commands per
+/// player (a burst of 2, then one a second).
+fn tight_auth() -> String {
+    loose_limits_but(&[
+        ("auth_per_ip", "{ rate_per_sec = 0.5, burst = 3 }"),
+        ("commands_per_player", "{ rate_per_sec = 1.0, burst = 2 }"),
+    ])
+}
 
 #[tokio::test]
 async fn a_flood_of_logins_gets_429_with_retry_after() {
-    let app = spawn_app_with(TIGHT_AUTH).await;
+    let app = spawn_app_with(&tight_auth()).await;
     let body = json!({"username": "nobody", "password": "whatever-password"});
     let mut statuses = Vec::new();
     for _ in 0..5 {
@@ -133,7 +134,7 @@ async fn login_statuses(app: &TestApp, from: &str) -> Vec<StatusCode> {
 #[tokio::test]
 async fn behind_a_trusted_proxy_each_client_has_its_own_limit() {
     // The test client connects from 127.0.0.1, which plays the proxy here.
-    let app = spawn_app_with_env(TIGHT_AUTH, &[("GATEWAY_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let app = spawn_app_with_env(&tight_auth(), &[("GATEWAY_TRUSTED_PROXIES", "127.0.0.1")]).await;
     let limited = [StatusCode::TOO_MANY_REQUESTS; 2];
     let first = login_statuses(&app, "203.0.113.1").await;
     assert_eq!(first[..3], [StatusCode::UNAUTHORIZED; 3]);
@@ -147,7 +148,7 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_limit() {
 
 #[tokio::test]
 async fn an_ipv6_client_cannot_escape_its_limit_by_moving_within_its_64() {
-    let app = spawn_app_with_env(TIGHT_AUTH, &[("GATEWAY_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let app = spawn_app_with_env(&tight_auth(), &[("GATEWAY_TRUSTED_PROXIES", "127.0.0.1")]).await;
     let mut statuses = Vec::new();
     for n in 1..=5 {
         statuses.push(login_from(&app, &format!("2001:db8:1:2::{n:x}")).await);
@@ -163,7 +164,7 @@ async fn an_ipv6_client_cannot_escape_its_limit_by_moving_within_its_64() {
 
 #[tokio::test]
 async fn a_client_cannot_escape_its_limit_by_naming_another_address() {
-    let app = spawn_app_with(TIGHT_AUTH).await;
+    let app = spawn_app_with(&tight_auth()).await;
     let mut statuses = Vec::new();
     for n in 0..5 {
         statuses.push(login_from(&app, &format!("198.51.100.{n}")).await);
@@ -174,7 +175,7 @@ async fn a_client_cannot_escape_its_limit_by_naming_another_address() {
 
 #[tokio::test]
 async fn a_player_flooding_commands_is_limited_alone() {
-    let app = spawn_app_with(TIGHT_AUTH).await;
+    let app = spawn_app_with(&tight_auth()).await;
     let (a, token_a) = app.player("flooder").await;
     tokio::time::sleep(Duration::from_secs(2)).await; // let the auth limit refill for the second login
     let (b, token_b) = app.player("calm").await;
@@ -207,7 +208,7 @@ async fn a_player_flooding_commands_is_limited_alone() {
 
 #[tokio::test]
 async fn with_redis_down_limits_fall_back_and_active_players_keep_playing() {
-    let mut app = spawn_app_with(TIGHT_AUTH).await;
+    let mut app = spawn_app_with(&tight_auth()).await;
     let (player, token) = app.player("mia").await;
     app.put_in_world(&player, "mia", "south-west").await;
     let command = json!({"type": "chat", "text": "still here"});
@@ -258,12 +259,7 @@ async fn with_redis_down_limits_fall_back_and_active_players_keep_playing() {
 #[tokio::test]
 async fn the_openapi_document_names_only_routes_that_exist() {
     let app = spawn_app().await;
-    let document: Value = app
-        .get("/openapi.json", None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let document: Value = app.get_json("/openapi.json", None).await;
     assert_eq!(document["openapi"], "3.1.0");
     let command = &document["components"]["schemas"]["Command"];
     assert!(command.to_string().contains("\"move\""), "{command}");

@@ -35,28 +35,13 @@ async fn regions_show_owner_and_population() {
         .await
         .expect("hset");
 
-    let all: Value = app
-        .get("/v1/regions", Some(&token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let all: Value = app.get_json("/v1/regions", Some(&token)).await;
     assert_eq!(all.as_array().map(Vec::len), Some(4));
-    let one: Value = app
-        .get("/v1/regions/north-west", Some(&token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let one: Value = app.get_json("/v1/regions/north-west", Some(&token)).await;
     assert_eq!(one["owner"], "sim-7");
     assert_eq!(one["population"], 12);
     assert_eq!(one["capacity"], 500);
-    let other: Value = app
-        .get("/v1/regions/south-east", Some(&token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let other: Value = app.get_json("/v1/regions/south-east", Some(&token)).await;
     assert_eq!(other["owner"], Value::Null);
 
     let error = error_of(
@@ -100,6 +85,17 @@ async fn put_entity(app: &TestApp, region: &str, kind: &str, x: f64, y: f64) -> 
     id.to_string()
 }
 
+/// What the projector does after writing a region's entities: it moves the region's version on,
+/// which ends the cached answers about it.
+async fn read_model_moves_on(app: &TestApp, region: &str) {
+    let mut redis = app.state.redis();
+    let _: u64 = redis::cmd("INCR")
+        .arg(schemas::read_model::key::world_version(region))
+        .query_async(&mut redis)
+        .await
+        .expect("incr");
+}
+
 #[tokio::test]
 async fn entities_near_a_point_are_listed_nearest_first() {
     let app = spawn_app().await;
@@ -111,12 +107,7 @@ async fn entities_near_a_point_are_listed_nearest_first() {
     put_entity(&app, "south-east", "npc", 1001.0, 100.0).await;
 
     let path = "/v1/regions/south-west/entities?x=100&y=100&radius=50";
-    let body: Value = app
-        .get(path, Some(&token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let body: Value = app.get_json(path, Some(&token)).await;
     let ids: Vec<&str> = body["entities"]
         .as_array()
         .expect("list")
@@ -127,25 +118,10 @@ async fn entities_near_a_point_are_listed_nearest_first() {
 
     // A cached answer lasts until the region's read model moves on.
     let newcomer = put_entity(&app, "south-west", "npc", 100.0, 100.0).await;
-    let cached: Value = app
-        .get(path, Some(&token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let cached: Value = app.get_json(path, Some(&token)).await;
     assert_eq!(cached["entities"].as_array().map(Vec::len), Some(2));
-    let mut redis = app.state.redis();
-    let _: u64 = redis::cmd("INCR")
-        .arg("world:version:south-west")
-        .query_async(&mut redis)
-        .await
-        .expect("incr");
-    let fresh: Value = app
-        .get(path, Some(&token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    read_model_moves_on(&app, "south-west").await;
+    let fresh: Value = app.get_json(path, Some(&token)).await;
     assert_eq!(fresh["entities"][0]["entity_id"], newcomer.as_str());
 }
 
@@ -157,12 +133,7 @@ async fn entities_just_across_a_border_are_seen() {
     let across = put_entity(&app, "south-east", "npc", 1003.0, 100.0).await;
     put_entity(&app, "south-east", "npc", 1100.0, 100.0).await; // across, but too far
     let path = "/v1/regions/south-west/entities?x=995&y=100&radius=20";
-    let body: Value = app
-        .get(path, Some(&token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let body: Value = app.get_json(path, Some(&token)).await;
     let listed: Vec<(&str, &str)> = body["entities"]
         .as_array()
         .expect("list")
@@ -178,18 +149,8 @@ async fn entities_just_across_a_border_are_seen() {
     );
     // A change across the border is not hidden by the cache either.
     let newcomer = put_entity(&app, "south-east", "npc", 1000.0, 100.0).await;
-    let mut redis = app.state.redis();
-    let _: u64 = redis::cmd("INCR")
-        .arg("world:version:south-east")
-        .query_async(&mut redis)
-        .await
-        .expect("incr");
-    let fresh: Value = app
-        .get(path, Some(&token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    read_model_moves_on(&app, "south-east").await;
+    let fresh: Value = app.get_json(path, Some(&token)).await;
     assert_eq!(fresh["entities"].as_array().map(Vec::len), Some(3));
     assert_eq!(fresh["entities"][1]["entity_id"], newcomer.as_str());
 }

@@ -289,12 +289,7 @@ pub(crate) async fn closed_within(socket: &mut Socket, within: Duration) -> (u16
 
 /// The session id a player's only login made.
 async fn session_of(app: &TestApp, player_id: &str) -> String {
-    let mut redis = app.state.redis();
-    let sessions: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(format!("player_sessions:{{{player_id}}}"))
-        .query_async(&mut redis)
-        .await
-        .expect("smembers");
+    let sessions = app.sessions_of(player_id).await;
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     sessions[0].clone()
 }
@@ -330,15 +325,7 @@ async fn a_role_change_ends_the_players_streams() {
     when_subscribed(&app, &channel::player(&player_id)).await;
 
     let admin = app.login("root", PASSWORD).await;
-    let changed = app
-        .http
-        .put(app.url(&format!("/admin/players/{player_id}/role")))
-        .bearer_auth(&admin)
-        .header("x-api-key", ADMIN_KEY)
-        .json(&json!({"role": "moderator"}))
-        .send()
-        .await
-        .expect("send");
+    let changed = app.change_role(&admin, &player_id, "moderator").await;
     assert_eq!(changed.status(), StatusCode::OK);
     let (code, reason) = closed_within(&mut socket, Duration::from_secs(1)).await;
     assert_eq!(code, SESSION_ENDED, "{reason}");
