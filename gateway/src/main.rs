@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use gateway::{Application, Settings};
+use service::Exit;
 
 // glibc's allocator took about a seventh of the gateway's time under load (perf); mimalloc's
 // per-thread pages suit many small short-lived allocations across tokio's workers.
@@ -13,25 +14,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     service::init_json_logs();
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("gateway: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let app = match Application::build(settings).await {
-        Ok(app) => app,
-        Err(e) => {
-            eprintln!("gateway: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match app.run_until_stopped(service::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("gateway: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    service::exit_code("gateway", run().await)
+}
+
+async fn run() -> Result<(), Exit> {
+    let app = Application::build(Settings::from_env()?)
+        .await
+        .map_err(Exit::start)?;
+    app.run_until_stopped(service::shutdown_signal())
+        .await
+        .map_err(Exit::failed)
 }

@@ -15,6 +15,7 @@ use clap::Parser;
 use projector::cli::{Args, Command};
 use projector::settings::Settings;
 use projector::{Application, rebuild_command};
+use service::Exit;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -22,33 +23,19 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     service::init_json_logs();
     let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("projector: {e}");
-            return ExitCode::from(2);
-        }
+        Ok(settings) => settings,
+        Err(e) => return service::exit_code("projector", Err(e.into())),
     };
     if args.command == Some(Command::Rebuild) {
-        return match rebuild_command::request_and_follow(&settings).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("projector rebuild: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        let followed = rebuild_command::request_and_follow(&settings).await;
+        return service::exit_code("projector rebuild", followed.map_err(Exit::failed));
     }
-    let app = match Application::build(settings).await {
-        Ok(app) => app,
-        Err(e) => {
-            eprintln!("projector: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match app.run_until_stopped(service::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("projector: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    service::exit_code("projector", run(settings).await)
+}
+
+async fn run(settings: Settings) -> Result<(), Exit> {
+    let app = Application::build(settings).await.map_err(Exit::start)?;
+    app.run_until_stopped(service::shutdown_signal())
+        .await
+        .map_err(Exit::failed)
 }

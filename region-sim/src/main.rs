@@ -5,24 +5,18 @@
 use std::process::ExitCode;
 
 use region_sim::{Application, Settings};
+use service::Exit;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     service::init_json_logs();
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("region-sim: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let app = match Application::build(settings).await {
-        Ok(app) => app,
-        Err(e) => {
-            eprintln!("region-sim: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    service::exit_code("region-sim", run().await)
+}
+
+async fn run() -> Result<(), Exit> {
+    let app = Application::build(Settings::from_env()?)
+        .await
+        .map_err(Exit::start)?;
     app.run_until_stopped(service::shutdown_signal()).await;
-    ExitCode::SUCCESS
+    Ok(())
 }

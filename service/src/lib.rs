@@ -1,6 +1,7 @@
 //! What the gateway, the region simulator and the projector do alike as processes:
 //!
-//! - JSON logs filtered by `RUST_LOG`, and a graceful stop on Ctrl-C or SIGTERM (here);
+//! - JSON logs filtered by `RUST_LOG`, a graceful stop on Ctrl-C or SIGTERM, and how a binary
+//!   ends ([`Exit`], [`exit_code`]) (here);
 //! - [`config`]: settings from the environment over TOML files, with errors that name the key
 //!   at fault ([`SettingsError`]);
 //! - [`drain`]: an HTTP server's stop, with a deadline for the requests in flight;
@@ -48,6 +49,57 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+/// Why a program binary ends before its time, which decides what it says on stderr and its exit
+/// code.
+#[derive(Debug)]
+pub enum Exit {
+    /// A setting cannot be used: exit code 2, as for a wrong command line.
+    Settings(SettingsError),
+    /// The program could not start (a server out of reach, an address in use): exit code 1.
+    Start(String),
+    /// The program failed while it ran: exit code 1.
+    Failed(String),
+}
+
+impl Exit {
+    /// The program could not start because of `e`.
+    pub fn start(e: impl std::fmt::Display) -> Self {
+        Self::Start(e.to_string())
+    }
+
+    /// The program failed with `e`.
+    pub fn failed(e: impl std::fmt::Display) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+impl From<SettingsError> for Exit {
+    fn from(e: SettingsError) -> Self {
+        Self::Settings(e)
+    }
+}
+
+/// The exit code of the binary `program` that ended as `ended`, once it has said on stderr why
+/// it failed, if it did.
+pub fn exit_code(program: &str, ended: Result<(), Exit>) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    match ended {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Exit::Settings(e)) => {
+            eprintln!("{program}: {e}");
+            ExitCode::from(2)
+        }
+        Err(Exit::Start(e)) => {
+            eprintln!("{program}: cannot start: {e}");
+            ExitCode::FAILURE
+        }
+        Err(Exit::Failed(e)) => {
+            eprintln!("{program}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// A configuration that cannot be used; says which key and why.
