@@ -176,9 +176,7 @@ struct Stats {
 }
 
 fn world() -> Option<WorldConfig> {
-    service::config::read(env, "REGIONS_CONFIG", "regions.toml")
-        .ok()
-        .and_then(|t| WorldConfig::from_toml(&t).ok())
+    service::config::read_regions(env, WorldConfig::from_toml).ok()
 }
 
 fn region(text: &str) -> Result<RegionId, AuditError> {

@@ -169,19 +169,12 @@ impl Settings {
     /// Reads settings with `env` standing for the environment (tests pass a map).
     pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let file: File = service::config::parse(&env, "GATEWAY_CONFIG", "gateway.toml")?;
-        let world = service::config::read_with(
+        let world = service::config::read_regions(&env, WorldConfig::from_toml)?;
+        let addr = service::config::listen_addr(
             &env,
-            "REGIONS_CONFIG",
-            "regions.toml",
-            WorldConfig::from_toml,
+            "GATEWAY_ADDR",
+            file.addr.unwrap_or_else(|| "127.0.0.1:8080".into()),
         )?;
-
-        let addr_text = env("GATEWAY_ADDR")
-            .or(file.addr)
-            .unwrap_or_else(|| "127.0.0.1:8080".into());
-        let addr: SocketAddr = addr_text
-            .parse()
-            .map_err(|_| bad("GATEWAY_ADDR", format!("{addr_text:?} is not host:port")))?;
 
         let jwt_secret = env("JWT_SECRET").ok_or_else(|| bad("JWT_SECRET", "is required"))?;
         if jwt_secret.len() < 32 {

@@ -65,10 +65,7 @@ impl Settings {
     /// Reads settings with `env` standing for the environment (tests pass a map).
     pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let file: File = service::config::parse(&env, "PROJECTOR_CONFIG", "projector.toml")?;
-        let addr_text = env("PROJECTOR_ADDR").unwrap_or(file.addr);
-        let addr = addr_text
-            .parse()
-            .map_err(|_| bad("PROJECTOR_ADDR", format!("{addr_text:?} is not host:port")))?;
+        let addr = service::config::listen_addr(&env, "PROJECTOR_ADDR", file.addr)?;
         if file.batch_size == 0 || file.batch_size > 10_000 {
             return Err(bad("batch_size", "must be from 1 to 10000"));
         }

@@ -101,19 +101,11 @@ impl Settings {
     /// Reads settings with `env` standing for the environment (tests pass a map).
     pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let file: File = service::config::parse(&env, "SIM_CONFIG", "region-sim.toml")?;
-        let world = service::config::read_with(
-            &env,
-            "REGIONS_CONFIG",
-            "regions.toml",
-            WorldConfig::from_toml,
-        )?;
+        let world = service::config::read_regions(&env, WorldConfig::from_toml)?;
         let balance =
             service::config::read_with(&env, "BALANCE_CONFIG", "balance.toml", Balance::from_toml)?;
 
-        let addr_text = env("SIM_ADDR").unwrap_or(file.addr);
-        let addr = addr_text
-            .parse()
-            .map_err(|_| bad("SIM_ADDR", format!("{addr_text:?} is not host:port")))?;
+        let addr = service::config::listen_addr(&env, "SIM_ADDR", file.addr)?;
         if file.tick_hz == 0 || file.tick_hz > 1000 {
             return Err(bad("tick_hz", "must be from 1 to 1000"));
         }

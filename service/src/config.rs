@@ -2,6 +2,7 @@
 //! environment may name, with the shipped files in `config/` as the fallback. A variable set to
 //! the empty string counts as unset, so `FOO=` in a compose file means "the default".
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::{SettingsError, bad};
@@ -60,11 +61,32 @@ pub fn read_with<T, E: std::fmt::Display>(
     parse(&read(env, key, file)?).map_err(|e| bad(key, e.to_string()))
 }
 
+/// The regions' file, which every program reads: the one `REGIONS_CONFIG` names, else the
+/// shipped `regions.toml`, handed to `parse` as [`read_with`] does.
+pub fn read_regions<T, E: std::fmt::Display>(
+    env: impl Fn(&str) -> Option<String>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, SettingsError> {
+    read_with(env, "REGIONS_CONFIG", "regions.toml", parse)
+}
+
+/// The address a program listens on: the variable `key` in `env`, else `fallback` (the file's or
+/// the built-in one); the error names `key`.
+pub fn listen_addr(
+    env: impl Fn(&str) -> Option<String>,
+    key: &str,
+    fallback: String,
+) -> Result<SocketAddr, SettingsError> {
+    let text = env(key).unwrap_or(fallback);
+    text.parse()
+        .map_err(|_| bad(key, format!("{text:?} is not host:port")))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
-    use super::{parse, read, shipped_dir};
+    use super::{listen_addr, parse, read, shipped_dir};
 
     #[derive(Debug, serde::Deserialize)]
     struct Sample {
@@ -99,5 +121,20 @@ mod tests {
             .expect_err("no such file");
         assert_eq!(missing.key, "SIM_CONFIG");
         assert!(missing.why.contains("none.toml"), "{}", missing.why);
+    }
+
+    #[test]
+    fn a_listen_address_from_the_environment_wins_and_a_bad_one_names_its_variable() {
+        let env = |text: &'static str| move |k: &str| (k == "SIM_ADDR").then(|| text.to_owned());
+        let fallback = || "127.0.0.1:8080".to_owned();
+        let addr = listen_addr(env("0.0.0.0:9000"), "SIM_ADDR", fallback()).expect("address");
+        assert_eq!(addr.to_string(), "0.0.0.0:9000");
+        let addr = listen_addr(|_| None, "SIM_ADDR", fallback()).expect("address");
+        assert_eq!(addr.to_string(), "127.0.0.1:8080");
+        let wrong = listen_addr(env("nowhere"), "SIM_ADDR", fallback()).expect_err("not host:port");
+        assert_eq!(
+            wrong.to_string(),
+            r#"configuration: SIM_ADDR: "nowhere" is not host:port"#
+        );
     }
 }
