@@ -16,9 +16,7 @@ use nats_topology::publish::{Outgoing, publish_all};
 use nats_topology::topology::{Settings as TopologySettings, Topology};
 use schemas::command::{Attack, Chat, Spawn};
 use schemas::fact::{AccountRegistered, ChatSaid, Damaged, Spawned};
-use schemas::{
-    Actor, Command, EntityKind, EntityState, Envelope, Fact, PlayerId, Position, RegionId,
-};
+use schemas::{Actor, Command, EntityState, Envelope, Fact, PlayerId, Position, RegionId};
 use serde_json::Value;
 use test_servers::Server;
 
@@ -47,19 +45,7 @@ fn sim() -> Actor {
 }
 
 fn avatar(player: PlayerId, at: Position) -> EntityState {
-    EntityState {
-        id: player.into(),
-        kind: EntityKind::Player,
-        player: Some(player),
-        position: at,
-        destination: None,
-        hp: 100,
-        max_hp: 100,
-        level: 1,
-        xp: 0,
-        inventory: vec![],
-        alive: true,
-    }
+    EntityState::newcomer(player, at, 100)
 }
 
 async fn store(js: &Context, out: Vec<Outgoing>) -> Vec<u64> {

@@ -33,7 +33,7 @@ use projector::{Context, live, rebuild};
 use schemas::command::Chat;
 use schemas::fact::{AccountRegistered, Damaged, Moved, Spawned};
 use schemas::{
-    Actor, Command, EntityId, EntityKind, EntityState, Envelope, Fact, PlayerId, Position, RegionId,
+    Actor, Command, EntityId, EntityState, Envelope, Fact, PlayerId, Position, RegionId,
 };
 use test_servers::Server;
 
@@ -57,19 +57,7 @@ fn facts_of(n: usize) -> Vec<Envelope<Fact>> {
             sim.clone(),
             Some(region.clone()),
             Fact::Spawned(Spawned {
-                state: EntityState {
-                    id: (*p).into(),
-                    kind: EntityKind::Player,
-                    player: Some(*p),
-                    position: Position::new(500.0, 500.0),
-                    destination: None,
-                    hp: 100,
-                    max_hp: 100,
-                    level: 1,
-                    xp: 0,
-                    inventory: vec![],
-                    alive: true,
-                },
+                state: EntityState::newcomer(*p, Position::new(500.0, 500.0), 100),
             }),
         ));
     }

@@ -240,20 +240,7 @@ mod tests {
     }
 
     fn avatar() -> EntityState {
-        let p = PlayerId::new();
-        EntityState {
-            id: p.into(),
-            kind: EntityKind::Player,
-            player: Some(p),
-            position: Position::new(10.0, 10.0),
-            destination: None,
-            hp: 100,
-            max_hp: 100,
-            level: 1,
-            xp: 0,
-            inventory: vec![],
-            alive: true,
-        }
+        EntityState::newcomer(PlayerId::new(), Position::new(10.0, 10.0), 100)
     }
 
     fn hand_off(state: EntityState) -> Envelope<Command> {

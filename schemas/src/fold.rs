@@ -82,6 +82,24 @@ pub enum Applied {
 }
 
 impl EntityState {
+    /// A player's avatar as it first enters the world: level 1, no experience, nothing carried,
+    /// standing `at` with all of its `max_hp`.
+    pub fn newcomer(player: PlayerId, at: Position, max_hp: u32) -> Self {
+        Self {
+            id: player.into(),
+            kind: EntityKind::Player,
+            player: Some(player),
+            position: at,
+            destination: None,
+            hp: max_hp,
+            max_hp,
+            level: 1,
+            xp: 0,
+            inventory: vec![],
+            alive: true,
+        }
+    }
+
     /// The entity that a fact brings into a region (spawn, NPC spawn, hand-off in), if any.
     pub fn created_by(fact: &Fact) -> Option<EntityState> {
         match fact {
@@ -562,20 +580,7 @@ mod tests {
     };
 
     fn avatar() -> EntityState {
-        let player = PlayerId::new();
-        EntityState {
-            id: player.into(),
-            kind: EntityKind::Player,
-            player: Some(player),
-            position: Position::new(1.0, 1.0),
-            destination: None,
-            hp: 100,
-            max_hp: 100,
-            level: 1,
-            xp: 0,
-            inventory: vec![],
-            alive: true,
-        }
+        EntityState::newcomer(PlayerId::new(), Position::new(1.0, 1.0), 100)
     }
 
     #[test]
