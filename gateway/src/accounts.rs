@@ -95,6 +95,21 @@ pub fn username_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
+/// The `length` error of `field` when `value` is not `len` characters long.
+fn length_error(
+    field: &str,
+    value: &str,
+    len: &std::ops::RangeInclusive<usize>,
+) -> Option<FieldError> {
+    (!len.contains(&value.chars().count())).then(|| {
+        FieldError::new(
+            field,
+            "length",
+            format!("must be {} to {} characters long", len.start(), len.end()),
+        )
+    })
+}
+
 /// Checks a username and password against the contract's rules, naming each bad field.
 pub fn check_credentials(body: &serde_json::Value) -> Result<(String, SecretString), ApiError> {
     let mut details = Vec::new();
@@ -118,39 +133,22 @@ pub fn check_credentials(body: &serde_json::Value) -> Result<(String, SecretStri
     }
     let username = text("username", &mut details);
     let password = text("password", &mut details);
-    if let Some(u) = &username
-        && !USERNAME_LEN.contains(&u.chars().count())
-    {
-        details.push(FieldError::new(
-            "username",
-            "length",
-            format!(
-                "must be {} to {} characters long",
-                USERNAME_LEN.start(),
-                USERNAME_LEN.end()
-            ),
-        ));
-    } else if let Some(u) = &username
-        && !u.chars().all(username_char)
-    {
-        details.push(FieldError::new(
-            "username",
-            "charset",
-            "may hold only A-Z, a-z, 0-9 and _",
-        ));
+    if let Some(u) = &username {
+        if let Some(error) = length_error("username", u, &USERNAME_LEN) {
+            details.push(error);
+        } else if !u.chars().all(username_char) {
+            details.push(FieldError::new(
+                "username",
+                "charset",
+                "may hold only A-Z, a-z, 0-9 and _",
+            ));
+        }
     }
-    if let Some(p) = &password
-        && !PASSWORD_LEN.contains(&p.chars().count())
+    if let Some(error) = password
+        .as_deref()
+        .and_then(|p| length_error("password", p, &PASSWORD_LEN))
     {
-        details.push(FieldError::new(
-            "password",
-            "length",
-            format!(
-                "must be {} to {} characters long",
-                PASSWORD_LEN.start(),
-                PASSWORD_LEN.end()
-            ),
-        ));
+        details.push(error);
     }
     if let Some(map) = body.as_object() {
         for key in map.keys().filter(|k| *k != "username" && *k != "password") {
@@ -207,9 +205,12 @@ pub async fn create_account(
         Ok(_) => {}
         Err(e) if is_duplicate_key(&e) => return resume(state, username, password).await,
         Err(e) => {
-            state.metrics().dependency_error("mongodb");
-            tracing::warn!(error = %e, "cannot store account");
-            return Err(ApiError::unavailable("the account store"));
+            return Err(state.dependency_failed(
+                "mongodb",
+                e,
+                "cannot store account",
+                "the account store",
+            ));
         }
     }
     complete(state, &account).await?;
@@ -325,9 +326,7 @@ pub async fn find_by_username(
         .find_one(doc! {"username_key": username.to_lowercase()})
         .await
         .map_err(|e| {
-            state.metrics().dependency_error("mongodb");
-            tracing::warn!(error = %e, "cannot read accounts");
-            ApiError::unavailable("the account store")
+            state.dependency_failed("mongodb", e, "cannot read accounts", "the account store")
         })
 }
 
@@ -401,9 +400,12 @@ async fn log_in(
     let bad_credentials = || ApiError::new(Code::BadCredentials, "wrong username or password");
     let mut redis = state.redis();
     let session_store_down = |e: redis::RedisError| {
-        state.metrics().dependency_error("redis");
-        tracing::warn!(error = %e, "cannot reach the session store");
-        ApiError::unavailable("the session store")
+        state.dependency_failed(
+            "redis",
+            e,
+            "cannot reach the session store",
+            "the session store",
+        )
     };
     let ttl = state.tokens().ttl;
     // The hash the password was checked against: checked again only if it changes.
@@ -505,9 +507,7 @@ pub async fn logout(
         .end(&mut state.redis(), caller.player, &session)
         .await
         .map_err(|e| {
-            state.metrics().dependency_error("redis");
-            tracing::warn!(error = %e, "cannot end session");
-            ApiError::unavailable("the session store")
+            state.dependency_failed("redis", e, "cannot end session", "the session store")
         })?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -546,8 +546,6 @@ pub async fn find_by_id(state: &AppState, player: PlayerId) -> Result<Option<Acc
         .find_one(doc! {"_id": player.to_string()})
         .await
         .map_err(|e| {
-            state.metrics().dependency_error("mongodb");
-            tracing::warn!(error = %e, "cannot read accounts");
-            ApiError::unavailable("the account store")
+            state.dependency_failed("mongodb", e, "cannot read accounts", "the account store")
         })
 }

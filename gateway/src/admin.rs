@@ -245,9 +245,12 @@ fn payload_of(bytes: &Bytes) -> Value {
 }
 
 fn bus_down(state: &AppState, e: impl std::fmt::Display) -> ApiError {
-    state.metrics().dependency_error("nats");
-    tracing::warn!(error = %e, "dead-letter stream unreachable");
-    ApiError::unavailable("the dead-letter stream")
+    state.dependency_failed(
+        "nats",
+        e,
+        "dead-letter stream unreachable",
+        "the dead-letter stream",
+    )
 }
 
 /// The `DLQ` stream and its current state.
@@ -588,9 +591,12 @@ pub async fn set_role(
     // The log hears of the account before it hears of its new role.
     accounts::complete(&state, &account).await?;
     let redis_down = |e: redis::RedisError| {
-        state.metrics().dependency_error("redis");
-        tracing::warn!(error = %e, "cannot reach the session store");
-        ApiError::unavailable("the session store")
+        state.dependency_failed(
+            "redis",
+            e,
+            "cannot reach the session store",
+            "the session store",
+        )
     };
     let sessions = state
         .sessions()
@@ -622,9 +628,7 @@ pub async fn set_role(
         )
         .await
         .map_err(|e| {
-            state.metrics().dependency_error("mongodb");
-            tracing::warn!(error = %e, "cannot update role");
-            ApiError::unavailable("the account store")
+            state.dependency_failed("mongodb", e, "cannot update role", "the account store")
         })?;
     // No login that read the old role starts a session from here on; those that started one
     // already are listed now, with the sessions listed before.

@@ -302,9 +302,12 @@ async fn claim_key(
     command: &serde_json::Value,
 ) -> Result<(EventId, Option<u64>), ApiError> {
     let unavailable = |e: redis::RedisError| {
-        state.metrics().dependency_error("redis");
-        tracing::warn!(error = %e, "idempotency store unreachable");
-        ApiError::unavailable("the idempotency store")
+        state.dependency_failed(
+            "redis",
+            e,
+            "idempotency store unreachable",
+            "the idempotency store",
+        )
     };
     let fresh = KeyRecord {
         command_id: EventId::new(),

@@ -57,9 +57,12 @@ pub async fn position(state: &AppState) -> Result<u64, ApiError> {
         )))
     });
     got.map(Option::unwrap_or_default).map_err(|e| {
-        state.metrics().dependency_error("redis");
-        tracing::warn!(error = %e, "cannot read the projection's position");
-        ApiError::unavailable("the projection's position")
+        state.dependency_failed(
+            "redis",
+            e,
+            "cannot read the projection's position",
+            "the projection's position",
+        )
     })
 }
 

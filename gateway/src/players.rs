@@ -62,9 +62,7 @@ pub async fn resolve(
         .find_one(doc! {"_id": player.to_string()})
         .await
         .map_err(|e| {
-            state.metrics().dependency_error("mongodb");
-            tracing::warn!(error = %e, "cannot read players");
-            ApiError::unavailable("the player read model")
+            state.dependency_failed("mongodb", e, "cannot read players", "the player read model")
         })?
         .map(|doc| from_document::<PlayerDoc>(doc).map(PlayerView::from))
         .transpose()

@@ -59,9 +59,12 @@ pub async fn owners(
     let mut owners = HashMap::new();
     for region in &state.settings().world.regions {
         let entry = state.leases().get(region.id.as_str()).await.map_err(|e| {
-            state.metrics().dependency_error("nats");
-            tracing::warn!(error = %e, "cannot read region leases");
-            ApiError::unavailable("the region lease bucket")
+            state.dependency_failed(
+                "nats",
+                e,
+                "cannot read region leases",
+                "the region lease bucket",
+            )
         })?;
         if let Some(lease) = entry.and_then(|bytes| serde_json::from_slice(&bytes).ok()) {
             owners.insert(region.id.clone(), lease);
@@ -96,9 +99,7 @@ pub async fn list(
     caller: Caller,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<RegionView>>, ApiError> {
-    state
-        .limit(Rule::ReadsPerPlayer, &caller.player.to_string())
-        .await?;
+    count_read(&state, &caller).await?;
     consistent(&state, &query).await?;
     let (owners, population) = (owners(&state).await?, population(&state).await);
     Ok(Json(
@@ -110,6 +111,23 @@ pub async fn list(
             .map(|r| view(r, &owners, &population))
             .collect(),
     ))
+}
+
+/// Counts a read against the caller's per-player limit, as every region read does first.
+async fn count_read(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    state
+        .limit(Rule::ReadsPerPlayer, &caller.player.to_string())
+        .await
+}
+
+/// A read of the region named `id`: counted, then the region looked up.
+async fn region_read<'a>(
+    state: &'a AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<&'a RegionConfig, ApiError> {
+    count_read(state, caller).await?;
+    region(state, id)
 }
 
 fn region<'a>(state: &'a AppState, id: &str) -> Result<&'a RegionConfig, ApiError> {
@@ -129,10 +147,7 @@ pub async fn one(
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<RegionView>, ApiError> {
-    state
-        .limit(Rule::ReadsPerPlayer, &caller.player.to_string())
-        .await?;
-    let region = region(&state, &id)?;
+    let region = region_read(&state, &caller, &id).await?;
     consistent(&state, &query).await?;
     let (owners, population) = (owners(&state).await?, population(&state).await);
     Ok(Json(view(region, &owners, &population)))
@@ -241,10 +256,7 @@ pub async fn entities(
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Nearby>, ApiError> {
-    state
-        .limit(Rule::ReadsPerPlayer, &caller.player.to_string())
-        .await?;
-    let region = region(&state, &id)?;
+    let region = region_read(&state, &caller, &id).await?;
     let (point, radius) = point_query(&state.validation().world, &query)?;
     // After the position, the regions' versions: a cached answer is then as new as the wanted
     // facts (the projector bumps the versions before it raises the position).
@@ -325,7 +337,10 @@ pub async fn entities(
 }
 
 fn unavailable(state: &AppState, e: mongodb::error::Error) -> ApiError {
-    state.metrics().dependency_error("mongodb");
-    tracing::warn!(error = %e, "cannot read the world read model");
-    ApiError::unavailable("the world read model")
+    state.dependency_failed(
+        "mongodb",
+        e,
+        "cannot read the world read model",
+        "the world read model",
+    )
 }

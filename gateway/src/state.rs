@@ -220,6 +220,21 @@ impl AppState {
         self.0.limiter.is_falling_back()
     }
 
+    /// The answer when `dependency` (`nats`, `redis`, `mongodb`) failed with `error`: counted in
+    /// the metrics, logged as `failed` (what the gateway could not do), and a 503 saying `what`
+    /// is unreachable.
+    pub fn dependency_failed(
+        &self,
+        dependency: &str,
+        error: impl std::fmt::Display,
+        failed: &str,
+        what: &str,
+    ) -> ApiError {
+        self.metrics().dependency_error(dependency);
+        tracing::warn!(error = %error, "{failed}");
+        ApiError::unavailable(what)
+    }
+
     /// Counts a request against a rate limit; 429 with `Retry-After` when it is over.
     pub async fn limit(&self, rule: Rule, key: &str) -> Result<(), ApiError> {
         self.limit_all(&[(rule, key)]).await

@@ -253,9 +253,12 @@ impl Joined {
             .join(self.conn, &self.channels, queue)
             .await
             .map_err(|e| {
-                state.metrics().dependency_error("redis");
-                tracing::warn!(error = %e, "cannot subscribe for a stream");
-                ApiError::unavailable("the live stream")
+                state.dependency_failed(
+                    "redis",
+                    e,
+                    "cannot subscribe for a stream",
+                    "the live stream",
+                )
             })
     }
 }
