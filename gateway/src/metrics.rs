@@ -28,11 +28,9 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("gateway".into()), None).unwrap_or_default();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "http_requests_total",
-                "Requests answered, by route, method and status.",
-            ),
+        let requests = counter_vec(
+            "http_requests_total",
+            "Requests answered, by route, method and status.",
             &["route", "method", "status"],
         );
         let latency = HistogramVec::new(
@@ -45,32 +43,24 @@ impl Metrics {
             ]),
             &["route", "method"],
         );
-        let commands = IntCounterVec::new(
-            Opts::new(
-                "commands_published_total",
-                "Commands stored in JetStream, by kind and priority.",
-            ),
+        let commands = counter_vec(
+            "commands_published_total",
+            "Commands stored in JetStream, by kind and priority.",
             &["kind", "priority"],
         );
-        let rate_limited = IntCounterVec::new(
-            Opts::new(
-                "rate_limited_total",
-                "Requests refused by a rate limit, by rule.",
-            ),
+        let rate_limited = counter_vec(
+            "rate_limited_total",
+            "Requests refused by a rate limit, by rule.",
             &["rule"],
         );
-        let auth_rejections = IntCounterVec::new(
-            Opts::new(
-                "auth_rejections_total",
-                "Requests refused by authentication or authorisation, by reason.",
-            ),
+        let auth_rejections = counter_vec(
+            "auth_rejections_total",
+            "Requests refused by authentication or authorisation, by reason.",
             &["reason"],
         );
-        let dependency_errors = IntCounterVec::new(
-            Opts::new(
-                "dependency_errors_total",
-                "Failed calls to NATS, Redis or MongoDB.",
-            ),
+        let dependency_errors = counter_vec(
+            "dependency_errors_total",
+            "Failed calls to NATS, Redis or MongoDB.",
             &["dependency"],
         );
         let limiter_fallback = IntGauge::new(
@@ -90,12 +80,12 @@ impl Metrics {
         );
         let metrics = Self {
             registry,
-            requests: requests.expect("static metric definition"),
+            requests,
             latency: latency.expect("static metric definition"),
-            commands: commands.expect("static metric definition"),
-            rate_limited: rate_limited.expect("static metric definition"),
-            auth_rejections: auth_rejections.expect("static metric definition"),
-            dependency_errors: dependency_errors.expect("static metric definition"),
+            commands,
+            rate_limited,
+            auth_rejections,
+            dependency_errors,
             limiter_fallback: limiter_fallback.expect("static metric definition"),
             sessions_started: sessions_started.expect("static metric definition"),
             dependency_up: dependency_up.expect("static metric definition"),
@@ -176,6 +166,11 @@ impl Metrics {
     pub fn render(&self) -> String {
         service::metrics::render(&self.registry)
     }
+}
+
+/// A counter for each combination of `labels`' values.
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
 }
 
 impl Default for Metrics {

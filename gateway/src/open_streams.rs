@@ -84,24 +84,8 @@ impl OpenStreams {
         sid: &str,
     ) -> Result<(Admitted, oneshot::Receiver<()>), ApiError> {
         let mut open = self.lock();
-        if open.per_player.get(&player).copied().unwrap_or(0) >= self.max_per_player {
-            return Err(ApiError::new(
-                Code::TooManyStreams,
-                format!(
-                    "this player has {} live streams open, as many as it may; close one first",
-                    self.max_per_player
-                ),
-            ));
-        }
-        if open.per_ip.get(&ip).copied().unwrap_or(0) >= self.max_per_ip {
-            return Err(ApiError::new(
-                Code::TooManyStreams,
-                format!(
-                    "this address has {} live streams open, as many as it may; close one first",
-                    self.max_per_ip
-                ),
-            ));
-        }
+        room_for_one("player", open.per_player.get(&player), self.max_per_player)?;
+        room_for_one("address", open.per_ip.get(&ip), self.max_per_ip)?;
         *open.per_player.entry(player).or_default() += 1;
         *open.per_ip.entry(ip).or_default() += 1;
         let (gone, when_gone) = oneshot::channel();
@@ -169,6 +153,18 @@ impl OpenStreams {
             }
         }
     }
+}
+
+/// Refuses one more stream to a holder (`who`: a player, an address) with `open` streams when
+/// it may hold `max`.
+fn room_for_one(who: &str, open: Option<&usize>, max: usize) -> Result<(), ApiError> {
+    if open.copied().unwrap_or(0) >= max {
+        return Err(ApiError::new(
+            Code::TooManyStreams,
+            format!("this {who} has {max} live streams open, as many as it may; close one first"),
+        ));
+    }
+    Ok(())
 }
 
 fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: K) {

@@ -126,11 +126,18 @@ pub fn now_secs() -> u64 {
 mod tests {
     use super::*;
 
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
     fn tokens(ttl: u64) -> Tokens {
+        tokens_of(SECRET, "game-clients", ttl)
+    }
+
+    /// Tokens signed with `secret`, for `audience`.
+    fn tokens_of(secret: &str, audience: &str, ttl: u64) -> Tokens {
         Tokens::new(
-            &SecretString::from("0123456789abcdef0123456789abcdef"),
+            &SecretString::from(secret),
             "game-gateway",
-            "game-clients",
+            audience,
             Duration::from_secs(ttl),
         )
     }
@@ -159,20 +166,15 @@ mod tests {
         let token = t
             .issue(PlayerId::new(), "s1", Role::Admin, now_secs())
             .expect("token");
-        let other_key = Tokens::new(
-            &SecretString::from("another-secret-another-secret-xx"),
-            "game-gateway",
-            "game-clients",
-            Duration::from_secs(60),
-        );
-        assert_eq!(other_key.check(&token), Err(TokenError::Invalid));
-        let other_audience = Tokens::new(
-            &SecretString::from("0123456789abcdef0123456789abcdef"),
-            "game-gateway",
-            "elsewhere",
-            Duration::from_secs(60),
-        );
-        assert_eq!(other_audience.check(&token), Err(TokenError::Invalid));
+        for (checker, other) in [
+            (
+                "another key",
+                tokens_of("another-secret-another-secret-xx", "game-clients", 60),
+            ),
+            ("another audience", tokens_of(SECRET, "elsewhere", 60)),
+        ] {
+            assert_eq!(other.check(&token), Err(TokenError::Invalid), "{checker}");
+        }
         let mut tampered = token.clone();
         tampered.pop();
         assert_eq!(t.check(&tampered), Err(TokenError::Invalid));
