@@ -17,13 +17,7 @@ async fn a_player_registers_logs_in_sees_itself_and_logs_out() {
         .expect("id")
         .to_owned();
 
-    let login = app
-        .post_json(
-            "/v1/auth/login",
-            &json!({"username": "alice_1", "password": PASSWORD}),
-            None,
-        )
-        .await;
+    let login = app.log_in("alice_1", PASSWORD).await;
     assert_eq!(login.status(), StatusCode::OK);
     let body: Value = login.json().await.expect("json");
     assert_eq!(body["token_type"], "Bearer");
@@ -319,14 +313,8 @@ async fn recorded(app: &TestApp, username: &str) -> Option<bool> {
 }
 
 /// Registers `username` with `password`: the answer's status and player id, if any.
-async fn register_with(app: &TestApp, username: &str, password: &str) -> (StatusCode, String) {
-    let response = app
-        .post_json(
-            "/v1/auth/register",
-            &json!({"username": username, "password": password}),
-            None,
-        )
-        .await;
+async fn register_outcome(app: &TestApp, username: &str, password: &str) -> (StatusCode, String) {
+    let response = app.register_with(username, password).await;
     let status = response.status();
     let body: Value = response.json().await.unwrap_or_default();
     let id = body["player_id"].as_str().unwrap_or_default().to_owned();
@@ -338,7 +326,7 @@ async fn a_registration_cut_short_by_nats_is_completed_by_registering_again() {
     let mut app = spawn_app().await;
     app.nats.stop();
     app.nats_gone().await;
-    let (status, _) = register_with(&app, "elm", PASSWORD).await;
+    let (status, _) = register_outcome(&app, "elm", PASSWORD).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         recorded(&app, "elm").await,
@@ -346,7 +334,7 @@ async fn a_registration_cut_short_by_nats_is_completed_by_registering_again() {
         "the account waits"
     );
     // The name stays taken for anyone else, and nobody logs in with it yet.
-    let (status, _) = register_with(&app, "elm", "another-password").await;
+    let (status, _) = register_outcome(&app, "elm", "another-password").await;
     assert_eq!(status, StatusCode::CONFLICT);
     let login = json!({"username": "elm", "password": PASSWORD});
     let refused = app.post_json("/v1/auth/login", &login, None).await;
@@ -357,7 +345,7 @@ async fn a_registration_cut_short_by_nats_is_completed_by_registering_again() {
         Duration::from_secs(20),
         "the registration goes through",
         || async {
-            let (status, id) = register_with(&app, "elm", PASSWORD).await;
+            let (status, id) = register_outcome(&app, "elm", PASSWORD).await;
             (status == StatusCode::CREATED).then_some(id)
         },
     )
@@ -371,7 +359,7 @@ async fn a_registration_cut_short_by_nats_is_completed_by_registering_again() {
     assert_eq!(kinds, ["account_registered"], "recorded once");
     assert!(!app.login("elm", PASSWORD).await.is_empty());
     // Once recorded, the name is simply taken.
-    let (status, _) = register_with(&app, "elm", PASSWORD).await;
+    let (status, _) = register_outcome(&app, "elm", PASSWORD).await;
     assert_eq!(status, StatusCode::CONFLICT);
 }
 
@@ -380,7 +368,7 @@ async fn a_login_records_an_account_whose_registration_was_cut_short() {
     let mut app = spawn_app().await;
     app.nats.stop();
     app.nats_gone().await;
-    let (status, _) = register_with(&app, "ash", PASSWORD).await;
+    let (status, _) = register_outcome(&app, "ash", PASSWORD).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 
     app.nats.restart().expect("NATS back");

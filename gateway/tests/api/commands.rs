@@ -17,6 +17,14 @@ async fn stored_command(app: &TestApp, seq: u64) -> async_nats::jetstream::messa
         .expect("stored")
 }
 
+/// The subject the command an answer names was stored on.
+async fn stored_subject(app: &TestApp, answer: reqwest::Response) -> String {
+    let seq = answer.json::<Value>().await.expect("json")["stream_seq"]
+        .as_u64()
+        .expect("seq");
+    stored_command(app, seq).await.subject.to_string()
+}
+
 #[tokio::test]
 async fn a_valid_command_is_stored_on_its_region_subject_and_answered_202() {
     let app = spawn_app().await;
@@ -70,11 +78,8 @@ async fn a_valid_command_is_stored_on_its_region_subject_and_answered_202() {
             Some(&token),
         )
         .await;
-    let seq = attack.json::<Value>().await.expect("json")["stream_seq"]
-        .as_u64()
-        .expect("seq");
     assert_eq!(
-        stored_command(&app, seq).await.subject.as_str(),
+        stored_subject(&app, attack).await,
         "cmd.high.north-east.attack"
     );
 }
@@ -104,11 +109,8 @@ async fn spawn_goes_to_the_named_region_or_the_one_with_most_room() {
         .post_json("/v1/commands", &json!({"type": "spawn"}), Some(&token))
         .await;
     assert_eq!(picked.status(), StatusCode::ACCEPTED);
-    let seq = picked.json::<Value>().await.expect("json")["stream_seq"]
-        .as_u64()
-        .expect("seq");
     assert_eq!(
-        stored_command(&app, seq).await.subject.as_str(),
+        stored_subject(&app, picked).await,
         "cmd.normal.south-east.spawn"
     );
 
@@ -119,11 +121,8 @@ async fn spawn_goes_to_the_named_region_or_the_one_with_most_room() {
             Some(&token),
         )
         .await;
-    let seq = named.json::<Value>().await.expect("json")["stream_seq"]
-        .as_u64()
-        .expect("seq");
     assert_eq!(
-        stored_command(&app, seq).await.subject.as_str(),
+        stored_subject(&app, named).await,
         "cmd.normal.north-west.spawn"
     );
 }

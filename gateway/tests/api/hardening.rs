@@ -85,16 +85,7 @@ async fn log_in_until(
     let mut tokens = Vec::new();
     loop {
         let stopping = stop.load(std::sync::atomic::Ordering::SeqCst);
-        let response = app
-            .post_json(
-                "/v1/auth/login",
-                &json!({"username": username, "password": PASSWORD}),
-                None,
-            )
-            .await;
-        assert_eq!(response.status(), StatusCode::OK);
-        let body: serde_json::Value = response.json().await.expect("json");
-        tokens.push(body["access_token"].as_str().expect("token").to_owned());
+        tokens.push(app.login(username, PASSWORD).await);
         if stopping {
             return tokens;
         }
@@ -285,13 +276,7 @@ fn tight_login_failures() -> String {
 }
 
 async fn login_status(app: &TestApp, username: &str, password: &str) -> StatusCode {
-    let response = app
-        .post_json(
-            "/v1/auth/login",
-            &json!({"username": username, "password": password}),
-            None,
-        )
-        .await;
+    let response = app.log_in(username, password).await;
     let status = response.status();
     if status == StatusCode::TOO_MANY_REQUESTS {
         assert!(response.headers().contains_key("retry-after"));

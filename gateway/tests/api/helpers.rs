@@ -135,12 +135,7 @@ impl TestApp {
     }
 
     pub async fn register(&self, username: &str) -> Response {
-        self.post_json(
-            "/v1/auth/register",
-            &json!({"username": username, "password": PASSWORD}),
-            None,
-        )
-        .await
+        self.register_with(username, PASSWORD).await
     }
 
     /// Registers `username` and logs in: (player id, token).
@@ -156,13 +151,7 @@ impl TestApp {
     }
 
     pub async fn login(&self, username: &str, password: &str) -> String {
-        let response = self
-            .post_json(
-                "/v1/auth/login",
-                &json!({"username": username, "password": password}),
-                None,
-            )
-            .await;
+        let response = self.log_in(username, password).await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json::<Value>().await.expect("json")["access_token"]
             .as_str()
@@ -364,6 +353,26 @@ impl TestApp {
             .send()
             .await
             .expect("send")
+    }
+
+    /// The answer to registering `username` with `password`, whatever it is.
+    pub async fn register_with(&self, username: &str, password: &str) -> Response {
+        self.post_json(
+            "/v1/auth/register",
+            &json!({"username": username, "password": password}),
+            None,
+        )
+        .await
+    }
+
+    /// The answer to logging in as `username` with `password`, whatever it is.
+    pub async fn log_in(&self, username: &str, password: &str) -> Response {
+        self.post_json(
+            "/v1/auth/login",
+            &json!({"username": username, "password": password}),
+            None,
+        )
+        .await
     }
 
     /// The sessions Redis lists for `player_id`.
