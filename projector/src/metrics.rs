@@ -5,9 +5,9 @@
 //! falling behind or standing still; the batch size the pace allows; write times and failures.
 
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
+    Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
 };
+use service::metrics::Registrar;
 
 /// Why the projector dead-letters an event, as the `reason` label says it (the full reason is
 /// in the dead letter's headers and the log).
@@ -67,109 +67,69 @@ pub struct Metrics {
     pub rebuild_rate: Gauge,
 }
 
-fn must<T>(r: prometheus::Result<T>) -> T {
-    r.unwrap_or_else(|e| panic!("invalid metric definition: {e}"))
-}
-
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("projector".into()), None).unwrap_or_default();
+        let r = Registrar::new("projector");
         let by_consumer = &["consumer"];
         let m = Self {
-            facts: must(IntCounterVec::new(
-                Opts::new("events_applied_total", "Events applied, by kind."),
+            facts: r.counter_vec(
+                "events_applied_total",
+                "Events applied, by kind.",
                 &["kind"],
-            )),
-            batch_size: must(HistogramVec::new(
-                HistogramOpts::new("batch_size", "Events per written batch.")
-                    .buckets(vec![1.0, 4.0, 16.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
+            ),
+            batch_size: r.histogram_vec(
+                "batch_size",
+                "Events per written batch.",
                 by_consumer,
-            )),
-            batch_limit: must(IntGaugeVec::new(
-                Opts::new(
-                    "batch_limit",
-                    "The largest batch the pace allows now (it shrinks when writes are slow).",
-                ),
+                &[1.0, 4.0, 16.0, 64.0, 128.0, 256.0, 512.0, 1024.0],
+            ),
+            batch_limit: r.gauge_vec(
+                "batch_limit",
+                "The largest batch the pace allows now (it shrinks when writes are slow).",
                 by_consumer,
-            )),
-            write_seconds: must(HistogramVec::new(
-                HistogramOpts::new(
-                    "write_duration_seconds",
-                    "Time of a batch's write, not counting its wait for its turn.",
-                )
-                .buckets(vec![
+            ),
+            write_seconds: r.histogram_vec(
+                "write_duration_seconds",
+                "Time of a batch's write, not counting its wait for its turn.",
+                by_consumer,
+                &[
                     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                ]),
+                ],
+            ),
+            write_errors: r.counter_vec(
+                "write_errors_total",
+                "Failed writes, by consumer.",
                 by_consumer,
-            )),
-            write_errors: must(IntCounterVec::new(
-                Opts::new("write_errors_total", "Failed writes, by consumer."),
+            ),
+            redis_errors: r.counter("redis_errors_total", "Failed Redis bridge rounds."),
+            lag: r.gauge_vec(
+                "consumer_lag",
+                "Events stored but not yet acknowledged by the projector, by consumer.",
                 by_consumer,
-            )),
-            redis_errors: must(IntCounter::new(
-                "redis_errors_total",
-                "Failed Redis bridge rounds.",
-            )),
-            lag: must(IntGaugeVec::new(
-                Opts::new(
-                    "consumer_lag",
-                    "Events stored but not yet acknowledged by the projector, by consumer.",
-                ),
+            ),
+            position: r.gauge_vec(
+                "consumer_position",
+                "Stream sequence up to which the consumer has acknowledged everything.",
                 by_consumer,
-            )),
-            position: must(IntGaugeVec::new(
-                Opts::new(
-                    "consumer_position",
-                    "Stream sequence up to which the consumer has acknowledged everything.",
-                ),
-                by_consumer,
-            )),
-            dead_letters: must(IntCounterVec::new(
-                Opts::new(
-                    "dead_letters_total",
-                    "Events sent to DLQ, by origin stream and reason.",
-                ),
+            ),
+            dead_letters: r.counter_vec(
+                "dead_letters_total",
+                "Events sent to DLQ, by origin stream and reason.",
                 &["origin", "reason"],
-            )),
-            fact_to_read_model_seconds: must(Histogram::with_opts(
-                HistogramOpts::new(
-                    "fact_to_read_model_seconds",
-                    "Time from a fact's occurrence to its read models being written.",
-                )
-                .buckets(vec![
+            ),
+            fact_to_read_model_seconds: r.histogram(
+                "fact_to_read_model_seconds",
+                "Time from a fact's occurrence to its read models being written.",
+                &[
                     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-                ]),
-            )),
-            rebuild_done: must(IntGauge::new(
-                "rebuild_facts_done",
-                "Facts a rebuild has folded.",
-            )),
-            rebuild_total: must(IntGauge::new(
-                "rebuild_facts_total",
-                "Facts a rebuild has to fold.",
-            )),
-            rebuild_rate: must(Gauge::new("rebuild_rate", "A rebuild's facts per second.")),
-            registry,
+                ],
+            ),
+            rebuild_done: r.gauge("rebuild_facts_done", "Facts a rebuild has folded."),
+            rebuild_total: r.gauge("rebuild_facts_total", "Facts a rebuild has to fold."),
+            rebuild_rate: r.float_gauge("rebuild_rate", "A rebuild's facts per second."),
+            registry: r.into_registry(),
         };
-        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(m.facts.clone()),
-            Box::new(m.batch_size.clone()),
-            Box::new(m.batch_limit.clone()),
-            Box::new(m.write_seconds.clone()),
-            Box::new(m.write_errors.clone()),
-            Box::new(m.redis_errors.clone()),
-            Box::new(m.lag.clone()),
-            Box::new(m.position.clone()),
-            Box::new(m.dead_letters.clone()),
-            Box::new(m.fact_to_read_model_seconds.clone()),
-            Box::new(m.rebuild_done.clone()),
-            Box::new(m.rebuild_total.clone()),
-            Box::new(m.rebuild_rate.clone()),
-        ];
-        for c in collectors {
-            let _ = m.registry.register(c);
-        }
         // Known label values start at zero, so a query finds them before the first event.
         for consumer in ["projector", "audit-commands"] {
             m.write_errors.with_label_values(&[consumer]);

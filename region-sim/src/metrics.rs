@@ -1,9 +1,8 @@
 //! The simulator's Prometheus metrics, served at `/metrics`.
 
-use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 use schemas::{CommandKind, FactKind};
+use service::metrics::Registrar;
 
 use crate::region::COMMANDS;
 use crate::systems;
@@ -75,136 +74,94 @@ pub struct Metrics {
     pub regions: IntGauge,
 }
 
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric())
-}
-
-/// A histogram of a tick or a part of one: from 100 µs to 250 ms.
-fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let buckets = vec![
-        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    ];
-    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
-        .unwrap_or_else(|_| unreachable_metric())
-}
-
-fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric())
-}
-
-/// Metric names and labels are constants checked by the tests: building one cannot fail.
-fn unreachable_metric<T>() -> T {
-    panic!("a metric definition is invalid")
-}
+/// The bounds of a histogram of a tick or a part of one: from 100 µs to 250 ms.
+const TICK_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+];
 
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("sim".into()), None).unwrap_or_default();
-        let tick_seconds = histogram(
-            "tick_duration_seconds",
-            "Time a region's tick took.",
-            &["region"],
-        );
-        let m = Self {
-            tick_seconds,
-            system_seconds: histogram(
+        let r = Registrar::new("sim");
+        Self {
+            tick_seconds: r.histogram_vec(
+                "tick_duration_seconds",
+                "Time a region's tick took.",
+                &["region"],
+                TICK_BUCKETS,
+            ),
+            system_seconds: r.histogram_vec(
                 "system_duration_seconds",
                 "Time a part of a region's tick took: the commands, or one system.",
                 &["region", "system"],
+                TICK_BUCKETS,
             ),
-            entities: gauge(
+            entities: r.gauge_vec(
                 "entities",
                 "Avatars, NPCs and items in a region.",
                 &["region"],
             ),
-            players: gauge("players", "Avatars in a region.", &["region"]),
-            commands: counter(
+            players: r.gauge_vec("players", "Avatars in a region.", &["region"]),
+            commands: r.counter_vec(
                 "commands_total",
                 "Commands handled, by region, kind and outcome.",
                 &["region", "kind", "outcome"],
             ),
-            rejections: counter(
+            rejections: r.counter_vec(
                 "commands_rejected_total",
                 "Commands rejected, by region and reason.",
                 &["region", "reason"],
             ),
-            facts: counter(
+            facts: r.counter_vec(
                 "facts_published_total",
                 "Facts stored in FACTS, by region and kind.",
                 &["region", "kind"],
             ),
-            facts_sequence: IntGauge::new(
+            facts_sequence: r.gauge(
                 "facts_stream_sequence",
                 "How far the FACTS stream goes: read from JetStream every second (every writer's facts), or the last fact this process stored when that is further.",
-            )
-            .unwrap_or_else(|_| unreachable_metric()),
-            command_to_fact_seconds: HistogramVec::new(
-                HistogramOpts::new(
-                    "command_to_fact_seconds",
-                    "Time from a command's acceptance to its facts being stored.",
-                )
-                .buckets(vec![
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                ]),
+            ),
+            command_to_fact_seconds: r.histogram_vec(
+                "command_to_fact_seconds",
+                "Time from a command's acceptance to its facts being stored.",
                 &["region"],
-            )
-            .unwrap_or_else(|_| unreachable_metric()),
-            tick_overruns: counter(
+                &[
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ],
+            ),
+            tick_overruns: r.counter_vec(
                 "tick_overruns_total",
                 "Ticks that took longer than the tick period.",
                 &["region"],
             ),
-            dead_letters: counter(
+            dead_letters: r.counter_vec(
                 "dead_letters_total",
                 "Commands sent to DLQ, by origin and reason.",
                 &["region", "origin", "reason"],
             ),
-            lag: gauge(
+            lag: r.gauge_vec(
                 "consumer_lag",
                 "Commands waiting for a region, by priority.",
                 &["region", "priority"],
             ),
-            lease_changes: counter(
+            lease_changes: r.counter_vec(
                 "lease_changes_total",
                 "Leases acquired, released and lost.",
                 &["region", "change"],
             ),
-            snapshots: counter(
+            snapshots: r.counter_vec(
                 "snapshots_total",
                 "Snapshots written, by result.",
                 &["region", "result"],
             ),
-            bus_errors: counter(
+            bus_errors: r.counter_vec(
                 "bus_errors_total",
                 "Failed attempts to reach NATS (each retried), by operation.",
                 &["region", "operation"],
             ),
-            regions: IntGauge::new("regions_owned", "Regions this process runs.")
-                .unwrap_or_else(|_| unreachable_metric()),
-            registry,
-        };
-        for c in [
-            Box::new(m.tick_seconds.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(m.system_seconds.clone()),
-            Box::new(m.entities.clone()),
-            Box::new(m.players.clone()),
-            Box::new(m.commands.clone()),
-            Box::new(m.rejections.clone()),
-            Box::new(m.facts.clone()),
-            Box::new(m.facts_sequence.clone()),
-            Box::new(m.command_to_fact_seconds.clone()),
-            Box::new(m.tick_overruns.clone()),
-            Box::new(m.dead_letters.clone()),
-            Box::new(m.lag.clone()),
-            Box::new(m.lease_changes.clone()),
-            Box::new(m.snapshots.clone()),
-            Box::new(m.bus_errors.clone()),
-            Box::new(m.regions.clone()),
-        ] {
-            let _ = m.registry.register(c);
+            regions: r.gauge("regions_owned", "Regions this process runs."),
+            registry: r.into_registry(),
         }
-        m
     }
 
     /// Makes every series of a region exist from its start, at zero, so dashboards and alerts
