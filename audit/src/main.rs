@@ -179,9 +179,17 @@ fn world() -> Option<WorldConfig> {
     service::config::read_regions(env, WorldConfig::from_toml).ok()
 }
 
-fn region(text: &str) -> Result<RegionId, AuditError> {
+/// The value `text` of the option `flag`; a usage error quoting both when it does not parse.
+fn parsed<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, AuditError>
+where
+    T::Err: std::fmt::Display,
+{
     text.parse()
-        .map_err(|e| AuditError::usage(format!("--region {text:?}: {e}")))
+        .map_err(|e| AuditError::usage(format!("{flag} {text:?}: {e}")))
+}
+
+fn region(text: &str) -> Result<RegionId, AuditError> {
+    parsed("--region", text)
 }
 
 fn scope(text: &str) -> Result<Scope, AuditError> {
@@ -259,18 +267,12 @@ async fn replay(
     selection.player = args
         .player
         .as_deref()
-        .map(|p| {
-            p.parse::<PlayerId>()
-                .map_err(|e| AuditError::usage(format!("--player {p:?}: {e}")))
-        })
+        .map(|p| parsed::<PlayerId>("--player", p))
         .transpose()?;
     selection.correlation = args
         .correlation
         .as_deref()
-        .map(|c| {
-            c.parse::<EventId>()
-                .map_err(|e| AuditError::usage(format!("--correlation {c:?}: {e}")))
-        })
+        .map(|c| parsed::<EventId>("--correlation", c))
         .transpose()?;
     selection.check(world().as_ref())?;
     let format = match args.format {
@@ -322,10 +324,7 @@ async fn replay(
 async fn state(url: &str, args: State) -> Result<(), AuditError> {
     let at = parse_time("--at", &args.at)?;
     let whose = match (&args.player, &args.region) {
-        (Some(p), _) => audit::state::Whose::Player(
-            p.parse()
-                .map_err(|e| AuditError::usage(format!("--player {p:?}: {e}")))?,
-        ),
+        (Some(p), _) => audit::state::Whose::Player(parsed("--player", p)?),
         (None, Some(r)) => {
             let r = region(r)?;
             Selection {
