@@ -19,9 +19,8 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
+use mongodb::Database;
 use mongodb::bson::{Document, doc};
-use mongodb::options::IndexOptions;
-use mongodb::{Database, IndexModel};
 use nats_topology::dlq::{DeadLetter, dead_letter};
 use nats_topology::headers::{self, CLIENT_IP, CLIENT_REQUEST_ID, REQUEST_ID};
 use nats_topology::topology::{COMMANDS, FACTS};
@@ -36,7 +35,7 @@ use crate::metrics::DeadLetterReason;
 use crate::models::Stored;
 use crate::pace::{Backoff, Lost, Pace, Running};
 use crate::projection::{self, Changed, Names, WriteError};
-use crate::trail;
+use crate::trail::{self, named_index};
 
 /// The durable consumer of the live projection on `FACTS`.
 pub const FACTS_CONSUMER: &str = "projector";
@@ -47,40 +46,19 @@ pub const COMMANDS_CONSUMER: &str = "audit-commands";
 /// point" is a range query, and the audit trail's.
 pub async fn ensure_indexes(db: &Database, names: &Names) -> Result<(), mongodb::error::Error> {
     db.collection::<Document>(&names.world)
-        .create_index(
-            IndexModel::builder()
-                .keys(doc! {"region": 1, "position.x": 1, "position.y": 1})
-                .options(
-                    IndexOptions::builder()
-                        .name("by_region_position".to_owned())
-                        .build(),
-                )
-                .build(),
-        )
+        .create_index(named_index(
+            doc! {"region": 1, "position.x": 1, "position.y": 1},
+            "by_region_position",
+        ))
         .await?;
     db.collection::<Document>(&names.players)
-        .create_index(
-            IndexModel::builder()
-                .keys(doc! {"online": 1, "region": 1})
-                .options(
-                    IndexOptions::builder()
-                        .name("by_presence".to_owned())
-                        .build(),
-                )
-                .build(),
-        )
+        .create_index(named_index(doc! {"online": 1, "region": 1}, "by_presence"))
         .await?;
     db.collection::<Document>(&names.sessions)
-        .create_index(
-            IndexModel::builder()
-                .keys(doc! {"player": 1, "started_at": -1})
-                .options(
-                    IndexOptions::builder()
-                        .name("by_player_time".to_owned())
-                        .build(),
-                )
-                .build(),
-        )
+        .create_index(named_index(
+            doc! {"player": 1, "started_at": -1},
+            "by_player_time",
+        ))
         .await?;
     if names.audit.is_some() {
         trail::ensure_indexes(db).await?;

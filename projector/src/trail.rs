@@ -80,21 +80,23 @@ pub fn fact_entry(fact: &Stored) -> Result<Document, DocumentError> {
     )
 }
 
+/// An index on `keys` under `name`, the name MongoDB's tools and errors show.
+pub(crate) fn named_index(keys: Document, name: &str) -> IndexModel {
+    IndexModel::builder()
+        .keys(keys)
+        .options(IndexOptions::builder().name(name.to_owned()).build())
+        .build()
+}
+
 /// The audit trail's indexes: by actor, by region, by time, by correlation id, by kind.
 pub async fn ensure_indexes(db: &Database) -> Result<(), mongodb::error::Error> {
-    let index = |keys: Document, name: &str| {
-        IndexModel::builder()
-            .keys(keys)
-            .options(IndexOptions::builder().name(name.to_owned()).build())
-            .build()
-    };
     db.collection::<Document>(AUDIT)
         .create_indexes([
-            index(doc! {"actor_id": 1, "occurred_at": 1}, "by_actor_time"),
-            index(doc! {"region": 1, "occurred_at": 1}, "by_region_time"),
-            index(doc! {"occurred_at": 1}, "by_time"),
-            index(doc! {"correlation_id": 1}, "by_correlation"),
-            index(doc! {"kind": 1, "occurred_at": 1}, "by_kind_time"),
+            named_index(doc! {"actor_id": 1, "occurred_at": 1}, "by_actor_time"),
+            named_index(doc! {"region": 1, "occurred_at": 1}, "by_region_time"),
+            named_index(doc! {"occurred_at": 1}, "by_time"),
+            named_index(doc! {"correlation_id": 1}, "by_correlation"),
+            named_index(doc! {"kind": 1, "occurred_at": 1}, "by_kind_time"),
         ])
         .await
         .map(|_| ())
