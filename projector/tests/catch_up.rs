@@ -169,15 +169,15 @@ async fn a_backlog_drains_with_progress_while_mongodb_is_slow_and_after_it_was_f
     .await;
     // Slow: for two windows the server gets a twentieth of the time, so that a batch of the usual
     // size takes several seconds to write. Both consumers must still move in each window.
-    let throttle = stack.mongo.throttle(0.05).expect("throttle");
+    let throttle = stack.mongo_mut().throttle(0.05).expect("throttle");
     let slow_until = Instant::now() + 2 * WINDOW + Duration::from_secs(1);
     drains_with_progress(&stack, &projector, ends, Some(slow_until)).await;
     drop(throttle);
     // Frozen: longer than the driver's own checks of the server wait (10 s), with writes in
     // flight; then everything drains, with progress in every window again.
-    stack.mongo.pause().expect("SIGSTOP");
+    stack.mongo_mut().pause().expect("SIGSTOP");
     tokio::time::sleep(Duration::from_secs(20)).await;
-    stack.mongo.resume().expect("SIGCONT");
+    stack.mongo_mut().resume().expect("SIGCONT");
     drains_with_progress(&stack, &projector, ends, None).await;
     stack.all_projected(ends.0 + ends.1).await;
     assert!(projector.is_running(), "the projector kept running");

@@ -27,7 +27,7 @@ use common::*;
 #[tokio::test]
 async fn facts_become_read_models_audit_entries_and_broadcasts() {
     let stack = Stack::start().await;
-    let redis = redis::Client::open(stack.redis.url()).expect("redis");
+    let redis = redis::Client::open(stack.redis().url()).expect("redis");
     let mut pubsub = redis.get_async_pubsub().await.expect("pubsub");
     pubsub
         .subscribe(schemas::read_model::channel::region("west"))
@@ -84,7 +84,7 @@ async fn facts_become_read_models_audit_entries_and_broadcasts() {
     assert_eq!(player.state.position, Some(Position::new(10.0, 20.0)));
     // The gateway reads the same document and serves it as its view.
     let raw = stack
-        .db
+        .db()
         .collection::<Document>("players")
         .find_one(doc! {"_id": p.to_string()})
         .await
@@ -107,7 +107,7 @@ async fn facts_become_read_models_audit_entries_and_broadcasts() {
         (Some("ada"), "player", Some(93))
     );
     let gateway_view: Vec<EntityView> = stack
-        .db
+        .db()
         .collection::<Document>("world")
         .find(doc! {"region": "west", "position.x": {"$gte": 0.0, "$lte": 50.0}})
         .await
@@ -127,7 +127,7 @@ async fn facts_become_read_models_audit_entries_and_broadcasts() {
     })
     .await;
     let audited = stack
-        .db
+        .db()
         .collection::<Document>("audit")
         .find_one(doc! {"_id": facts[2].id.to_string()})
         .await
@@ -503,7 +503,7 @@ async fn mongodb_stopped_and_restarted_loses_and_doubles_nothing() {
     // Give up on an unreachable server quickly, so the outage shows as failed writes retried.
     let mut projector = stack.projector_with(&format!(
         "{}&serverSelectionTimeoutMS=500",
-        stack.mongo.url()
+        stack.mongo().url()
     ));
     let facts = history(20);
     stack.publish(&facts[..50]).await;
@@ -511,7 +511,7 @@ async fn mongodb_stopped_and_restarted_loses_and_doubles_nothing() {
         (stack.audit_count().await == 50).then_some(())
     })
     .await;
-    stack.mongo.stop();
+    stack.mongo_mut().stop();
     stack.publish(&facts[50..]).await;
     // The outage is noticed (a failed write, waited for and retried), not taken for a conflict.
     eventually("the projector finds MongoDB unavailable", || async {
@@ -519,7 +519,7 @@ async fn mongodb_stopped_and_restarted_loses_and_doubles_nothing() {
         log.contains("MongoDB unavailable")
     })
     .await;
-    stack.mongo.restart().expect("restart secantusd");
+    stack.mongo_mut().restart().expect("restart secantusd");
     let all = facts.len() as u64;
     let audited = test_servers::poll::poll(PATIENCE, || async {
         (stack.audit_count_retrying().await == all).then_some(())
@@ -549,7 +549,7 @@ async fn a_projector_asked_to_stop_while_mongodb_is_frozen_stops_within_its_grac
         (stack.audit_count().await == 50).then_some(())
     })
     .await;
-    stack.mongo.pause().expect("SIGSTOP");
+    stack.mongo_mut().pause().expect("SIGSTOP");
     stack.publish(&facts[50..]).await;
     eventually("a write waits for the frozen server", || async {
         let tail = projector.log_tail(50);
@@ -575,7 +575,7 @@ async fn a_projector_asked_to_stop_while_mongodb_is_frozen_stops_within_its_grac
     };
     assert!(status.success(), "{status}");
     // Nothing of what it left unacknowledged is lost: the next projector writes it.
-    stack.mongo.resume().expect("SIGCONT");
+    stack.mongo_mut().resume().expect("SIGCONT");
     let _next = stack.projector();
     stack.all_projected(facts.len() as u64).await;
 }
@@ -618,7 +618,7 @@ async fn a_fact_the_read_models_keep_refusing_goes_to_the_dead_letters_and_the_r
     let stack = Stack::start().await;
     // A rule the world's documents must keep, which one fact breaks: no item called "cursed".
     stack
-        .db
+        .db()
         .run_command(doc! {"create": "world", "validator": {"name": {"$ne": "cursed"}}})
         .await
         .expect("a collection with a validator");
@@ -794,7 +794,11 @@ async fn a_rebuild_while_facts_keep_flowing_ends_equal_to_the_live_models() {
         job.facts_total >= early.len() as u64 && job.facts_done == job.facts_total,
         "{job:?}"
     );
-    let names = stack.db.list_collection_names().await.expect("collections");
+    let names = stack
+        .db()
+        .list_collection_names()
+        .await
+        .expect("collections");
     assert!(names.iter().all(|n| !n.contains("__rebuild_")), "{names:?}");
     let log = projector.log();
     assert!(log.contains("read models switched over"), "{log}");
@@ -804,7 +808,7 @@ async fn a_rebuild_while_facts_keep_flowing_ends_equal_to_the_live_models() {
 async fn logins_logouts_and_role_changes_become_sessions_and_roles() {
     let stack = Stack::start().await;
     let names = Names::live();
-    projector::live::ensure_indexes(&stack.db, &names)
+    projector::live::ensure_indexes(stack.db(), &names)
         .await
         .expect("indexes");
     let p = PlayerId::new();
@@ -870,7 +874,7 @@ async fn logins_logouts_and_role_changes_become_sessions_and_roles() {
     ];
     let mut writer = Writer::new("test");
     for batch in [&early, &late, &early] {
-        projection::apply(&stack.mongo_client, &stack.db, &names, batch, &mut writer)
+        projection::apply(stack.db().client(), stack.db(), &names, batch, &mut writer)
             .await
             .expect("batch");
     }
@@ -894,7 +898,7 @@ async fn logins_logouts_and_role_changes_become_sessions_and_roles() {
     assert_eq!(sessions[lapsed].seq, 8);
     assert_eq!(sessions.len(), 3);
     // The same facts again change nothing.
-    projection::apply(&stack.mongo_client, &stack.db, &names, &late, &mut writer)
+    projection::apply(stack.db().client(), stack.db(), &names, &late, &mut writer)
         .await
         .expect("redelivery");
     assert_eq!(stack.projected().await.2, sessions);

@@ -4,16 +4,13 @@
 //! load, and a process fencing itself off when its leases are lost or cannot be renewed.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, Context};
 use futures::StreamExt;
 use nats_topology::publish::{Outgoing, publish};
-use nats_topology::topology::{
-    COMMANDS, DLQ, FACTS, REGION_LEASES, Settings as TopologySettings, Topology,
-};
+use nats_topology::topology::{COMMANDS, DLQ, FACTS, REGION_LEASES};
 use region_sim::application::DRAIN_DEADLINE;
 use region_sim::runner::{PRIORITIES, consumer_name};
 use region_sim::{Application, Settings};
@@ -24,7 +21,7 @@ use schemas::{
 };
 use serde_json::Value;
 use test_servers::poll::eventually;
-use test_servers::{Server, Service};
+use test_servers::{Service, Stack};
 
 const REGIONS: &str = r#"
 [[region]]
@@ -90,43 +87,45 @@ every_secs = 1
 overloaded_tick_ms = 1000.0
 "#;
 
+/// The simulators' NATS (with leases that lapse in 3 s) and their config files.
 struct Bus {
-    nats: Server,
-    js: Context,
-    config: tempfile::TempDir,
+    servers: Stack,
+}
+
+impl std::ops::Deref for Bus {
+    type Target = Stack;
+
+    fn deref(&self) -> &Stack {
+        &self.servers
+    }
+}
+
+impl std::ops::DerefMut for Bus {
+    fn deref_mut(&mut self) -> &mut Stack {
+        &mut self.servers
+    }
 }
 
 impl Bus {
     async fn start() -> Self {
-        let nats = Server::start_nats().expect("nats-server");
-        let client = async_nats::connect(nats.url()).await.expect("connect");
-        let js = nats_topology::publish::context(client);
-        let settings = TopologySettings {
-            lease_ttl: Duration::from_secs(3),
-            ..TopologySettings::local()
-        };
-        nats_topology::ensure(&js, &Topology::new(&settings))
-            .await
-            .expect("topology");
-        let config = tempfile::tempdir().expect("tempdir");
+        let servers = Stack::builder()
+            .lease_ttl(Duration::from_secs(3))
+            .start()
+            .await;
         for (name, text) in [
             ("regions.toml", REGIONS.to_owned()),
             ("balance.toml", test_servers::balance::shipped_with(BALANCE)),
             ("sim.toml", SIM.to_owned()),
         ] {
-            std::fs::write(config.path().join(name), text).expect("write config");
+            std::fs::write(servers.path(name), text).expect("write config");
         }
-        Self { nats, js, config }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.config.path().join(name)
+        Self { servers }
     }
 
     /// Starts a simulator process named `node`, with extra environment.
     async fn sim(&self, node: &str, env: &[(&str, &str)]) -> Sim {
         let port = test_servers::free_port().expect("port");
-        let log = self.config.path().join(format!("{node}-{port}.log"));
+        let log = self.path(&format!("{node}-{port}.log"));
         let mut process = Process::new(env!("CARGO_BIN_EXE_region-sim"));
         process
             .env("SIM_NODE_ID", node)

@@ -13,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Document, doc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use test_servers::{Server, Service};
+use test_servers::{Service, Stack};
 
 /// Fast walkers with a long reach, quick attacks, no NPCs, two potions per region. Every number
 /// the test relies on is stated; a key the rules gain comes from the shipped file.
@@ -40,64 +40,52 @@ per_region = 2
 respawn_secs = 3600.0
 "#;
 
+/// The game's servers, NATS secured as `ops/up` runs it (one user per role, each with only the
+/// subjects it needs), a gateway and a simulator in this process, each as its own NATS user.
 struct World {
-    nats: Server,
-    users: test_servers::NatsUsers,
-    mongo: Server,
-    redis: Server,
-    dir: tempfile::TempDir,
+    servers: Stack,
     base: String,
     http: reqwest::Client,
-    db: mongodb::Database,
     env: HashMap<&'static str, String>,
     _stop_gateway: tokio::sync::oneshot::Sender<()>,
     _stop_sim: tokio::sync::oneshot::Sender<()>,
 }
 
+impl std::ops::Deref for World {
+    type Target = Stack;
+
+    fn deref(&self) -> &Stack {
+        &self.servers
+    }
+}
+
+impl std::ops::DerefMut for World {
+    fn deref_mut(&mut self) -> &mut Stack {
+        &mut self.servers
+    }
+}
+
 impl World {
     async fn start() -> Self {
-        // NATS as ops/up runs it: one user per role, each with only the subjects it needs; the
-        // admin creates the topology first, as `nats-topology ensure` does there.
-        let (nats, users) = Server::start_secured().expect("a secured nats-server");
-        let admin =
-            nats_topology::Credentials::user("admin", users.password("admin").unwrap_or_default());
-        let (_, js) = nats_topology::connect(&nats.url(), "e2e-admin", &admin)
-            .await
-            .expect("the admin connects");
-        nats_topology::ensure(
-            &js,
-            &nats_topology::Topology::new(&nats_topology::Settings::local()),
-        )
-        .await
-        .expect("the admin creates the topology");
-        let mongo = Server::start_mongo().expect("secantusd");
-        let redis = Server::start_redis().expect("redis-server");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let _ = LOGS.set(dir.path().to_path_buf());
-        let balance = dir.path().join("balance.toml");
+        let servers = Stack::builder().secured().mongo().redis().start().await;
+        let _ = LOGS.set(servers.dir.path().to_path_buf());
+        let balance = servers.path("balance.toml");
         std::fs::write(&balance, test_servers::balance::shipped_with(BALANCE)).expect("balance");
         let env: HashMap<&str, String> = HashMap::from([
             ("GATEWAY_ADDR", "127.0.0.1:0".to_owned()),
             ("SIM_ADDR", "127.0.0.1:0".to_owned()),
             ("SIM_NODE_ID", "sim-e2e".to_owned()),
             ("BALANCE_CONFIG", balance.display().to_string()),
-            ("NATS_URL", nats.url()),
-            ("REDIS_URL", redis.url()),
-            ("MONGODB_URI", mongo.url()),
             (
                 "JWT_SECRET",
                 "e2e-secret-e2e-secret-e2e-secret-00".to_owned(),
             ),
             ("ADMIN_API_KEY", "e2e-admin-key-0123".to_owned()),
         ]);
-        let as_user = |user: &'static str| {
-            let env = env.clone();
-            let password = users.password(user).unwrap_or_default().to_owned();
-            move |k: &str| match k {
-                "NATS_USER" => Some(user.to_owned()),
-                "NATS_PASSWORD" => Some(password.clone()),
-                _ => env.get(k).cloned(),
-            }
+        let as_user = |role: &str| {
+            let mut env = env.clone();
+            env.extend(servers.env_for(role));
+            move |k: &str| env.get(k).cloned()
         };
         let gateway = gateway::Application::build(
             gateway::Settings::load(as_user("gateway")).expect("gateway settings"),
@@ -118,19 +106,10 @@ impl World {
         tokio::spawn(sim.run(async {
             let _ = stopped.await;
         }));
-        let db = mongodb::Client::with_uri_str(mongo.url())
-            .await
-            .expect("mongo")
-            .database("game");
         Self {
-            nats,
-            users,
-            mongo,
-            redis,
-            dir,
+            servers,
             base: format!("http://{addr}"),
             http: reqwest::Client::new(),
-            db,
             env,
             _stop_gateway: stop_gateway,
             _stop_sim: stop_sim,
@@ -140,18 +119,10 @@ impl World {
     /// Another gateway on the same servers, as a second process behind a load balancer would
     /// be: its address, and what stops it when dropped.
     async fn another_gateway(&self) -> (String, tokio::sync::oneshot::Sender<()>) {
-        let env = self.env.clone();
-        let password = self
-            .users
-            .password("gateway")
-            .unwrap_or_default()
-            .to_owned();
-        let settings = gateway::Settings::load(move |k: &str| match k {
-            "NATS_USER" => Some("gateway".to_owned()),
-            "NATS_PASSWORD" => Some(password.clone()),
-            _ => env.get(k).cloned(),
-        })
-        .expect("gateway settings");
+        let mut env = self.env.clone();
+        env.extend(self.env_for("gateway"));
+        let settings =
+            gateway::Settings::load(move |k: &str| env.get(k).cloned()).expect("gateway settings");
         let gateway = gateway::Application::build(settings)
             .await
             .expect("another gateway starts");
@@ -165,21 +136,15 @@ impl World {
 
     fn projector(&self) -> Service {
         let port = test_servers::free_port().expect("port");
-        let log = self.dir.path().join(format!("projector-{port}.log"));
+        let log = self.path(&format!("projector-{port}.log"));
         let mut command = Process::new(env!("CARGO_BIN_EXE_system-tests-projector"));
         command
-            .env("NATS_URL", self.nats.url())
-            .env("NATS_USER", "projector")
-            .env(
-                "NATS_PASSWORD",
-                self.users.password("projector").unwrap_or_default(),
-            )
+            .envs(self.env_for("projector"))
             // Gives up on an unreachable server quickly, so an outage shows in the log.
             .env(
                 "MONGODB_URI",
-                format!("{}&serverSelectionTimeoutMS=500", self.mongo.url()),
+                format!("{}&serverSelectionTimeoutMS=500", self.mongo().url()),
             )
-            .env("REDIS_URL", self.redis.url())
             .env("PROJECTOR_ADDR", format!("127.0.0.1:{port}"));
         Service::start(command, log).expect("projector binary")
     }
@@ -411,7 +376,7 @@ async fn two_players_meet_fight_chat_and_every_step_shows_everywhere() {
     }
 
     // The audit trail has every command, with who and from where, and every fact it caused.
-    let audit = world.db.collection::<Document>("audit");
+    let audit = world.db().collection::<Document>("audit");
     for id in &sent {
         let command = until("the command is audited", || async {
             audit
@@ -436,7 +401,7 @@ async fn two_players_meet_fight_chat_and_every_step_shows_everywhere() {
         .expect("count");
     assert_eq!(by_ada, 4, "spawn, move, attack, pickup");
     // Each login is a session, with the address it came from.
-    let sessions = world.db.collection::<Document>("sessions");
+    let sessions = world.db().collection::<Document>("sessions");
     for player in [&ada, &bo] {
         let session = until("the login is a session", || async {
             sessions
@@ -452,7 +417,7 @@ async fn two_players_meet_fight_chat_and_every_step_shows_everywhere() {
     // MongoDB stops while facts keep coming, and comes back: nothing is lost or doubled.
     // (The gateway routes by the player's cached view, warmed here, while MongoDB is away.)
     let _ = world.me(&bo_token).await;
-    world.mongo.stop();
+    world.mongo_mut().stop();
     let (said, answer) = world
         .command(
             &bo_token,
@@ -467,7 +432,7 @@ async fn two_players_meet_fight_chat_and_every_step_shows_everywhere() {
             .then_some(())
     })
     .await;
-    world.mongo.restart().expect("MongoDB back");
+    world.mongo_mut().restart().expect("MongoDB back");
     let audited = until(
         "what was said while MongoDB was away is audited",
         || async {
@@ -508,12 +473,7 @@ async fn two_players_meet_fight_chat_and_every_step_shows_everywhere() {
     };
     let rebuild = Process::new(env!("CARGO_BIN_EXE_system-tests-projector"))
         .arg("rebuild")
-        .env("NATS_URL", world.nats.url())
-        .env("NATS_USER", "projector")
-        .env(
-            "NATS_PASSWORD",
-            world.users.password("projector").unwrap_or_default(),
-        )
+        .envs(world.env_for("projector"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -534,7 +494,7 @@ async fn two_players_meet_fight_chat_and_every_step_shows_everywhere() {
     })
     .await;
     let players: Vec<Document> = world
-        .db
+        .db()
         .collection::<Document>("players")
         .find(doc! {})
         .await
@@ -613,14 +573,7 @@ async fn a_client_acts_on_what_it_was_just_told_and_reads_its_own_writes_on_any_
     let east = json!({"type": "move", "x": 1100.0, "y": at["y"]});
     let (_, answer) = world.command(&token, east).await;
     applied(&answer, "movement_started");
-    let admin = nats_topology::Credentials::user(
-        "admin",
-        world.users.password("admin").unwrap_or_default(),
-    );
-    let (_, js) = nats_topology::connect(&world.nats.url(), "e2e-watcher", &admin)
-        .await
-        .expect("the admin connects");
-    let facts = js.get_stream("FACTS").await.expect("FACTS");
+    let facts = world.js.get_stream("FACTS").await.expect("FACTS");
     until("ada is handed to the east", || {
         let facts = facts.clone();
         async move {

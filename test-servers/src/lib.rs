@@ -24,6 +24,7 @@
 //! - `nats`: the role users ([`NatsUsers`]), a secured server, a three-node [`NatsCluster`];
 //! - `redis_cluster`: a Redis Cluster of three masters ([`RedisCluster`]);
 //! - `ports`: free ports on the loopback interface;
+//! - [`stack`]: the servers a test of the game runs against, started together ([`Stack`]);
 //! - [`service`]: a backend binary a test starts, with its log in a file;
 //! - [`poll`]: waiting for a condition, with a deadline;
 //! - [`balance`]: the shipped game balance with a test's overrides.
@@ -36,9 +37,11 @@ mod server;
 pub mod balance;
 pub mod poll;
 pub mod service;
+pub mod stack;
 
 pub use nats::{NatsCluster, NatsUsers, nats_config};
 pub use ports::{free_cluster_port, free_port, free_ports};
 pub use redis_cluster::RedisCluster;
 pub use server::{Error, Kind, Server, Throttle, venv_bin};
 pub use service::Service;
+pub use stack::Stack;

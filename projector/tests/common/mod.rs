@@ -7,11 +7,9 @@ use std::collections::BTreeMap;
 use std::process::Command as Process;
 use std::time::Duration;
 
-use async_nats::jetstream::Context;
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Document, doc};
 use nats_topology::publish::{Outgoing, publish_all};
-use nats_topology::topology::{Settings as TopologySettings, Topology};
 use projector::models::{
     Stored, entities_of, fold_entity, fold_player, fold_session, players_of, sessions_of,
 };
@@ -21,7 +19,7 @@ use schemas::read_model::{EntityDoc, PlayerDoc, SessionDoc};
 use schemas::{
     Actor, EntityId, EntityKind, EntityState, Envelope, Fact, PlayerId, Position, RegionId,
 };
-use test_servers::{Server, Service};
+use test_servers::Service;
 
 /// The read models by id: players, world entities, sessions.
 pub type Models = (
@@ -30,47 +28,38 @@ pub type Models = (
     BTreeMap<String, SessionDoc>,
 );
 
+/// The projector's servers (NATS with leases that lapse in 3 s, MongoDB, Redis), and the
+/// projectors a test starts on them.
 pub struct Stack {
-    pub nats: Server,
-    pub mongo: Server,
-    pub redis: Server,
-    /// When set, the projectors use this Redis Cluster instead of `redis`.
+    servers: test_servers::Stack,
+    /// When set, the projectors use this Redis Cluster instead of the stack's Redis.
     pub redis_cluster: Option<test_servers::RedisCluster>,
-    pub js: Context,
-    pub db: mongodb::Database,
-    pub mongo_client: mongodb::Client,
-    pub dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Stack {
+    type Target = test_servers::Stack;
+
+    fn deref(&self) -> &test_servers::Stack {
+        &self.servers
+    }
+}
+
+impl std::ops::DerefMut for Stack {
+    fn deref_mut(&mut self) -> &mut test_servers::Stack {
+        &mut self.servers
+    }
 }
 
 impl Stack {
     pub async fn start() -> Self {
-        let nats = Server::start_nats().expect("nats-server");
-        let mongo = Server::start_mongo().expect("secantusd");
-        let redis = Server::start_redis().expect("redis-server");
-        let client = async_nats::connect(nats.url()).await.expect("nats");
-        let js = nats_topology::publish::context(client);
-        nats_topology::ensure(
-            &js,
-            &Topology::new(&TopologySettings {
-                lease_ttl: Duration::from_secs(3),
-                ..TopologySettings::local()
-            }),
-        )
-        .await
-        .expect("topology");
-        let mongo_client = mongodb::Client::with_uri_str(mongo.url())
-            .await
-            .expect("mongo");
-        let db = mongo_client.database("game");
         Self {
-            nats,
-            mongo,
-            redis,
+            servers: test_servers::Stack::builder()
+                .mongo()
+                .redis()
+                .lease_ttl(Duration::from_secs(3))
+                .start()
+                .await,
             redis_cluster: None,
-            js,
-            db,
-            mongo_client,
-            dir: tempfile::tempdir().expect("tempdir"),
         }
     }
 
@@ -85,11 +74,11 @@ impl Stack {
     pub fn redis_url(&self) -> String {
         self.redis_cluster
             .as_ref()
-            .map_or_else(|| self.redis.url(), test_servers::RedisCluster::url)
+            .map_or_else(|| self.redis().url(), test_servers::RedisCluster::url)
     }
 
     pub fn projector(&self) -> Projector {
-        self.projector_with(&self.mongo.url())
+        self.projector_with(&self.mongo().url())
     }
 
     pub fn projector_with(&self, mongodb_uri: &str) -> Projector {
@@ -100,7 +89,7 @@ impl Stack {
     /// replacing the lines of the same keys.
     pub fn projector_configured(&self, mongodb_uri: &str, changes: &[&str]) -> Projector {
         let port = test_servers::free_port().expect("port");
-        let log = self.dir.path().join(format!("projector-{port}.log"));
+        let log = self.path(&format!("projector-{port}.log"));
         let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/projector.toml");
         let text = std::fs::read_to_string(shipped).expect("the shipped projector.toml");
         let key = |line: &str| line.split('=').next().unwrap_or("").trim().to_owned();
@@ -110,7 +99,7 @@ impl Stack {
             .map(str::to_owned)
             .collect();
         lines.extend(changes.iter().map(|c| (*c).to_owned()));
-        let config = self.dir.path().join(format!("projector-{port}.toml"));
+        let config = self.path(&format!("projector-{port}.toml"));
         std::fs::write(&config, lines.join("\n")).expect("config");
         let mut command = Process::new(env!("CARGO_BIN_EXE_projector"));
         command
@@ -137,11 +126,11 @@ impl Stack {
     }
 
     pub async fn docs<T: serde::de::DeserializeOwned>(&self, collection: &str) -> Vec<T> {
-        docs_in(&self.db, collection).await
+        docs_in(self.db(), collection).await
     }
 
     pub async fn audit_count(&self) -> u64 {
-        self.db
+        self.db()
             .collection::<Document>("audit")
             .count_documents(doc! {})
             .await
@@ -216,7 +205,7 @@ impl Stack {
     }
 
     pub async fn projected(&self) -> Models {
-        projected_in(&self.db).await
+        projected_in(self.db()).await
     }
 }
 
@@ -398,7 +387,7 @@ impl Stack {
     }
 
     pub async fn audit_count_retrying(&self) -> u64 {
-        self.db
+        self.db()
             .collection::<Document>("audit")
             .count_documents(doc! {})
             .await
