@@ -129,6 +129,23 @@ async fn last_sequence(ctx: &Context, stream: &str) -> u64 {
     stream.info().await.expect("info").state.last_sequence
 }
 
+/// How far `FACTS` and `COMMANDS` go now.
+async fn stream_ends(ctx: &Context) -> (u64, u64) {
+    (
+        last_sequence(ctx, "FACTS").await,
+        last_sequence(ctx, "COMMANDS").await,
+    )
+}
+
+/// Waits until both consumers have acknowledged up to `ends` (see [`stream_ends`]); the time
+/// from `started` to the facts' end and to the commands' end.
+async fn both_drained(ctx: &Context, ends: (u64, u64), started: Instant) -> (Duration, Duration) {
+    drained(ctx, "FACTS", live::FACTS_CONSUMER, ends.0).await;
+    let facts_took = started.elapsed();
+    drained(ctx, "COMMANDS", live::COMMANDS_CONSUMER, ends.1).await;
+    (facts_took, started.elapsed())
+}
+
 /// Waits until `consumer` on `stream` has acknowledged everything up to `last`.
 async fn drained(ctx: &Context, stream: &str, consumer: &str, last: u64) {
     let stream = ctx.js.get_stream(stream).await.expect("stream");
@@ -256,17 +273,11 @@ async fn main() {
 
     // Catch-up: facts and commands stored while nothing projects, then both consumers at once.
     store(&ctx, &facts_of(n), &commands(n)).await;
-    let (facts_end, commands_end) = (
-        last_sequence(&ctx, "FACTS").await,
-        last_sequence(&ctx, "COMMANDS").await,
-    );
+    let ends = stream_ends(&ctx).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let started = Instant::now();
     let tasks = consumers(&ctx, &stopped);
-    drained(&ctx, "FACTS", live::FACTS_CONSUMER, facts_end).await;
-    let facts_took = started.elapsed();
-    drained(&ctx, "COMMANDS", live::COMMANDS_CONSUMER, commands_end).await;
-    let commands_took = started.elapsed();
+    let (facts_took, commands_took) = both_drained(&ctx, ends, started).await;
     let caught_up = line("catch-up", n, "facts", facts_took);
     line("", n, "commands", commands_took);
 
@@ -277,14 +288,8 @@ async fn main() {
         tokio::spawn(async move { store(&ctx, &facts_of(n), &commands(n)).await })
     };
     publisher.await.expect("publisher");
-    let (facts_end, commands_end) = (
-        last_sequence(&ctx, "FACTS").await,
-        last_sequence(&ctx, "COMMANDS").await,
-    );
-    drained(&ctx, "FACTS", live::FACTS_CONSUMER, facts_end).await;
-    let facts_took = started.elapsed();
-    drained(&ctx, "COMMANDS", live::COMMANDS_CONSUMER, commands_end).await;
-    let commands_took = started.elapsed();
+    let ends = stream_ends(&ctx).await;
+    let (facts_took, commands_took) = both_drained(&ctx, ends, started).await;
     let lived = line("live", n, "facts", facts_took);
     line("", n, "commands", commands_took);
     let _ = stop.send(true);
