@@ -304,7 +304,7 @@ async fn without_nats_no_one_logs_in_and_no_session_is_left_behind() {
 
 /// Whether the account of `username` is marked recorded.
 async fn recorded(app: &TestApp, username: &str) -> Option<bool> {
-    app.db
+    app.db()
         .collection::<mongodb::bson::Document>("accounts")
         .find_one(mongodb::bson::doc! {"username_key": username})
         .await

@@ -10,7 +10,7 @@ use crate::helpers::*;
 
 /// The bootstrap admin's player id.
 async fn root_id(app: &TestApp) -> schemas::PlayerId {
-    app.db
+    app.db()
         .collection::<mongodb::bson::Document>("accounts")
         .find_one(mongodb::bson::doc! {"username_key": "root"})
         .await
@@ -65,7 +65,7 @@ async fn a_token_holds_only_for_the_player_and_role_of_its_session() {
         app.get("/v1/players/me", Some(&ann_token)).await.status(),
         StatusCode::OK
     );
-    app.redis.stop();
+    app.redis_mut().stop();
     refused(app.get("/v1/players/me", Some(&as_ben)).await).await;
     let error = error_of(admin_dlq(&app, &ann_as_admin).await, StatusCode::FORBIDDEN).await;
     assert_eq!(error["code"], "forbidden", "the role is the session's");

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use async_nats::jetstream::Context;
 use gateway::{AppState, Application, RunError, Settings};
 use mongodb::bson::doc;
 use reqwest::{Response, StatusCode};
@@ -11,7 +10,7 @@ use schemas::Position;
 use schemas::fold::PlayerState;
 use schemas::read_model::{PlayerDoc, collection, to_document};
 use serde_json::{Value, json};
-use test_servers::Server;
+use test_servers::Stack;
 pub use test_servers::poll::eventually_within;
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -26,21 +25,30 @@ commands_per_player = { rate_per_sec = 1000.0, burst = 1000 }
 reads_per_player = { rate_per_sec = 1000.0, burst = 1000 }
 "#;
 
+/// A gateway on port 0, on servers of its own (NATS, Redis, the MongoDB-compatible server).
 pub struct TestApp {
+    servers: Stack,
     pub base: String,
     pub http: reqwest::Client,
-    pub nats: Server,
-    pub redis: Server,
-    /// Kept so the server lives as long as the app.
-    _mongo: Server,
-    pub js: Context,
-    pub client: async_nats::Client,
     pub state: AppState,
-    pub db: mongodb::Database,
-    _config: tempfile::TempDir,
     /// Dropped with the app, which stops the gateway; taken by [`TestApp::stop`].
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     serving: Option<tokio::task::JoinHandle<Result<(), RunError>>>,
+}
+
+/// The servers (`app.nats`, `app.js`, `app.db()`, ...) read as the app's own.
+impl std::ops::Deref for TestApp {
+    type Target = Stack;
+
+    fn deref(&self) -> &Stack {
+        &self.servers
+    }
+}
+
+impl std::ops::DerefMut for TestApp {
+    fn deref_mut(&mut self) -> &mut Stack {
+        &mut self.servers
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -54,18 +62,12 @@ pub async fn spawn_app_with(config: &str) -> TestApp {
 
 /// As [`spawn_app_with`], with these environment variables besides.
 pub async fn spawn_app_with_env(config: &str, extra: &[(&'static str, &str)]) -> TestApp {
-    let nats = Server::start_nats().expect("nats-server");
-    let redis = Server::start_redis().expect("redis-server");
-    let mongo = Server::start_mongo().expect("secantusd");
-    let dir = tempfile::tempdir().expect("config dir");
-    let config_path = dir.path().join("gateway.toml");
+    let servers = Stack::start().await;
+    let config_path = servers.path("gateway.toml");
     std::fs::write(&config_path, config).expect("write config");
     let mut env: HashMap<&str, String> = HashMap::from([
         ("GATEWAY_ADDR", "127.0.0.1:0".to_owned()),
         ("GATEWAY_CONFIG", config_path.display().to_string()),
-        ("NATS_URL", nats.url()),
-        ("REDIS_URL", redis.url()),
-        ("MONGODB_URI", mongo.url()),
         (
             "JWT_SECRET",
             "test-secret-test-secret-test-secret".to_owned(),
@@ -74,6 +76,7 @@ pub async fn spawn_app_with_env(config: &str, extra: &[(&'static str, &str)]) ->
         ("BOOTSTRAP_ADMIN_USERNAME", "root".to_owned()),
         ("BOOTSTRAP_ADMIN_PASSWORD", PASSWORD.to_owned()),
     ]);
+    env.extend(servers.env_for("gateway"));
     env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     let settings = Settings::load(|k| env.get(k).cloned()).expect("settings");
     let app = Application::build(settings).await.expect("gateway starts");
@@ -83,24 +86,11 @@ pub async fn spawn_app_with_env(config: &str, extra: &[(&'static str, &str)]) ->
     let serving = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    let (client, js) = nats_topology::connect(&nats.url(), "test", &Default::default())
-        .await
-        .expect("test client");
-    let db = mongodb::Client::with_uri_str(mongo.url())
-        .await
-        .expect("mongo")
-        .database("game");
     TestApp {
+        servers,
         base: format!("http://{addr}"),
         http: reqwest::Client::new(),
-        nats,
-        redis,
-        _mongo: mongo,
-        js,
-        client,
         state,
-        db,
-        _config: dir,
         stop: Some(stop),
         serving: Some(serving),
     }
@@ -185,7 +175,7 @@ impl TestApp {
             },
             seq: 1,
         };
-        self.db
+        self.db()
             .collection::<mongodb::bson::Document>(collection::PLAYERS)
             .insert_one(to_document(&player).expect("a document"))
             .await
@@ -240,7 +230,7 @@ impl TestApp {
     }
 
     pub async fn accounts(&self) -> u64 {
-        self.db
+        self.db()
             .collection::<mongodb::bson::Document>("accounts")
             .count_documents(doc! {})
             .await

@@ -77,7 +77,7 @@ async fn put_entity(app: &TestApp, region: &str, kind: &str, x: f64, y: f64) -> 
         },
         seq: 1,
     };
-    app.db
+    app.db()
         .collection::<mongodb::bson::Document>(collection::WORLD)
         .insert_one(to_document(&entity).expect("a document"))
         .await
