@@ -19,10 +19,9 @@ use audit::select::{LogStream, Selection};
 use audit::sink::{Format, Output, Target};
 use futures::StreamExt;
 use nats_topology::publish::{Outgoing, publish_all};
-use nats_topology::topology::{Settings as TopologySettings, Topology};
 use schemas::fact::{ChatSaid, Damaged, Moved};
 use schemas::{Actor, EntityId, Envelope, Fact, PlayerId, Position, RegionId};
-use test_servers::Server;
+use test_servers::Stack;
 
 fn fact(k: usize, players: &[PlayerId], region: &RegionId) -> Envelope<Fact> {
     let p = players[k % players.len()];
@@ -72,12 +71,8 @@ async fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000usize);
-    let nats = Server::start_nats().expect("nats-server");
-    let client = async_nats::connect(nats.url()).await.expect("nats");
-    let js = nats_topology::publish::context(client);
-    nats_topology::ensure(&js, &Topology::new(&TopologySettings::local()))
-        .await
-        .expect("topology");
+    let servers = Stack::nats_only().await;
+    let js = &servers.js;
     let region: RegionId = "south-west".parse().expect("region");
     let players: Vec<PlayerId> = (0..500).map(|_| PlayerId::new()).collect();
     let started = Instant::now();
@@ -86,7 +81,7 @@ async fn main() {
             .iter()
             .map(|k| Outgoing::fact(&fact(*k, &players, &region)).expect("encode"))
             .collect();
-        for r in publish_all(&js, out).await {
+        for r in publish_all(js, out).await {
             r.expect("stored");
         }
     }
@@ -117,18 +112,17 @@ async fn main() {
     drop(messages);
     let bare = line("bare", read, started.elapsed());
 
-    let dir = tempfile::tempdir().expect("tempdir");
     let selection = Selection {
         streams: vec![LogStream::Facts],
         ..Selection::default()
     };
     let mut rates = Vec::new();
     for (name, format) in [("jsonl", Format::Jsonl), ("parquet", Format::Parquet)] {
-        let path = dir.path().join(format!("replay.{name}"));
+        let path = servers.path(&format!("replay.{name}"));
         let started = Instant::now();
         let target = Target::open(&Output::File(path.clone())).expect("output");
         let mut sink = audit::sink::sink(format, target).expect("sink");
-        let summary = audit::log::read(&js, &selection, |_| {}, |e| sink.write(&e))
+        let summary = audit::log::read(js, &selection, |_| {}, |e| sink.write(&e))
             .await
             .expect("replay");
         sink.finish().expect("written");

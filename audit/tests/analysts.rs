@@ -13,17 +13,15 @@ use async_nats::jetstream::Context;
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use nats_topology::publish::{Outgoing, publish_all};
-use nats_topology::topology::{Settings as TopologySettings, Topology};
 use schemas::command::{Attack, Chat, Spawn};
 use schemas::fact::{AccountRegistered, ChatSaid, Damaged, Spawned};
 use schemas::{Actor, Command, EntityState, Envelope, Fact, PlayerId, Position, RegionId};
 use serde_json::Value;
-use test_servers::Server;
+use test_servers::{Server, Stack};
 
 struct Log {
-    nats: Server,
-    js: Context,
-    dir: tempfile::TempDir,
+    /// NATS with the topology in place, and the folder for the command's output.
+    servers: Stack,
     ada: PlayerId,
     bo: PlayerId,
     /// The fight's command id.
@@ -66,12 +64,8 @@ impl Log {
     /// Two players register and enter south-west and north-east; ada chats; then bo strikes ada
     /// twice (a command and the facts it caused); and `padding` more chat lines follow.
     async fn build(padding: usize) -> Self {
-        let nats = Server::start_nats().expect("nats-server");
-        let client = async_nats::connect(nats.url()).await.expect("nats");
-        let js = nats_topology::publish::context(client);
-        nats_topology::ensure(&js, &Topology::new(&TopologySettings::local()))
-            .await
-            .expect("topology");
+        let servers = Stack::nats_only().await;
+        let js = &servers.js;
         let (ada, bo) = (PlayerId::new(), PlayerId::new());
         let (sw, ne) = (region("south-west"), region("north-east"));
         let mut facts = Vec::new();
@@ -131,16 +125,16 @@ impl Log {
             .iter()
             .map(|c| Outgoing::command(c).expect("command"))
             .collect();
-        store(&js, out).await;
+        store(js, out).await;
         let seqs = store(
-            &js,
+            js,
             facts
                 .iter()
                 .map(|f| Outgoing::fact(f).expect("fact"))
                 .collect(),
         )
         .await;
-        let before_fight = stored_at(&js, "FACTS", *seqs.last().expect("facts")).await;
+        let before_fight = stored_at(js, "FACTS", *seqs.last().expect("facts")).await;
 
         let fight = Envelope::new(
             Actor::Player { id: bo },
@@ -165,9 +159,9 @@ impl Log {
                 )
             })
             .collect();
-        store(&js, vec![Outgoing::command(&fight).expect("command")]).await;
+        store(js, vec![Outgoing::command(&fight).expect("command")]).await;
         store(
-            &js,
+            js,
             blows
                 .iter()
                 .map(|f| Outgoing::fact(f).expect("fact"))
@@ -205,22 +199,20 @@ impl Log {
             more_commands += cmds.len() as u64;
             more_facts += fs.len() as u64;
             store(
-                &js,
+                js,
                 cmds.iter()
                     .map(|c| Outgoing::command(c).expect("c"))
                     .collect(),
             )
             .await;
             store(
-                &js,
+                js,
                 fs.iter().map(|f| Outgoing::fact(f).expect("f")).collect(),
             )
             .await;
         }
         Self {
-            nats,
-            js,
-            dir: tempfile::tempdir().expect("tempdir"),
+            servers,
             ada,
             bo,
             fight: fight.id,
@@ -231,12 +223,12 @@ impl Log {
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.servers.path(name)
     }
 
     fn audit(&self) -> Process {
         let mut p = Process::new(env!("CARGO_BIN_EXE_audit"));
-        p.env("NATS_URL", self.nats.url())
+        p.env("NATS_URL", self.servers.nats.url())
             .env_remove("NATS_USER")
             .env_remove("NATS_PASSWORD");
         p
@@ -469,7 +461,7 @@ async fn an_interrupted_replay_leaves_no_file() {
             .flatten()
             .any(|e| e.file_name().to_string_lossy().contains(".partial-"))
     };
-    while !partial(log.dir.path()) {
+    while !partial(log.servers.dir.path()) {
         assert!(Instant::now() < deadline, "the replay never began writing");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -485,7 +477,10 @@ async fn an_interrupted_replay_leaves_no_file() {
         "an interrupted replay does not succeed"
     );
     assert!(!output.exists(), "no file that looks whole");
-    assert!(!partial(log.dir.path()), "and no partial one left behind");
+    assert!(
+        !partial(log.servers.dir.path()),
+        "and no partial one left behind"
+    );
 }
 
 struct Projected {
@@ -498,7 +493,7 @@ struct Projected {
 async fn project(log: &Log) -> Projected {
     let mongo = Server::start_mongo().expect("secantusd");
     let env = std::collections::HashMap::from([
-        ("NATS_URL", log.nats.url()),
+        ("NATS_URL", log.servers.nats.url()),
         ("MONGODB_URI", mongo.url()),
         ("REDIS_URL", "redis://127.0.0.1:1".to_owned()),
         ("PROJECTOR_ADDR", "127.0.0.1:0".to_owned()),
@@ -688,6 +683,6 @@ async fn bad_input_gets_one_clear_line_and_changes_nothing() {
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("FACTS does not exist"), "{err}");
     // Nothing changed: the log is as it was.
-    let mut facts = log.js.get_stream("FACTS").await.expect("stream");
+    let mut facts = log.servers.js.get_stream("FACTS").await.expect("stream");
     assert_eq!(facts.info().await.expect("info").state.messages, log.facts);
 }
