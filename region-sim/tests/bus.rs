@@ -21,23 +21,7 @@ use schemas::{
 };
 use serde_json::Value;
 use test_servers::poll::eventually;
-use test_servers::{Service, Stack};
-
-const REGIONS: &str = r#"
-[[region]]
-id = "west"
-bounds = { min = { x = 0.0, y = 0.0 }, max = { x = 100.0, y = 100.0 } }
-cell_size = 10.0
-capacity = 50
-neighbours = ["east"]
-
-[[region]]
-id = "east"
-bounds = { min = { x = 100.0, y = 0.0 }, max = { x = 200.0, y = 100.0 } }
-cell_size = 10.0
-capacity = 50
-neighbours = ["west"]
-"#;
+use test_servers::{Service, Stack, regions};
 
 /// No NPCs (their wandering is live state, which would make states differ by design); one item
 /// that everyone can reach. Every number the tests rely on is stated; a key the rules gain comes
@@ -113,7 +97,7 @@ impl Bus {
             .start()
             .await;
         for (name, text) in [
-            ("regions.toml", REGIONS.to_owned()),
+            ("regions.toml", regions::west_and_east(50)),
             ("balance.toml", test_servers::balance::shipped_with(BALANCE)),
             ("sim.toml", SIM.to_owned()),
         ] {
@@ -969,16 +953,11 @@ async fn a_process_cut_off_from_nats_stops_its_regions_and_takes_them_back_after
 async fn an_overloaded_process_gives_a_region_to_a_calm_one_and_none_bounces_back() {
     let bus = Bus::start().await;
     // Three regions, and a threshold the slowed ticks exceed and normal ones stay far below.
-    let three = format!(
-        "{REGIONS}
-[[region]]
-id = \"north\"
-bounds = {{ min = {{ x = 0.0, y = 100.0 }}, max = {{ x = 200.0, y = 200.0 }} }}
-cell_size = 10.0
-capacity = 50
-neighbours = []
-"
-    );
+    let three = [
+        regions::west_and_east(50),
+        regions::region("north", (0.0, 100.0), (200.0, 200.0), 50, &[]),
+    ]
+    .concat();
     std::fs::write(bus.path("three.toml"), three).expect("regions");
     std::fs::write(
         bus.path("touchy.toml"),
@@ -1145,14 +1124,12 @@ async fn an_avatar_keeps_what_it_carries_when_it_leaves_and_spawns_elsewhere() {
 async fn players_crowding_one_process_move_regions_until_the_load_evens_out_and_none_bounces() {
     let bus = Bus::start().await;
     // Nine regions side by side, no neighbours: an empty one weighs 41 (40 + its item).
-    let mut nine = String::new();
-    for i in 0..9 {
-        let x = f64::from(i) * 100.0;
-        nine.push_str(&format!(
-            "[[region]]\nid = \"r{i}\"\nbounds = {{ min = {{ x = {x:.1}, y = 0.0 }}, max = {{ x = {:.1}, y = 100.0 }} }}\ncell_size = 10.0\ncapacity = 50\nneighbours = []\n\n",
-            x + 100.0
-        ));
-    }
+    let nine: String = (0..9)
+        .map(|i| {
+            let x = f64::from(i) * 100.0;
+            regions::region(&format!("r{i}"), (x, 0.0), (x + 100.0, 100.0), 50, &[])
+        })
+        .collect();
     std::fs::write(bus.path("nine.toml"), nine).expect("regions");
     let regions = bus.path("nine.toml");
     let env = [("REGIONS_CONFIG", regions.to_str().expect("path"))];

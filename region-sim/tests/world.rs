@@ -13,21 +13,10 @@ use schemas::{
     RejectReason, WorldConfig,
 };
 
-const REGIONS: &str = r#"
-[[region]]
-id = "west"
-bounds = { min = { x = 0.0, y = 0.0 }, max = { x = 100.0, y = 100.0 } }
-cell_size = 10.0
-capacity = 3
-neighbours = ["east"]
-
-[[region]]
-id = "east"
-bounds = { min = { x = 100.0, y = 0.0 }, max = { x = 200.0, y = 100.0 } }
-cell_size = 10.0
-capacity = 3
-neighbours = ["west"]
-"#;
+/// West and east, bordering at x = 100, with room for three players each.
+fn world() -> Arc<WorldConfig> {
+    Arc::new(WorldConfig::from_toml(&test_servers::regions::west_and_east(3)).expect("regions"))
+}
 
 /// A balance with nothing wandering about unless a test asks: `npcs` wolves, `items` potions.
 /// Every number the tests rely on is stated; a key the rules gain comes from the shipped file.
@@ -76,7 +65,7 @@ const SETTINGS: RegionSettings = RegionSettings {
 };
 
 fn region(id: &str, npcs: u32, items: u32) -> Region {
-    let world = Arc::new(WorldConfig::from_toml(REGIONS).expect("regions"));
+    let world = world();
     let config = world
         .regions
         .iter()
@@ -365,10 +354,6 @@ fn death_waits_out_the_respawn_time() {
     let out = r.tick(&[command(player, Command::Respawn(Respawn {}))], 6_000);
     assert!(matches!(&out.facts[0].payload, Fact::Respawned(x) if x.hp == 100));
     assert!(r.entities()[&me(player)].alive);
-}
-
-fn world() -> Arc<WorldConfig> {
-    Arc::new(WorldConfig::from_toml(REGIONS).expect("regions"))
 }
 
 fn config(id: &str) -> schemas::RegionConfig {

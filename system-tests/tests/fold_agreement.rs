@@ -16,15 +16,6 @@ use schemas::{
     Actor, Command, EntityId, EntityKind, EntityState, Envelope, Fact, PlayerId, WorldConfig,
 };
 
-const REGIONS: &str = r#"
-[[region]]
-id = "west"
-bounds = { min = { x = 0.0, y = 0.0 }, max = { x = 40.0, y = 40.0 } }
-cell_size = 10.0
-capacity = 8
-neighbours = []
-"#;
-
 /// Strong wolves worth a level and more, so that deaths, respawns, experience and the hit
 /// points a level brings all happen; potions to pick up. A key the rules gain comes from the
 /// shipped file.
@@ -98,7 +89,9 @@ fn steps() -> impl Strategy<Value = Vec<(i64, Vec<(usize, Act)>)>> {
 }
 
 fn region() -> Region {
-    let world = Arc::new(WorldConfig::from_toml(REGIONS).expect("regions"));
+    // One region of 40 x 40, the room the steps move in, for eight players.
+    let regions = test_servers::regions::region("west", (0.0, 0.0), (40.0, 40.0), 8, &[]);
+    let world = Arc::new(WorldConfig::from_toml(&regions).expect("regions"));
     let config = world.regions[0].clone();
     let balance =
         Balance::from_toml(&test_servers::balance::shipped_with(BALANCE)).expect("balance");

@@ -27,7 +27,8 @@
 //! - [`stack`]: the servers a test of the game runs against, started together ([`Stack`]);
 //! - [`service`]: a backend binary a test starts, with its log in a file;
 //! - [`poll`]: waiting for a condition, with a deadline;
-//! - [`balance`]: the shipped game balance with a test's overrides.
+//! - [`balance`]: the shipped game balance with a test's overrides;
+//! - [`regions`]: the region configs the tests run with.
 
 mod nats;
 mod ports;
@@ -36,6 +37,7 @@ mod server;
 
 pub mod balance;
 pub mod poll;
+pub mod regions;
 pub mod service;
 pub mod stack;
 
