@@ -43,6 +43,16 @@ async fn messages_in(js: &Context, stream: &str) -> u64 {
         .messages
 }
 
+/// The configuration `stream` is stored with now.
+async fn config_of(js: &Context, stream: &str) -> jetstream::stream::Config {
+    js.get_stream(stream)
+        .await
+        .expect(stream)
+        .cached_info()
+        .config
+        .clone()
+}
+
 async fn dead_letters(js: &Context) -> Vec<DeadLetter> {
     let stream = js.get_stream(DLQ).await.expect("DLQ");
     let count = stream.cached_info().state.last_sequence;
@@ -82,38 +92,20 @@ async fn ensure_twice_leaves_the_same_topology() {
         first.entries.len(),
         topology.streams.len() + topology.buckets.len()
     );
-    let before = js
-        .get_stream(FACTS)
-        .await
-        .expect("FACTS")
-        .cached_info()
-        .config
-        .clone();
+    let before = config_of(&js, FACTS).await;
 
     let second = nats_topology::ensure(&js, &topology)
         .await
         .expect("second ensure");
     assert!(second.unchanged(), "{second}");
-    let after = js
-        .get_stream(FACTS)
-        .await
-        .expect("FACTS")
-        .cached_info()
-        .config
-        .clone();
+    let after = config_of(&js, FACTS).await;
     assert_eq!(before, after);
 }
 
 #[tokio::test]
 async fn ensure_repairs_drift_and_refuses_what_cannot_change() {
     let (_nats, js) = ready().await;
-    let mut commands = js
-        .get_stream(COMMANDS)
-        .await
-        .expect("COMMANDS")
-        .cached_info()
-        .config
-        .clone();
+    let mut commands = config_of(&js, COMMANDS).await;
     commands.max_age = Duration::from_secs(60);
     commands.duplicate_window = Duration::from_secs(30);
     js.update_stream(commands).await.expect("drift");
@@ -130,13 +122,7 @@ async fn ensure_repairs_drift_and_refuses_what_cannot_change() {
         change,
         Some(Change::Updated(vec!["max_age", "duplicate_window"]))
     );
-    let config = js
-        .get_stream(COMMANDS)
-        .await
-        .expect("COMMANDS")
-        .cached_info()
-        .config
-        .clone();
+    let config = config_of(&js, COMMANDS).await;
     assert_eq!(config.max_age, Settings::local().commands_max_age);
 
     let mut in_memory = Topology::new(&Settings::local());

@@ -29,14 +29,19 @@ fn async_nats_free_check(port: u16) -> bool {
     line.starts_with("INFO ") && line.contains("\"jetstream\":true")
 }
 
+/// A client connection to the Redis server `redis`.
+async fn connect(redis: &Server) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect")
+}
+
 #[tokio::test]
 async fn redis_answers_a_real_client_and_comes_back_after_restart() {
     let mut redis = Server::start_redis().expect("redis-server starts");
-    let client = redis::Client::open(redis.url()).expect("url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
+    let mut conn = connect(&redis).await;
     let () = redis::cmd("SET")
         .arg("k")
         .arg("v")
@@ -55,10 +60,7 @@ async fn redis_answers_a_real_client_and_comes_back_after_restart() {
     assert!(!redis.is_running());
     redis.restart().expect("restart");
     assert_eq!(redis.port(), port);
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("reconnect");
+    let mut conn = connect(&redis).await;
     let pong: String = redis::cmd("PING")
         .query_async(&mut conn)
         .await
@@ -120,11 +122,7 @@ fn servers_in_parallel_get_their_own_ports_and_directories() {
 #[tokio::test]
 async fn a_paused_server_answers_nothing_until_resumed_and_a_throttled_one_answers_late() {
     let mut redis = Server::start_redis().expect("redis-server starts");
-    let client = redis::Client::open(redis.url()).expect("url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
+    let mut conn = connect(&redis).await;
     let ping = |mut conn: redis::aio::MultiplexedConnection| async move {
         redis::cmd("PING").query_async::<String>(&mut conn).await
     };
