@@ -150,12 +150,7 @@ async fn changing_a_role_ends_the_players_sessions() {
 
     let changed = app.change_role(&admin, &player_id, "moderator").await;
     assert_eq!(changed.status(), StatusCode::OK);
-    let error = error_of(
-        app.get("/v1/players/me", Some(&player_token)).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
-    assert_eq!(error["code"], "token_revoked");
+    app.assert_revoked(&player_token).await;
     // The change, and the end of the session it cut short, are in the log, by the admin.
     let facts = app.facts_about(&player_id).await;
     assert_eq!(
@@ -328,19 +323,7 @@ async fn region_assignments_show_leases_and_node_load() {
     let app = spawn_app().await;
     let admin = app.login("root", PASSWORD).await;
     let now = chrono::Utc::now();
-    let leases = app.js.get_key_value("region_leases").await.expect("bucket");
-    let lease = nats_topology::lease::Lease {
-        node: "sim-1".into(),
-        acquired_at: now,
-        renewed_at: now,
-    };
-    leases
-        .put(
-            "south-east",
-            serde_json::to_vec(&lease).expect("json").into(),
-        )
-        .await
-        .expect("put");
+    app.put_lease("south-east", "sim-1").await;
     let loads = app.js.get_key_value("node_load").await.expect("bucket");
     let load = nats_topology::lease::NodeLoad {
         node: "sim-1".into(),

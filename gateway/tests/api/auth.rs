@@ -32,16 +32,8 @@ async fn a_player_registers_logs_in_sees_itself_and_logs_out() {
     assert_eq!(me["online"], false);
     assert_eq!(me["position"], Value::Null);
 
-    let logout = app
-        .post_json("/v1/auth/logout", &json!({}), Some(token))
-        .await;
-    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
-    let after = error_of(
-        app.get("/v1/players/me", Some(token)).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
-    assert_eq!(after["code"], "token_revoked");
+    app.log_out(token).await;
+    app.assert_revoked(token).await;
 }
 
 #[tokio::test]

@@ -170,16 +170,8 @@ async fn a_player_plays_from_login_to_logout_on_a_redis_cluster() {
     }
 
     // A logout ends the session (its keys, in one slot) and the stream.
-    let logout = app
-        .post_json("/v1/auth/logout", &json!({}), Some(&token))
-        .await;
-    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
-    let after = error_of(
-        app.get("/v1/players/me", Some(&token)).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
-    assert_eq!(after["code"], "token_revoked");
+    app.log_out(&token).await;
+    app.assert_revoked(&token).await;
     assert!(keys(&cluster, "session:*").await.is_empty());
     let (code, reason) = closed_within(&mut socket, Duration::from_secs(5)).await;
     assert_eq!(
@@ -222,12 +214,7 @@ async fn a_role_change_ends_sessions_and_limits_hold_on_a_redis_cluster() {
     let admin = app.login("root", PASSWORD).await;
     let changed = app.change_role(&admin, &player_id, "moderator").await;
     assert_eq!(changed.status(), StatusCode::OK);
-    let refused = error_of(
-        app.get("/v1/players/me", Some(&token)).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
-    assert_eq!(refused["code"], "token_revoked");
+    app.assert_revoked(&token).await;
     // The new login's session is the player's only one: the old one is gone from its slot.
     let _again = app.login("olga", PASSWORD).await;
     let sessions = keys(&cluster, &format!("session:{{{player_id}}}:*")).await;

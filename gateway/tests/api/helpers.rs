@@ -347,22 +347,55 @@ impl TestApp {
 
     /// The answer to registering `username` with `password`, whatever it is.
     pub async fn register_with(&self, username: &str, password: &str) -> Response {
-        self.post_json(
-            "/v1/auth/register",
-            &json!({"username": username, "password": password}),
-            None,
-        )
-        .await
+        self.post_credentials("/v1/auth/register", username, password)
+            .await
     }
 
     /// The answer to logging in as `username` with `password`, whatever it is.
     pub async fn log_in(&self, username: &str, password: &str) -> Response {
-        self.post_json(
-            "/v1/auth/login",
-            &json!({"username": username, "password": password}),
-            None,
+        self.post_credentials("/v1/auth/login", username, password)
+            .await
+    }
+
+    async fn post_credentials(&self, path: &str, username: &str, password: &str) -> Response {
+        let credentials = json!({"username": username, "password": password});
+        self.post_json(path, &credentials, None).await
+    }
+
+    /// Logs out the session of `token`, which the gateway answers 204.
+    pub async fn log_out(&self, token: &str) {
+        let logout = self
+            .post_json("/v1/auth/logout", &json!({}), Some(token))
+            .await;
+        assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    }
+
+    /// Asserts that `token` is refused because its session has ended.
+    pub async fn assert_revoked(&self, token: &str) {
+        let error = error_of(
+            self.get("/v1/players/me", Some(token)).await,
+            StatusCode::UNAUTHORIZED,
         )
-        .await
+        .await;
+        assert_eq!(error["code"], "token_revoked");
+    }
+
+    /// Writes the lease a simulator would: `node` owns `region` from now on.
+    pub async fn put_lease(&self, region: &str, node: &str) {
+        let kv = self
+            .js
+            .get_key_value("region_leases")
+            .await
+            .expect("bucket");
+        let now = chrono::Utc::now();
+        let lease = nats_topology::lease::Lease {
+            node: node.into(),
+            acquired_at: now,
+            renewed_at: now,
+        };
+        kv.put(region, serde_json::to_vec(&lease).expect("json").into())
+            .await
+            .expect("put");
     }
 
     /// The sessions Redis lists for `player_id`.

@@ -8,6 +8,18 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
+/// The request id the gateway answers a request sent with `id` with.
+async fn request_id_answered(app: &TestApp, id: &str) -> reqwest::header::HeaderValue {
+    let response = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-request-id", id)
+        .send()
+        .await
+        .expect("send");
+    response.headers()["x-request-id"].clone()
+}
+
 #[tokio::test]
 async fn every_answer_has_a_request_id_and_errors_carry_it() {
     let app = spawn_app().await;
@@ -15,22 +27,8 @@ async fn every_answer_has_a_request_id_and_errors_carry_it() {
     let error = error_of(response, StatusCode::NOT_FOUND).await;
     assert_eq!(error["code"], "not_found");
 
-    let echoed = app
-        .http
-        .get(app.url("/healthz"))
-        .header("x-request-id", "abc-123")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(echoed.headers()["x-request-id"], "abc-123");
-    let replaced = app
-        .http
-        .get(app.url("/healthz"))
-        .header("x-request-id", "bad id!")
-        .send()
-        .await
-        .expect("send");
-    assert_ne!(replaced.headers()["x-request-id"], "bad id!");
+    assert_eq!(request_id_answered(&app, "abc-123").await, "abc-123");
+    assert_ne!(request_id_answered(&app, "bad id!").await, "bad id!");
 
     let error = error_of(
         app.get("/v1/commands", None).await,

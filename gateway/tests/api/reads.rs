@@ -8,24 +8,11 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-async fn put_lease(app: &TestApp, region: &str, node: &str) {
-    let kv = app.js.get_key_value("region_leases").await.expect("bucket");
-    let now = chrono::Utc::now();
-    let lease = nats_topology::lease::Lease {
-        node: node.into(),
-        acquired_at: now,
-        renewed_at: now,
-    };
-    kv.put(region, serde_json::to_vec(&lease).expect("json").into())
-        .await
-        .expect("put");
-}
-
 #[tokio::test]
 async fn regions_show_owner_and_population() {
     let app = spawn_app().await;
     let (_, token) = app.player("quin").await;
-    put_lease(&app, "north-west", "sim-7").await;
+    app.put_lease("north-west", "sim-7").await;
     let mut redis = app.state.redis();
     let () = redis::cmd("HSET")
         .arg(schemas::read_model::key::POPULATION)

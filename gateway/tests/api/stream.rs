@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use schemas::read_model::channel;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
@@ -308,10 +308,7 @@ async fn a_logout_through_one_gateway_ends_the_stream_on_another() {
     let mut socket = open_at(&other.base, &token).await;
     when_subscribed(&app, &channel::player(&player_id)).await;
 
-    let logout = app
-        .post_json("/v1/auth/logout", &json!({}), Some(&token))
-        .await;
-    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    app.log_out(&token).await;
     let (code, reason) = closed_within(&mut socket, Duration::from_secs(1)).await;
     assert_eq!(code, SESSION_ENDED, "{reason}");
     assert!(reason.contains("session ended"), "{reason}");
