@@ -163,6 +163,15 @@ impl Bus {
         .collect()
     }
 
+    /// How many facts of `kind` `region` has stored.
+    async fn count(&self, region: &str, kind: &str) -> usize {
+        self.facts(region)
+            .await
+            .iter()
+            .filter(|f| f.payload.kind().as_str() == kind)
+            .count()
+    }
+
     /// The facts answering `command`.
     async fn outcome(&self, region: &str, command: EventId) -> Vec<Fact> {
         self.facts(region)
@@ -300,13 +309,66 @@ fn region_id(id: &str) -> RegionId {
     id.parse().expect("region id")
 }
 
-/// Waits (30 s at most) until the process has exited.
-async fn exited(sim: &mut Sim, what: &str) {
+/// Waits (30 s at most) until the process has exited, and checks that it died at `failpoint`.
+async fn died_at(sim: &mut Sim, failpoint: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while sim.exited().is_none() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting until the process dies at {failpoint}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let log = sim.log();
+    assert!(
+        log.contains(&format!("failpoint {failpoint}")),
+        "log: {log}"
+    );
+}
+
+/// A process running west that dies once it has stored the first half of a hand-off to the
+/// east, and a process running east.
+async fn west_dying_half_way(bus: &Bus) -> (Sim, Sim) {
+    let west = bus
+        .sim(
+            "sim-west",
+            &[
+                ("SIM_REGIONS", "west"),
+                ("SIM_FAILPOINT", "abort-after-hand-off-fact"),
+            ],
+        )
+        .await;
+    let east = bus.sim("sim-east", &[("SIM_REGIONS", "east")]).await;
+    (west, east)
+}
+
+/// Waits until every command of `sent` is answered and acknowledged (so no redelivery is still
+/// to come), and checks that each was applied once.
+async fn applied_once(bus: &Bus, region: &str, sent: &[Envelope<Command>]) {
+    for cmd in sent {
+        bus.wait_outcome(region, cmd.id).await;
+    }
+    bus.settled(region).await;
+    let facts = bus.facts(region).await;
+    for cmd in sent {
+        let n = facts
+            .iter()
+            .filter(|f| f.causation_id == Some(cmd.id))
+            .count();
+        assert_eq!(n, 1, "command {:?} has {n} facts", cmd.payload.kind());
+    }
+}
+
+/// Waits until every one of `players` stands still in `heir`'s west, and checks that its state
+/// is what the log folds to.
+async fn heir_agrees_with_the_log(bus: &Bus, heir: &Sim, players: &[PlayerId]) {
+    let live = eventually("every avatar has arrived", || async {
+        let live = heir.entities("west").await.unwrap_or_default();
+        (live.len() == players.len() && live.values().all(|e| e.get("destination").is_none()))
+            .then_some(live)
+    })
+    .await;
+    assert_eq!(live, folded(bus, "west").await);
 }
 
 /// The state the log gives for `region`: every avatar's recorded state, folded from its facts.
@@ -342,10 +404,6 @@ fn chat(text: &str) -> Command {
         text: text.into(),
         channel: None,
     })
-}
-
-fn kind(f: &Fact) -> &'static str {
-    f.kind().as_str()
 }
 
 #[tokio::test]
@@ -594,8 +652,7 @@ async fn a_process_killed_after_storing_facts_is_replaced_with_no_effect_lost_or
     for p in &players {
         sent.push(bus.send("west", *p, spawn()).await);
     }
-    exited(&mut doomed, "the first process dies at its failpoint").await;
-    assert!(doomed.log().contains("failpoint"), "log: {}", doomed.log());
+    died_at(&mut doomed, "abort-after-facts").await;
     for (i, p) in players.iter().enumerate() {
         sent.push(bus.send("west", *p, chat(&format!("line {i}"))).await);
         sent.push(
@@ -617,26 +674,8 @@ async fn a_process_killed_after_storing_facts_is_replaced_with_no_effect_lost_or
         bus.owner("west").await.as_deref() == Some("sim-b")
     })
     .await;
-    for cmd in &sent {
-        bus.wait_outcome("west", cmd.id).await;
-    }
-    // Every command acknowledged, so no redelivery is still to come: nothing applied twice.
-    bus.settled("west").await;
-    let facts = bus.facts("west").await;
-    for cmd in &sent {
-        let n = facts
-            .iter()
-            .filter(|f| f.causation_id == Some(cmd.id))
-            .count();
-        assert_eq!(n, 1, "command {:?} has {n} facts", cmd.payload.kind());
-    }
-    let live = eventually("the heir's state settles", || async {
-        let live = heir.entities("west").await.unwrap_or_default();
-        (live.values().all(|e| e.get("destination").is_none()) && live.len() == players.len())
-            .then_some(live)
-    })
-    .await;
-    assert_eq!(live, folded(&bus, "west").await);
+    applied_once(&bus, "west", &sent).await;
+    heir_agrees_with_the_log(&bus, &heir, &players).await;
 }
 
 #[tokio::test]
@@ -662,59 +701,22 @@ async fn a_process_killed_at_any_moment_is_replaced_by_one_with_the_same_state()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let heir = bus.sim("sim-b", &[]).await;
-    for cmd in &sent {
-        bus.wait_outcome("west", cmd.id).await;
-    }
-    bus.settled("west").await;
-    let facts = bus.facts("west").await;
-    for cmd in &sent {
-        let n = facts
-            .iter()
-            .filter(|f| f.causation_id == Some(cmd.id))
-            .count();
-        assert_eq!(n, 1, "a command has {n} facts");
-    }
-    let live = eventually("every avatar has arrived", || async {
-        let live = heir.entities("west").await.unwrap_or_default();
-        (live.len() == players.len() && live.values().all(|e| e.get("destination").is_none()))
-            .then_some(live)
-    })
-    .await;
-    assert_eq!(live, folded(&bus, "west").await);
+    applied_once(&bus, "west", &sent).await;
+    heir_agrees_with_the_log(&bus, &heir, &players).await;
 }
 
 #[tokio::test]
 async fn a_hand_off_completes_when_its_source_dies_half_way() {
     let bus = Bus::start().await;
-    let mut west = bus
-        .sim(
-            "sim-west",
-            &[
-                ("SIM_REGIONS", "west"),
-                ("SIM_FAILPOINT", "abort-after-hand-off-fact"),
-            ],
-        )
-        .await;
-    let east = bus.sim("sim-east", &[("SIM_REGIONS", "east")]).await;
+    let (mut west, east) = west_dying_half_way(&bus).await;
     let a = PlayerId::new();
     bus.wait_outcome("west", bus.send("west", a, spawn()).await.id)
         .await;
     bus.send("west", a, Command::Move(Move { x: 150.0, y: 50.0 }))
         .await;
     // West stores the hand-off's first half and dies before telling east.
-    exited(&mut west, "the west process dies at its failpoint").await;
-    assert!(
-        west.log().contains("failpoint abort-after-hand-off-fact"),
-        "log: {}",
-        west.log()
-    );
-    let out = bus.facts("west").await;
-    assert_eq!(
-        out.iter()
-            .filter(|f| kind(&f.payload) == "handed_off_out")
-            .count(),
-        1
-    );
+    died_at(&mut west, "abort-after-hand-off-fact").await;
+    assert_eq!(bus.count("west", "handed_off_out").await, 1);
     assert!(east.entities("east").await.unwrap_or_default().is_empty());
     // Its heir finds the hand-off in the log and finishes it.
     let heir = bus.sim("sim-west-2", &[("SIM_REGIONS", "west")]).await;
@@ -736,33 +738,12 @@ async fn a_hand_off_completes_when_its_source_dies_half_way() {
             .unwrap_or_default()
             .contains_key(&me)
     );
-    let arrived = bus.facts("east").await;
-    assert_eq!(
-        arrived
-            .iter()
-            .filter(|f| kind(&f.payload) == "handed_off_in")
-            .count(),
-        1
-    );
+    assert_eq!(bus.count("east", "handed_off_in").await, 1);
     // Once only, also once every command on both sides is acknowledged (no redelivery left).
     bus.settled("west").await;
     bus.settled("east").await;
-    let arrived = bus.facts("east").await;
-    assert_eq!(
-        arrived
-            .iter()
-            .filter(|f| kind(&f.payload) == "handed_off_in")
-            .count(),
-        1
-    );
-    assert_eq!(
-        bus.facts("west")
-            .await
-            .iter()
-            .filter(|f| kind(&f.payload) == "handed_off_out")
-            .count(),
-        1
-    );
+    assert_eq!(bus.count("east", "handed_off_in").await, 1);
+    assert_eq!(bus.count("west", "handed_off_out").await, 1);
 }
 
 #[tokio::test]
@@ -998,16 +979,7 @@ async fn an_overloaded_process_gives_a_region_to_a_calm_one_and_none_bounces_bac
 #[tokio::test]
 async fn a_blow_over_the_border_lands_once_when_its_source_dies_half_way() {
     let bus = Bus::start().await;
-    let mut west = bus
-        .sim(
-            "sim-west",
-            &[
-                ("SIM_REGIONS", "west"),
-                ("SIM_FAILPOINT", "abort-after-hand-off-fact"),
-            ],
-        )
-        .await;
-    let east = bus.sim("sim-east", &[("SIM_REGIONS", "east")]).await;
+    let (mut west, east) = west_dying_half_way(&bus).await;
     let (a, b) = (PlayerId::new(), PlayerId::new());
     bus.wait_outcome("west", bus.send("west", a, spawn()).await.id)
         .await;
@@ -1042,12 +1014,7 @@ async fn a_blow_over_the_border_lands_once_when_its_source_dies_half_way() {
         )
         .await;
     // West stores the blow and dies before sending it over.
-    exited(&mut west, "the west process dies at its failpoint").await;
-    assert!(
-        west.log().contains("failpoint abort-after-hand-off-fact"),
-        "log: {}",
-        west.log()
-    );
+    died_at(&mut west, "abort-after-hand-off-fact").await;
     let blows = bus.outcome("west", attack.id).await;
     assert!(matches!(blows[..], [Fact::StruckAcross(_)]), "{blows:?}");
     // Its heir finds the blow in the log and sends it; the east decides the hit, once.
