@@ -46,12 +46,54 @@ fn avatar(player: PlayerId, at: Position) -> EntityState {
     EntityState::newcomer(player, at, 100)
 }
 
-async fn store(js: &Context, out: Vec<Outgoing>) -> Vec<u64> {
-    publish_all(js, out)
+/// Stores `commands`, then `facts`; returns the facts' sequence numbers.
+async fn store(js: &Context, commands: &[Envelope<Command>], facts: &[Envelope<Fact>]) -> Vec<u64> {
+    let commands: Vec<Outgoing> = commands
+        .iter()
+        .map(|c| Outgoing::command(c).expect("command"))
+        .collect();
+    for stored in publish_all(js, commands).await {
+        stored.expect("stored");
+    }
+    let facts: Vec<Outgoing> = facts
+        .iter()
+        .map(|f| Outgoing::fact(f).expect("fact"))
+        .collect();
+    publish_all(js, facts)
         .await
         .into_iter()
         .map(|r| r.expect("stored").sequence)
         .collect()
+}
+
+/// `text` said by `player` at `at` in `region`: the chat command, and the fact it caused.
+fn said(
+    player: PlayerId,
+    region: &RegionId,
+    at: Position,
+    text: &str,
+) -> (Envelope<Command>, Envelope<Fact>) {
+    let chat = Envelope::new(
+        Actor::Player { id: player },
+        Some(region.clone()),
+        Command::Chat(Chat {
+            text: text.into(),
+            channel: None,
+        }),
+    );
+    let fact = Envelope::caused_by(
+        &chat,
+        0,
+        sim(),
+        Some(region.clone()),
+        Fact::ChatSaid(ChatSaid {
+            entity: player.into(),
+            channel: schemas::command::ChatChannel::Say,
+            text: text.into(),
+            position: at,
+        }),
+    );
+    (chat, fact)
 }
 
 async fn stored_at(js: &Context, stream: &str, seq: u64) -> String {
@@ -100,40 +142,15 @@ impl Log {
             ));
             commands.push(spawn);
         }
-        let chat = Envelope::new(
-            Actor::Player { id: ada },
-            Some(sw.clone()),
-            Command::Chat(Chat {
-                text: "hello, \"world\", with a comma".into(),
-                channel: None,
-            }),
+        let (chat, chat_said) = said(
+            ada,
+            &sw,
+            Position::new(10.0, 10.0),
+            "hello, \"world\", with a comma",
         );
-        facts.push(Envelope::caused_by(
-            &chat,
-            0,
-            sim(),
-            Some(sw.clone()),
-            Fact::ChatSaid(ChatSaid {
-                entity: ada.into(),
-                channel: schemas::command::ChatChannel::Say,
-                text: "hello, \"world\", with a comma".into(),
-                position: Position::new(10.0, 10.0),
-            }),
-        ));
         commands.push(chat);
-        let out: Vec<Outgoing> = commands
-            .iter()
-            .map(|c| Outgoing::command(c).expect("command"))
-            .collect();
-        store(js, out).await;
-        let seqs = store(
-            js,
-            facts
-                .iter()
-                .map(|f| Outgoing::fact(f).expect("fact"))
-                .collect(),
-        )
-        .await;
+        facts.push(chat_said);
+        let seqs = store(js, &commands, &facts).await;
         let before_fight = stored_at(js, "FACTS", *seqs.last().expect("facts")).await;
 
         let fight = Envelope::new(
@@ -159,57 +176,17 @@ impl Log {
                 )
             })
             .collect();
-        store(js, vec![Outgoing::command(&fight).expect("command")]).await;
-        store(
-            js,
-            blows
-                .iter()
-                .map(|f| Outgoing::fact(f).expect("fact"))
-                .collect(),
-        )
-        .await;
+        store(js, std::slice::from_ref(&fight), &blows).await;
         let mut more_facts = 0;
         let mut more_commands = 0;
         for chunk in (0..padding).collect::<Vec<_>>().chunks(1000) {
-            let mut cmds = Vec::new();
-            let mut fs = Vec::new();
-            for i in chunk {
-                let c = Envelope::new(
-                    Actor::Player { id: bo },
-                    Some(ne.clone()),
-                    Command::Chat(Chat {
-                        text: format!("line {i}"),
-                        channel: None,
-                    }),
-                );
-                fs.push(Envelope::caused_by(
-                    &c,
-                    0,
-                    sim(),
-                    Some(ne.clone()),
-                    Fact::ChatSaid(ChatSaid {
-                        entity: bo.into(),
-                        channel: schemas::command::ChatChannel::Say,
-                        text: format!("line {i}"),
-                        position: Position::new(1500.0, 1500.0),
-                    }),
-                ));
-                cmds.push(c);
-            }
+            let (cmds, fs): (Vec<_>, Vec<_>) = chunk
+                .iter()
+                .map(|i| said(bo, &ne, Position::new(1500.0, 1500.0), &format!("line {i}")))
+                .unzip();
             more_commands += cmds.len() as u64;
             more_facts += fs.len() as u64;
-            store(
-                js,
-                cmds.iter()
-                    .map(|c| Outgoing::command(c).expect("c"))
-                    .collect(),
-            )
-            .await;
-            store(
-                js,
-                fs.iter().map(|f| Outgoing::fact(f).expect("f")).collect(),
-            )
-            .await;
+            store(js, &cmds, &fs).await;
         }
         Self {
             servers,
