@@ -337,13 +337,7 @@ fn death_waits_out_the_respawn_time() {
     e.state.alive = false;
     e.state.hp = 0;
     e.combat.died_at_ms = Some(1_000);
-    let mut r = Region::restore(
-        &w,
-        config("west"),
-        world(),
-        Arc::new(balance(0, 0)),
-        SETTINGS,
-    );
+    let mut r = from_snapshot(&w, 0, 0);
     let out = r.tick(
         &[command(player, Command::Move(Move { x: 1.0, y: 1.0 }))],
         2_000,
@@ -354,6 +348,17 @@ fn death_waits_out_the_respawn_time() {
     let out = r.tick(&[command(player, Command::Respawn(Respawn {}))], 6_000);
     assert!(matches!(&out.facts[0].payload, Fact::Respawned(x) if x.hp == 100));
     assert!(r.entities()[&me(player)].alive);
+}
+
+/// The west restored from `snapshot`, with `npcs` wolves and `items` potions.
+fn from_snapshot(snapshot: &region_sim::Snapshot, npcs: u32, items: u32) -> Region {
+    Region::restore(
+        snapshot,
+        config("west"),
+        world(),
+        Arc::new(balance(npcs, items)),
+        SETTINGS,
+    )
 }
 
 fn config(id: &str) -> schemas::RegionConfig {
@@ -594,13 +599,7 @@ fn a_snapshot_and_the_facts_after_it_give_back_the_live_state() {
     let snap = first.snapshot(half as u64, log[half - 1].occurred_at.timestamp_millis());
     let json = serde_json::to_vec(&snap).expect("snapshot encodes");
     let snap: region_sim::Snapshot = serde_json::from_slice(&json).expect("and decodes");
-    let mut restored = Region::restore(
-        &snap,
-        config("west"),
-        world(),
-        Arc::new(balance(0, 4)),
-        SETTINGS,
-    );
+    let mut restored = from_snapshot(&snap, 0, 4);
     for env in &log[half..] {
         restored.fold(env);
     }
