@@ -49,6 +49,18 @@ commands_per_player = { rate_per_sec = 100000.0, burst = 100000 }
 reads_per_player = { rate_per_sec = 100000.0, burst = 100000 }
 "#;
 
+/// The JSON answer to posting `body` to `url`.
+async fn post_for_json(http: &reqwest::Client, url: String, body: &Value) -> Value {
+    http.post(url)
+        .json(body)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// Prints one phase's line.
 fn print(name: &str, phase: &Phase) {
     println!(
@@ -142,15 +154,7 @@ async fn run() {
     let mut tokens = Vec::new();
     for i in 0..clients {
         let creds = json!({"username": format!("load_{i}"), "password": "load-password"});
-        let registered: Value = http
-            .post(format!("{base}/v1/auth/register"))
-            .json(&creds)
-            .send()
-            .await
-            .expect("register")
-            .json()
-            .await
-            .expect("json");
+        let registered = post_for_json(&http, format!("{base}/v1/auth/register"), &creds).await;
         let player = registered["player_id"].as_str().expect("id").to_owned();
         let doc = PlayerDoc {
             id: player.parse().expect("a player id"),
@@ -169,15 +173,7 @@ async fn run() {
             .insert_one(to_document(&doc).expect("a document"))
             .await
             .expect("read model");
-        let login: Value = http
-            .post(format!("{base}/v1/auth/login"))
-            .json(&creds)
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
+        let login = post_for_json(&http, format!("{base}/v1/auth/login"), &creds).await;
         tokens.push(login["access_token"].as_str().expect("token").to_owned());
     }
     let tokens = Arc::new(tokens);

@@ -164,26 +164,14 @@ async fn missing_forged_and_expired_tokens_are_refused() {
         gateway::auth::now_secs(),
     )
     .expect("token");
-    let expired = app
-        .state
-        .tokens()
-        .issue(
-            player,
-            "made-up",
-            gateway::auth::Role::Player,
-            gateway::auth::now_secs() - 7200,
-        )
-        .expect("token");
-    let unknown_session = app
-        .state
-        .tokens()
-        .issue(
-            player,
-            "never-started",
-            gateway::auth::Role::Player,
-            gateway::auth::now_secs(),
-        )
-        .expect("token");
+    let issued_at = |sid: &str, at: u64| {
+        app.state
+            .tokens()
+            .issue(player, sid, gateway::auth::Role::Player, at)
+            .expect("token")
+    };
+    let expired = issued_at("made-up", gateway::auth::now_secs() - 7200);
+    let unknown_session = issued_at("never-started", gateway::auth::now_secs());
 
     for (token, code) in [
         (None, "unauthorized"),
