@@ -51,14 +51,8 @@ reads_per_player = { rate_per_sec = 100000.0, burst = 100000 }
 
 /// The JSON answer to posting `body` to `url`.
 async fn post_for_json(http: &reqwest::Client, url: String, body: &Value) -> Value {
-    http.post(url)
-        .json(body)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json")
+    let response = http.post(url).json(body).send().await.expect("request");
+    response.json().await.expect("json")
 }
 
 /// Prints one phase's line.
