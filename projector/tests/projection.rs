@@ -45,30 +45,16 @@ async fn facts_become_read_models_audit_entries_and_broadcasts() {
         .await
         .expect("set");
     let _projector = stack.projector();
-    let facts = vec![
-        fact(
-            None,
-            Fact::AccountRegistered(AccountRegistered {
-                player: p,
-                username: "ada".into(),
-            }),
-        ),
-        fact(
-            Some(west()),
-            Fact::Spawned(Spawned {
-                state: avatar(p, Position::new(10.0, 20.0), 100),
-            }),
-        ),
-        fact(
-            Some(west()),
-            Fact::Damaged(Damaged {
-                attacker: EntityId::new(),
-                target: p.into(),
-                amount: 7,
-                hp: 93,
-            }),
-        ),
-    ];
+    let mut facts = ada_enters_the_west(p);
+    facts.push(fact(
+        Some(west()),
+        Fact::Damaged(Damaged {
+            attacker: EntityId::new(),
+            target: p.into(),
+            amount: 7,
+            hp: 93,
+        }),
+    ));
     stack.publish(&facts).await;
     let player = eventually("the player is projected", || async {
         stack
@@ -211,7 +197,24 @@ async fn on_a_redis_cluster_caches_are_refreshed_and_facts_broadcast() {
         .await
         .expect("set");
     let _projector = stack.projector();
-    let facts = vec![
+    let facts = ada_enters_the_west(p);
+    stack.publish(&facts).await;
+    // The position is raised last, after the caches: once it is there, so are they.
+    eventually("the projection's position is raised", || async {
+        let position: Option<u64> = redis::cmd("GET")
+            .arg(schemas::read_model::key::PROJECTION_POSITION)
+            .query_async(&mut redis.clone())
+            .await
+            .expect("get");
+        position.filter(|p| *p >= 2)
+    })
+    .await;
+    refreshed_and_broadcast(&redis, &mut pubsub, p).await;
+}
+
+/// Ada registers and spawns in the west at (10, 20), with 100 hit points.
+fn ada_enters_the_west(p: PlayerId) -> Vec<Envelope<Fact>> {
+    vec![
         fact(
             None,
             Fact::AccountRegistered(AccountRegistered {
@@ -225,19 +228,16 @@ async fn on_a_redis_cluster_caches_are_refreshed_and_facts_broadcast() {
                 state: avatar(p, Position::new(10.0, 20.0), 100),
             }),
         ),
-    ];
-    stack.publish(&facts).await;
-    // The position is raised last, after the caches: once it is there, so are they.
-    eventually("the projection's position is raised", || async {
-        let position: Option<u64> = redis::cmd("GET")
-            .arg(schemas::read_model::key::PROJECTION_POSITION)
-            .query_async(&mut redis.clone())
-            .await
-            .expect("get");
-        position.filter(|p| *p >= 2)
-    })
-    .await;
-    refreshed_and_broadcast(&redis, &mut pubsub, p).await;
+    ]
+}
+
+/// The database `name` of `client`, with the read models' indexes in place.
+async fn indexed(client: &mongodb::Client, name: &str, names: &Names) -> mongodb::Database {
+    let db = client.database(name);
+    projector::live::ensure_indexes(&db, names)
+        .await
+        .expect("indexes");
+    db
 }
 
 /// SecantusDB as a one-member replica set (which has transactions) or as a standalone server
@@ -293,11 +293,8 @@ fn hurt_player(p: PlayerId, hurts: u32) -> Vec<Stored> {
 
 async fn applied_twice_or_out_of_date(kind: Kind) {
     let (_server, client) = read_models_server(kind).await;
-    let db = client.database("game");
     let names = Names::live();
-    projector::live::ensure_indexes(&db, &names)
-        .await
-        .expect("indexes");
+    let db = indexed(&client, "game", &names).await;
     let p = PlayerId::new();
     let batch = hurt_player(p, 2);
     let mut writer = Writer::new("test");
@@ -340,11 +337,8 @@ async fn without_transactions_a_batch_applied_twice_or_out_of_date_changes_nothi
 #[tokio::test]
 async fn a_writer_ends_the_transaction_its_killed_predecessor_left_open() {
     let (_server, client) = read_models_server(Kind::Mongo).await;
-    let db = client.database("game");
     let names = Names::live();
-    projector::live::ensure_indexes(&db, &names)
-        .await
-        .expect("indexes");
+    let db = indexed(&client, "game", &names).await;
     let p = PlayerId::new();
     let facts = hurt_player(p, 4);
     let mut before = Writer::new("live");
@@ -397,10 +391,7 @@ async fn batches_written_at_once(kind: Kind) {
             facts.push(f);
         }
     }
-    let expected_db = client.database("expected");
-    projector::live::ensure_indexes(&expected_db, &names)
-        .await
-        .expect("indexes");
+    let expected_db = indexed(&client, "expected", &names).await;
     projection::apply(
         &client,
         &expected_db,
@@ -412,10 +403,7 @@ async fn batches_written_at_once(kind: Kind) {
     .expect("the whole batch, alone");
     let expected = projected_in(&expected_db).await;
     for round in 0..6 {
-        let db = client.database(&format!("raced{round}"));
-        projector::live::ensure_indexes(&db, &names)
-            .await
-            .expect("indexes");
+        let db = indexed(&client, &format!("raced{round}"), &names).await;
         // Every other round, documents already there, older than every writer's: each writer
         // replaces them (otherwise each inserts them).
         let replacing = round % 2 == 1;
@@ -484,15 +472,7 @@ async fn a_projector_killed_mid_batch_finishes_exactly_on_its_next_start() {
     first.kill();
     let written = stack.audit_count().await;
     let _second = stack.projector();
-    eventually("everything is projected", || async {
-        (stack.audit_count().await == total).then_some(())
-    })
-    .await;
-    let expected = stack.expected().await;
-    eventually("the read models equal the fold of the log", || async {
-        (stack.projected().await == expected).then_some(())
-    })
-    .await;
+    stack.all_projected(total).await;
     assert!(written <= total);
     assert_eq!(stack.audit_count().await, total, "nothing audited twice");
 }
