@@ -72,10 +72,9 @@ async fn a_valid_command_is_stored_on_its_region_subject_and_answered_202() {
     );
 
     let attack = app
-        .post_json(
-            "/v1/commands",
+        .command(
+            &token,
             &json!({"type": "attack", "target": schemas::EntityId::new()}),
-            Some(&token),
         )
         .await;
     assert_eq!(
@@ -105,9 +104,7 @@ async fn spawn_goes_to_the_named_region_or_the_one_with_most_room() {
         .await
         .expect("population");
 
-    let picked = app
-        .post_json("/v1/commands", &json!({"type": "spawn"}), Some(&token))
-        .await;
+    let picked = app.command(&token, &json!({"type": "spawn"})).await;
     assert_eq!(picked.status(), StatusCode::ACCEPTED);
     assert_eq!(
         stored_subject(&app, picked).await,
@@ -115,11 +112,7 @@ async fn spawn_goes_to_the_named_region_or_the_one_with_most_room() {
     );
 
     let named = app
-        .post_json(
-            "/v1/commands",
-            &json!({"type": "spawn", "region": "north-west"}),
-            Some(&token),
-        )
+        .command(&token, &json!({"type": "spawn", "region": "north-west"}))
         .await;
     assert_eq!(
         stored_subject(&app, named).await,
@@ -132,12 +125,8 @@ async fn a_player_not_in_the_world_must_spawn_first() {
     let app = spawn_app().await;
     let (_, token) = app.player("hal").await;
     let error = error_of(
-        app.post_json(
-            "/v1/commands",
-            &json!({"type": "chat", "text": "hello"}),
-            Some(&token),
-        )
-        .await,
+        app.command(&token, &json!({"type": "chat", "text": "hello"}))
+            .await,
         StatusCode::CONFLICT,
     )
     .await;
@@ -214,11 +203,7 @@ async fn invalid_commands_name_each_bad_field_and_publish_nothing() {
         (json!("move"), vec![("", "not_an_object")]),
     ];
     for (body, expected) in cases {
-        let error = error_of(
-            app.post_json("/v1/commands", &body, Some(&token)).await,
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
+        let error = error_of(app.command(&token, &body).await, StatusCode::BAD_REQUEST).await;
         assert_details(&error, &expected, &body.to_string());
     }
     assert_eq!(app.messages_in("COMMANDS").await, 0);
@@ -237,20 +222,14 @@ async fn chat_lines_with_nothing_to_see_or_bidi_controls_are_refused() {
         ("\u{2067}hidden\u{2069}", "bidi_control"),
     ] {
         let body = json!({"type": "chat", "text": text});
-        let error = error_of(
-            app.post_json("/v1/commands", &body, Some(&token)).await,
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
+        let error = error_of(app.command(&token, &body).await, StatusCode::BAD_REQUEST).await;
         assert_details(&error, &[("text", code)], &format!("{text:?}"));
     }
     assert_eq!(app.messages_in("COMMANDS").await, 0);
     let fine =
         json!({"type": "chat", "text": "caf\u{0065}\u{0301} \u{05E9}\u{05DC}\u{05D5}\u{05DD}"});
     assert_eq!(
-        app.post_json("/v1/commands", &fine, Some(&token))
-            .await
-            .status(),
+        app.command(&token, &fine).await.status(),
         StatusCode::ACCEPTED
     );
 }
@@ -368,7 +347,7 @@ async fn with_nats_down_commands_get_503_fast_and_flow_again_after() {
     app.nats_gone().await;
     let started = Instant::now();
     let error = error_of(
-        app.post_json("/v1/commands", &command, Some(&token)).await,
+        app.command(&token, &command).await,
         StatusCode::SERVICE_UNAVAILABLE,
     )
     .await;
@@ -380,10 +359,7 @@ async fn with_nats_down_commands_get_503_fast_and_flow_again_after() {
 
     app.nats.restart().expect("NATS back");
     let status = test_servers::poll::poll(Duration::from_secs(20), || async {
-        let status = app
-            .post_json("/v1/commands", &command, Some(&token))
-            .await
-            .status();
+        let status = app.command(&token, &command).await.status();
         (status == StatusCode::ACCEPTED).then_some(status)
     })
     .await

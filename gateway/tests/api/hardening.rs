@@ -54,7 +54,7 @@ async fn a_token_holds_only_for_the_player_and_role_of_its_session() {
     let refused = |response: reqwest::Response| error_of(response, StatusCode::UNAUTHORIZED);
     refused(app.get("/v1/players/me", Some(&as_ben)).await).await;
     let command = json!({"type": "spawn", "region": "south-west"});
-    refused(app.post_json("/v1/commands", &command, Some(&as_ben)).await).await;
+    refused(app.command(&as_ben, &command).await).await;
     refused(admin_dlq(&app, &as_root).await).await;
     let error = error_of(admin_dlq(&app, &ann_as_admin).await, StatusCode::FORBIDDEN).await;
     assert_eq!(error["code"], "forbidden", "the role is the session's");
@@ -221,9 +221,7 @@ fn tight_per_ip() -> String {
 async fn command_statuses(app: &TestApp, token: &str, n: usize) -> Vec<StatusCode> {
     let mut statuses = Vec::new();
     for _ in 0..n {
-        let response = app
-            .post_json("/v1/commands", &json!({"type": "leave"}), Some(token))
-            .await;
+        let response = app.command(token, &json!({"type": "leave"})).await;
         let status = response.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
             assert!(response.headers().contains_key("retry-after"));

@@ -398,6 +398,11 @@ impl TestApp {
             .expect("put");
     }
 
+    /// The answer to submitting `command` with `token`.
+    pub async fn command(&self, token: &str, command: &Value) -> Response {
+        self.post_json("/v1/commands", command, Some(token)).await
+    }
+
     /// The sessions Redis lists for `player_id`.
     pub async fn sessions_of(&self, player_id: &str) -> Vec<String> {
         let mut redis = self.state.redis();

@@ -186,11 +186,7 @@ async fn a_player_flooding_commands_is_limited_alone() {
     let command = json!({"type": "chat", "text": "hi"});
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        statuses.push(
-            app.post_json("/v1/commands", &command, Some(&token_a))
-                .await
-                .status(),
-        );
+        statuses.push(app.command(&token_a, &command).await.status());
     }
     assert_eq!(statuses[..2], [StatusCode::ACCEPTED; 2]);
     assert!(
@@ -200,9 +196,7 @@ async fn a_player_flooding_commands_is_limited_alone() {
         "{statuses:?}"
     );
     assert_eq!(
-        app.post_json("/v1/commands", &command, Some(&token_b))
-            .await
-            .status(),
+        app.command(&token_b, &command).await.status(),
         StatusCode::ACCEPTED
     );
     assert_eq!(app.messages_in("COMMANDS").await, 3);
@@ -215,14 +209,12 @@ async fn with_redis_down_limits_fall_back_and_active_players_keep_playing() {
     app.put_in_world(&player, "mia", "south-west").await;
     let command = json!({"type": "chat", "text": "still here"});
     assert_eq!(
-        app.post_json("/v1/commands", &command, Some(&token))
-            .await
-            .status(),
+        app.command(&token, &command).await.status(),
         StatusCode::ACCEPTED
     );
 
     app.redis_mut().stop();
-    let during = app.post_json("/v1/commands", &command, Some(&token)).await;
+    let during = app.command(&token, &command).await;
     assert_eq!(
         during.status(),
         StatusCode::ACCEPTED,
@@ -239,11 +231,7 @@ async fn with_redis_down_limits_fall_back_and_active_players_keep_playing() {
     // The local limiter still limits: its burst of 2 is soon spent.
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        statuses.push(
-            app.post_json("/v1/commands", &command, Some(&token))
-                .await
-                .status(),
-        );
+        statuses.push(app.command(&token, &command).await.status());
     }
     assert!(
         statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
