@@ -301,13 +301,18 @@ async fn register_outcome(app: &TestApp, username: &str, password: &str) -> (Sta
     (status, id)
 }
 
+/// Stops NATS and registers `username`, which the gateway answers 503: a registration cut short.
+async fn register_without_nats(app: &mut TestApp, username: &str) {
+    app.nats.stop();
+    app.nats_gone().await;
+    let (status, _) = register_outcome(app, username, PASSWORD).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
 #[tokio::test]
 async fn a_registration_cut_short_by_nats_is_completed_by_registering_again() {
     let mut app = spawn_app().await;
-    app.nats.stop();
-    app.nats_gone().await;
-    let (status, _) = register_outcome(&app, "elm", PASSWORD).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    register_without_nats(&mut app, "elm").await;
     assert_eq!(
         recorded(&app, "elm").await,
         Some(false),
@@ -346,10 +351,7 @@ async fn a_registration_cut_short_by_nats_is_completed_by_registering_again() {
 #[tokio::test]
 async fn a_login_records_an_account_whose_registration_was_cut_short() {
     let mut app = spawn_app().await;
-    app.nats.stop();
-    app.nats_gone().await;
-    let (status, _) = register_outcome(&app, "ash", PASSWORD).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    register_without_nats(&mut app, "ash").await;
 
     app.nats.restart().expect("NATS back");
     let login = json!({"username": "ash", "password": PASSWORD});
