@@ -65,6 +65,20 @@ impl std::ops::DerefMut for World {
     }
 }
 
+/// A gateway in this process, serving until the returned sender is dropped: its base URL, and
+/// the sender.
+async fn serve_gateway(settings: gateway::Settings) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let gateway = gateway::Application::build(settings)
+        .await
+        .expect("gateway starts");
+    let addr = gateway.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(gateway.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    (format!("http://{addr}"), stop)
+}
+
 impl World {
     async fn start() -> Self {
         let servers = Stack::builder().secured().mongo().redis().start().await;
@@ -87,16 +101,9 @@ impl World {
             env.extend(servers.env_for(role));
             move |k: &str| env.get(k).cloned()
         };
-        let gateway = gateway::Application::build(
-            gateway::Settings::load(as_user("gateway")).expect("gateway settings"),
-        )
-        .await
-        .expect("gateway starts");
-        let addr = gateway.local_addr().expect("addr");
-        let (stop_gateway, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(gateway.run_until_stopped(async {
-            let _ = stopped.await;
-        }));
+        let (base, stop_gateway) =
+            serve_gateway(gateway::Settings::load(as_user("gateway")).expect("gateway settings"))
+                .await;
         let sim = region_sim::node::Node::start(
             region_sim::settings::Settings::load(as_user("simulator")).expect("simulator settings"),
         )
@@ -108,7 +115,7 @@ impl World {
         }));
         Self {
             servers,
-            base: format!("http://{addr}"),
+            base,
             http: reqwest::Client::new(),
             env,
             _stop_gateway: stop_gateway,
@@ -123,15 +130,7 @@ impl World {
         env.extend(self.env_for("gateway"));
         let settings =
             gateway::Settings::load(move |k: &str| env.get(k).cloned()).expect("gateway settings");
-        let gateway = gateway::Application::build(settings)
-            .await
-            .expect("another gateway starts");
-        let addr = gateway.local_addr().expect("addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(gateway.run_until_stopped(async {
-            let _ = stopped.await;
-        }));
-        (format!("http://{addr}"), stop)
+        serve_gateway(settings).await
     }
 
     fn projector(&self) -> Service {
@@ -231,6 +230,14 @@ impl World {
 }
 
 /// [`test_servers::poll::eventually`], with the projectors' last words when it fails.
+/// Waits until the audit trail holds the command `id`, and returns its entry.
+async fn audit_entry(audit: &mongodb::Collection<Document>, id: &str) -> Document {
+    until("the command is audited", || async {
+        audit.find_one(doc! {"_id": id}).await.ok().flatten()
+    })
+    .await
+}
+
 async fn until<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
@@ -378,14 +385,7 @@ async fn two_players_meet_fight_chat_and_every_step_shows_everywhere() {
     // The audit trail has every command, with who and from where, and every fact it caused.
     let audit = world.db().collection::<Document>("audit");
     for id in &sent {
-        let command = until("the command is audited", || async {
-            audit
-                .find_one(doc! {"_id": id.as_str()})
-                .await
-                .ok()
-                .flatten()
-        })
-        .await;
+        let command = audit_entry(&audit, id).await;
         assert_eq!(command.get_str("stream"), Ok("COMMANDS"));
         assert!(command.get_str("request_id").is_ok(), "{command}");
         assert!(command.get_str("client_ip").is_ok(), "{command}");
@@ -445,14 +445,7 @@ async fn two_players_meet_fight_chat_and_every_step_shows_everywhere() {
     )
     .await;
     assert_eq!(audited, 1, "one chat_said, once");
-    until("the command is audited too", || async {
-        audit
-            .find_one(doc! {"_id": said.as_str()})
-            .await
-            .ok()
-            .flatten()
-    })
-    .await;
+    audit_entry(&audit, &said).await;
 
     // A rebuild while commands flow ends equal to the live models.
     let walking = {
