@@ -510,14 +510,7 @@ async fn bad_wait_parameters_are_refused_before_anything_is_published() {
         ("?wait=true&wait_ms=soon", vec![("wait_ms", "range")]),
         ("?wiat=true", vec![("wiat", "unknown_parameter")]),
     ] {
-        let response = app
-            .post_json(
-                &format!("/v1/commands{query}"),
-                &json!({"type": "leave"}),
-                Some(&token),
-            )
-            .await;
-        let error = error_of(response, StatusCode::BAD_REQUEST).await;
+        let error = app.refused_command_query(&token, query).await;
         assert_details(&error, &expected, query);
     }
     assert_eq!(app.messages_in("COMMANDS").await, 0);

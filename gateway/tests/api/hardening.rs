@@ -376,14 +376,9 @@ async fn absurd_numbers_in_query_parameters_are_refused_with_the_error_shape() {
         "wait=true&wait_ms=-1".to_owned(),
         "wait=true&wait_ms=1e9".to_owned(),
     ] {
-        let response = app
-            .post_json(
-                &format!("/v1/commands?{query}"),
-                &json!({"type": "leave"}),
-                Some(&token),
-            )
+        let error = app
+            .refused_command_query(&token, &format!("?{query}"))
             .await;
-        let error = error_of(response, StatusCode::BAD_REQUEST).await;
         assert_eq!(details(&error)[0].0, "wait_ms", "{query}");
     }
     for query in [
@@ -396,13 +391,7 @@ async fn absurd_numbers_in_query_parameters_are_refused_with_the_error_shape() {
         "x=1&y=1&radius=-0",
         "x=1&y=1&radius=0",
     ] {
-        let response = app
-            .get(
-                &format!("/v1/regions/south-west/entities?{query}"),
-                Some(&token),
-            )
-            .await;
-        let error = error_of(response, StatusCode::BAD_REQUEST).await;
+        let error = app.refused_entity_query(&token, &format!("?{query}")).await;
         let field = details(&error)[0].0.clone();
         assert!(["x", "y", "radius"].contains(&field.as_str()), "{query}");
     }

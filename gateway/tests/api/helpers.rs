@@ -403,6 +403,21 @@ impl TestApp {
         self.post_json("/v1/commands", command, Some(token)).await
     }
 
+    /// The 400 error of a `leave` command submitted with `query` (`?...`) on its path.
+    pub async fn refused_command_query(&self, token: &str, query: &str) -> Value {
+        let path = format!("/v1/commands{query}");
+        let response = self
+            .post_json(&path, &json!({"type": "leave"}), Some(token))
+            .await;
+        error_of(response, StatusCode::BAD_REQUEST).await
+    }
+
+    /// The 400 error of a query (`?...`) for the entities near a point of `south-west`.
+    pub async fn refused_entity_query(&self, token: &str, query: &str) -> Value {
+        let path = format!("/v1/regions/south-west/entities{query}");
+        error_of(self.get(&path, Some(token)).await, StatusCode::BAD_REQUEST).await
+    }
+
     /// The sessions Redis lists for `player_id`.
     pub async fn sessions_of(&self, player_id: &str) -> Vec<String> {
         let mut redis = self.state.redis();

@@ -193,13 +193,7 @@ async fn bad_entity_queries_name_each_bad_parameter() {
         ),
         ("?x=10&y=10&r=5", vec![("r", "unknown_parameter")]),
     ] {
-        let response = app
-            .get(
-                &format!("/v1/regions/south-west/entities{query}"),
-                Some(&token),
-            )
-            .await;
-        let error = error_of(response, StatusCode::BAD_REQUEST).await;
+        let error = app.refused_entity_query(&token, query).await;
         assert_details(&error, &expected, query);
     }
 }
