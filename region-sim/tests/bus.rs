@@ -76,19 +76,7 @@ struct Bus {
     servers: Stack,
 }
 
-impl std::ops::Deref for Bus {
-    type Target = Stack;
-
-    fn deref(&self) -> &Stack {
-        &self.servers
-    }
-}
-
-impl std::ops::DerefMut for Bus {
-    fn deref_mut(&mut self) -> &mut Stack {
-        &mut self.servers
-    }
-}
+test_servers::stands_on!(Bus, servers);
 
 impl Bus {
     async fn start() -> Self {

@@ -51,19 +51,7 @@ struct World {
     _stop_sim: tokio::sync::oneshot::Sender<()>,
 }
 
-impl std::ops::Deref for World {
-    type Target = Stack;
-
-    fn deref(&self) -> &Stack {
-        &self.servers
-    }
-}
-
-impl std::ops::DerefMut for World {
-    fn deref_mut(&mut self) -> &mut Stack {
-        &mut self.servers
-    }
-}
+test_servers::stands_on!(World, servers);
 
 /// A gateway in this process, serving until the returned sender is dropped: its base URL, and
 /// the sender.

@@ -109,6 +109,35 @@ impl Builder {
     }
 }
 
+/// Lets a test's own stack, which holds a [`Stack`] in a field, read the servers as its own
+/// (`app.js`, `app.nats.url()`, `app.mongo_mut().stop()`): one line instead of a `Deref` and a
+/// `DerefMut` written out in every test crate.
+///
+/// ```
+/// struct World {
+///     servers: test_servers::Stack,
+/// }
+/// test_servers::stands_on!(World, servers);
+/// ```
+#[macro_export]
+macro_rules! stands_on {
+    ($stack:ty, $field:ident) => {
+        impl ::std::ops::Deref for $stack {
+            type Target = $crate::Stack;
+
+            fn deref(&self) -> &$crate::Stack {
+                &self.$field
+            }
+        }
+
+        impl ::std::ops::DerefMut for $stack {
+            fn deref_mut(&mut self) -> &mut $crate::Stack {
+                &mut self.$field
+            }
+        }
+    };
+}
+
 /// The database the services use unless told otherwise (`MONGODB_DATABASE`).
 pub const DATABASE: &str = "game";
 

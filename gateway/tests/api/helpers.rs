@@ -36,20 +36,7 @@ pub struct TestApp {
     serving: Option<tokio::task::JoinHandle<Result<(), RunError>>>,
 }
 
-/// The servers (`app.nats`, `app.js`, `app.db()`, ...) read as the app's own.
-impl std::ops::Deref for TestApp {
-    type Target = Stack;
-
-    fn deref(&self) -> &Stack {
-        &self.servers
-    }
-}
-
-impl std::ops::DerefMut for TestApp {
-    fn deref_mut(&mut self) -> &mut Stack {
-        &mut self.servers
-    }
-}
+test_servers::stands_on!(TestApp, servers);
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(LOOSE_LIMITS).await

@@ -36,19 +36,7 @@ pub struct Stack {
     pub redis_cluster: Option<test_servers::RedisCluster>,
 }
 
-impl std::ops::Deref for Stack {
-    type Target = test_servers::Stack;
-
-    fn deref(&self) -> &test_servers::Stack {
-        &self.servers
-    }
-}
-
-impl std::ops::DerefMut for Stack {
-    fn deref_mut(&mut self) -> &mut test_servers::Stack {
-        &mut self.servers
-    }
-}
+test_servers::stands_on!(Stack, servers);
 
 impl Stack {
     pub async fn start() -> Self {
