@@ -15,6 +15,7 @@ use schemas::command::Move;
 use schemas::{Actor, Command, Envelope, PlayerId, RegionId};
 use test_servers::Server;
 use test_servers::poll::eventually_within;
+use test_servers::stack::messages_in;
 
 async fn connect(nats: &Server) -> Context {
     let (_client, js) = nats_topology::connect(&nats.url(), "test", &Default::default())
@@ -30,17 +31,6 @@ async fn ready() -> (Server, Context) {
         .await
         .expect("ensure");
     (nats, js)
-}
-
-async fn messages_in(js: &Context, stream: &str) -> u64 {
-    js.get_stream(stream)
-        .await
-        .expect("stream")
-        .info()
-        .await
-        .expect("info")
-        .state
-        .messages
 }
 
 /// The configuration `stream` is stored with now.

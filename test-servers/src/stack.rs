@@ -109,6 +109,18 @@ impl Builder {
     }
 }
 
+/// How many messages `stream` holds now, on any JetStream context.
+pub async fn messages_in(js: &Context, stream: &str) -> u64 {
+    js.get_stream(stream)
+        .await
+        .expect("the stream exists")
+        .info()
+        .await
+        .expect("the stream's info")
+        .state
+        .messages
+}
+
 /// Lets a test's own stack, which holds a [`Stack`] in a field, read the servers as its own
 /// (`app.js`, `app.nats.url()`, `app.mongo_mut().stop()`): one line instead of a `Deref` and a
 /// `DerefMut` written out in every test crate.
@@ -214,6 +226,11 @@ impl Stack {
         self.redis
             .as_mut()
             .expect("the stack was started with redis()")
+    }
+
+    /// How many messages `stream` holds now.
+    pub async fn messages_in(&self, stream: &str) -> u64 {
+        messages_in(&self.js, stream).await
     }
 
     /// A path in the test's folder.

@@ -204,18 +204,6 @@ impl TestApp {
         .await;
     }
 
-    pub async fn messages_in(&self, stream: &str) -> u64 {
-        self.js
-            .get_stream(stream)
-            .await
-            .expect("stream")
-            .info()
-            .await
-            .expect("info")
-            .state
-            .messages
-    }
-
     pub async fn accounts(&self) -> u64 {
         self.db()
             .collection::<mongodb::bson::Document>("accounts")
