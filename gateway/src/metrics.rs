@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+use service::metrics::Registrar;
 
 /// The dependencies the gateway probes, as they are named in `dependency` labels.
 pub const DEPENDENCIES: [&str; 3] = ["nats", "redis", "mongodb"];
@@ -27,88 +26,60 @@ pub struct Metrics {
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("gateway".into()), None).unwrap_or_default();
-        let requests = counter_vec(
-            "http_requests_total",
-            "Requests answered, by route, method and status.",
-            &["route", "method", "status"],
-        );
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
+        let made = Registrar::new("gateway");
+        let metrics = Self {
+            requests: made.counter_vec(
+                "http_requests_total",
+                "Requests answered, by route, method and status.",
+                &["route", "method", "status"],
+            ),
+            latency: made.histogram_vec(
                 "http_request_duration_seconds",
                 "Time to answer, by route and method.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["route", "method"],
-        );
-        let commands = counter_vec(
-            "commands_published_total",
-            "Commands stored in JetStream, by kind and priority.",
-            &["kind", "priority"],
-        );
-        let rate_limited = counter_vec(
-            "rate_limited_total",
-            "Requests refused by a rate limit, by rule.",
-            &["rule"],
-        );
-        let auth_rejections = counter_vec(
-            "auth_rejections_total",
-            "Requests refused by authentication or authorisation, by reason.",
-            &["reason"],
-        );
-        let dependency_errors = counter_vec(
-            "dependency_errors_total",
-            "Failed calls to NATS, Redis or MongoDB.",
-            &["dependency"],
-        );
-        let limiter_fallback = IntGauge::new(
-            "rate_limiter_fallback",
-            "1 while Redis is unreachable and each gateway limits on its own.",
-        );
-        let sessions_started = IntCounter::new(
-            "sessions_started_total",
-            "Logins that began a session (a game KPI).",
-        );
-        let dependency_up = IntGaugeVec::new(
-            Opts::new(
+                &["route", "method"],
+                &[
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ],
+            ),
+            commands: made.counter_vec(
+                "commands_published_total",
+                "Commands stored in JetStream, by kind and priority.",
+                &["kind", "priority"],
+            ),
+            rate_limited: made.counter_vec(
+                "rate_limited_total",
+                "Requests refused by a rate limit, by rule.",
+                &["rule"],
+            ),
+            auth_rejections: made.counter_vec(
+                "auth_rejections_total",
+                "Requests refused by authentication or authorisation, by reason.",
+                &["reason"],
+            ),
+            dependency_errors: made.counter_vec(
+                "dependency_errors_total",
+                "Failed calls to NATS, Redis or MongoDB.",
+                &["dependency"],
+            ),
+            limiter_fallback: made.gauge(
+                "rate_limiter_fallback",
+                "1 while Redis is unreachable and each gateway limits on its own.",
+            ),
+            sessions_started: made.counter(
+                "sessions_started_total",
+                "Logins that began a session (a game KPI).",
+            ),
+            dependency_up: made.gauge_vec(
                 "dependency_up",
                 "1 when the dependency answered the probe made at this scrape, 0 when not.",
+                &["dependency"],
             ),
-            &["dependency"],
-        );
-        let metrics = Self {
-            registry,
-            requests,
-            latency: latency.expect("static metric definition"),
-            commands,
-            rate_limited,
-            auth_rejections,
-            dependency_errors,
-            limiter_fallback: limiter_fallback.expect("static metric definition"),
-            sessions_started: sessions_started.expect("static metric definition"),
-            dependency_up: dependency_up.expect("static metric definition"),
+            registry: made.into_registry(),
         };
         // Known label values start at zero, so a query finds them before the first event.
         for dependency in DEPENDENCIES {
             metrics.dependency_errors.with_label_values(&[dependency]);
-        }
-        for collector in [
-            Box::new(metrics.requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(metrics.latency.clone()),
-            Box::new(metrics.commands.clone()),
-            Box::new(metrics.rate_limited.clone()),
-            Box::new(metrics.auth_rejections.clone()),
-            Box::new(metrics.dependency_errors.clone()),
-            Box::new(metrics.limiter_fallback.clone()),
-            Box::new(metrics.sessions_started.clone()),
-            Box::new(metrics.dependency_up.clone()),
-        ] {
-            metrics
-                .registry
-                .register(collector)
-                .expect("each metric is registered once");
         }
         metrics
     }
@@ -166,11 +137,6 @@ impl Metrics {
     pub fn render(&self) -> String {
         service::metrics::render(&self.registry)
     }
-}
-
-/// A counter for each combination of `labels`' values.
-fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
 }
 
 impl Default for Metrics {
