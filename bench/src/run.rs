@@ -18,6 +18,9 @@ use crate::plan::Plan;
 use crate::players::{self, Game, Recorder};
 use crate::report::{Ceilings, Results};
 
+/// How many players make their accounts and log in at once before the clock starts.
+const ENLISTING_AT_ONCE: usize = 32;
+
 /// Where the stack is and how to reach it.
 pub struct Target {
     /// The gateway.
@@ -124,8 +127,17 @@ pub async fn run(
         "{elapsed_precise} [{bar:40}] {pos}/{len} accounts made and logged in",
     );
     let mut enlisted = Vec::new();
+    // A few at a time: the gateway hashes passwords on a few workers of its own and answers 503
+    // once too many wait for them, so more at once would only queue there.
+    let at_once = Arc::new(tokio::sync::Semaphore::new(ENLISTING_AT_ONCE));
     for task in (0..players)
-        .map(|i| tokio::spawn(players::enlist(Arc::clone(&enlisting), i)))
+        .map(|i| {
+            let (game, at_once) = (Arc::clone(&enlisting), Arc::clone(&at_once));
+            tokio::spawn(async move {
+                let _turn = at_once.acquire_owned().await;
+                players::enlist(game, i).await
+            })
+        })
         .collect::<Vec<_>>()
     {
         if let Ok(Some(player)) = task.await {

@@ -26,7 +26,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::auth::{Caller, Role, hash_password, now_secs, verify_password};
+use crate::auth::{Caller, Role, now_secs};
 use crate::body::JsonBody;
 use crate::error::{ApiError, Code};
 use crate::ratelimit::Rule;
@@ -196,7 +196,7 @@ pub async fn create_account(
         id: player.to_string(),
         username: username.to_owned(),
         username_key: username.to_lowercase(),
-        password_hash: hash_password(password.clone()).await?,
+        password_hash: state.passwords().hash(password.clone()).await?,
         role,
         created_at: now_secs() as i64,
         recorded: false,
@@ -234,7 +234,12 @@ async fn resume(
     let Some(account) = find_by_username(state, username).await? else {
         return Err(taken());
     };
-    if account.recorded || !verify_password(password, Some(account.password_hash.clone())).await? {
+    if account.recorded
+        || !state
+            .passwords()
+            .verify(password, Some(account.password_hash.clone()))
+            .await?
+    {
         return Err(taken());
     }
     complete(state, &account).await?;
@@ -419,7 +424,11 @@ async fn log_in(
         let account = find_by_username(state, username).await?;
         let hash = account.as_ref().map(|a| a.password_hash.clone());
         if verified.is_none() || verified != hash {
-            if !verify_password(password.clone(), hash.clone()).await? {
+            if !state
+                .passwords()
+                .verify(password.clone(), hash.clone())
+                .await?
+            {
                 state.metrics().auth_rejected("bad_credentials");
                 return Err(bad_credentials());
             }

@@ -40,6 +40,9 @@ pub enum StartError {
     /// The address could not be bound.
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
+    /// The password workers' threads could not be started.
+    #[error("cannot start the password workers: {0}")]
+    Threads(std::io::Error),
     /// The bootstrap admin could not be created.
     #[error("bootstrap admin: {0}")]
     Bootstrap(ApiError),

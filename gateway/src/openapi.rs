@@ -324,8 +324,9 @@ impl Failure {
             }
             Failure::HeadersTooLarge => "The request's headers are larger than the gateway reads.",
             Failure::Unavailable => {
-                "A server the gateway depends on is unreachable; `Retry-After` says when to try \
-                 again."
+                "A server the gateway depends on is unreachable, or (on registering and logging \
+                 in) too many passwords are being checked at once; `Retry-After` says when to \
+                 try again."
             }
         }
     }

@@ -74,6 +74,9 @@ pub struct Settings {
     pub jwt_audience: String,
     /// How long an access token (and its session) lives.
     pub token_ttl: Duration,
+    /// Threads hashing passwords, at a lower priority than the rest (`[auth]
+    /// password_workers`; by default half the cores, at least one).
+    pub password_workers: usize,
     /// Keys accepted in `X-Api-Key` on admin routes (`ADMIN_API_KEY`, comma-separated).
     pub admin_api_keys: Vec<SecretString>,
     /// An admin account to create at start-up when missing
@@ -138,6 +141,7 @@ struct AuthFile {
     issuer: Option<String>,
     audience: Option<String>,
     token_ttl_secs: Option<u64>,
+    password_workers: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +150,9 @@ struct WaitFile {
     default_ms: Option<u64>,
     max_ms: Option<u64>,
 }
+
+/// The most password workers accepted.
+const MAX_PASSWORD_WORKERS: usize = 256;
 
 /// The longest drain deadline accepted: a stop that waits longer is taken for a typo (an
 /// orchestrator kills a process that takes this long anyway).
@@ -244,11 +251,23 @@ impl Settings {
             issuer: None,
             audience: None,
             token_ttl_secs: None,
+            password_workers: None,
         });
         let token_ttl = Duration::from_secs(auth.token_ttl_secs.unwrap_or(3600));
         if token_ttl.is_zero() {
             return Err(bad("auth.token_ttl_secs", "must be positive"));
         }
+        let password_workers = match auth.password_workers {
+            Some(n) if (1..=MAX_PASSWORD_WORKERS).contains(&n) => n,
+            Some(_) => {
+                return Err(bad(
+                    "auth.password_workers",
+                    format!("must be from 1 to {MAX_PASSWORD_WORKERS}"),
+                ));
+            }
+            // Half the cores: logins never take more than that from the game.
+            None => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+        };
         let wait = file.wait.unwrap_or(WaitFile {
             default_ms: None,
             max_ms: None,
@@ -331,6 +350,7 @@ impl Settings {
             jwt_issuer: auth.issuer.unwrap_or_else(|| "game-gateway".into()),
             jwt_audience: auth.audience.unwrap_or_else(|| "game-clients".into()),
             token_ttl,
+            password_workers,
             admin_api_keys,
             bootstrap_admin,
             body_limit_bytes: file.body_limit_bytes.unwrap_or(16 * 1024),
@@ -567,6 +587,26 @@ mod tests {
         for ms in ["0", "86400000"] {
             let err = with_shipped_line(line, &format!("drain_deadline_ms = {ms}")).expect_err(ms);
             assert_eq!(err.key, "drain_deadline_ms", "{err}");
+        }
+    }
+
+    #[test]
+    fn password_workers_are_a_count_from_one() {
+        let line = "# password_workers = 1";
+        let default = with(&[SECRET]).expect("valid").password_workers;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(default, (cores / 2).max(1), "half the cores by default");
+        let s = with_shipped_line(line, "password_workers = 3").expect("valid");
+        assert_eq!(s.password_workers, 3);
+        for bad in ["0", "257"] {
+            let err = with_shipped_line(line, &format!("password_workers = {bad}")).expect_err(bad);
+            assert_eq!(err.key, "auth.password_workers", "{err}");
+        }
+        // Not a whole number that fits: the file does not parse, and says where.
+        for bad in ["-1", "1.5", "\"two\"", "18446744073709551616"] {
+            let err = with_shipped_line(line, &format!("password_workers = {bad}")).expect_err(bad);
+            assert_eq!(err.key, "GATEWAY_CONFIG", "{err}");
+            assert!(err.why.contains("password_workers"), "{bad}: {err}");
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use schemas::{PlayerId, ValidationContext};
 
 use crate::application::StartError;
-use crate::auth::{self, Sessions, Tokens};
+use crate::auth::{self, Passwords, Sessions, Tokens};
 use crate::bus::Breaker;
 use crate::error::{ApiError, Code};
 use crate::metrics::Metrics;
@@ -21,6 +21,7 @@ struct Inner {
     settings: Settings,
     validation: ValidationContext,
     tokens: Tokens,
+    passwords: Passwords,
     sessions: Sessions,
     limiter: Limiter,
     metrics: Metrics,
@@ -105,6 +106,8 @@ impl AppState {
             redis.clone(),
         );
         let openapi = bytes::Bytes::from(openapi::document(&settings).to_string());
+        let passwords = Passwords::start(settings.password_workers, auth::passwords::QUEUE)
+            .map_err(StartError::Threads)?;
         Ok(Self(Arc::new(Inner {
             openapi,
             validation: settings.world.validation_context(),
@@ -114,6 +117,7 @@ impl AppState {
                 &settings.jwt_audience,
                 settings.token_ttl,
             ),
+            passwords,
             sessions: Sessions::default(),
             limiter: Limiter::new(settings.rate_limits.clone(), gate.clone(), metrics.clone()),
             metrics,
@@ -146,6 +150,10 @@ impl AppState {
     /// Token signing and checking.
     pub fn tokens(&self) -> &Tokens {
         &self.0.tokens
+    }
+    /// Where passwords are hashed and checked.
+    pub fn passwords(&self) -> &Passwords {
+        &self.0.passwords
     }
     /// Sessions.
     pub fn sessions(&self) -> &Sessions {

@@ -12,7 +12,8 @@
 //! short Redis outage; any other token gets 503, never a guess.
 //!
 //! - [`tokens`]: access tokens: their claims, issuing and checking them.
-//! - [`passwords`]: hashing and verifying passwords (Argon2id), alike for unknown accounts.
+//! - [`passwords`]: hashing and verifying passwords (Argon2id), alike for unknown accounts, on
+//!   workers of their own at a lower priority.
 //! - [`sessions`]: sessions in Redis, their roles and their end, with the memory that carries
 //!   players through a short Redis outage.
 //! - [`callers`]: who a request comes from, as extractors: [`Bearer`], [`Caller`], [`Admin`]
@@ -26,7 +27,7 @@ pub mod tokens;
 use serde::{Deserialize, Serialize};
 
 pub use callers::{Admin, Bearer, Caller, api_key_matches};
-pub use passwords::{hash_password, verify_password};
+pub use passwords::Passwords;
 pub use sessions::{
     RoleGeneration, SESSION_GRACE, SessionState, SessionUnknown, Sessions, session_key,
 };

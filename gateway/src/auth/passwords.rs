@@ -1,54 +1,158 @@
-//! Passwords: Argon2id hashes with a fresh salt, verified off the async threads, and a decoy
-//! hash so that a login takes as long whether or not the account exists.
+//! Passwords: Argon2id hashes with a fresh salt, and a decoy hash so that a login takes as long
+//! whether or not the account exists.
+//!
+//! A hash takes tens of milliseconds of a core on purpose, so it runs where it cannot take the
+//! cores from the game: on [`Passwords`]' workers, threads of their own, few of them, at a lower
+//! CPU priority than the rest of the machine's work (nice +10 on Linux). A burst of logins then
+//! queues for the workers and slows logins, while the commands, the live streams and the other
+//! servers on the machine keep their share of the cores. (On tokio's blocking threads, as many
+//! hashes ran at once as logins came in, at full priority: see the README's Benchmarks for what
+//! that cost the commands' latency.)
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 
-/// Hashes a password with Argon2id and a fresh salt (off the async threads: it is slow on
-/// purpose).
-pub async fn hash_password(password: SecretString) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.expose_secret().as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)
-}
+/// How many hashes may wait for a worker. Beyond it a login or a registration is answered 503
+/// with `Retry-After`, rather than holding its connection while every worker is busy.
+pub const QUEUE: usize = 256;
+
+/// How much lower than the process the workers run: added to the nice value (Linux).
+pub const NICENESS: i32 = 10;
 
 /// A hash of a password nobody has, verified when the username is unknown so that a login
 /// takes as long whether or not the account exists.
 const DECOY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$2Ym1Tl0wHk2LJyA7Y1bJ1+7iWwNb4kXuZc0e2b2zs6A";
 
-/// Whether `password` matches `hash` (or, with no hash, spends the same time and says no).
-pub async fn verify_password(
-    password: SecretString,
-    hash: Option<String>,
-) -> Result<bool, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| DECOY_HASH.to_owned());
-        let Ok(parsed) = PasswordHash::new(&hash) else {
-            return false;
-        };
-        let matches = Argon2::default()
-            .verify_password(password.expose_secret().as_bytes(), &parsed)
-            .is_ok();
-        known && matches
-    })
-    .await
-    .map_err(ApiError::internal)
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The password workers; cheap to clone. They stop once every clone is dropped.
+#[derive(Debug, Clone)]
+pub struct Passwords {
+    jobs: SyncSender<Job>,
 }
+
+impl Passwords {
+    /// Starts `workers` threads (at least one), with room for `queue` hashes waiting.
+    pub fn start(workers: usize, queue: usize) -> std::io::Result<Self> {
+        let (jobs, waiting) = std::sync::mpsc::sync_channel::<Job>(queue);
+        let waiting = Arc::new(Mutex::new(waiting));
+        for i in 0..workers.max(1) {
+            let waiting = Arc::clone(&waiting);
+            std::thread::Builder::new()
+                .name(format!("passwords-{i}"))
+                .spawn(move || work(&waiting))?;
+        }
+        Ok(Self { jobs })
+    }
+
+    /// Hashes a password with Argon2id and a fresh salt.
+    pub async fn hash(&self, password: SecretString) -> Result<String, ApiError> {
+        self.run(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::default()
+                .hash_password(password.expose_secret().as_bytes(), &salt)
+                .map(|h| h.to_string())
+        })
+        .await?
+        .map_err(ApiError::internal)
+    }
+
+    /// Whether `password` matches `hash` (or, with no hash, spends the same time and says no).
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        hash: Option<String>,
+    ) -> Result<bool, ApiError> {
+        self.run(move || {
+            let known = hash.is_some();
+            let hash = hash.unwrap_or_else(|| DECOY_HASH.to_owned());
+            let Ok(parsed) = PasswordHash::new(&hash) else {
+                return false;
+            };
+            let matches = Argon2::default()
+                .verify_password(password.expose_secret().as_bytes(), &parsed)
+                .is_ok();
+            known && matches
+        })
+        .await
+    }
+
+    /// Runs `work` on a worker; 503 when the queue is full.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            // The caller may have gone (its client hung up): nobody to tell.
+            let _ = answer.send(work());
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!("every password worker is busy and the queue is full");
+                return Err(ApiError {
+                    retry_after: Some(1),
+                    ..ApiError::new(
+                        Code::Unavailable,
+                        "too many passwords are being checked at once; try again shortly",
+                    )
+                });
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(ApiError::internal("the password workers have stopped"));
+            }
+        }
+        // Dropped unanswered only if the job panicked (logged by the worker).
+        answered.await.map_err(ApiError::internal)
+    }
+}
+
+/// A worker: lowers its own priority, then runs jobs until every sender is gone. A job that
+/// panics is logged and the worker goes on.
+fn work(waiting: &Mutex<Receiver<Job>>) {
+    lower_priority();
+    loop {
+        let job = {
+            // Only a panic while holding the lock poisons it, and no job runs under it.
+            let Ok(waiting) = waiting.lock() else { return };
+            waiting.recv()
+        };
+        let Ok(job) = job else { return };
+        if std::panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
+            tracing::error!("a password job panicked");
+        }
+    }
+}
+
+/// Adds [`NICENESS`] to this thread's nice value. On Linux a nice value belongs to a thread, so
+/// the rest of the process keeps its own.
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    let me = Some(rustix::thread::gettid());
+    let lowered = rustix::process::getpriority_process(me)
+        .and_then(|nice| rustix::process::setpriority_process(me, (nice + NICENESS).min(19)));
+    if let Err(e) = lowered {
+        tracing::warn!(error = %e, "a password worker runs at the process's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -60,23 +164,98 @@ mod tests {
 
     #[tokio::test]
     async fn passwords_verify_only_against_their_hash() {
-        let hash = hash_password(SecretString::from("correct horse"))
+        let passwords = Passwords::start(1, QUEUE).expect("workers");
+        let hash = passwords
+            .hash(SecretString::from("correct horse"))
             .await
             .expect("hash");
         assert!(
-            verify_password(SecretString::from("correct horse"), Some(hash.clone()))
+            passwords
+                .verify(SecretString::from("correct horse"), Some(hash.clone()))
                 .await
                 .expect("verify")
         );
         assert!(
-            !verify_password(SecretString::from("wrong horse"), Some(hash))
+            !passwords
+                .verify(SecretString::from("wrong horse"), Some(hash))
                 .await
                 .expect("verify")
         );
         assert!(
-            !verify_password(SecretString::from("correct horse"), None)
+            !passwords
+                .verify(SecretString::from("correct horse"), None)
                 .await
                 .expect("verify")
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_answered_503_and_the_workers_go_on() {
+        let passwords = Passwords::start(1, 1).expect("workers");
+        // The worker holds a job until told to let go ...
+        let (started, has_started) = std::sync::mpsc::channel::<()>();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::spawn({
+            let passwords = passwords.clone();
+            async move {
+                passwords
+                    .run(move || {
+                        let _ = started.send(());
+                        held.recv().is_ok()
+                    })
+                    .await
+            }
+        });
+        tokio::task::spawn_blocking(move || has_started.recv_timeout(Duration::from_secs(10)))
+            .await
+            .expect("task")
+            .expect("the worker took the job");
+        // ... and one more job waits: the queue is full.
+        let (ran, has_run) = std::sync::mpsc::channel::<()>();
+        passwords
+            .jobs
+            .try_send(Box::new(move || {
+                let _ = ran.send(());
+            }))
+            .expect("room for one");
+
+        let refused = passwords
+            .run(|| 3)
+            .await
+            .expect_err("a full queue is refused");
+        assert_eq!(refused.code, Code::Unavailable);
+        assert_eq!(refused.retry_after, Some(1));
+
+        release.send(()).expect("the worker holds the job");
+        assert!(busy.await.expect("task").expect("answered"));
+        tokio::task::spawn_blocking(move || has_run.recv_timeout(Duration::from_secs(10)))
+            .await
+            .expect("task")
+            .expect("the waiting job ran");
+        assert_eq!(passwords.run(|| 4).await.expect("room again"), 4);
+    }
+
+    #[tokio::test]
+    async fn a_job_that_panics_leaves_the_worker_running() {
+        let passwords = Passwords::start(1, QUEUE).expect("workers");
+        let lost = passwords
+            .run(|| -> u8 { panic!("a job that panics") })
+            .await;
+        assert_eq!(lost.expect_err("no answer").code, Code::Internal);
+        assert_eq!(passwords.run(|| 7).await.expect("the worker goes on"), 7);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_workers_run_below_the_process_priority() {
+        let nice_here =
+            rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("nice");
+        let passwords = Passwords::start(1, QUEUE).expect("workers");
+        let nice_there = passwords
+            .run(|| rustix::process::getpriority_process(Some(rustix::thread::gettid())))
+            .await
+            .expect("answered")
+            .expect("nice");
+        assert_eq!(nice_there, (nice_here + NICENESS).min(19));
     }
 }
