@@ -167,8 +167,9 @@ pub async fn submit(
         }
     };
     // Every command asks Redis three things: is the session live, are the sender and its IP
-    // within their limits, where is the avatar. The gate asks them in one script call, together
-    // with other requests' questions; the IP is counted whatever the session's state.
+    // within their limits, and the cached view (where the avatar is, should avatar_regions have
+    // no entry). The gate asks them in one script call, together with other requests'
+    // questions; the IP is counted whatever the session's state.
     let player_key = bearer.0.sub.to_string();
     let admission = state
         .admit(
@@ -184,14 +185,16 @@ pub async fn submit(
     let wait = wait_for(&state, &query)?;
     let key = idempotency_key(&headers)?;
     let command = Command::parse_value(body, Origin::Player, state.validation())?;
-    let (view, placed) = tokio::join!(
-        players::resolve(&state, caller.player, admission.cached_view),
-        placed_by_simulators(&state, caller.player)
-    );
-    let current = match placed {
+    // The bucket first, and the read models only when it has no entry: the projector drops a
+    // player's cached view with every batch that changes the player, so asking both at once sent
+    // nearly every command to MongoDB, where a read waits behind the projector's batch.
+    let current = match placed_by_simulators(&state, caller.player).await {
         Some(entry) => entry.region,
         // Not placed by a simulator since the bucket was made: the read models know.
-        None => view?.filter(|v| v.online).and_then(|v| v.region),
+        None => players::resolve(&state, caller.player, admission.cached_view)
+            .await?
+            .filter(|v| v.online)
+            .and_then(|v| v.region),
     };
     let region = route(&state, current, &command).await?;
     tracing::Span::current().record("region", tracing::field::display(&region));

@@ -124,14 +124,60 @@ async fn spawn_goes_to_the_named_region_or_the_one_with_most_room() {
 async fn a_player_not_in_the_world_must_spawn_first() {
     let app = spawn_app().await;
     let (_, token) = app.player("hal").await;
+    must_spawn_first(&app, &token).await;
+    assert_eq!(app.messages_in("COMMANDS").await, 0);
+}
+
+/// A `chat` from `token`'s player is refused: the avatar is not in the world.
+async fn must_spawn_first(app: &TestApp, token: &str) {
     let error = error_of(
-        app.command(&token, &json!({"type": "chat", "text": "hello"}))
+        app.command(token, &json!({"type": "chat", "text": "hello"}))
             .await,
         StatusCode::CONFLICT,
     )
     .await;
     assert_eq!(error["code"], "not_in_world");
-    assert_eq!(app.messages_in("COMMANDS").await, 0);
+}
+
+/// Writes `player_id`'s `avatar_regions` entry as a simulator does.
+async fn placed_by_a_simulator(app: &TestApp, player_id: &str, region: Option<&str>) {
+    let entry = nats_topology::avatars::AvatarRegion {
+        region: region.map(|r| r.parse().expect("a region id")),
+    };
+    app.state
+        .avatars()
+        .put(player_id, entry.encode().into())
+        .await
+        .expect("an avatar_regions entry");
+}
+
+#[tokio::test]
+async fn a_placed_avatar_is_routed_by_the_simulators_entry_without_the_read_models() {
+    let mut app = spawn_app().await;
+    let (player_id, token) = app.player("ida").await;
+    // The read models are behind: they still have the avatar in the north-east ...
+    app.put_in_world(&player_id, "ida", "north-east").await;
+    // ... where a simulator has since put it in the south-west.
+    placed_by_a_simulator(&app, &player_id, Some("south-west")).await;
+
+    // MongoDB answers nothing meanwhile: a command must not wait for it.
+    app.mongo_mut().pause().expect("SIGSTOP");
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.command(&token, &json!({"type": "move", "x": 10.0, "y": 20.0})),
+    )
+    .await;
+    app.mongo_mut().resume().expect("SIGCONT");
+    let answer = answer.expect("answered without MongoDB");
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        stored_subject(&app, answer).await,
+        "cmd.normal.south-west.move"
+    );
+
+    // An entry that says the avatar left: spawn first, whatever the read models say.
+    placed_by_a_simulator(&app, &player_id, None).await;
+    must_spawn_first(&app, &token).await;
 }
 
 #[tokio::test]
