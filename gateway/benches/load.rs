@@ -135,6 +135,7 @@ async fn run() {
     let app = Application::build(settings).await.expect("gateway");
     let app_addr = app.local_addr().expect("addr");
     let base = format!("http://{app_addr}");
+    let avatars = app.state().avatars().clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
 
     let http = reqwest::Client::builder()
@@ -167,6 +168,14 @@ async fn run() {
             .insert_one(to_document(&doc).expect("a document"))
             .await
             .expect("read model");
+        // Where a simulator would have put the avatar, as for every player in the world.
+        let placed = nats_topology::avatars::AvatarRegion {
+            region: doc.state.region.clone(),
+        };
+        avatars
+            .put(&player, placed.encode().into())
+            .await
+            .expect("an avatar_regions entry");
         let login = post_for_json(&http, format!("{base}/v1/auth/login"), &creds).await;
         tokens.push(login["access_token"].as_str().expect("token").to_owned());
     }
