@@ -21,6 +21,7 @@ pub struct Metrics {
     limiter_fallback: IntGauge,
     sessions_started: IntCounter,
     dependency_up: IntGaugeVec,
+    passwords_busy: IntCounter,
 }
 
 impl Metrics {
@@ -75,6 +76,11 @@ impl Metrics {
                 "1 when the dependency answered the probe made at this scrape, 0 when not.",
                 &["dependency"],
             ),
+            passwords_busy: made.counter(
+                "password_queue_full_total",
+                "Registrations and logins answered 503 because every password worker was busy \
+                 and the queue was full.",
+            ),
             registry: made.into_registry(),
         };
         // Known label values start at zero, so a query finds them before the first event.
@@ -124,6 +130,11 @@ impl Metrics {
     /// Counts a login that began a session.
     pub fn session_started(&self) {
         self.sessions_started.inc();
+    }
+
+    /// The count of registrations and logins refused because the password queue was full.
+    pub fn passwords_busy(&self) -> IntCounter {
+        self.passwords_busy.clone()
     }
 
     /// Records whether a dependency answered its probe.

@@ -106,8 +106,12 @@ impl AppState {
             redis.clone(),
         );
         let openapi = bytes::Bytes::from(openapi::document(&settings).to_string());
-        let passwords = Passwords::start(settings.password_workers, auth::passwords::QUEUE)
-            .map_err(StartError::Threads)?;
+        let passwords = Passwords::start(
+            settings.password_workers,
+            auth::passwords::QUEUE,
+            metrics.passwords_busy(),
+        )
+        .map_err(StartError::Threads)?;
         Ok(Self(Arc::new(Inner {
             openapi,
             validation: settings.world.validation_context(),

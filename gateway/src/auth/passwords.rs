@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use prometheus::IntCounter;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{ApiError, Code};
@@ -38,11 +39,14 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Debug, Clone)]
 pub struct Passwords {
     jobs: SyncSender<Job>,
+    /// Counts what a full queue refused.
+    refused: IntCounter,
 }
 
 impl Passwords {
-    /// Starts `workers` threads (at least one), with room for `queue` hashes waiting.
-    pub fn start(workers: usize, queue: usize) -> std::io::Result<Self> {
+    /// Starts `workers` threads (at least one), with room for `queue` hashes waiting; what a
+    /// full queue refuses is counted in `refused`.
+    pub fn start(workers: usize, queue: usize, refused: IntCounter) -> std::io::Result<Self> {
         let (jobs, waiting) = std::sync::mpsc::sync_channel::<Job>(queue);
         let waiting = Arc::new(Mutex::new(waiting));
         for i in 0..workers.max(1) {
@@ -51,7 +55,7 @@ impl Passwords {
                 .name(format!("passwords-{i}"))
                 .spawn(move || work(&waiting))?;
         }
-        Ok(Self { jobs })
+        Ok(Self { jobs, refused })
     }
 
     /// Hashes a password with Argon2id and a fresh salt.
@@ -99,6 +103,7 @@ impl Passwords {
         match self.jobs.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
+                self.refused.inc();
                 tracing::warn!("every password worker is busy and the queue is full");
                 return Err(ApiError {
                     retry_after: Some(1),
@@ -155,6 +160,10 @@ mod tests {
 
     use super::*;
 
+    fn counter() -> IntCounter {
+        IntCounter::new("refused", "refused").expect("a counter")
+    }
+
     #[test]
     fn the_decoy_hash_is_a_real_argon2_hash() {
         // Were it malformed, a login for an unknown user would return at once and tell.
@@ -164,7 +173,7 @@ mod tests {
 
     #[tokio::test]
     async fn passwords_verify_only_against_their_hash() {
-        let passwords = Passwords::start(1, QUEUE).expect("workers");
+        let passwords = Passwords::start(1, QUEUE, counter()).expect("workers");
         let hash = passwords
             .hash(SecretString::from("correct horse"))
             .await
@@ -191,7 +200,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_is_answered_503_and_the_workers_go_on() {
-        let passwords = Passwords::start(1, 1).expect("workers");
+        let refused = counter();
+        let passwords = Passwords::start(1, 1, refused.clone()).expect("workers");
         // The worker holds a job until told to let go ...
         let (started, has_started) = std::sync::mpsc::channel::<()>();
         let (release, held) = std::sync::mpsc::channel::<()>();
@@ -219,12 +229,14 @@ mod tests {
             }))
             .expect("room for one");
 
+        let counted = refused;
         let refused = passwords
             .run(|| 3)
             .await
             .expect_err("a full queue is refused");
         assert_eq!(refused.code, Code::Unavailable);
         assert_eq!(refused.retry_after, Some(1));
+        assert_eq!(counted.get(), 1, "counted");
 
         release.send(()).expect("the worker holds the job");
         assert!(busy.await.expect("task").expect("answered"));
@@ -237,7 +249,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_job_that_panics_leaves_the_worker_running() {
-        let passwords = Passwords::start(1, QUEUE).expect("workers");
+        let passwords = Passwords::start(1, QUEUE, counter()).expect("workers");
         let lost = passwords
             .run(|| -> u8 { panic!("a job that panics") })
             .await;
@@ -250,7 +262,7 @@ mod tests {
     async fn the_workers_run_below_the_process_priority() {
         let nice_here =
             rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("nice");
-        let passwords = Passwords::start(1, QUEUE).expect("workers");
+        let passwords = Passwords::start(1, QUEUE, counter()).expect("workers");
         let nice_there = passwords
             .run(|| rustix::process::getpriority_process(Some(rustix::thread::gettid())))
             .await

@@ -73,6 +73,11 @@ async fn metrics_count_requests_and_rejections() {
         text.contains("gateway_http_request_duration_seconds_bucket"),
         "{text}"
     );
+    // At zero from the start, so an alert on its rate finds it.
+    assert!(
+        text.contains("gateway_password_queue_full_total 0"),
+        "{text}"
+    );
 }
 
 /// Loose limits but for logins per IP (a burst of 3, then one each two seconds) and commands per
