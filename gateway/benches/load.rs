@@ -172,8 +172,7 @@ async fn run() {
         let placed = nats_topology::avatars::AvatarRegion {
             region: doc.state.region.clone(),
         };
-        avatars
-            .put(&player, placed.encode().into())
+        nats_topology::avatars::record(&avatars, doc.id, &placed)
             .await
             .expect("an avatar_regions entry");
         let login = post_for_json(&http, format!("{base}/v1/auth/login"), &creds).await;

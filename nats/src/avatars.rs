@@ -30,6 +30,16 @@ impl AvatarRegion {
     }
 }
 
+/// Writes `player`'s entry, as a simulator does before it stores the fact behind it; the
+/// entry's revision.
+pub async fn record(
+    bucket: &Store,
+    player: PlayerId,
+    entry: &AvatarRegion,
+) -> Result<u64, async_nats::jetstream::kv::PutError> {
+    bucket.put(player.to_string(), entry.encode().into()).await
+}
+
 /// What the bucket says of a player: `Ok(None)` when it has no (readable) entry for it, so that
 /// the caller falls back on the read models; `Err` when the bucket did not answer.
 pub async fn lookup(

@@ -144,9 +144,8 @@ async fn placed_by_a_simulator(app: &TestApp, player_id: &str, region: Option<&s
     let entry = nats_topology::avatars::AvatarRegion {
         region: region.map(|r| r.parse().expect("a region id")),
     };
-    app.state
-        .avatars()
-        .put(player_id, entry.encode().into())
+    let player = player_id.parse().expect("a player id");
+    nats_topology::avatars::record(app.state.avatars(), player, &entry)
         .await
         .expect("an avatar_regions entry");
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use nats_topology::avatars::AvatarRegion;
+use nats_topology::avatars::{self, AvatarRegion};
 use schemas::{Actor, Command, Envelope, Fact, PlayerId};
 use tracing::error;
 
@@ -78,16 +78,13 @@ impl Running {
                 latest.insert(player, AvatarRegion { region });
             }
         }
-        let mut pending: Vec<(String, Vec<u8>)> = latest
-            .into_iter()
-            .map(|(player, entry)| (player.to_string(), entry.encode()))
-            .collect();
+        let mut pending: Vec<(PlayerId, AvatarRegion)> = latest.into_iter().collect();
         let mut backoff = Backoff::new();
         while !pending.is_empty() {
             let results = futures::future::join_all(
                 pending
                     .iter()
-                    .map(|(key, body)| self.shared.avatars.put(key, body.clone().into())),
+                    .map(|(player, entry)| avatars::record(&self.shared.avatars, *player, entry)),
             )
             .await;
             let mut failed = Vec::new();
