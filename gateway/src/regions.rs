@@ -295,28 +295,10 @@ pub async fn entities(
     {
         return Ok(Json(cached));
     }
-    let filter = doc! {
-        "region": {"$in": ids},
-        "position.x": {"$gte": point.x - radius, "$lte": point.x + radius},
-        "position.y": {"$gte": point.y - radius, "$lte": point.y + radius},
-    };
-    let mut cursor = state
-        .db()
-        .collection::<mongodb::bson::Document>(WORLD)
-        .find(filter)
-        .limit(5_000)
-        .await
-        .map_err(|e| unavailable(&state, e))?;
+    let strips = ids.iter().map(|region| near(&state, region, point, radius));
     let mut found = Vec::new();
-    while cursor.advance().await.map_err(|e| unavailable(&state, e))? {
-        let doc = cursor.deserialize_current().map_err(ApiError::internal)?;
-        let entity = from_document::<EntityDoc>(doc)
-            .and_then(EntityView::try_from)
-            .map_err(ApiError::internal)?;
-        let distance = entity.position.distance(&point);
-        if distance <= radius {
-            found.push((distance, entity));
-        }
+    for strip in futures::future::try_join_all(strips).await? {
+        found.extend(strip);
     }
     found.sort_by(|a, b| a.0.total_cmp(&b.0));
     let nearby = Nearby {
@@ -334,6 +316,49 @@ pub async fn entities(
         let _: Result<(), _> = redis.set_ex(&key, text, QUERY_TTL.as_secs()).await;
     }
     Ok(Json(nearby))
+}
+
+/// At most this many documents are read from one region's strip.
+const MAX_READ: i64 = 5_000;
+
+/// The entities of `region` within `radius` of `point`, each with its distance.
+///
+/// The read model is asked for the strip `x ± radius` of the region alone, an equality and one
+/// range on the leading fields of its `(region, position.x, position.y)` index, and the circle is
+/// cut here. SecantusDB walks that index only for such a query: with an `$in` on the region or a
+/// second range (on `y`) it reads the whole collection: 9 ms a query against 1.7 ms for 1,200
+/// entities spread over four regions (measured 2026-12-06), and such reads took a fifth of its
+/// time in a 60-player game. `mongod` examines the same index keys either way, and fetches the
+/// strip's documents rather than the square's.
+async fn near(
+    state: &AppState,
+    region: &str,
+    point: Position,
+    radius: f64,
+) -> Result<Vec<(f64, EntityView)>, ApiError> {
+    let filter = doc! {
+        "region": region,
+        "position.x": {"$gte": point.x - radius, "$lte": point.x + radius},
+    };
+    let mut cursor = state
+        .db()
+        .collection::<mongodb::bson::Document>(WORLD)
+        .find(filter)
+        .limit(MAX_READ)
+        .await
+        .map_err(|e| unavailable(state, e))?;
+    let mut found = Vec::new();
+    while cursor.advance().await.map_err(|e| unavailable(state, e))? {
+        let doc = cursor.deserialize_current().map_err(ApiError::internal)?;
+        let entity = from_document::<EntityDoc>(doc)
+            .and_then(EntityView::try_from)
+            .map_err(ApiError::internal)?;
+        let distance = entity.position.distance(&point);
+        if distance <= radius {
+            found.push((distance, entity));
+        }
+    }
+    Ok(found)
 }
 
 fn unavailable(state: &AppState, e: mongodb::error::Error) -> ApiError {

@@ -91,6 +91,7 @@ async fn entities_near_a_point_are_listed_nearest_first() {
     let nearest = put_entity(&app, "south-west", "item", 101.0, 100.0).await;
     put_entity(&app, "south-west", "npc", 140.0, 140.0).await; // in the box, outside the circle
     put_entity(&app, "south-west", "npc", 400.0, 400.0).await;
+    put_entity(&app, "south-west", "npc", 100.0, 900.0).await; // in the strip read, far away
     put_entity(&app, "south-east", "npc", 1001.0, 100.0).await;
 
     let path = "/v1/regions/south-west/entities?x=100&y=100&radius=50";
