@@ -77,6 +77,9 @@ pub struct Settings {
     /// Threads hashing passwords, at a lower priority than the rest (`[auth]
     /// password_workers`; by default half the cores, at least one).
     pub password_workers: usize,
+    /// How many hashes may wait for a worker before a login or a registration is answered 503
+    /// (`[auth] password_queue`, 256 by default).
+    pub password_queue: usize,
     /// Keys accepted in `X-Api-Key` on admin routes (`ADMIN_API_KEY`, comma-separated).
     pub admin_api_keys: Vec<SecretString>,
     /// An admin account to create at start-up when missing
@@ -142,6 +145,7 @@ struct AuthFile {
     audience: Option<String>,
     token_ttl_secs: Option<u64>,
     password_workers: Option<usize>,
+    password_queue: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +157,8 @@ struct WaitFile {
 
 /// The most password workers accepted.
 const MAX_PASSWORD_WORKERS: usize = 256;
+/// The longest password queue a gateway takes: each waiting login holds a connection.
+const MAX_PASSWORD_QUEUE: usize = 65_536;
 
 /// The longest drain deadline accepted: a stop that waits longer is taken for a typo (an
 /// orchestrator kills a process that takes this long anyway).
@@ -252,6 +258,7 @@ impl Settings {
             audience: None,
             token_ttl_secs: None,
             password_workers: None,
+            password_queue: None,
         });
         let token_ttl = Duration::from_secs(auth.token_ttl_secs.unwrap_or(3600));
         if token_ttl.is_zero() {
@@ -267,6 +274,16 @@ impl Settings {
             }
             // Half the cores: logins never take more than that from the game.
             None => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+        };
+        let password_queue = match auth.password_queue {
+            None => crate::auth::passwords::QUEUE,
+            Some(n) if (1..=MAX_PASSWORD_QUEUE).contains(&n) => n,
+            Some(_) => {
+                return Err(bad(
+                    "auth.password_queue",
+                    format!("must be from 1 to {MAX_PASSWORD_QUEUE}"),
+                ));
+            }
         };
         let wait = file.wait.unwrap_or(WaitFile {
             default_ms: None,
@@ -351,6 +368,7 @@ impl Settings {
             jwt_audience: auth.audience.unwrap_or_else(|| "game-clients".into()),
             token_ttl,
             password_workers,
+            password_queue,
             admin_api_keys,
             bootstrap_admin,
             body_limit_bytes: file.body_limit_bytes.unwrap_or(16 * 1024),
@@ -607,6 +625,23 @@ mod tests {
             let err = with_shipped_line(line, &format!("password_workers = {bad}")).expect_err(bad);
             assert_eq!(err.key, "GATEWAY_CONFIG", "{err}");
             assert!(err.why.contains("password_workers"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_password_queue_is_a_count_from_one() {
+        let line = "# password_queue = 256";
+        assert_eq!(with(&[SECRET]).expect("valid").password_queue, 256);
+        let s = with_shipped_line(line, "password_queue = 1").expect("valid");
+        assert_eq!(s.password_queue, 1);
+        for bad in ["0", "65537", "9223372036854775807"] {
+            let err = with_shipped_line(line, &format!("password_queue = {bad}")).expect_err(bad);
+            assert_eq!(err.key, "auth.password_queue", "{err}");
+        }
+        for bad in ["-1", "0.5", "\"many\"", "18446744073709551616", "[]"] {
+            let err = with_shipped_line(line, &format!("password_queue = {bad}")).expect_err(bad);
+            assert_eq!(err.key, "GATEWAY_CONFIG", "{err}");
+            assert!(err.why.contains("password_queue"), "{bad}: {err}");
         }
     }
 

@@ -108,7 +108,7 @@ impl AppState {
         let openapi = bytes::Bytes::from(openapi::document(&settings).to_string());
         let passwords = Passwords::start(
             settings.password_workers,
-            auth::passwords::QUEUE,
+            settings.password_queue,
             metrics.passwords_busy(),
         )
         .map_err(StartError::Threads)?;

@@ -21,8 +21,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{ApiError, Code};
 
-/// How many hashes may wait for a worker. Beyond it a login or a registration is answered 503
-/// with `Retry-After`, rather than holding its connection while every worker is busy.
+/// How many hashes may wait for a worker unless `[auth] password_queue` says otherwise. Beyond
+/// it a login or a registration is answered 503 with `Retry-After`, rather than holding its
+/// connection while every worker is busy.
 pub const QUEUE: usize = 256;
 
 /// How much lower than the process the workers run: added to the nice value (Linux).

@@ -377,3 +377,47 @@ async fn a_login_records_an_account_whose_registration_was_cut_short() {
         .collect();
     assert_eq!(kinds, ["account_registered", "logged_in"]);
 }
+
+#[tokio::test]
+async fn logins_beyond_the_password_queue_are_answered_503_counted_and_let_through_later() {
+    // One worker and room for one more: of a burst of logins, the rest find the queue full.
+    // (The account's budget for attempts in flight is raised: it would answer 429 first.)
+    let limits = loose_limits_but(&[(
+        "login_failures_per_account",
+        "{ rate_per_sec = 1000.0, burst = 1000 }",
+    )]);
+    let app = spawn_app_with(&format!(
+        "{limits}\n[auth]\npassword_workers = 1\npassword_queue = 1\n"
+    ))
+    .await;
+    app.player("queued").await;
+    let burst = (0..32).map(|_| app.log_in("queued", PASSWORD));
+    let answers = futures::future::join_all(burst).await;
+    let mut refused = 0;
+    for answer in answers {
+        match answer.status() {
+            StatusCode::OK => {}
+            StatusCode::SERVICE_UNAVAILABLE => {
+                refused += 1;
+                assert_eq!(
+                    answer.headers().get("retry-after").map(|v| v.as_bytes()),
+                    Some(&b"1"[..])
+                );
+                let body: Value = answer.json().await.expect("json");
+                assert_eq!(body["error"]["code"], "unavailable", "{body}");
+            }
+            other => panic!("a login of the burst answered {other}"),
+        }
+    }
+    assert!(
+        refused > 0,
+        "32 logins at once, and none found the queue full"
+    );
+    let metrics = app.get("/metrics", None).await.text().await.expect("text");
+    assert!(
+        metrics.contains(&format!("gateway_password_queue_full_total {refused}")),
+        "{refused} refused: {metrics}"
+    );
+    // The workers go on: the same login, alone, gets in.
+    app.login("queued", PASSWORD).await;
+}
