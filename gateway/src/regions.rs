@@ -318,7 +318,9 @@ pub async fn entities(
     Ok(Json(nearby))
 }
 
-/// At most this many documents are read from one region's strip.
+/// At most this many documents are read from one region's strip: a bound on one read's cost, in
+/// no order, so a strip holding more could leave near entities out. (Spawns stop at a region's
+/// `capacity`, 500 players in the shipped world; its NPCs and items come besides.)
 const MAX_READ: i64 = 5_000;
 
 /// The entities of `region` within `radius` of `point`, each with its distance.
