@@ -329,9 +329,9 @@ const MAX_READ: i64 = 5_000;
 /// range on the leading fields of its `(region, position.x, position.y)` index, and the circle is
 /// cut here. SecantusDB walks that index only for such a query: with an `$in` on the region or a
 /// second range (on `y`) it reads the whole collection: 9 ms a query against 1.7 ms for 1,200
-/// entities spread over four regions (measured 2026-12-06), and such reads took a fifth of its
-/// time in a 60-player game. `mongod` examines the same index keys either way, and fetches the
-/// strip's documents rather than the square's.
+/// entities spread over four regions (measured 2026-12-06), and such reads took a quarter of its
+/// profiled time in a 60-player game. `mongod` examines the same index keys either way, and
+/// fetches the strip's documents rather than the square's.
 async fn near(
     state: &AppState,
     region: &str,
