@@ -296,10 +296,11 @@ pub async fn entities(
         return Ok(Json(cached));
     }
     let strips = ids.iter().map(|region| near(&state, region, point, radius));
-    let mut found = Vec::new();
-    for strip in futures::future::try_join_all(strips).await? {
-        found.extend(strip);
-    }
+    let mut found: Vec<_> = futures::future::try_join_all(strips)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
     found.sort_by(|a, b| a.0.total_cmp(&b.0));
     let nearby = Nearby {
         region: region.id.clone(),

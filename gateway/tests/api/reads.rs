@@ -144,6 +144,26 @@ async fn entities_just_across_a_border_are_seen() {
 }
 
 #[tokio::test]
+async fn entities_near_a_point_are_unavailable_while_the_read_model_is_down() {
+    let mut app = spawn_app().await;
+    let (_, token) = app.player("vic").await;
+    // A circle over a border: one read a region, both refused.
+    let path = "/v1/regions/south-west/entities?x=995&y=100&radius=20";
+    app.mongo_mut().stop();
+    let error = error_of(
+        app.get(path, Some(&token)).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    assert_eq!(error["code"], "unavailable", "{error}");
+    app.mongo_mut().restart().expect("MongoDB back");
+    // Back, the reads answer again.
+    let across = put_entity(&app, "south-east", "npc", 1003.0, 100.0).await;
+    let body: Value = app.get_json(path, Some(&token)).await;
+    assert_eq!(body["entities"][0]["entity_id"], across.as_str(), "{body}");
+}
+
+#[tokio::test]
 async fn a_point_in_another_region_is_answered_through_any_region() {
     // The document can bound x and y by the world, not by the region in the path: a point
     // anywhere in the world is answered, from every region the circle reaches.
