@@ -258,6 +258,35 @@ mod tests {
         assert_eq!(passwords.run(|| 7).await.expect("the worker goes on"), 7);
     }
 
+    #[tokio::test]
+    async fn with_no_worker_left_a_password_is_answered_500_and_not_counted_as_refused() {
+        // No worker holds the other end: what is left once every worker has gone.
+        let (jobs, waiting) = std::sync::mpsc::sync_channel::<Job>(1);
+        drop(waiting);
+        let refused = counter();
+        let passwords = Passwords {
+            jobs,
+            refused: refused.clone(),
+        };
+        let stopped = passwords
+            .verify(SecretString::from("correct horse"), None)
+            .await
+            .expect_err("nobody to verify it");
+        assert_eq!(stopped.code, Code::Internal);
+        assert_eq!(stopped.retry_after, None, "retrying will not help");
+        assert!(
+            !stopped.message.contains("worker"),
+            "the cause is logged, not told: {}",
+            stopped.message
+        );
+        assert_eq!(refused.get(), 0, "not a full queue");
+        let stopped = passwords
+            .hash(SecretString::from("correct horse"))
+            .await
+            .expect_err("nobody to hash it");
+        assert_eq!(stopped.code, Code::Internal);
+    }
+
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn the_workers_run_below_the_process_priority() {
