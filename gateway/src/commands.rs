@@ -389,15 +389,20 @@ async fn placed_by_simulators(
     }
 }
 
-/// The region a command goes to: the one named by a `spawn` (or the least crowded), otherwise
-/// the one the player's avatar is in. A player with no avatar in the world gets 409.
+/// The region a command goes to: the one the player's avatar is in; for a `spawn` of a player
+/// with no avatar in the world, the region it names (or the least crowded). A player with no
+/// avatar in the world gets 409 for anything but a spawn.
+///
+/// A spawn of an avatar already in the world goes to its region whatever it names, and that
+/// region refuses it (`already_spawned`): sent to the region named, it would find no avatar
+/// there and place a second one, leaving the first where no command reaches it.
 async fn route(
     state: &AppState,
     current: Option<RegionId>,
     command: &Command,
 ) -> Result<RegionId, ApiError> {
     if let Command::Spawn(spawn) = command {
-        if let Some(region) = spawn.region.clone().or(current) {
+        if let Some(region) = current.or_else(|| spawn.region.clone()) {
             return Ok(region);
         }
         let population = population(state).await;

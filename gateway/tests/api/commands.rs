@@ -121,6 +121,35 @@ async fn spawn_goes_to_the_named_region_or_the_one_with_most_room() {
 }
 
 #[tokio::test]
+async fn a_spawn_of_an_avatar_in_the_world_goes_to_its_region_whatever_it_names() {
+    let app = spawn_app().await;
+    let (player_id, token) = app.player("gwen").await;
+    placed_by_a_simulator(&app, &player_id, Some("south-west")).await;
+    // Its region refuses it as already spawned; the region named would have placed a second
+    // avatar, leaving the first where no command reaches it.
+    for body in [
+        json!({"type": "spawn", "region": "north-east"}),
+        json!({"type": "spawn"}),
+    ] {
+        let spawn = app.command(&token, &body).await;
+        assert_eq!(spawn.status(), StatusCode::ACCEPTED);
+        assert_eq!(
+            stored_subject(&app, spawn).await,
+            "cmd.normal.south-west.spawn"
+        );
+    }
+    // Once it has left, the region named is where it goes.
+    placed_by_a_simulator(&app, &player_id, None).await;
+    let spawn = app
+        .command(&token, &json!({"type": "spawn", "region": "north-east"}))
+        .await;
+    assert_eq!(
+        stored_subject(&app, spawn).await,
+        "cmd.normal.north-east.spawn"
+    );
+}
+
+#[tokio::test]
 async fn a_player_not_in_the_world_must_spawn_first() {
     let app = spawn_app().await;
     let (_, token) = app.player("hal").await;
