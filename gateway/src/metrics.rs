@@ -90,7 +90,7 @@ impl Metrics {
         metrics
     }
 
-    /// Counts and times one answered request.
+    /// Counts and times one answered request; `method` as [`method_label`] names it.
     pub fn observe_request(&self, route: &str, method: &str, status: u16, took: Duration) {
         self.requests
             .with_label_values(&[route, method, &status.to_string()])
@@ -153,5 +153,24 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A request's method as a label: the methods of HTTP itself by name, any other `other`. A
+/// client may send any token as a method, and each new label value would be a series kept for
+/// the process's life.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
     }
 }

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::error::{ApiError, Code};
+use crate::metrics::method_label;
 
 /// The header carrying the request id, both ways.
 pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -213,7 +214,7 @@ pub async fn around(State(state): State<AppState>, mut request: Request, next: N
     let took = started.elapsed();
     state
         .metrics()
-        .observe_request(&route, method.as_str(), status.as_u16(), took);
+        .observe_request(&route, method_label(&method), status.as_u16(), took);
     span.in_scope(|| {
         tracing::info!(
             status = status.as_u16(),

@@ -55,6 +55,30 @@ async fn readiness_follows_the_dependencies() {
 }
 
 #[tokio::test]
+async fn made_up_methods_share_one_label_in_the_metrics() {
+    let app = spawn_app().await;
+    // Any token is a method to HTTP: one series per name would grow without bound.
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("FLOOD{i}").as_bytes()).expect("token");
+        let answer = app
+            .http
+            .request(method, app.url("/healthz"))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(answer.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let text = app.get("/metrics", None).await.text().await.expect("text");
+    assert!(!text.contains("FLOOD"), "{text}");
+    assert!(
+        text.contains(
+            "gateway_http_requests_total{method=\"other\",route=\"/healthz\",status=\"405\"} 20"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn metrics_count_requests_and_rejections() {
     let app = spawn_app().await;
     app.get("/v1/players/me", None).await;
