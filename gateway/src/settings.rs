@@ -103,6 +103,10 @@ pub struct Settings {
     /// How often a gateway checks in Redis that the sessions of its open streams still live (a
     /// backstop: the end of a session is announced, and an expiry is timed).
     pub stream_session_check: Duration,
+    /// How long one message to a live stream's client may wait for the client to read before the
+    /// stream is closed as too slow (`stream.send_timeout_ms`): a client that stops reading holds
+    /// no socket longer than this.
+    pub stream_send_timeout: Duration,
     /// The regions (`REGIONS_CONFIG`, default `config/regions.toml`).
     pub world: WorldConfig,
     /// Copies of every stream (`NATS_REPLICAS`).
@@ -136,6 +140,7 @@ struct StreamFile {
     max_per_player: Option<usize>,
     max_per_ip: Option<usize>,
     session_check_ms: Option<u64>,
+    send_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +164,12 @@ struct WaitFile {
 const MAX_PASSWORD_WORKERS: usize = 256;
 /// The longest password queue a gateway takes: each waiting login holds a connection.
 const MAX_PASSWORD_QUEUE: usize = 65_536;
+
+/// How long a message to a live stream's client waits for it to read, unless
+/// `stream.send_timeout_ms` says otherwise.
+const DEFAULT_SEND_TIMEOUT_MS: u64 = 10_000;
+/// The longest `stream.send_timeout_ms` taken (ten minutes).
+const MAX_SEND_TIMEOUT_MS: u64 = 600_000;
 
 /// The longest drain deadline accepted: a stop that waits longer is taken for a typo (an
 /// orchestrator kills a process that takes this long anyway).
@@ -310,6 +321,16 @@ impl Settings {
         if stream_session_check < Duration::from_millis(10) {
             return Err(bad("stream.session_check_ms", "must be at least 10"));
         }
+        let stream_send_timeout_ms = stream_file
+            .and_then(|s| s.send_timeout_ms)
+            .unwrap_or(DEFAULT_SEND_TIMEOUT_MS);
+        if !(10..=MAX_SEND_TIMEOUT_MS).contains(&stream_send_timeout_ms) {
+            return Err(bad(
+                "stream.send_timeout_ms",
+                format!("must be from 10 to {MAX_SEND_TIMEOUT_MS}"),
+            ));
+        }
+        let stream_send_timeout = Duration::from_millis(stream_send_timeout_ms);
         let stream_interest_radius = file.stream.and_then(|s| s.interest_radius).unwrap_or(100.0);
         if !(stream_interest_radius.is_finite() && stream_interest_radius >= 0.0) {
             return Err(bad(
@@ -379,6 +400,7 @@ impl Settings {
             stream_max_per_player,
             stream_max_per_ip,
             stream_session_check,
+            stream_send_timeout,
             world,
             nats_replicas,
             trusted_proxies,
@@ -642,6 +664,24 @@ mod tests {
             let err = with_shipped_line(line, &format!("password_queue = {bad}")).expect_err(bad);
             assert_eq!(err.key, "GATEWAY_CONFIG", "{err}");
             assert!(err.why.contains("password_queue"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_stream_send_timeout_is_milliseconds_within_bounds() {
+        let line = "send_timeout_ms = 10000";
+        let shipped = with(&[SECRET]).expect("valid").stream_send_timeout;
+        assert_eq!(shipped, Duration::from_secs(10));
+        let s = with_shipped_line(line, "send_timeout_ms = 10").expect("valid");
+        assert_eq!(s.stream_send_timeout, Duration::from_millis(10));
+        for bad in ["0", "9", "600001", "9223372036854775807"] {
+            let err = with_shipped_line(line, &format!("send_timeout_ms = {bad}")).expect_err(bad);
+            assert_eq!(err.key, "stream.send_timeout_ms", "{err}");
+        }
+        for bad in ["-1", "0.5", "\"soon\"", "18446744073709551616", "[]"] {
+            let err = with_shipped_line(line, &format!("send_timeout_ms = {bad}")).expect_err(bad);
+            assert_eq!(err.key, "GATEWAY_CONFIG", "{err}");
+            assert!(err.why.contains("send_timeout_ms"), "{bad}: {err}");
         }
     }
 

@@ -12,7 +12,8 @@
 //! read once and handed to each listener. Between the hub and a socket sits a queue of
 //! [`BUFFER`] messages: a client that reads slower than facts arrive fills it and is
 //! disconnected (close code 1008, "too slow"), so no client can make the gateway hold memory
-//! without bound.
+//! without bound; so is a client that stops reading for `stream.send_timeout_ms` (10 s by
+//! default), so none holds its socket and its place under the caps either.
 //!
 //! A stream lives no longer than its session: it ends (close code [`SESSION_ENDED`], 4001, with
 //! "session ended" or "session expired") when the session's end is announced on Redis

@@ -88,8 +88,16 @@ async fn forward(
                         continue;
                     }
                     let text = Utf8Bytes::from(delivery.text.as_ref());
-                    if sink.send(Message::Text(text)).await.is_err() {
-                        return None;
+                    // While a send waits, nothing else here runs, the hub's "too slow" included:
+                    // a client that stops reading is closed on its own clock.
+                    let timeout = state.settings().stream_send_timeout;
+                    match tokio::time::timeout(timeout, sink.send(Message::Text(text))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return None,
+                        Err(_) => {
+                            tracing::info!(player = %interest.player(), "a stream's client stopped reading");
+                            return Some(close_frame(TOO_SLOW, "too slow or stream ended"));
+                        }
                     }
                 }
                 // The hub dropped this client: it fell behind, or Redis went away.

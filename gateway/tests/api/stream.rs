@@ -192,6 +192,44 @@ async fn a_client_that_does_not_read_is_dropped() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_gives_up_its_stream_and_its_place() {
+    let app = spawn_app_with(&format!(
+        "{LOOSE_LIMITS}[stream]\nmax_per_player = 1\nsend_timeout_ms = 200\n"
+    ))
+    .await;
+    let (player_id, token) = app.player("wil").await;
+    // Opened, then never read: its socket's buffers fill and a send to it waits.
+    let _silent = open(&app, &token).await;
+    let channel = channel::player(&player_id);
+    when_subscribed(&app, &channel).await;
+    let error = refused_with_429(&app.base, &token).await;
+    assert_eq!(error["code"], "too_many_streams", "{error}");
+
+    let big = "x".repeat(64 * 1024);
+    let publisher = {
+        let app_redis = app.state.redis();
+        let channel = channel.clone();
+        tokio::spawn(async move {
+            let mut redis = app_redis;
+            // About 25 MiB, more than the socket's buffers hold.
+            for _ in 0..400 {
+                let _: Result<u64, _> = redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(&big)
+                    .query_async(&mut redis)
+                    .await;
+            }
+        })
+    };
+    // The gateway closes it on its own clock, and the player may open another.
+    eventually_within(Duration::from_secs(30), "room for a stream", || async {
+        try_open_at(&app.base, &token).await.is_ok()
+    })
+    .await;
+    publisher.await.expect("published");
+}
+
+#[tokio::test]
 async fn every_stream_shares_one_redis_subscription() {
     let app = spawn_app().await;
     let mut sockets = Vec::new();
