@@ -20,6 +20,24 @@ pub fn inbox(gateway_id: &str) -> String {
     format!("{OUTCOME_PREFIX}.{gateway_id}")
 }
 
+/// The longest gateway id an inbox may carry.
+pub const MAX_INBOX_ID: usize = 128;
+
+/// Whether `subject` is a gateway's inbox, `outcome.<gateway id>` with one plain token for the
+/// id. The subject comes from a command's header, which whoever may publish a command writes: a
+/// simulator notifies nothing else, as it may publish where gateways may not (leases, facts).
+pub fn is_inbox(subject: &str) -> bool {
+    subject
+        .strip_prefix(OUTCOME_PREFIX)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .is_some_and(|id| {
+            (1..=MAX_INBOX_ID).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !matches!(b, b'.' | b'*' | b'>'))
+        })
+}
+
 /// What became of a command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
@@ -52,6 +70,32 @@ mod tests {
     use schemas::{Actor, CommandKind, Envelope};
 
     use super::*;
+
+    #[test]
+    fn only_a_gateways_inbox_is_an_inbox() {
+        assert!(is_inbox(&inbox("gateway-1")));
+        assert!(is_inbox(&inbox(&"g".repeat(MAX_INBOX_ID))));
+        for forged in [
+            "",
+            "outcome",
+            "outcome.",
+            "outcome.a.b",
+            "outcome.*",
+            "outcome.>",
+            "outcome.a b",
+            "outcome.a\u{200b}",
+            "outcome.a\n",
+            "outcomes.a",
+            "$KV.region_leases.west",
+            "$KV.player_progress.0190b3d2-5e2f-7a11-8000-000000000000",
+            "fact.west.moved",
+            "cmd.high.west.attack",
+            "_INBOX.x",
+        ] {
+            assert!(!is_inbox(forged), "{forged:?}");
+        }
+        assert!(!is_inbox(&inbox(&"g".repeat(MAX_INBOX_ID + 1))));
+    }
 
     #[test]
     fn a_rejected_fact_makes_a_rejected_outcome() {

@@ -525,6 +525,59 @@ async fn a_command_delivered_twice_is_applied_once() {
 }
 
 #[tokio::test]
+async fn an_outcome_goes_to_a_gateways_inbox_and_nowhere_else() {
+    let bus = Bus::start().await;
+    let _sim = bus.sim("sim-a", &[]).await;
+    let mut inbox = bus
+        .js
+        .client()
+        .subscribe(nats_topology::outcome::inbox("gateway-1"))
+        .await
+        .expect("subscribed");
+    let a = PlayerId::new();
+    bus.wait_outcome("west", bus.send("west", a, spawn()).await.id)
+        .await;
+    // Whoever may send a command writes its inbox header: one naming the region's own log (or
+    // a lease, or a player's progress) would have the simulator write there with its rights.
+    let mut sent = Vec::new();
+    for inbox in [
+        "fact.west.forged",
+        "outcome.a.b",
+        "outcome.>",
+        "outcome.gateway-1",
+    ] {
+        let said = Envelope::new(
+            Actor::Player { id: a },
+            Some(region_id("west")),
+            chat(inbox),
+        );
+        let message = Outgoing::command(&said)
+            .expect("encode")
+            .header(nats_topology::outcome::OUTCOME_INBOX, inbox);
+        publish(&bus.js, message).await.expect("stored");
+        sent.push(said.id);
+    }
+    let notified = tokio::time::timeout(Duration::from_secs(30), inbox.next())
+        .await
+        .expect("notified in time")
+        .expect("a message");
+    let outcome: nats_topology::outcome::Outcome =
+        serde_json::from_slice(&notified.payload).expect("an outcome");
+    assert_eq!(outcome.command_id, sent[3]);
+    for id in &sent {
+        bus.wait_outcome("west", *id).await;
+    }
+    let forged = stream_of(&bus.js, FACTS, "fact.west.forged").await;
+    assert!(
+        forged.is_empty(),
+        "the simulator wrote into the log: {forged:?}"
+    );
+    // Every message of the region's log is still a fact (`facts` decodes each), and each chat
+    // was said once.
+    assert_eq!(bus.count("west", "chat_said").await, 4);
+}
+
+#[tokio::test]
 async fn a_poison_command_goes_to_the_dead_letters_and_the_region_keeps_ticking() {
     let bus = Bus::start().await;
     let _sim = bus.sim("sim-a", &[]).await;

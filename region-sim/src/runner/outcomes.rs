@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use async_nats::jetstream;
 use chrono::Utc;
-use nats_topology::outcome::{OUTCOME_INBOX, Outcome};
+use nats_topology::outcome::{OUTCOME_INBOX, Outcome, is_inbox};
 use schemas::{Command, Envelope, EventId, Fact};
 use serde::Serialize;
 
@@ -32,6 +32,12 @@ impl Running {
             else {
                 continue;
             };
+            if !is_inbox(&inbox) {
+                // Written by whoever sent the command: published to, it could renew a lease,
+                // overwrite a player's progress or add to the log with this simulator's rights.
+                tracing::warn!(command = %command_id, inbox, "an outcome inbox that is no gateway's; not notified");
+                continue;
+            }
             let facts = out.facts[range.clone()]
                 .iter()
                 .filter_map(|f| f.encode().ok())
