@@ -230,8 +230,9 @@ payload! {
     /// Say something.
     pub struct Chat {
         /// The line, 1 to 500 characters, not blank, with something to see (not only zero-width,
-        /// format or combining characters), without control characters or bidirectional
-        /// overrides and isolates (U+202A to U+202E, U+2066 to U+2069).
+        /// format or combining characters), without control characters, line or paragraph
+        /// separators (U+2028, U+2029) or bidirectional overrides and isolates (U+202A to U+202E,
+        /// U+2066 to U+2069).
         #[validate(length(min = 1, max = 500))]
         pub text: String,
         /// `say` (the default) or `region`.
@@ -247,7 +248,7 @@ impl Chat {
     pub fn text_pattern() -> &'static str {
         // Made once per process: a class is found by asking every character of Unicode.
         static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            let allowed = char_class(|c| !c.is_control() && !bidi_control(c));
+            let allowed = char_class(|c| !control(c) && !bidi_control(c));
             let visible = char_class(|c| !invisible(c) && !bidi_control(c));
             format!("^{allowed}*{visible}{allowed}*$")
         });
@@ -391,25 +392,25 @@ impl DomainRules for Chat {
     }
 
     fn check_domain(&self, _: &ValidationContext, errors: &mut Vec<FieldError>) {
-        let control = self.text.chars().any(char::is_control);
+        let has_control = self.text.chars().any(control);
         if !self.text.is_empty() && self.text.trim().is_empty() {
             errors.push(FieldError::new(
                 "text",
                 "blank",
                 "must not be only whitespace",
             ));
-        } else if !self.text.is_empty() && !control && self.text.chars().all(invisible) {
+        } else if !self.text.is_empty() && !has_control && self.text.chars().all(invisible) {
             errors.push(FieldError::new(
                 "text",
                 "invisible",
                 "must hold at least one visible character",
             ));
         }
-        if control {
+        if has_control {
             errors.push(FieldError::new(
                 "text",
                 "control_characters",
-                "must not contain control characters",
+                "must not contain control characters or line breaks",
             ));
         }
         if self.text.chars().any(bidi_control) {
@@ -442,6 +443,13 @@ fn invisible(c: char) -> bool {
 /// now").
 fn bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Whether a character is a control character (line feeds and U+0085 among them) or the line or
+/// paragraph separator, which break a line in many clients as a line feed does: a chat line
+/// could otherwise show a second line of its speaker's making ("hi\u{2028}[server] ...").
+fn control(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 impl DomainRules for Kick {
@@ -650,6 +658,10 @@ mod tests {
             ("", "length"),
             ("   ", "blank"),
             ("a\u{7}b", "control_characters"),
+            ("hi\n[server] you are banned", "control_characters"),
+            ("hi\u{85}[server] you are banned", "control_characters"),
+            ("hi\u{2028}[server] you are banned", "control_characters"),
+            ("hi\u{2029}[server] you are banned", "control_characters"),
             (long.as_str(), "length"),
         ] {
             let err = parse(json!({"type": "chat", "text": text})).expect_err(text);
@@ -734,6 +746,8 @@ mod tests {
             "abc\u{202E}def",
             "\u{2066}x",
             "x\u{2028}y",
+            "x\u{2029}y",
+            "\u{2028}",
         ] {
             assert_eq!(
                 CHAT_TEXT.is_match(text),
@@ -746,7 +760,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn the_chat_text_pattern_and_check_agree_on_any_text(
-            text in "(\\PC|\\p{Cc}|\\p{Cf}|\\p{M}|\\s|[\u{202A}-\u{202E}\u{2066}-\u{2069}]){1,12}"
+            text in "(\\PC|\\p{Cc}|\\p{Cf}|\\p{M}|\\s|[\u{202A}-\u{202E}\u{2066}-\u{2069}\u{2028}\u{2029}]){1,12}"
         ) {
             proptest::prop_assert_eq!(CHAT_TEXT.is_match(&text), !chat_text_refused(&text));
         }
