@@ -47,9 +47,7 @@ impl FromRequestParts<AppState> for Bearer {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
+            .and_then(bearer_token)
             .ok_or_else(|| {
                 reject(
                     Code::Unauthorized,
@@ -173,9 +171,40 @@ pub fn api_key_matches(given: &[u8], keys: &[SecretString]) -> bool {
     !given.is_empty() && bool::from(found)
 }
 
+/// The token of an `Authorization` value of the Bearer scheme, whose name is matched in any
+/// case (RFC 9110, 11.1); `None` for another scheme or no token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_named_in_any_case() {
+        for value in [
+            "Bearer t.o.k",
+            "bearer t.o.k",
+            "BEARER t.o.k",
+            "Bearer   t.o.k  ",
+        ] {
+            assert_eq!(bearer_token(value), Some("t.o.k"), "{value:?}");
+        }
+        for value in [
+            "Bearer",
+            "Bearer ",
+            "Bearer    ",
+            "Basic dTpw",
+            "Bearert.o.k",
+            "t.o.k",
+            "",
+        ] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+    }
 
     #[test]
     fn api_keys_match_exactly() {
