@@ -154,6 +154,9 @@ impl Code {
             StatusCode::TOO_MANY_REQUESTS => Code::RateLimited,
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Code::HeadersTooLarge,
             StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
+            // Any other refusal of what the client sent (426 for a WebSocket over HTTP/1.0, say)
+            // is the client's to fix, not the gateway's fault.
+            status if status.is_client_error() => Code::InvalidRequest,
             _ => Code::Internal,
         }
     }

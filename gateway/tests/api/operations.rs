@@ -465,6 +465,15 @@ async fn errors_of_the_http_layer_have_the_error_shape() {
             "uri_too_long",
         ),
         (
+            "a WebSocket upgrade over HTTP/1.0, which has none",
+            format!(
+                "GET /v1/stream HTTP/1.0\r\nhost: x\r\nauthorization: Bearer {token}\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            .into_bytes(),
+            426,
+            "invalid_request",
+        ),
+        (
             "an unknown route",
             b"GET /nowhere HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_vec(),
             404,
