@@ -66,6 +66,16 @@ const RULES: [Rule; 5] = [
     Rule::LoginFailuresPerAccount,
 ];
 
+/// How many keys a local limiter holds before it forgets those it would treat as new anyway:
+/// every made-up username or address while Redis is away adds one.
+const LOCAL_KEYS: usize = 10_000;
+
+/// Forgets the keys of `limiter` whose budgets are whole again (no longer limited).
+fn forget_the_idle(limiter: &DefaultKeyedRateLimiter<String>) {
+    limiter.retain_recent();
+    limiter.shrink_to_fit();
+}
+
 /// The limiter every request passes.
 #[derive(Clone)]
 pub struct Limiter {
@@ -147,6 +157,9 @@ impl Limiter {
         if self.falling_back.swap(false, Ordering::Relaxed) {
             tracing::info!("Redis answers again: rate limits are shared again");
             self.metrics.set_limiter_fallback(false);
+            for (_, limiter) in self.local.iter() {
+                forget_the_idle(limiter);
+            }
         }
         if decided.is_err() {
             for (rule, _) in limits {
@@ -178,6 +191,9 @@ impl Limiter {
         let Some((_, limiter)) = self.local.iter().find(|(r, _)| *r == rule) else {
             return Ok(());
         };
+        if limiter.len() >= LOCAL_KEYS {
+            forget_the_idle(limiter);
+        }
         limiter.check_key(&key.to_owned()).map_err(|not_until| {
             self.metrics.rate_limited(rule.as_str());
             not_until.wait_time_from(DefaultClock::default().now())
@@ -200,5 +216,39 @@ impl Limiter {
     /// Whether the local fallback is in use right now.
     pub fn is_falling_back(&self) -> bool {
         self.falling_back.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn a_local_limiter_forgets_idle_keys_once_it_holds_many() {
+        // A key's budget is whole again a millisecond after its one request.
+        let quota = Quota::with_period(Duration::from_millis(1)).expect("a period");
+        let limiter: DefaultKeyedRateLimiter<String> = RateLimiter::keyed(quota);
+        for i in 0..LOCAL_KEYS {
+            let _ = limiter.check_key(&format!("made-up-{i}"));
+        }
+        assert_eq!(limiter.len(), LOCAL_KEYS);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            forget_the_idle(&limiter);
+            if limiter.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} keys kept", limiter.len());
+            std::thread::yield_now();
+        }
+        // A key still within its limit is kept.
+        let slow: DefaultKeyedRateLimiter<String> =
+            RateLimiter::keyed(Quota::per_hour(NonZeroU32::MIN));
+        assert!(slow.check_key(&"held".to_owned()).is_ok());
+        forget_the_idle(&slow);
+        assert_eq!(slow.len(), 1);
+        assert!(slow.check_key(&"held".to_owned()).is_err());
     }
 }
