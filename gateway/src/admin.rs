@@ -4,7 +4,10 @@
 //! - `POST /admin/dlq/redrive` `{"seqs": [..]}` or `{"all": true}`: each dead command is published
 //!   again on its origin subject (with a `Dlq-Redriven-From` header) and, once JetStream has it,
 //!   removed from `DLQ`. Facts are not redriven this way: publishing a fact again would put it in
-//!   the event log twice; they are answered `redrive_unsupported`.
+//!   the event log twice; they are answered `redrive_unsupported`. A dead command goes back only
+//!   to a command's subject, as the command its payload decodes to would be published, and as
+//!   `COMMANDS` still holds it if it does (`not_a_command`, `not_as_stored` otherwise): whoever
+//!   writes `DLQ` writes a letter's origin, and the gateway publishes with rights of its own.
 //! - `GET /admin/regions`: who owns each region, and each simulator node's load.
 //! - `PUT /admin/players/{id}/role` `{"role": ..}`: changes a role and ends the player's sessions,
 //!   so the next token carries the new role.
@@ -83,7 +86,8 @@ pub struct Redriven {
 pub struct RedriveFailure {
     /// Its `DLQ` sequence.
     pub seq: u64,
-    /// Why, as a code: `not_found`, `not_a_dead_letter`, `redrive_unsupported`, `unavailable`.
+    /// Why, as a code: `not_found`, `not_a_dead_letter`, `redrive_unsupported`, `not_a_command`,
+    /// `not_as_stored`, `unavailable`.
     pub code: String,
     /// Why, for people.
     pub message: String,
@@ -459,6 +463,10 @@ pub async fn redrive(
             ));
             continue;
         }
+        if let Err((code, why)) = redrivable(&state, &letter).await {
+            failed.push(fail(code, why));
+            continue;
+        }
         let mut out = nats_topology::Outgoing::new(
             letter.origin_subject.clone(),
             format!("redrive:{seq}"),
@@ -482,6 +490,48 @@ pub async fn redrive(
         "dead letters redriven"
     );
     Ok(Json(Redriven { redriven, failed }))
+}
+
+/// Whether a dead letter of `COMMANDS` may go back to its origin subject, published with the
+/// gateway's rights: that subject is a command's, its payload a command stored there, and, while
+/// `COMMANDS` still holds the original, byte for byte the original. A dead letter's headers and
+/// body are written by whoever may write `DLQ` (the simulators, the projector, the listener):
+/// unchecked, a letter naming `fact._global.role_changed` or a bucket's key would have the
+/// gateway write there.
+async fn redrivable(state: &AppState, letter: &DeadLetter) -> Result<(), (&'static str, String)> {
+    let not_a_command = |why: String| ("not_a_command", why);
+    let subject: schemas::CommandSubject = letter
+        .origin_subject
+        .parse()
+        .map_err(|e| not_a_command(format!("its origin subject is not a command's: {e}")))?;
+    let command = schemas::Envelope::<schemas::Command>::decode(&letter.payload)
+        .map_err(|e| not_a_command(format!("its payload is not a command: {e}")))?;
+    if command.subject().as_ref() != Some(&subject) {
+        return Err(not_a_command(format!(
+            "its payload is a command for {}, not for {subject}",
+            command
+                .subject()
+                .map_or_else(|| "no region".to_owned(), |s| s.to_string())
+        )));
+    }
+    let commands = state
+        .js()
+        .get_stream(COMMANDS)
+        .await
+        .map_err(|e| ("unavailable", e.to_string()))?;
+    if let Ok(original) = commands.get_raw_message(letter.origin_seq).await
+        && (original.subject.as_str() != letter.origin_subject
+            || original.payload != letter.payload)
+    {
+        return Err((
+            "not_as_stored",
+            format!(
+                "COMMANDS holds another message at {}: the dead letter was altered",
+                letter.origin_seq
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A JSON number that is a whole number, as JSON Schema's `integer` reads it: `7` and `7.0`

@@ -276,6 +276,109 @@ async fn dead_letters_are_listed_and_redriven_to_their_origin() {
 }
 
 #[tokio::test]
+async fn a_dead_letter_is_redriven_only_as_the_command_it_was() {
+    let app = spawn_app().await;
+    let admin = app.login("root", PASSWORD).await;
+    // Two commands as the gateway stored them, at COMMANDS' sequences 1 and 2.
+    let stored = [dead_command(1), dead_command(2)];
+    for command in &stored {
+        nats_topology::publish(
+            &app.js,
+            nats_topology::Outgoing::new(
+                command.origin_subject.clone(),
+                format!("stored-{}", command.origin_seq),
+                command.payload.clone(),
+            ),
+        )
+        .await
+        .expect("stored");
+    }
+    // Letters whose origin whoever writes DLQ made up: the gateway would publish them with its
+    // own rights.
+    let forged = |subject: &str, origin_seq: u64, payload: Bytes| {
+        nats_topology::DeadLetter::new(
+            "COMMANDS",
+            subject,
+            origin_seq,
+            Some("region-south-west"),
+            "handler failed: test",
+            5,
+            async_nats::HeaderMap::new(),
+            payload,
+        )
+    };
+    // (A letter's id is its origin's sequence: each needs its own.)
+    let other = dead_command(3).payload;
+    let letters = [
+        forged("fact._global.role_changed", 7, other.clone()),
+        forged("$KV.rebuild_jobs.job-1", 8, other.clone()),
+        forged("cmd.high.south-west.leave", 9, other.clone()),
+        forged("cmd.normal.south-west.leave", 10, Bytes::from_static(b"{}")),
+        // A well-formed command, but not the one COMMANDS holds at that sequence.
+        forged("cmd.normal.south-west.leave", 2, other),
+    ];
+    for letter in &letters {
+        nats_topology::dead_letter(&app.js, letter)
+            .await
+            .expect("dlq");
+    }
+    let facts_before = app.messages_in("FACTS").await;
+    let result: Value = with_key(
+        &app,
+        reqwest::Method::POST,
+        "/admin/dlq/redrive",
+        &admin,
+        Some(json!({"all": true})),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(result["redriven"], json!([]), "{result}");
+    let codes: Vec<&str> = result["failed"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|f| f["code"].as_str())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "not_a_command",
+            "not_a_command",
+            "not_a_command",
+            "not_a_command",
+            "not_as_stored"
+        ],
+        "{result}"
+    );
+    assert_eq!(app.messages_in("COMMANDS").await, 2, "nothing published");
+    assert_eq!(app.messages_in("DLQ").await, 5, "every letter kept");
+    assert_eq!(
+        app.messages_in("FACTS").await,
+        facts_before,
+        "no role change made up"
+    );
+
+    // The letter of a command as stored goes back.
+    nats_topology::dead_letter(&app.js, &stored[0])
+        .await
+        .expect("dlq");
+    let result: Value = with_key(
+        &app,
+        reqwest::Method::POST,
+        "/admin/dlq/redrive",
+        &admin,
+        Some(json!({"seqs": [6]})),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(result["redriven"], json!([6]), "{result}");
+}
+
+#[tokio::test]
 async fn a_redrive_reads_whole_numbers_written_with_a_fraction() {
     // JSON does not tell 1 from 1.0, and the document's `integer` takes both: a client that
     // writes every number with a fraction must be able to redrive.
