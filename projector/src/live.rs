@@ -584,10 +584,11 @@ async fn population(db: &Database) -> Result<Vec<(String, u32)>, mongodb::error:
 type AuditEntry = (u64, Document);
 
 /// Builds the audit entry of a command message; `Err` with why when it has none.
-fn command_entry(m: &jetstream::Message) -> Result<AuditEntry, String> {
-    let info = m.info().map_err(|e| e.to_string())?;
+fn command_entry(m: &jetstream::Message) -> Result<AuditEntry, (DeadLetterReason, String)> {
+    let undecodable = |why: String| (DeadLetterReason::Undecodable, why);
+    let info = m.info().map_err(|e| undecodable(e.to_string()))?;
     let env = Envelope::<Command>::decode(&m.payload)
-        .map_err(|e| format!("the command does not decode: {e}"))?;
+        .map_err(|e| undecodable(format!("the command does not decode: {e}")))?;
     let json: serde_json::Value = env
         .encode()
         .ok()
@@ -605,7 +606,7 @@ fn command_entry(m: &jetstream::Message) -> Result<AuditEntry, String> {
         },
         env.occurred_at.timestamp_millis(),
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| (DeadLetterReason::Unwritable, e.to_string()))?;
     Ok((info.stream_sequence, doc))
 }
 
@@ -623,12 +624,10 @@ pub async fn audit_commands(
         for m in &messages {
             match command_entry(m) {
                 Ok(entry) => batch.push((entry, m)),
-                // A command that does not decode is the simulator's to dead-letter; the audit
-                // trail records what it can and lets it be.
-                Err(why) => {
-                    warn!(subject = %m.subject, reason = why, "command not audited");
-                    let _ = m.ack().await;
-                }
+                // Dead-lettered here too: on a subject no simulator takes (a region that does not
+                // exist, no command's subject at all) nobody else would. A simulator's letter of
+                // the same command has the same id, so DLQ keeps one.
+                Err((reason, why)) => to_dlq(&ctx, m, &why, "commands", reason).await,
             }
         }
         let db = ctx.db.clone();

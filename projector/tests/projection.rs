@@ -594,6 +594,63 @@ async fn a_fact_that_does_not_decode_goes_to_the_dead_letters_and_the_rest_is_pr
 }
 
 #[tokio::test]
+async fn a_command_no_simulator_takes_and_none_can_read_goes_to_the_dead_letters() {
+    let stack = Stack::start().await;
+    let _projector = stack.projector();
+    // On subjects no simulator consumes: a region that does not exist, no command's subject.
+    for (subject, id) in [
+        ("cmd.normal.atlantis.move", "bad-1"),
+        ("cmd.bogus", "bad-2"),
+    ] {
+        publish(
+            &stack.js,
+            Outgoing::new(subject, id, &b"{not a command"[..]),
+        )
+        .await
+        .expect("stored");
+    }
+    let said = Envelope::new(
+        Actor::Player {
+            id: PlayerId::new(),
+        },
+        Some(west()),
+        schemas::Command::Chat(schemas::command::Chat {
+            text: "after them".into(),
+            channel: None,
+        }),
+    );
+    publish(&stack.js, Outgoing::command(&said).expect("a command"))
+        .await
+        .expect("stored");
+    eventually("the readable command is audited", || async {
+        let found = stack
+            .db()
+            .collection::<Document>("audit")
+            .count_documents(doc! {"_id": said.id.to_string()})
+            .await
+            .ok()?;
+        (found == 1).then_some(())
+    })
+    .await;
+    let dlq = stack.js.get_stream("DLQ").await.expect("dlq");
+    for subject in ["cmd.normal.atlantis.move", "cmd.bogus"] {
+        let raw = dlq
+            .get_last_raw_message_by_subject(&format!("dlq.commands.{subject}"))
+            .await
+            .unwrap_or_else(|e| panic!("no dead letter of {subject}: {e}"));
+        let letter =
+            nats_topology::DeadLetter::parse(&raw.headers, raw.payload).expect("a dead letter");
+        assert_eq!(letter.origin_stream, "COMMANDS");
+        assert_eq!(&letter.payload[..], b"{not a command");
+        assert!(
+            letter.reason.contains("does not decode"),
+            "{}",
+            letter.reason
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_fact_the_read_models_keep_refusing_goes_to_the_dead_letters_and_the_rest_is_projected() {
     let stack = Stack::start().await;
     // A rule the world's documents must keep, which one fact breaks: no item called "cursed".
