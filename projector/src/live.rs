@@ -73,6 +73,15 @@ pub fn stored(message: &jetstream::Message) -> Result<Stored, String> {
         .map_err(|e| format!("no JetStream metadata: {e}"))?;
     let env = Envelope::<Fact>::decode(&message.payload)
         .map_err(|e| format!("the fact does not decode: {e}"))?;
+    // The subject is what the bus's permissions judged (a simulator writes its regions' facts
+    // alone); a fact that names another would be filed where its writer may not write.
+    let own = env.subject().to_string();
+    if own != message.subject.as_str() {
+        return Err(format!(
+            "the fact was stored on {}, not on {own}",
+            message.subject
+        ));
+    }
     Ok(Stored {
         seq: info.stream_sequence,
         env,

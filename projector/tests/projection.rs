@@ -651,6 +651,66 @@ async fn a_command_no_simulator_takes_and_none_can_read_goes_to_the_dead_letters
 }
 
 #[tokio::test]
+async fn a_fact_stored_on_another_regions_subject_goes_to_the_dead_letters() {
+    let stack = Stack::start().await;
+    let _projector = stack.projector();
+    // West's simulator may write west's facts alone: one naming another region, stored on a
+    // subject of west's, would be filed in that region.
+    let elsewhere = fact(
+        Some(schemas::RegionId::new("east").expect("a region id")),
+        Fact::ItemSpawned(ItemSpawned {
+            item: EntityId::new(),
+            item_kind: "sword".into(),
+            position: Position::new(5.0, 5.0),
+        }),
+    );
+    publish(
+        &stack.js,
+        Outgoing::new(
+            "fact.west.item_spawned",
+            "forged-1",
+            elsewhere.encode().expect("encode"),
+        ),
+    )
+    .await
+    .expect("stored");
+    let facts = history(1);
+    stack.publish(&facts).await;
+    eventually("the good facts are audited", || async {
+        (stack.audit_count().await == facts.len() as u64).then_some(())
+    })
+    .await;
+    let dlq = stack.js.get_stream("DLQ").await.expect("dlq");
+    let raw = dlq
+        .get_last_raw_message_by_subject("dlq.facts.fact.west.item_spawned")
+        .await
+        .expect("the dead letter");
+    let letter =
+        nats_topology::DeadLetter::parse(&raw.headers, raw.payload).expect("a dead letter");
+    assert!(
+        letter
+            .reason
+            .contains("stored on fact.west.item_spawned, not on fact.east.item_spawned"),
+        "{}",
+        letter.reason
+    );
+    let filed = stack
+        .db()
+        .collection::<Document>("world")
+        .count_documents(doc! {"_id": elsewhere_item(&elsewhere)})
+        .await
+        .expect("count");
+    assert_eq!(filed, 0, "not in the world");
+}
+
+fn elsewhere_item(env: &Envelope<Fact>) -> String {
+    match &env.payload {
+        Fact::ItemSpawned(i) => i.item.to_string(),
+        other => panic!("not an item: {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn a_fact_the_read_models_keep_refusing_goes_to_the_dead_letters_and_the_rest_is_projected() {
     let stack = Stack::start().await;
     // A rule the world's documents must keep, which one fact breaks: no item called "cursed".

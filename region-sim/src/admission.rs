@@ -47,6 +47,21 @@ impl Admission {
         }
     }
 
+    /// `Ok` when a command was stored on the subject its envelope names: the subject is what the
+    /// bus's permissions and this region's consumers judge, the envelope what is applied, so a
+    /// player's command inside a system command's subject (which a simulator may publish) or a
+    /// low-priority kind in the high lane is refused.
+    pub fn on_its_subject(subject: &str, cmd: &Envelope<Command>) -> Result<(), String> {
+        match cmd.subject() {
+            Some(own) if own.to_string() == subject => Ok(()),
+            own => Err(format!(
+                "the {} command was stored on {subject}, not on {}",
+                cmd.payload.kind(),
+                own.map_or_else(|| "a region's subject".to_owned(), |s| s.to_string())
+            )),
+        }
+    }
+
     /// `Ok` when the command may be applied here; every reason it may not, otherwise.
     pub fn admit(&self, cmd: &Envelope<Command>) -> Result<(), String> {
         let mut errors = Vec::new();

@@ -612,6 +612,94 @@ async fn a_poison_command_goes_to_the_dead_letters_and_the_region_keeps_ticking(
 }
 
 #[tokio::test]
+async fn a_command_stored_on_another_commands_subject_is_dead_lettered_and_never_applied() {
+    let bus = Bus::start().await;
+    let _sim = bus.sim("sim-a", &[]).await;
+    let a = PlayerId::new();
+    bus.wait_outcome("west", bus.send("west", a, spawn()).await.id)
+        .await;
+    // A player's chat inside a subject a simulator may publish (a blow from a neighbour), and
+    // in the high lane.
+    let said = Envelope::new(
+        Actor::Player { id: a },
+        Some(region_id("west")),
+        chat("in a strike's clothes"),
+    );
+    publish(
+        &bus.js,
+        Outgoing::new(
+            "cmd.high.west.strike",
+            "forged-1",
+            said.encode().expect("encode"),
+        ),
+    )
+    .await
+    .expect("stored");
+    let marker = bus.send("west", a, chat("after")).await;
+    bus.wait_outcome("west", marker.id).await;
+    let letters = eventually("the forged command is in the DLQ", || async {
+        let letters = stream_of(&bus.js, DLQ, "dlq.>").await;
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await;
+    let headers = letters[0].headers.clone().expect("headers");
+    let reason = headers
+        .get("Dlq-Reason")
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    assert!(
+        reason.contains("stored on cmd.high.west.strike, not on cmd.low.west.chat"),
+        "{reason}"
+    );
+    assert!(
+        bus.outcome("west", said.id).await.is_empty(),
+        "never applied"
+    );
+}
+
+#[tokio::test]
+async fn a_fact_in_a_regions_log_naming_another_region_is_not_folded_into_it() {
+    let bus = Bus::start().await;
+    // Before any simulator runs, west's log holds an arrival that names east, and one of its
+    // own.
+    let arrival = |region: &str| {
+        let player = PlayerId::new();
+        let state = schemas::EntityState::newcomer(player, Position::new(500.0, 500.0), 100);
+        Envelope::new(
+            Actor::System {
+                service: "region-sim".into(),
+            },
+            Some(region_id(region)),
+            Fact::Spawned(schemas::fact::Spawned { state }),
+        )
+    };
+    let (forged, own) = (arrival("east"), arrival("west"));
+    let mut message = Outgoing::fact(&forged).expect("encode");
+    message.subject = "fact.west.spawned".into();
+    publish(&bus.js, message).await.expect("stored");
+    publish(&bus.js, Outgoing::fact(&own).expect("encode"))
+        .await
+        .expect("stored");
+
+    let sim = bus.sim("sim-a", &[]).await;
+    let own_id = own_entity(&own);
+    let live = eventually("west is recovered from its log", || async {
+        sim.entities("west")
+            .await
+            .filter(|e| e.contains_key(&own_id))
+    })
+    .await;
+    assert!(!live.contains_key(&own_entity(&forged)), "{live:?}");
+}
+
+fn own_entity(env: &Envelope<Fact>) -> String {
+    match &env.payload {
+        Fact::Spawned(s) => s.state.id.to_string(),
+        other => panic!("not an arrival: {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn a_command_from_the_bus_with_absurd_values_is_dead_lettered_and_never_applied() {
     let bus = Bus::start().await;
     let _sim = bus.sim("sim-a", &[]).await;

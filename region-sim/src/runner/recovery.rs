@@ -144,6 +144,11 @@ impl Running {
             let info = message.info().map_err(bus)?;
             let (seq, left) = (info.stream_sequence, info.pending);
             match Envelope::<Fact>::decode(&message.payload) {
+                // Read from this region's subjects: a fact whose envelope names another subject
+                // (another region, say) is not this region's, whatever subject carried it.
+                Ok(env) if env.subject().to_string() != message.subject.as_str() => {
+                    error!(region = %self.id, seq, subject = %message.subject, says = %env.subject(), "a stored fact on another's subject; skipped")
+                }
                 Ok(env) => {
                     resend.extend(self.region.fold(&env));
                     folded += 1;

@@ -84,7 +84,12 @@ impl Running {
             // The bus is not trusted: a command from a client or from another simulator passes
             // the same bounds before anything applies it.
             match Envelope::<Command>::decode(&message.payload) {
-                Ok(env) => match self.admission.admit(&env) {
+                Ok(env) => match crate::admission::Admission::on_its_subject(
+                    message.subject.as_str(),
+                    &env,
+                )
+                .and_then(|()| self.admission.admit(&env))
+                {
                     Ok(()) => {
                         commands.push(env);
                         messages.push(message);
