@@ -110,14 +110,140 @@ impl Admission {
         }
     }
 
-    /// A snapshot read back from its bucket: every entity inside the world and within the
-    /// balance, or every reason it is not.
-    pub fn check_snapshot(&self, snapshot: &crate::Snapshot) -> Result<(), String> {
+    /// A snapshot read back from its bucket, given the log's last sequence and the time now:
+    /// every entity inside the world and within the balance, its walk, timers, slots and items
+    /// plausible, and its place in the log no further than the log goes; or every reason not.
+    /// What passes cannot overflow the arithmetic of a tick (a time, a generation, a sequence
+    /// counted on from) nor index past the balance's kinds.
+    pub fn check_snapshot(
+        &self,
+        snapshot: &crate::Snapshot,
+        facts_last: u64,
+        now_ms: i64,
+    ) -> Result<(), String> {
         let mut errors = Vec::new();
+        let b = &*self.balance;
+        let range = |errors: &mut Vec<FieldError>, field: String, message: String| {
+            errors.push(FieldError::new(field, "range", message));
+        };
+        if snapshot.facts_seq > facts_last {
+            range(
+                &mut errors,
+                "facts_seq".into(),
+                format!("must be at most {facts_last}, the log's last sequence"),
+            );
+        }
+        if snapshot.tick > MAX_COUNT {
+            range(
+                &mut errors,
+                "tick".into(),
+                format!("must be at most {MAX_COUNT}"),
+            );
+        }
+        let latest = now_ms.saturating_add(TIME_AHEAD_MS);
+        let time = |errors: &mut Vec<FieldError>, field: String, t: i64| {
+            if !(0..=latest).contains(&t) {
+                range(
+                    errors,
+                    field,
+                    format!("must be a time from 0 to {latest} (Unix ms)"),
+                );
+            }
+        };
+        time(&mut errors, "at_ms".into(), snapshot.at_ms);
+        let max_speed = b
+            .npcs
+            .iter()
+            .map(|n| n.speed)
+            .fold(b.player_speed, f64::max);
         for (i, e) in snapshot.entities.iter().enumerate() {
             let prefix = format!("entities[{i}].state");
             e.state.check(&self.world, &prefix, &mut errors);
             self.check_state(&e.state, &prefix, &mut errors);
+            let field = |name: &str| format!("entities[{i}].{name}");
+            if let Some(m) = &e.moving {
+                for (name, p) in [("moving.from", m.from), ("moving.to", m.to)] {
+                    if !self.world.world.contains(&p) {
+                        errors.push(FieldError::new(
+                            field(name),
+                            "out_of_world",
+                            "must be inside the world",
+                        ));
+                    }
+                }
+                if !(0.0..=max_speed).contains(&m.speed) {
+                    range(
+                        &mut errors,
+                        field("moving.speed"),
+                        format!("must be from 0 to {max_speed}, the fastest walker's speed"),
+                    );
+                }
+                time(&mut errors, field("moving.started_ms"), m.started_ms);
+            }
+            for (name, t) in [
+                ("combat.last_attack_ms", e.combat.last_attack_ms),
+                ("combat.died_at_ms", e.combat.died_at_ms),
+                ("npc.next_wander_ms", e.npc.map(|n| n.next_wander_ms)),
+            ] {
+                if let Some(t) = t {
+                    time(&mut errors, field(name), t);
+                }
+            }
+            if let Some(npc) = &e.npc {
+                if npc.kind >= b.npcs.len() {
+                    range(
+                        &mut errors,
+                        field("npc.kind"),
+                        format!("must be below {}, the NPC kinds there are", b.npcs.len()),
+                    );
+                }
+                if !self.world.world.contains(&npc.home) {
+                    errors.push(FieldError::new(
+                        field("npc.home"),
+                        "out_of_world",
+                        "must be inside the world",
+                    ));
+                }
+            }
+        }
+        for (i, slot) in snapshot.slots.iter().enumerate() {
+            let field = |name: &str| format!("slots[{i}].{name}");
+            if slot.kind >= b.items.len() {
+                range(
+                    &mut errors,
+                    field("kind"),
+                    format!("must be below {}, the item kinds there are", b.items.len()),
+                );
+            }
+            if slot.generation > MAX_COUNT {
+                range(
+                    &mut errors,
+                    field("generation"),
+                    format!("must be at most {MAX_COUNT}"),
+                );
+            }
+            if let Some(due) = slot.due_ms {
+                time(&mut errors, field("due_ms"), due);
+            }
+        }
+        for (i, item) in snapshot.items.iter().enumerate() {
+            if item.slot >= snapshot.slots.len() {
+                range(
+                    &mut errors,
+                    format!("items[{i}].slot"),
+                    format!(
+                        "must be below {}, the slots there are",
+                        snapshot.slots.len()
+                    ),
+                );
+            }
+            if !self.world.world.contains(&item.position) {
+                errors.push(FieldError::new(
+                    format!("items[{i}].position"),
+                    "out_of_world",
+                    "must be inside the world",
+                ));
+            }
         }
         reasons("the snapshot", errors)
     }
@@ -204,6 +330,14 @@ impl Admission {
     }
 }
 
+/// The largest count a snapshot may carry (ticks, a slot's generation): 2^53, beyond anything
+/// a region reaches, far enough from `u64::MAX` that counting on cannot overflow.
+const MAX_COUNT: u64 = 1 << 53;
+
+/// How far ahead of now a time in a snapshot may lie: timers (a respawn, a wander, a slot's
+/// refill) are set a little ahead; a year ahead is nothing a region sets.
+const TIME_AHEAD_MS: i64 = 365 * 24 * 3_600 * 1_000;
+
 fn reasons(what: &str, errors: Vec<FieldError>) -> Result<(), String> {
     if errors.is_empty() {
         return Ok(());
@@ -267,6 +401,99 @@ mod tests {
                 state,
             }),
         )
+    }
+
+    /// A sound snapshot of west: a walking NPC that has struck, a filled slot with its item.
+    fn snapshot(now_ms: i64) -> crate::Snapshot {
+        use crate::components::{Combat, Moving, Slot};
+        use crate::region::{EntitySnapshot, ItemSnapshot, NpcSnapshot};
+        let mut npc = avatar();
+        npc.kind = EntityKind::Npc;
+        npc.player = None;
+        npc.max_hp = 1;
+        npc.hp = 1;
+        let item = EntityId::new();
+        crate::Snapshot {
+            region: "west".parse().expect("region"),
+            facts_seq: 40,
+            at_ms: now_ms,
+            tick: 1_000,
+            entities: vec![EntitySnapshot {
+                state: npc,
+                moving: Some(Moving {
+                    from: Position::new(10.0, 10.0),
+                    to: Position::new(20.0, 10.0),
+                    started_ms: now_ms - 100,
+                    speed: 1.0,
+                }),
+                combat: Combat {
+                    last_attack_ms: Some(now_ms - 1_000),
+                    died_at_ms: None,
+                },
+                npc: Some(NpcSnapshot {
+                    kind: 0,
+                    home: Position::new(10.0, 10.0),
+                    next_wander_ms: now_ms + 5_000,
+                }),
+            }],
+            items: vec![ItemSnapshot {
+                id: item,
+                kind: balance().items[0].kind.clone(),
+                slot: 0,
+                position: Position::new(30.0, 30.0),
+            }],
+            slots: vec![Slot {
+                kind: 0,
+                generation: 3,
+                item: Some(item),
+                due_ms: None,
+            }],
+            applied: vec![],
+        }
+    }
+
+    #[test]
+    fn a_snapshot_whose_counters_times_or_kinds_are_absurd_is_refused() {
+        let now = 1_780_000_000_000;
+        let a = admission();
+        assert_eq!(a.check_snapshot(&snapshot(now), 40, now), Ok(()));
+        type Spoil = fn(&mut crate::Snapshot);
+        let cases: [(&str, Spoil); 14] = [
+            ("facts_seq", |s| s.facts_seq = 41),
+            ("tick", |s| s.tick = u64::MAX),
+            ("at_ms", |s| s.at_ms = i64::MIN),
+            ("entities[0].moving.started_ms", |s| {
+                s.entities[0].moving.as_mut().expect("walking").started_ms = i64::MIN
+            }),
+            ("entities[0].moving.speed", |s| {
+                s.entities[0].moving.as_mut().expect("walking").speed = f64::NAN
+            }),
+            ("entities[0].moving.to", |s| {
+                s.entities[0].moving.as_mut().expect("walking").to = Position::new(-1e308, 1e308)
+            }),
+            ("entities[0].combat.died_at_ms", |s| {
+                s.entities[0].combat.died_at_ms = Some(i64::MAX)
+            }),
+            ("entities[0].combat.last_attack_ms", |s| {
+                s.entities[0].combat.last_attack_ms = Some(-1)
+            }),
+            ("entities[0].npc.next_wander_ms", |s| {
+                s.entities[0].npc.as_mut().expect("an npc").next_wander_ms = i64::MAX
+            }),
+            ("entities[0].npc.kind", |s| {
+                s.entities[0].npc.as_mut().expect("an npc").kind = usize::MAX
+            }),
+            ("slots[0].generation", |s| s.slots[0].generation = u64::MAX),
+            ("slots[0].kind", |s| s.slots[0].kind = 10_000),
+            ("slots[0].due_ms", |s| s.slots[0].due_ms = Some(i64::MAX)),
+            ("items[0].slot", |s| s.items[0].slot = 1),
+        ];
+        for (field, spoil) in cases {
+            let mut spoilt = snapshot(now);
+            spoil(&mut spoilt);
+            let why = a.check_snapshot(&spoilt, 40, now).expect_err(field);
+            assert!(why.contains(field), "{field}: {why}");
+        }
     }
 
     #[test]

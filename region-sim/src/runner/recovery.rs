@@ -37,13 +37,23 @@ impl Running {
             shared.world.validation_context(),
             shared.balance.clone(),
         );
+        // A snapshot's place in the log is checked against where the log ends.
+        let facts_last = shared
+            .js
+            .get_stream(FACTS)
+            .await
+            .map_err(bus)?
+            .cached_info()
+            .state
+            .last_sequence;
+        let now_ms = Utc::now().timestamp_millis();
         let snapshot = match shared.snapshots.get(id.as_str()).await {
             Ok(Some(bytes)) => match serde_json::from_slice::<Snapshot>(&bytes) {
                 Ok(s) if s.region != id => {
                     warn!(region = %id, "the stored snapshot is another region's; rebuilding from the whole log");
                     None
                 }
-                Ok(s) => match admission.check_snapshot(&s) {
+                Ok(s) => match admission.check_snapshot(&s, facts_last, now_ms) {
                     Ok(()) => Some(s),
                     Err(why) => {
                         error!(region = %id, reason = why, "the stored snapshot is refused; rebuilding from the whole log");
