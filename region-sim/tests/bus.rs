@@ -700,6 +700,39 @@ fn own_entity(env: &Envelope<Fact>) -> String {
 }
 
 #[tokio::test]
+async fn a_follow_up_the_commands_stream_refuses_for_good_does_not_stop_the_region() {
+    let bus = Bus::start().await;
+    // West's log says an avatar left for east carrying an item whose name is larger than any
+    // command COMMANDS takes: the hand-off a recovering west sends again is refused for good.
+    let player = PlayerId::new();
+    let mut state = schemas::EntityState::newcomer(player, Position::new(999.0, 500.0), 100);
+    state.inventory = vec![schemas::fold::InventoryItem {
+        item: EntityId::new(),
+        item_kind: "x".repeat(70_000),
+    }];
+    let left = Envelope::new(
+        Actor::System {
+            service: "region-sim".into(),
+        },
+        Some(region_id("west")),
+        Fact::HandedOffOut(schemas::fact::HandedOffOut {
+            state,
+            to_region: region_id("east"),
+        }),
+    );
+    publish(&bus.js, Outgoing::fact(&left).expect("encode"))
+        .await
+        .expect("stored");
+
+    let _sim = bus.sim("sim-a", &[]).await;
+    let spawned = bus.send("west", PlayerId::new(), spawn()).await;
+    assert!(matches!(
+        bus.wait_outcome("west", spawned.id).await[..],
+        [Fact::Spawned(_)]
+    ));
+}
+
+#[tokio::test]
 async fn a_command_from_the_bus_with_absurd_values_is_dead_lettered_and_never_applied() {
     let bus = Bus::start().await;
     let _sim = bus.sim("sim-a", &[]).await;

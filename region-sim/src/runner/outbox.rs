@@ -84,7 +84,8 @@ impl Running {
         }
     }
 
-    /// Publishes in order until every message is stored; the stream sequence of each.
+    /// Publishes in order until every message is stored; the stream sequence of each (0 for one
+    /// the stream refuses for good, left out with an error in the log).
     async fn publish_until_stored(&self, mut outgoing: Vec<Outgoing>, what: &str) -> Vec<u64> {
         let mut backoff = Backoff::new();
         let mut seqs = Vec::with_capacity(outgoing.len());
@@ -102,9 +103,21 @@ impl Running {
             let Some(first) = first_failed else {
                 return seqs;
             };
-            if let Some(Err(e)) = results.get(first) {
-                self.bus_error(what, e);
+            let Some(Err(e)) = results.get(first) else {
+                unreachable!("the first failure is a failure");
+            };
+            if refused_for_good(e) {
+                // Waiting would not change the answer, and everything behind it would wait too
+                // (a region recovering would never tick): it is left out.
+                error!(region = %self.id, subject = %outgoing[first].subject, error = %e, "{what}: the stream refuses this message for good; left out");
+                seqs.push(0);
+                outgoing.drain(..=first);
+                if outgoing.is_empty() {
+                    return seqs;
+                }
+                continue;
             }
+            self.bus_error(what, e);
             // From the first failure on, in order again; those already stored are recognised
             // by their ids and stored once.
             outgoing.drain(..first);
@@ -135,5 +148,19 @@ impl Running {
         if let Err(e) = message.ack_with(AckKind::Term).await {
             self.bus_error("ack", &e);
         }
+    }
+}
+
+/// Whether a publish was refused for what the message is, not for the state of the bus: larger
+/// than the server or the stream takes.
+fn refused_for_good(e: &async_nats::jetstream::context::PublishError) -> bool {
+    use async_nats::jetstream::ErrorCode;
+    use async_nats::jetstream::context::PublishErrorKind;
+    match e.kind() {
+        PublishErrorKind::MaxPayloadExceeded => true,
+        PublishErrorKind::Other => std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
+            .is_some_and(|js| js.error_code() == ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM),
+        _ => false,
     }
 }
