@@ -78,14 +78,37 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Which dependencies answered.
+#[derive(Debug, Clone, Copy)]
 struct Probes {
     nats: bool,
     redis: bool,
     mongodb: bool,
 }
 
-/// Asks NATS, Redis and MongoDB at once, each within the probe budget.
+/// How long a probe's answer stands: `/readyz` and `/metrics` take no rate limit, so a flood of
+/// them asks Redis and MongoDB once per this period at most, not once per request.
+pub const PROBE_FRESH: Duration = Duration::from_secs(1);
+
+/// The last probe and when it ended. Requests that come while one probe runs wait for its
+/// answer instead of asking again.
+#[derive(Debug, Default)]
+pub struct LastProbe(tokio::sync::Mutex<Option<(tokio::time::Instant, Probes)>>);
+
+/// What the dependencies answered within [`PROBE_FRESH`], asking them again when older.
 async fn probe(state: &AppState) -> Probes {
+    let mut last = state.probes().0.lock().await;
+    if let Some((at, probes)) = *last
+        && at.elapsed() < PROBE_FRESH
+    {
+        return probes;
+    }
+    let probes = ask(state).await;
+    *last = Some((tokio::time::Instant::now(), probes));
+    probes
+}
+
+/// Asks NATS, Redis and MongoDB at once, each within the probe budget.
+async fn ask(state: &AppState) -> Probes {
     let nats = state.nats().connection_state() == async_nats::connection::State::Connected;
     let mut redis = state.redis();
     let ping = redis::cmd("PING");

@@ -38,6 +38,7 @@ struct Inner {
     hub: Arc<stream::Hub>,
     open_streams: Arc<open_streams::OpenStreams>,
     db: mongodb::Database,
+    probes: crate::health::LastProbe,
     openapi: bytes::Bytes,
     stopping: service::CancellationToken,
 }
@@ -138,6 +139,7 @@ impl AppState {
             hub: Arc::new(stream::Hub::new(pubsub)),
             open_streams,
             db,
+            probes: crate::health::LastProbe::default(),
             settings,
             stopping: service::CancellationToken::new(),
         })))
@@ -218,6 +220,10 @@ impl AppState {
     /// The MongoDB database.
     pub fn db(&self) -> &mongodb::Database {
         &self.0.db
+    }
+    /// The dependencies' last probe, shared by `/readyz` and `/metrics`.
+    pub(crate) fn probes(&self) -> &crate::health::LastProbe {
+        &self.0.probes
     }
     /// The OpenAPI document of this gateway, as JSON.
     pub fn openapi(&self) -> &bytes::Bytes {

@@ -46,12 +46,43 @@ async fn readiness_follows_the_dependencies() {
     assert_eq!(ready.status(), StatusCode::OK);
 
     app.redis_mut().stop();
-    let not_ready = app.get("/readyz", None).await;
-    assert_eq!(not_ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // A probe's answer stands for a second.
+    let not_ready = eventually_within(Duration::from_secs(10), "not ready", || async {
+        let answer = app.get("/readyz", None).await;
+        (answer.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(answer)
+    })
+    .await;
     let body: Value = not_ready.json().await.expect("json");
     assert_eq!(body["redis"], "unreachable");
     assert_eq!(body["nats"], "ok");
     assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_flood_of_readiness_checks_asks_the_dependencies_once_a_second() {
+    let app = spawn_app().await;
+    let pings = || async {
+        let mut redis = app.state.redis();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut redis)
+            .await
+            .expect("info");
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_ping:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = pings().await;
+    let started = std::time::Instant::now();
+    let answers = futures::future::join_all((0..200).map(|_| app.get("/readyz", None))).await;
+    let took = started.elapsed();
+    assert!(answers.iter().all(|a| a.status() == StatusCode::OK));
+    let asked = pings().await - before;
+    // One probe per second the flood lasted, and one more at each end.
+    let most = took.as_secs() + 2;
+    assert!(asked <= most, "{asked} pings in {took:?}");
 }
 
 #[tokio::test]
