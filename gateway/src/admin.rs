@@ -6,12 +6,13 @@
 //!   removed from `DLQ`. Facts are not redriven this way: publishing a fact again would put it in
 //!   the event log twice; they are answered `redrive_unsupported`. A dead command goes back only
 //!   to a command's subject, as the command its payload decodes to would be published, and as
-//!   `COMMANDS` still holds it if it does (`not_a_command`, `not_as_stored` otherwise): whoever
-//!   writes `DLQ` writes a letter's origin, and the gateway publishes with rights of its own.
+//!   `COMMANDS` still holds it (`not_a_command`, `not_as_stored` otherwise): whoever writes
+//!   `DLQ` writes a letter's origin, and the gateway publishes with rights of its own.
 //! - `GET /admin/regions`: who owns each region, and each simulator node's load.
 //! - `PUT /admin/players/{id}/role` `{"role": ..}`: changes a role and ends the player's sessions,
 //!   so the next token carries the new role.
 
+use async_nats::jetstream::stream::RawMessageErrorKind;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use bytes::Bytes;
@@ -493,8 +494,9 @@ pub async fn redrive(
 }
 
 /// Whether a dead letter of `COMMANDS` may go back to its origin subject, published with the
-/// gateway's rights: that subject is a command's, its payload a command stored there, and, while
-/// `COMMANDS` still holds the original, byte for byte the original. A dead letter's headers and
+/// gateway's rights: that subject is a command's, its payload a command stored there, and byte
+/// for byte the original `COMMANDS` still holds at its sequence (one aged out of `COMMANDS` is
+/// not redriven: nothing says what it was). A dead letter's headers and
 /// body are written by whoever may write `DLQ` (the simulators, the projector, the listener):
 /// unchecked, a letter naming `fact._global.role_changed` or a bucket's key would have the
 /// gateway write there.
@@ -519,10 +521,21 @@ async fn redrivable(state: &AppState, letter: &DeadLetter) -> Result<(), (&'stat
         .get_stream(COMMANDS)
         .await
         .map_err(|e| ("unavailable", e.to_string()))?;
-    if let Ok(original) = commands.get_raw_message(letter.origin_seq).await
-        && (original.subject.as_str() != letter.origin_subject
-            || original.payload != letter.payload)
-    {
+    let original = match commands.get_raw_message(letter.origin_seq).await {
+        Ok(original) => original,
+        Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => {
+            return Err((
+                "not_as_stored",
+                format!(
+                    "COMMANDS holds nothing at {} (aged out, or never there): a dead command goes \
+                     back only as it was stored",
+                    letter.origin_seq
+                ),
+            ));
+        }
+        Err(e) => return Err(("unavailable", e.to_string())),
+    };
+    if original.subject.as_str() != letter.origin_subject || original.payload != letter.payload {
         return Err((
             "not_as_stored",
             format!(

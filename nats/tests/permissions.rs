@@ -96,6 +96,15 @@ async fn a_gateway_cannot_publish_a_regions_fact_nor_a_system_command_a_simulato
         !s.may_publish(&gateway, DLQ, "dlq.facts.fact.west.moved")
             .await
     );
+    // A redrive reads the original of a dead command back from COMMANDS.
+    let stored = gateway
+        .get_stream(COMMANDS)
+        .await
+        .expect("COMMANDS")
+        .get_raw_message(1)
+        .await
+        .expect("the gateway reads a stored command");
+    assert_eq!(stored.subject.as_str(), "cmd.normal.west.move");
 
     let simulator = s.as_user("simulator").await;
     assert!(

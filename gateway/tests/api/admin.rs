@@ -177,11 +177,28 @@ fn dead_command(origin_seq: u64) -> nats_topology::DeadLetter {
     )
 }
 
+/// The dead letter of a command stored in COMMANDS first, as a consumer would have given up on.
+async fn stored_dead_command(app: &TestApp) -> nats_topology::DeadLetter {
+    let mut letter = dead_command(0);
+    let ack = nats_topology::publish(
+        &app.js,
+        nats_topology::Outgoing::new(
+            letter.origin_subject.clone(),
+            schemas::EventId::new().to_string(),
+            letter.payload.clone(),
+        ),
+    )
+    .await
+    .expect("stored");
+    letter.origin_seq = ack.sequence;
+    letter
+}
+
 #[tokio::test]
 async fn dead_letters_are_listed_and_redriven_to_their_origin() {
     let app = spawn_app().await;
     let admin = app.login("root", PASSWORD).await;
-    nats_topology::dead_letter(&app.js, &dead_command(11))
+    nats_topology::dead_letter(&app.js, &stored_dead_command(&app).await)
         .await
         .expect("dlq");
     let fact = nats_topology::DeadLetter::new(
@@ -259,7 +276,8 @@ async fn dead_letters_are_listed_and_redriven_to_their_origin() {
     assert_eq!(codes, vec!["redrive_unsupported", "not_found"]);
 
     let commands = app.js.get_stream("COMMANDS").await.expect("COMMANDS");
-    let redriven = commands.get_raw_message(1).await.expect("redriven command");
+    // The original at 1, its redriven copy after it.
+    let redriven = commands.get_raw_message(2).await.expect("redriven command");
     assert_eq!(redriven.subject.as_str(), "cmd.normal.south-west.leave");
     assert_eq!(
         redriven
@@ -314,8 +332,10 @@ async fn a_dead_letter_is_redriven_only_as_the_command_it_was() {
         forged("$KV.rebuild_jobs.job-1", 8, other.clone()),
         forged("cmd.high.south-west.leave", 9, other.clone()),
         forged("cmd.normal.south-west.leave", 10, Bytes::from_static(b"{}")),
-        // A well-formed command, but not the one COMMANDS holds at that sequence.
-        forged("cmd.normal.south-west.leave", 2, other),
+        // A well-formed command, but not the one COMMANDS holds at that sequence ...
+        forged("cmd.normal.south-west.leave", 2, other.clone()),
+        // ... or where COMMANDS holds nothing.
+        forged("cmd.normal.south-west.leave", 99, other),
     ];
     for letter in &letters {
         nats_topology::dead_letter(&app.js, letter)
@@ -348,12 +368,13 @@ async fn a_dead_letter_is_redriven_only_as_the_command_it_was() {
             "not_a_command",
             "not_a_command",
             "not_a_command",
+            "not_as_stored",
             "not_as_stored"
         ],
         "{result}"
     );
     assert_eq!(app.messages_in("COMMANDS").await, 2, "nothing published");
-    assert_eq!(app.messages_in("DLQ").await, 5, "every letter kept");
+    assert_eq!(app.messages_in("DLQ").await, 6, "every letter kept");
     assert_eq!(
         app.messages_in("FACTS").await,
         facts_before,
@@ -369,13 +390,13 @@ async fn a_dead_letter_is_redriven_only_as_the_command_it_was() {
         reqwest::Method::POST,
         "/admin/dlq/redrive",
         &admin,
-        Some(json!({"seqs": [6]})),
+        Some(json!({"seqs": [7]})),
     )
     .await
     .json()
     .await
     .expect("json");
-    assert_eq!(result["redriven"], json!([6]), "{result}");
+    assert_eq!(result["redriven"], json!([7]), "{result}");
 }
 
 #[tokio::test]
@@ -384,7 +405,7 @@ async fn a_redrive_reads_whole_numbers_written_with_a_fraction() {
     // writes every number with a fraction must be able to redrive.
     let app = spawn_app().await;
     let admin = app.login("root", PASSWORD).await;
-    nats_topology::dead_letter(&app.js, &dead_command(21))
+    nats_topology::dead_letter(&app.js, &stored_dead_command(&app).await)
         .await
         .expect("dlq");
     let redrive = |body: Value| {
