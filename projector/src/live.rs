@@ -592,12 +592,20 @@ async fn population(db: &Database) -> Result<Vec<(String, u32)>, mongodb::error:
 /// A command's audit document and its sequence in `COMMANDS`.
 type AuditEntry = (u64, Document);
 
+/// Why a command has no audit entry.
+enum Unaudited {
+    /// It is no command: it goes to the dead letters.
+    Undecodable(String),
+    /// A command, but its document cannot be made: logged and let be (a simulator may have
+    /// applied it, so it is no dead letter to redrive).
+    NoDocument(String),
+}
+
 /// Builds the audit entry of a command message; `Err` with why when it has none.
-fn command_entry(m: &jetstream::Message) -> Result<AuditEntry, (DeadLetterReason, String)> {
-    let undecodable = |why: String| (DeadLetterReason::Undecodable, why);
-    let info = m.info().map_err(|e| undecodable(e.to_string()))?;
+fn command_entry(m: &jetstream::Message) -> Result<AuditEntry, Unaudited> {
+    let info = m.info().map_err(|e| Unaudited::NoDocument(e.to_string()))?;
     let env = Envelope::<Command>::decode(&m.payload)
-        .map_err(|e| undecodable(format!("the command does not decode: {e}")))?;
+        .map_err(|e| Unaudited::Undecodable(format!("the command does not decode: {e}")))?;
     let json: serde_json::Value = env
         .encode()
         .ok()
@@ -615,7 +623,7 @@ fn command_entry(m: &jetstream::Message) -> Result<AuditEntry, (DeadLetterReason
         },
         env.occurred_at.timestamp_millis(),
     )
-    .map_err(|e| (DeadLetterReason::Unwritable, e.to_string()))?;
+    .map_err(|e| Unaudited::NoDocument(e.to_string()))?;
     Ok((info.stream_sequence, doc))
 }
 
@@ -636,7 +644,13 @@ pub async fn audit_commands(
                 // Dead-lettered here too: on a subject no simulator takes (a region that does not
                 // exist, no command's subject at all) nobody else would. A simulator's letter of
                 // the same command has the same id, so DLQ keeps one.
-                Err((reason, why)) => to_dlq(&ctx, m, &why, "commands", reason).await,
+                Err(Unaudited::Undecodable(why)) => {
+                    to_dlq(&ctx, m, &why, "commands", DeadLetterReason::Undecodable).await;
+                }
+                Err(Unaudited::NoDocument(why)) => {
+                    warn!(subject = %m.subject, reason = why, "command not audited");
+                    let _ = m.ack().await;
+                }
             }
         }
         let db = ctx.db.clone();
