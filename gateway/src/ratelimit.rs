@@ -10,7 +10,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -66,11 +66,35 @@ const RULES: [Rule; 5] = [
     Rule::LoginFailuresPerAccount,
 ];
 
-/// How many keys a local limiter holds before it forgets those it would treat as new anyway:
-/// every made-up username or address while Redis is away adds one.
+/// How many keys a local limiter holds before it first forgets those it would treat as new
+/// anyway: every made-up username or address while Redis is away adds one.
 const LOCAL_KEYS: usize = 10_000;
 
-/// Forgets the keys of `limiter` whose budgets are whole again (no longer limited).
+/// One rule's limiter for while Redis is away.
+struct Local {
+    rule: Rule,
+    limiter: DefaultKeyedRateLimiter<String>,
+    /// How many keys it holds when it next forgets the idle ones: twice what the last sweep
+    /// kept (at least [`LOCAL_KEYS`]), so that keys all still within their limits are not swept
+    /// again at every request.
+    sweep_at: AtomicUsize,
+}
+
+impl Local {
+    /// Forgets the idle keys once there are enough of them to be worth a pass over the map.
+    fn sweep_when_due(&self) {
+        if self.limiter.len() < self.sweep_at.load(Ordering::Relaxed) {
+            return;
+        }
+        self.limiter.retain_recent();
+        let kept = self.limiter.len();
+        self.sweep_at
+            .store(LOCAL_KEYS.max(kept.saturating_mul(2)), Ordering::Relaxed);
+    }
+}
+
+/// Forgets the keys of `limiter` whose budgets are whole again (no longer limited), and gives
+/// back the memory they held.
 fn forget_the_idle(limiter: &DefaultKeyedRateLimiter<String>) {
     limiter.retain_recent();
     limiter.shrink_to_fit();
@@ -81,7 +105,7 @@ fn forget_the_idle(limiter: &DefaultKeyedRateLimiter<String>) {
 pub struct Limiter {
     limits: RateLimits,
     gate: Gate,
-    local: Arc<Vec<(Rule, DefaultKeyedRateLimiter<String>)>>,
+    local: Arc<Vec<Local>>,
     falling_back: Arc<AtomicBool>,
     metrics: Metrics,
 }
@@ -108,7 +132,11 @@ impl Limiter {
                 let burst = NonZeroU32::new(rate.burst).unwrap_or(NonZeroU32::MIN);
                 let quota = Quota::with_period(interval(rate))
                     .map_or(Quota::per_second(burst), |q| q.allow_burst(burst));
-                (*rule, RateLimiter::keyed(quota))
+                Local {
+                    rule: *rule,
+                    limiter: RateLimiter::keyed(quota),
+                    sweep_at: AtomicUsize::new(LOCAL_KEYS),
+                }
             })
             .collect();
         Self {
@@ -157,8 +185,9 @@ impl Limiter {
         if self.falling_back.swap(false, Ordering::Relaxed) {
             tracing::info!("Redis answers again: rate limits are shared again");
             self.metrics.set_limiter_fallback(false);
-            for (_, limiter) in self.local.iter() {
-                forget_the_idle(limiter);
+            for local in self.local.iter() {
+                forget_the_idle(&local.limiter);
+                local.sweep_at.store(LOCAL_KEYS, Ordering::Relaxed);
             }
         }
         if decided.is_err() {
@@ -188,16 +217,17 @@ impl Limiter {
             self.metrics.set_limiter_fallback(true);
         }
         self.metrics.dependency_error("redis");
-        let Some((_, limiter)) = self.local.iter().find(|(r, _)| *r == rule) else {
+        let Some(local) = self.local.iter().find(|l| l.rule == rule) else {
             return Ok(());
         };
-        if limiter.len() >= LOCAL_KEYS {
-            forget_the_idle(limiter);
-        }
-        limiter.check_key(&key.to_owned()).map_err(|not_until| {
-            self.metrics.rate_limited(rule.as_str());
-            not_until.wait_time_from(DefaultClock::default().now())
-        })
+        local.sweep_when_due();
+        local
+            .limiter
+            .check_key(&key.to_owned())
+            .map_err(|not_until| {
+                self.metrics.rate_limited(rule.as_str());
+                not_until.wait_time_from(DefaultClock::default().now())
+            })
     }
 
     /// Gives back a request counted against `rule` for `key`: a limit on failures counts every
@@ -225,30 +255,48 @@ mod tests {
 
     use super::*;
 
+    fn local(quota: Quota) -> Local {
+        Local {
+            rule: Rule::AuthPerIp,
+            limiter: RateLimiter::keyed(quota),
+            sweep_at: AtomicUsize::new(LOCAL_KEYS),
+        }
+    }
+
     #[test]
     fn a_local_limiter_forgets_idle_keys_once_it_holds_many() {
         // A key's budget is whole again a millisecond after its one request.
-        let quota = Quota::with_period(Duration::from_millis(1)).expect("a period");
-        let limiter: DefaultKeyedRateLimiter<String> = RateLimiter::keyed(quota);
+        let fast = local(Quota::with_period(Duration::from_millis(1)).expect("a period"));
+        for i in 1..LOCAL_KEYS {
+            let _ = fast.limiter.check_key(&format!("made-up-{i}"));
+            fast.sweep_when_due();
+        }
+        assert_eq!(
+            fast.limiter.len(),
+            LOCAL_KEYS - 1,
+            "not swept below the mark"
+        );
+        // Once those are idle, the key that reaches the mark sweeps them away.
+        let idle_from = Instant::now() + Duration::from_millis(5);
+        while Instant::now() < idle_from {
+            std::hint::spin_loop();
+        }
+        let _ = fast.limiter.check_key(&"the last".to_owned());
+        fast.sweep_when_due();
+        assert!(fast.limiter.len() <= 1, "{} keys kept", fast.limiter.len());
+        assert_eq!(fast.sweep_at.load(Ordering::Relaxed), LOCAL_KEYS);
+    }
+
+    #[test]
+    fn keys_still_within_their_limits_are_kept_and_not_swept_again_at_once() {
+        let slow = local(Quota::per_hour(NonZeroU32::MIN));
         for i in 0..LOCAL_KEYS {
-            let _ = limiter.check_key(&format!("made-up-{i}"));
+            assert!(slow.limiter.check_key(&format!("player-{i}")).is_ok());
         }
-        assert_eq!(limiter.len(), LOCAL_KEYS);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            forget_the_idle(&limiter);
-            if limiter.is_empty() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{} keys kept", limiter.len());
-            std::thread::yield_now();
-        }
-        // A key still within its limit is kept.
-        let slow: DefaultKeyedRateLimiter<String> =
-            RateLimiter::keyed(Quota::per_hour(NonZeroU32::MIN));
-        assert!(slow.check_key(&"held".to_owned()).is_ok());
-        forget_the_idle(&slow);
-        assert_eq!(slow.len(), 1);
-        assert!(slow.check_key(&"held".to_owned()).is_err());
+        slow.sweep_when_due();
+        assert_eq!(slow.limiter.len(), LOCAL_KEYS, "every one still limited");
+        assert!(slow.limiter.check_key(&"player-0".to_owned()).is_err());
+        // The next sweep waits until the map has doubled.
+        assert_eq!(slow.sweep_at.load(Ordering::Relaxed), 2 * LOCAL_KEYS);
     }
 }
