@@ -227,7 +227,9 @@ impl Admission {
             }
         }
         for (i, item) in snapshot.items.iter().enumerate() {
-            if item.slot >= snapshot.slots.len() {
+            // `usize::MAX` is an item in no slot (one the log placed where no slot of today's
+            // balance is), which a pickup leaves alone.
+            if item.slot >= snapshot.slots.len() && item.slot != usize::MAX {
                 range(
                     &mut errors,
                     format!("items[{i}].slot"),
@@ -488,6 +490,13 @@ mod tests {
             ("slots[0].due_ms", |s| s.slots[0].due_ms = Some(i64::MAX)),
             ("items[0].slot", |s| s.items[0].slot = 1),
         ];
+        let mut unslotted = snapshot(now);
+        unslotted.items[0].slot = usize::MAX;
+        assert_eq!(
+            a.check_snapshot(&unslotted, 40, now),
+            Ok(()),
+            "an item in no slot"
+        );
         for (field, spoil) in cases {
             let mut spoilt = snapshot(now);
             spoil(&mut spoilt);

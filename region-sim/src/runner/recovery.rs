@@ -37,7 +37,9 @@ impl Running {
             shared.world.validation_context(),
             shared.balance.clone(),
         );
-        // A snapshot's place in the log is checked against where the log ends.
+        // A snapshot's place in the log is checked against where the log ends, read after the
+        // snapshot: a newer one stored meanwhile by the last owner is within it.
+        let stored = shared.snapshots.get(id.as_str()).await;
         let facts_last = shared
             .js
             .get_stream(FACTS)
@@ -47,7 +49,7 @@ impl Running {
             .state
             .last_sequence;
         let now_ms = Utc::now().timestamp_millis();
-        let snapshot = match shared.snapshots.get(id.as_str()).await {
+        let snapshot = match stored {
             Ok(Some(bytes)) => match serde_json::from_slice::<Snapshot>(&bytes) {
                 Ok(s) if s.region != id => {
                     warn!(region = %id, "the stored snapshot is another region's; rebuilding from the whole log");
