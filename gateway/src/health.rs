@@ -123,8 +123,9 @@ async fn ask(state: &AppState) -> Probes {
     }
 }
 
-/// `GET /metrics`: Prometheus text. Each scrape probes the dependencies first, so
-/// `gateway_dependency_up` says what the gateway can reach now, not at its last request.
+/// `GET /metrics`: Prometheus text. Each scrape probes the dependencies first (or takes a probe
+/// at most [`PROBE_FRESH`] old), so `gateway_dependency_up` says what the gateway can reach now,
+/// not at its last request.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let probes = probe(&state).await;
     for (dependency, up) in [
