@@ -656,14 +656,31 @@ mod tests {
         assert_eq!(with(&[SECRET]).expect("valid").password_queue, 256);
         let s = with_shipped_line(line, "password_queue = 1").expect("valid");
         assert_eq!(s.password_queue, 1);
-        for bad in ["0", "65537", "9223372036854775807"] {
-            let err = with_shipped_line(line, &format!("password_queue = {bad}")).expect_err(bad);
-            assert_eq!(err.key, "auth.password_queue", "{err}");
+        refused_in_place_of(
+            line,
+            ("auth", "password_queue"),
+            &["0", "65537", "9223372036854775807"],
+            &["-1", "0.5", "\"many\"", "18446744073709551616", "[]"],
+        );
+    }
+
+    /// Each of `out_of_range` in place of the shipped `line` is refused naming `section.name`;
+    /// each of `not_a_count` (a value of the wrong type or size) as a file that does not read,
+    /// naming `name`.
+    fn refused_in_place_of(
+        line: &str,
+        (section, name): (&str, &str),
+        out_of_range: &[&str],
+        not_a_count: &[&str],
+    ) {
+        for bad in out_of_range {
+            let err = with_shipped_line(line, &format!("{name} = {bad}")).expect_err(bad);
+            assert_eq!(err.key, format!("{section}.{name}"), "{err}");
         }
-        for bad in ["-1", "0.5", "\"many\"", "18446744073709551616", "[]"] {
-            let err = with_shipped_line(line, &format!("password_queue = {bad}")).expect_err(bad);
+        for bad in not_a_count {
+            let err = with_shipped_line(line, &format!("{name} = {bad}")).expect_err(bad);
             assert_eq!(err.key, "GATEWAY_CONFIG", "{err}");
-            assert!(err.why.contains("password_queue"), "{bad}: {err}");
+            assert!(err.why.contains(name), "{bad}: {err}");
         }
     }
 
@@ -674,15 +691,12 @@ mod tests {
         assert_eq!(shipped, Duration::from_secs(10));
         let s = with_shipped_line(line, "send_timeout_ms = 10").expect("valid");
         assert_eq!(s.stream_send_timeout, Duration::from_millis(10));
-        for bad in ["0", "9", "600001", "9223372036854775807"] {
-            let err = with_shipped_line(line, &format!("send_timeout_ms = {bad}")).expect_err(bad);
-            assert_eq!(err.key, "stream.send_timeout_ms", "{err}");
-        }
-        for bad in ["-1", "0.5", "\"soon\"", "18446744073709551616", "[]"] {
-            let err = with_shipped_line(line, &format!("send_timeout_ms = {bad}")).expect_err(bad);
-            assert_eq!(err.key, "GATEWAY_CONFIG", "{err}");
-            assert!(err.why.contains("send_timeout_ms"), "{bad}: {err}");
-        }
+        refused_in_place_of(
+            line,
+            ("stream", "send_timeout_ms"),
+            &["0", "9", "600001", "9223372036854775807"],
+            &["-1", "0.5", "\"soon\"", "18446744073709551616", "[]"],
+        );
     }
 
     #[test]

@@ -593,6 +593,19 @@ async fn a_fact_that_does_not_decode_goes_to_the_dead_letters_and_the_rest_is_pr
     assert_eq!(&letter.payload[..], b"not json");
 }
 
+/// The last dead letter stored on `subject` of `DLQ`.
+async fn dead_letter_on(stack: &Stack, subject: &str) -> nats_topology::DeadLetter {
+    let raw = stack
+        .js
+        .get_stream("DLQ")
+        .await
+        .expect("dlq")
+        .get_last_raw_message_by_subject(subject)
+        .await
+        .unwrap_or_else(|e| panic!("no dead letter on {subject}: {e}"));
+    nats_topology::DeadLetter::parse(&raw.headers, raw.payload).expect("a dead letter")
+}
+
 #[tokio::test]
 async fn a_command_no_simulator_takes_and_none_can_read_goes_to_the_dead_letters() {
     let stack = Stack::start().await;
@@ -632,14 +645,8 @@ async fn a_command_no_simulator_takes_and_none_can_read_goes_to_the_dead_letters
         (found == 1).then_some(())
     })
     .await;
-    let dlq = stack.js.get_stream("DLQ").await.expect("dlq");
     for subject in ["cmd.normal.atlantis.move", "cmd.bogus"] {
-        let raw = dlq
-            .get_last_raw_message_by_subject(&format!("dlq.commands.{subject}"))
-            .await
-            .unwrap_or_else(|e| panic!("no dead letter of {subject}: {e}"));
-        let letter =
-            nats_topology::DeadLetter::parse(&raw.headers, raw.payload).expect("a dead letter");
+        let letter = dead_letter_on(&stack, &format!("dlq.commands.{subject}")).await;
         assert_eq!(letter.origin_stream, "COMMANDS");
         assert_eq!(&letter.payload[..], b"{not a command");
         assert!(
@@ -680,13 +687,7 @@ async fn a_fact_stored_on_another_regions_subject_goes_to_the_dead_letters() {
         (stack.audit_count().await == facts.len() as u64).then_some(())
     })
     .await;
-    let dlq = stack.js.get_stream("DLQ").await.expect("dlq");
-    let raw = dlq
-        .get_last_raw_message_by_subject("dlq.facts.fact.west.item_spawned")
-        .await
-        .expect("the dead letter");
-    let letter =
-        nats_topology::DeadLetter::parse(&raw.headers, raw.payload).expect("a dead letter");
+    let letter = dead_letter_on(&stack, "dlq.facts.fact.west.item_spawned").await;
     assert!(
         letter
             .reason
@@ -739,12 +740,7 @@ async fn a_fact_the_read_models_keep_refusing_goes_to_the_dead_letters_and_the_r
         async move { (dlq.info().await.ok()?.state.messages > 0).then_some(()) }
     })
     .await;
-    let raw = dlq
-        .get_last_raw_message_by_subject("dlq.facts.fact.west.item_spawned")
-        .await
-        .expect("the dead letter");
-    let letter =
-        nats_topology::DeadLetter::parse(&raw.headers, raw.payload).expect("a dead letter");
+    let letter = dead_letter_on(&stack, "dlq.facts.fact.west.item_spawned").await;
     assert!(
         letter.reason.contains("refused it 5 times"),
         "{}",

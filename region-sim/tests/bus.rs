@@ -200,6 +200,25 @@ impl Bus {
         .await
     }
 
+    /// The dead letters in `DLQ`, in order, once there are `n` of them.
+    async fn dead_letters(&self, n: usize) -> Vec<nats_topology::DeadLetter> {
+        let letters = eventually("the commands are in the DLQ", || async {
+            let letters = stream_of(&self.js, DLQ, "dlq.>").await;
+            (letters.len() >= n).then_some(letters)
+        })
+        .await;
+        letters
+            .into_iter()
+            .map(|m| {
+                nats_topology::DeadLetter::parse(
+                    &m.headers.clone().unwrap_or_default(),
+                    m.payload.clone(),
+                )
+                .expect("a dead letter")
+            })
+            .collect()
+    }
+
     async fn owner(&self, region: &str) -> Option<String> {
         let kv = self.js.get_key_value(REGION_LEASES).await.expect("bucket");
         let bytes = kv.get(region).await.expect("get")?;
@@ -593,20 +612,9 @@ async fn a_poison_command_goes_to_the_dead_letters_and_the_region_keeps_ticking(
         bus.wait_outcome("west", spawned.id).await[..],
         [Fact::Spawned(_)]
     ));
-    let letters = eventually("the poison command is in the DLQ", || async {
-        let letters = stream_of(&bus.js, DLQ, "dlq.>").await;
-        (!letters.is_empty()).then_some(letters)
-    })
-    .await;
-    let headers = letters[0].headers.clone().expect("headers");
-    assert_eq!(
-        headers.get("Dlq-Origin-Subject").map(|v| v.as_str()),
-        Some("cmd.normal.west.move")
-    );
-    let reason = headers
-        .get("Dlq-Reason")
-        .map(|v| v.as_str().to_owned())
-        .unwrap_or_default();
+    let letters = bus.dead_letters(1).await;
+    assert_eq!(letters[0].origin_subject, "cmd.normal.west.move");
+    let reason = &letters[0].reason;
     assert!(reason.contains("does not decode"), "{reason}");
     assert_eq!(&letters[0].payload[..], b"{not a command");
 }
@@ -637,16 +645,8 @@ async fn a_command_stored_on_another_commands_subject_is_dead_lettered_and_never
     .expect("stored");
     let marker = bus.send("west", a, chat("after")).await;
     bus.wait_outcome("west", marker.id).await;
-    let letters = eventually("the forged command is in the DLQ", || async {
-        let letters = stream_of(&bus.js, DLQ, "dlq.>").await;
-        (!letters.is_empty()).then_some(letters)
-    })
-    .await;
-    let headers = letters[0].headers.clone().expect("headers");
-    let reason = headers
-        .get("Dlq-Reason")
-        .map(|v| v.as_str().to_owned())
-        .unwrap_or_default();
+    let letters = bus.dead_letters(1).await;
+    let reason = &letters[0].reason;
     assert!(
         reason.contains("stored on cmd.high.west.strike, not on cmd.low.west.chat"),
         "{reason}"
@@ -773,21 +773,9 @@ async fn a_command_from_the_bus_with_absurd_values_is_dead_lettered_and_never_ap
     publish(&bus.js, Outgoing::command(&forged).expect("encode"))
         .await
         .expect("stored");
-    let letters = eventually("both commands are in the DLQ", || async {
-        let letters = stream_of(&bus.js, DLQ, "dlq.>").await;
-        (letters.len() == 2).then_some(letters)
-    })
-    .await;
-    let reasons: Vec<String> = letters
-        .iter()
-        .map(|l| {
-            l.headers
-                .as_ref()
-                .and_then(|h| h.get("Dlq-Reason"))
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default()
-        })
-        .collect();
+    let letters = bus.dead_letters(2).await;
+    assert_eq!(letters.len(), 2);
+    let reasons: Vec<&String> = letters.iter().map(|l| &l.reason).collect();
     assert!(reasons[0].contains("state.xp"), "{}", reasons[0]);
     assert!(reasons[1].contains("may not send"), "{}", reasons[1]);
     // The region goes on, and neither was applied.

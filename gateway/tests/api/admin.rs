@@ -177,6 +177,31 @@ fn dead_command(origin_seq: u64) -> nats_topology::DeadLetter {
     )
 }
 
+/// The answer of `POST /admin/dlq/redrive` with `body`.
+async fn redriven(app: &TestApp, admin: &str, body: Value) -> Value {
+    with_key(
+        app,
+        reqwest::Method::POST,
+        "/admin/dlq/redrive",
+        admin,
+        Some(body),
+    )
+    .await
+    .json()
+    .await
+    .expect("json")
+}
+
+/// The codes of a redrive's failures, in order.
+fn failure_codes(result: &Value) -> Vec<&str> {
+    result["failed"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|f| f["code"].as_str())
+        .collect()
+}
+
 /// The dead letter of a command stored in COMMANDS first, as a consumer would have given up on.
 async fn stored_dead_command(app: &TestApp) -> nats_topology::DeadLetter {
     let mut letter = dead_command(0);
@@ -255,24 +280,9 @@ async fn dead_letters_are_listed_and_redriven_to_their_origin() {
         assert_details(&error, &[expected], path);
     }
 
-    let result: Value = with_key(
-        &app,
-        post,
-        "/admin/dlq/redrive",
-        &admin,
-        Some(json!({"seqs": [1, 2, 99]})),
-    )
-    .await
-    .json()
-    .await
-    .expect("json");
+    let result = redriven(&app, &admin, json!({"seqs": [1, 2, 99]})).await;
     assert_eq!(result["redriven"], json!([1]));
-    let codes: Vec<&str> = result["failed"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|f| f["code"].as_str())
-        .collect();
+    let codes = failure_codes(&result);
     assert_eq!(codes, vec!["redrive_unsupported", "not_found"]);
 
     let commands = app.js.get_stream("COMMANDS").await.expect("COMMANDS");
@@ -343,24 +353,9 @@ async fn a_dead_letter_is_redriven_only_as_the_command_it_was() {
             .expect("dlq");
     }
     let facts_before = app.messages_in("FACTS").await;
-    let result: Value = with_key(
-        &app,
-        reqwest::Method::POST,
-        "/admin/dlq/redrive",
-        &admin,
-        Some(json!({"all": true})),
-    )
-    .await
-    .json()
-    .await
-    .expect("json");
+    let result = redriven(&app, &admin, json!({"all": true})).await;
     assert_eq!(result["redriven"], json!([]), "{result}");
-    let codes: Vec<&str> = result["failed"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|f| f["code"].as_str())
-        .collect();
+    let codes = failure_codes(&result);
     assert_eq!(
         codes,
         [
@@ -385,17 +380,7 @@ async fn a_dead_letter_is_redriven_only_as_the_command_it_was() {
     nats_topology::dead_letter(&app.js, &stored[0])
         .await
         .expect("dlq");
-    let result: Value = with_key(
-        &app,
-        reqwest::Method::POST,
-        "/admin/dlq/redrive",
-        &admin,
-        Some(json!({"seqs": [7]})),
-    )
-    .await
-    .json()
-    .await
-    .expect("json");
+    let result = redriven(&app, &admin, json!({"seqs": [7]})).await;
     assert_eq!(result["redriven"], json!([7]), "{result}");
 }
 
