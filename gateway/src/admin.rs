@@ -508,12 +508,11 @@ async fn redrivable(state: &AppState, letter: &DeadLetter) -> Result<(), (&'stat
         .map_err(|e| not_a_command(format!("its origin subject is not a command's: {e}")))?;
     let command = schemas::Envelope::<schemas::Command>::decode(&letter.payload)
         .map_err(|e| not_a_command(format!("its payload is not a command: {e}")))?;
-    if command.subject().as_ref() != Some(&subject) {
+    let said = command.subject();
+    if said.as_ref() != Some(&subject) {
         return Err(not_a_command(format!(
             "its payload is a command for {}, not for {subject}",
-            command
-                .subject()
-                .map_or_else(|| "no region".to_owned(), |s| s.to_string())
+            said.map_or_else(|| "no region".to_owned(), |s| s.to_string())
         )));
     }
     let commands = state

@@ -643,7 +643,8 @@ pub async fn audit_commands(
                 Ok(entry) => batch.push((entry, m)),
                 // Dead-lettered here too: on a subject no simulator takes (a region that does not
                 // exist, no command's subject at all) nobody else would. A simulator's letter of
-                // the same command has the same id, so DLQ keeps one.
+                // the same command has the same id, so DLQ keeps one of the two when both come
+                // within its duplicate window.
                 Err(Unaudited::Undecodable(why)) => {
                     to_dlq(&ctx, m, &why, "commands", DeadLetterReason::Undecodable).await;
                 }
