@@ -201,8 +201,11 @@ async fn to_dlq(
     let Ok(letter) = DeadLetter::from_delivery(message, why) else {
         return;
     };
+    // The projection waits here rather than go on without a record of what it left out; a
+    // full `DLQ` (it discards new letters) stops it until there is room, which the log says.
     let mut backoff = Backoff::new();
-    while dead_letter(&ctx.js, &letter).await.is_err() {
+    while let Err(e) = dead_letter(&ctx.js, &letter).await {
+        warn!(subject = %message.subject, error = %e, "DLQ did not take a dead letter; the projection waits until it does");
         tokio::time::sleep(backoff.delay()).await;
     }
     let _ = message.ack_with(AckKind::Term).await;

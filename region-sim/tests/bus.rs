@@ -619,6 +619,75 @@ async fn a_poison_command_goes_to_the_dead_letters_and_the_region_keeps_ticking(
     assert_eq!(&letters[0].payload[..], b"{not a command");
 }
 
+/// Sets how many letters `DLQ` keeps (`-1`: no limit); it discards new ones beyond that.
+async fn limit_dead_letters(js: &Context, max_messages: i64) {
+    let mut stream = js.get_stream(DLQ).await.expect("DLQ");
+    let mut config = stream.info().await.expect("info").config.clone();
+    config.max_messages = max_messages;
+    js.update_stream(config).await.expect("DLQ updated");
+}
+
+#[tokio::test]
+async fn a_full_dead_letter_queue_neither_stops_the_region_nor_loses_the_letter() {
+    let bus = Bus::start().await;
+    limit_dead_letters(&bus.js, 1).await;
+    let filler = nats_topology::DeadLetter::new(
+        COMMANDS,
+        "cmd.normal.east.chat",
+        1_000_000,
+        Some("region-east"),
+        "an earlier letter",
+        1,
+        async_nats::HeaderMap::new(),
+        bytes::Bytes::from_static(b"{}"),
+    );
+    nats_topology::dlq::dead_letter(&bus.js, &filler)
+        .await
+        .expect("the one letter DLQ keeps");
+    // Production runs the dead-letter listener beside the simulators (`nats-topology`): it
+    // stores what runs out of deliveries.
+    let listener = tokio::spawn(nats_topology::run_dead_letter_listener(
+        bus.js.clone(),
+        std::future::pending(),
+    ));
+    let _sim = bus.sim("sim-a", &[]).await;
+    let poison = publish(
+        &bus.js,
+        Outgoing::new("cmd.normal.west.move", "poison-1", &b"{not a command"[..]),
+    )
+    .await
+    .expect("stored")
+    .sequence;
+
+    // The region goes on ticking behind the letter DLQ refuses.
+    let a = PlayerId::new();
+    let spawned = bus.send("west", a, spawn()).await;
+    assert!(matches!(
+        bus.wait_outcome("west", spawned.id).await[..],
+        [Fact::Spawned(_)]
+    ));
+    let said = bus.send("west", a, chat("still here")).await;
+    assert!(matches!(
+        bus.wait_outcome("west", said.id).await[..],
+        [Fact::ChatSaid(_)]
+    ));
+    let letters = stream_of(&bus.js, DLQ, "dlq.>").await;
+    assert_eq!(letters.len(), 1, "DLQ still holds the filler alone");
+
+    // Room again: the poison command, never acknowledged meanwhile, is dead-lettered once.
+    limit_dead_letters(&bus.js, -1).await;
+    let letters = bus.dead_letters(2).await;
+    let ours: Vec<_> = letters
+        .iter()
+        .filter(|l| l.origin_subject == "cmd.normal.west.move")
+        .collect();
+    assert_eq!(ours.len(), 1, "{letters:?}");
+    assert_eq!(ours[0].origin_seq, poison);
+    assert_eq!(&ours[0].payload[..], b"{not a command");
+    bus.settled("west").await;
+    listener.abort();
+}
+
 #[tokio::test]
 async fn a_command_stored_on_another_commands_subject_is_dead_lettered_and_never_applied() {
     let bus = Bus::start().await;

@@ -1,7 +1,7 @@
 //! What a region publishes that must be stored before its tick goes on: its facts (with the
-//! request id and client address of the command each answers), the follow-up commands they call
-//! for in neighbouring regions, and dead letters. Each is retried with the same ids until
-//! stored, so a retry never stores one twice.
+//! request id and client address of the command each answers) and the follow-up commands they
+//! call for in neighbouring regions. Each is retried with the same ids until stored, so a retry
+//! never stores one twice. Dead letters too, but in one attempt: see [`Running::dead_letter`].
 
 use async_nats::jetstream::{self, AckKind};
 use nats_topology::dlq::{DeadLetter, dead_letter};
@@ -125,29 +125,37 @@ impl Running {
         }
     }
 
-    pub(super) async fn dead_letter(&self, message: &jetstream::Message, why: &str) {
+    /// Stores `message`'s dead letter and ends its delivery; `false` when `DLQ` did not take it.
+    ///
+    /// One attempt, not a wait until stored: a `DLQ` that refuses (full, and it discards new
+    /// letters) or does not answer would otherwise stop the region's tick for every player in
+    /// it. The command is handed back instead, to be delivered again after the consumer's
+    /// `ack_wait`, and dead-lettered then; once its deliveries run out, JetStream's advisory has
+    /// the dead-letter listener store it whenever `DLQ` has room. It stays in `COMMANDS`
+    /// meanwhile, so nothing is lost either way, and the letter's id keeps it stored once.
+    pub(super) async fn dead_letter(&self, message: &jetstream::Message, why: &str) -> bool {
         warn!(region = %self.id, subject = %message.subject, reason = why, "command dead-lettered");
         let letter = match DeadLetter::from_delivery(message, why) {
             Ok(l) => l,
             Err(e) => {
                 error!(region = %self.id, error = %e, "cannot describe a dead letter");
-                return;
+                return false;
             }
         };
-        let mut backoff = Backoff::new();
-        loop {
-            match dead_letter(&self.shared.js, &letter).await {
-                Ok(_) => break,
-                Err(e) => {
-                    self.bus_error("dead_letter", &e);
-                    backoff.wait().await;
-                }
+        if let Err(e) = dead_letter(&self.shared.js, &letter).await {
+            self.bus_error("dead_letter", &e);
+            let later = AckKind::Nak(Some(self.shared.settings.ack_wait));
+            if let Err(e) = message.ack_with(later).await {
+                // Not acknowledged either way: it comes back once `ack_wait` has passed.
+                self.bus_error("nak", &e);
             }
+            return false;
         }
         // Stored in DLQ: this delivery is over for good.
         if let Err(e) = message.ack_with(AckKind::Term).await {
             self.bus_error("ack", &e);
         }
+        true
     }
 }
 

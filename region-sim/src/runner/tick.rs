@@ -73,7 +73,8 @@ impl Running {
 
     /// One tick, in the order that makes a crash at any point harmless: the commands taken and
     /// admitted, applied with the systems, what players carry kept, the facts stored, the
-    /// follow-ups and outcomes sent, the dead letters stored, and only then the acknowledgements.
+    /// follow-ups and outcomes sent, the dead letters stored (or handed back), and only then the
+    /// acknowledgements.
     pub(super) async fn tick(&mut self) -> Result<(), RunError> {
         let started = Instant::now();
         let taken = self.take().await;
@@ -152,12 +153,13 @@ impl Running {
             }
         }
         for (message, why, reason) in &dead {
-            self.dead_letter(message, why).await;
-            self.shared
-                .metrics
-                .dead_letters
-                .with_label_values(&[self.id.as_str(), "commands", reason.as_str()])
-                .inc();
+            if self.dead_letter(message, why).await {
+                self.shared
+                    .metrics
+                    .dead_letters
+                    .with_label_values(&[self.id.as_str(), "commands", reason.as_str()])
+                    .inc();
+            }
         }
         for (i, message) in messages.iter().enumerate() {
             if failed.contains(&commands[i].id) {
