@@ -12,7 +12,9 @@ use schemas::command::Origin;
 use schemas::fact::Progress;
 use schemas::fold::InventoryItem;
 use schemas::validation::FieldError;
-use schemas::{Actor, Command, EntityKind, EntityState, Envelope, RegionId, ValidationContext};
+use schemas::{
+    Actor, Command, EntityKind, EntityState, Envelope, Fact, Position, RegionId, ValidationContext,
+};
 
 use crate::balance::Balance;
 
@@ -248,6 +250,54 @@ impl Admission {
             }
         }
         reasons("the snapshot", errors)
+    }
+
+    /// A fact read back from this region's log, before a recovering region folds it in: every
+    /// position it names inside the world and every state it carries possible (see
+    /// [`EntityState::check`]); or every reason not. The log is written by this region's
+    /// simulators alone, but whoever holds their rights could write into it what no tick makes,
+    /// and the fold would carry it into the live world: a walk from far outside the world
+    /// overflows to NaN, and NaN positions are stored as `null`, which no reader decodes.
+    ///
+    /// The balance is not asked: the log outlives it, and a fact that was right under an
+    /// earlier balance (a higher level cap, an item since removed) must still be folded.
+    pub fn check_fact(&self, fact: &Fact) -> Result<(), String> {
+        use schemas::fact::{
+            ChatSaid, Died, ItemSpawned, Left, Moved, NpcDied, Respawned, StruckAcross,
+        };
+        let mut errors = Vec::new();
+        let places: Vec<(&str, &Position)> = match fact {
+            Fact::MovementStarted(f) => vec![("from", &f.from), ("destination", &f.destination)],
+            Fact::Moved(Moved { position, .. })
+            | Fact::Died(Died { position, .. })
+            | Fact::Respawned(Respawned { position, .. })
+            | Fact::ItemSpawned(ItemSpawned { position, .. })
+            | Fact::ChatSaid(ChatSaid { position, .. })
+            | Fact::Left(Left { position, .. })
+            | Fact::NpcDied(NpcDied { position, .. })
+            | Fact::StruckAcross(StruckAcross { position, .. }) => vec![("position", position)],
+            _ => Vec::new(),
+        };
+        for (name, p) in places {
+            if !self.world.world.contains(p) {
+                errors.push(FieldError::new(
+                    name,
+                    "out_of_world",
+                    "must be inside the world",
+                ));
+            }
+        }
+        let state = match fact {
+            Fact::Spawned(f) => Some(&f.state),
+            Fact::HandedOffOut(f) => Some(&f.state),
+            Fact::HandedOffIn(f) => Some(&f.state),
+            Fact::NpcSpawned(f) => Some(&f.state),
+            _ => None,
+        };
+        if let Some(state) = state {
+            state.check(&self.world, "state", &mut errors);
+        }
+        reasons(&format!("the {} fact", fact.kind()), errors)
     }
 
     /// What an avatar took with it when it left, read back from `player_progress`: within the
@@ -680,5 +730,62 @@ mod tests {
         assert!(a.admit(&strike(u32::MAX)).is_err());
         assert_eq!(a.admit(&reward(b.max_reward())), Ok(()));
         assert!(a.admit(&reward(u64::MAX)).is_err());
+    }
+
+    #[test]
+    fn a_fact_from_the_log_is_folded_only_with_its_places_in_the_world() {
+        use schemas::command::ChatChannel;
+        use schemas::fact::{ChatSaid, Moved, MovementStarted, Spawned};
+        let a = admission();
+        let far = Position::new(1e300, -1e300);
+        let near = Position::new(10.0, 10.0);
+        let entity = EntityId::new();
+        let moved = |position| {
+            Fact::Moved(Moved {
+                entity,
+                position,
+                arrived: false,
+            })
+        };
+        let walk = |from, destination| {
+            Fact::MovementStarted(MovementStarted {
+                entity,
+                from,
+                destination,
+            })
+        };
+        let said = |position| {
+            Fact::ChatSaid(ChatSaid {
+                entity,
+                channel: ChatChannel::Say,
+                text: "hi".into(),
+                position,
+            })
+        };
+        let spawned = |state| Fact::Spawned(Spawned { state });
+        assert_eq!(a.check_fact(&moved(near)), Ok(()));
+        assert_eq!(a.check_fact(&walk(near, near)), Ok(()));
+        assert_eq!(a.check_fact(&said(near)), Ok(()));
+        assert_eq!(a.check_fact(&spawned(avatar())), Ok(()));
+        // Above today's level cap, but possible: the log outlives the balance.
+        let mut veteran = avatar();
+        veteran.level = balance().max_level + 1;
+        assert_eq!(a.check_fact(&spawned(veteran)), Ok(()));
+
+        let mut outside = avatar();
+        outside.position = far;
+        let mut overhealed = avatar();
+        overhealed.hp = overhealed.max_hp + 1;
+        for (fact, field) in [
+            (moved(far), "position"),
+            (walk(near, far), "destination"),
+            (walk(far, near), "from"),
+            (said(far), "position"),
+            (spawned(outside), "state.position"),
+            (spawned(overhealed), "state.hp"),
+        ] {
+            let why = a.check_fact(&fact).expect_err("refused");
+            assert!(why.contains(field), "{field}: {why}");
+        }
     }
 }

@@ -733,7 +733,7 @@ async fn a_fact_in_a_regions_log_naming_another_region_is_not_folded_into_it() {
     // own.
     let arrival = |region: &str| {
         let player = PlayerId::new();
-        let state = schemas::EntityState::newcomer(player, Position::new(500.0, 500.0), 100);
+        let state = schemas::EntityState::newcomer(player, Position::new(50.0, 50.0), 100);
         Envelope::new(
             Actor::System {
                 service: "region-sim".into(),
@@ -761,6 +761,62 @@ async fn a_fact_in_a_regions_log_naming_another_region_is_not_folded_into_it() {
     assert!(!live.contains_key(&own_entity(&forged)), "{live:?}");
 }
 
+#[tokio::test]
+async fn a_fact_in_a_regions_log_placing_an_entity_outside_the_world_is_not_folded() {
+    let bus = Bus::start().await;
+    let system = || Actor::System {
+        service: "region-sim".into(),
+    };
+    let far = Position::new(1e300, -1e300);
+    let spawned = |position| {
+        let state = schemas::EntityState::newcomer(PlayerId::new(), position, 100);
+        Envelope::new(
+            system(),
+            Some(region_id("west")),
+            Fact::Spawned(schemas::fact::Spawned { state }),
+        )
+    };
+    // West's log, on west's own subjects: an arrival, then a step of it far outside the world,
+    // and an arrival out there.
+    let (own, outside) = (spawned(Position::new(50.0, 50.0)), spawned(far));
+    let own_id = own_entity(&own);
+    let step = Envelope::new(
+        system(),
+        Some(region_id("west")),
+        Fact::Moved(schemas::fact::Moved {
+            entity: own_id.parse().expect("an entity id"),
+            position: far,
+            arrived: true,
+        }),
+    );
+    for fact in [&own, &step, &outside] {
+        publish(&bus.js, Outgoing::fact(fact).expect("encode"))
+            .await
+            .expect("stored");
+    }
+
+    let sim = bus.sim("sim-a", &[]).await;
+    let live = eventually("west is recovered from its log", || async {
+        sim.entities("west")
+            .await
+            .filter(|e| e.contains_key(&own_id))
+    })
+    .await;
+    assert!(!live.contains_key(&own_entity(&outside)), "{live:?}");
+    let position = &live[&own_id]["position"];
+    assert_eq!(
+        (position["x"].as_f64(), position["y"].as_f64()),
+        (Some(50.0), Some(50.0)),
+        "{position}"
+    );
+    // And the region ticks.
+    let spawn_cmd = bus.send("west", PlayerId::new(), spawn()).await;
+    assert!(matches!(
+        bus.wait_outcome("west", spawn_cmd.id).await[..],
+        [Fact::Spawned(_)]
+    ));
+}
+
 fn own_entity(env: &Envelope<Fact>) -> String {
     match &env.payload {
         Fact::Spawned(s) => s.state.id.to_string(),
@@ -774,7 +830,7 @@ async fn a_follow_up_the_commands_stream_refuses_for_good_does_not_stop_the_regi
     // West's log says an avatar left for east carrying an item whose name is larger than any
     // command COMMANDS takes: the hand-off a recovering west sends again is refused for good.
     let player = PlayerId::new();
-    let mut state = schemas::EntityState::newcomer(player, Position::new(999.0, 500.0), 100);
+    let mut state = schemas::EntityState::newcomer(player, Position::new(99.0, 50.0), 100);
     state.inventory = vec![schemas::fold::InventoryItem {
         item: EntityId::new(),
         item_kind: "x".repeat(70_000),
@@ -793,12 +849,17 @@ async fn a_follow_up_the_commands_stream_refuses_for_good_does_not_stop_the_regi
         .await
         .expect("stored");
 
-    let _sim = bus.sim("sim-a", &[]).await;
+    let sim = bus.sim("sim-a", &[]).await;
     let spawned = bus.send("west", PlayerId::new(), spawn()).await;
     assert!(matches!(
         bus.wait_outcome("west", spawned.id).await[..],
         [Fact::Spawned(_)]
     ));
+    let log = sim.service.log();
+    assert!(
+        log.contains("the stream refuses this message for good"),
+        "{log}"
+    );
 }
 
 #[tokio::test]

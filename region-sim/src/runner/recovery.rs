@@ -161,10 +161,15 @@ impl Running {
                 Ok(env) if env.subject().to_string() != message.subject.as_str() => {
                     error!(region = %self.id, seq, subject = %message.subject, says = %env.subject(), "a stored fact on another's subject; skipped")
                 }
-                Ok(env) => {
-                    resend.extend(self.region.fold(&env));
-                    folded += 1;
-                }
+                Ok(env) => match self.admission.check_fact(&env.payload) {
+                    Ok(()) => {
+                        resend.extend(self.region.fold(&env));
+                        folded += 1;
+                    }
+                    Err(why) => {
+                        error!(region = %self.id, seq, reason = why, "a stored fact breaks the rules; skipped")
+                    }
+                },
                 Err(e) => {
                     error!(region = %self.id, seq, error = %e, "a stored fact does not decode; skipped")
                 }
