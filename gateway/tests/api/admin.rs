@@ -385,6 +385,23 @@ async fn a_dead_letter_is_redriven_only_as_the_command_it_was() {
 }
 
 #[tokio::test]
+async fn a_letter_whose_original_cannot_be_read_is_kept_and_not_redriven() {
+    let app = spawn_app().await;
+    let admin = app.login("root", PASSWORD).await;
+    nats_topology::dead_letter(&app.js, &stored_dead_command(&app).await)
+        .await
+        .expect("dlq");
+    // COMMANDS cannot be read at all: what the letter says cannot be compared with it.
+    app.js.delete_stream("COMMANDS").await.expect("deleted");
+    let result = redriven(&app, &admin, json!({"seqs": [1]})).await;
+    assert_eq!(result["redriven"], json!([]), "{result}");
+    assert_eq!(failure_codes(&result), ["unavailable"], "{result}");
+    let message = result["failed"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("stream not found"), "{message}");
+    assert_eq!(app.messages_in("DLQ").await, 1, "the letter kept");
+}
+
+#[tokio::test]
 async fn a_redrive_reads_whole_numbers_written_with_a_fraction() {
     // JSON does not tell 1 from 1.0, and the document's `integer` takes both: a client that
     // writes every number with a fraction must be able to redrive.
