@@ -2,7 +2,8 @@
 //! it. A region writes the entry before it stores the fact that put the avatar there (see
 //! [`schemas::fold::avatar_region`]), so a gateway that routes a player's command by it sends the
 //! command where the last outcome the player was told of put the avatar, whatever the read
-//! models say yet.
+//! models say yet. A region about to apply a spawn claims the entry by its revision first, so
+//! that two spawns sent at once to two regions place one avatar.
 
 use async_nats::jetstream::kv::Store;
 use schemas::{PlayerId, RegionId};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::Context;
 use async_nats::jetstream::context::ContextBuilder;
-use nats_topology::topology::{COMMANDS, DLQ, FACTS};
+use nats_topology::topology::{AVATAR_REGIONS, COMMANDS, DLQ, FACTS};
 use nats_topology::{Credentials, Settings, Topology};
 use test_servers::{NatsUsers, Server};
 
@@ -129,6 +129,25 @@ async fn a_gateway_cannot_publish_a_regions_fact_nor_a_system_command_a_simulato
         s.may_publish(&simulator, DLQ, "dlq.commands.cmd.normal.west.move")
             .await
     );
+    // A spawn claims the player's `avatar_regions` entry: read, then written by its revision.
+    let avatars = simulator
+        .get_key_value(AVATAR_REGIONS)
+        .await
+        .expect("avatar_regions");
+    let created = avatars
+        .create("player-1", r#"{"region":null}"#.into())
+        .await
+        .expect("the simulator creates an entry");
+    let entry = avatars
+        .entry("player-1")
+        .await
+        .expect("the simulator reads an entry")
+        .expect("there");
+    assert_eq!(entry.revision, created);
+    avatars
+        .update("player-1", r#"{"region":"west"}"#.into(), entry.revision)
+        .await
+        .expect("the simulator writes it by revision");
     // The server says so in its log, which the end-to-end tests read to prove that no service
     // was ever refused.
     assert!(

@@ -221,3 +221,9 @@ pub struct Slots(pub Vec<Slot>);
 /// fact carries what was used.
 #[derive(Unique, Debug, Default)]
 pub struct Returning(pub HashMap<PlayerId, schemas::fact::Progress>);
+
+/// Players about to spawn whose avatars `avatar_regions` places in another region (looked up by
+/// the runner before the tick, like [`Returning`]): their `spawn` is refused here, so that an
+/// avatar is in one region only, however many spawns its player sends at once.
+#[derive(Unique, Debug, Default)]
+pub struct Elsewhere(pub HashMap<PlayerId, schemas::RegionId>);

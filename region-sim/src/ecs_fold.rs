@@ -16,8 +16,8 @@ use shipyard::{Get, UniqueViewMut, View, ViewMut, World};
 
 use crate::balance::Balance;
 use crate::components::{
-    Clock, Combat, Health, Ident, Index, Inventory, Item, Key, Moving, Npc, Pos, Progress,
-    Returning, Rules, Slot, Slots, Spatial,
+    Clock, Combat, Elsewhere, Health, Ident, Index, Inventory, Item, Key, Moving, Npc, Pos,
+    Progress, Returning, Rules, Slot, Slots, Spatial,
 };
 
 /// A new, empty world for `region`: its uniques set up, its item slots laid out, no entity yet.
@@ -45,6 +45,7 @@ pub fn new_world(
     w.add_unique(Clock::default());
     w.add_unique(Slots(slots));
     w.add_unique(Returning::default());
+    w.add_unique(Elsewhere::default());
     w.add_unique(Rules {
         region,
         world,

@@ -15,7 +15,7 @@ use shipyard::{IntoIter, UniqueViewMut, View, World};
 
 use crate::balance::Balance;
 use crate::components::{
-    Clock, Combat, Ident, Item, Moving, Npc, Pos, Returning, Rules, Slot, Slots,
+    Clock, Combat, Elsewhere, Ident, Item, Moving, Npc, Pos, Returning, Rules, Slot, Slots,
 };
 use crate::ecs_fold::{self, entity_state};
 use crate::handlers::handle;
@@ -181,6 +181,14 @@ impl Region {
         env
     }
 
+    /// That `player`'s avatar is in `region`, another region, for its `spawn` in the next tick:
+    /// refused as `already_spawned`.
+    pub fn elsewhere(&mut self, player: schemas::PlayerId, region: schemas::RegionId) {
+        if let Ok(mut e) = self.world.get_unique::<&mut Elsewhere>() {
+            e.0.insert(player, region);
+        }
+    }
+
     /// What `player` had when it last left the world, for its `spawn` in the next tick.
     pub fn returning(&mut self, player: schemas::PlayerId, progress: schemas::fact::Progress) {
         if let Ok(mut r) = self.world.get_unique::<&mut Returning>() {
@@ -248,6 +256,9 @@ impl Region {
         // is looked up again when it comes.
         if let Ok(mut r) = self.world.get_unique::<&mut Returning>() {
             r.0.clear();
+        }
+        if let Ok(mut e) = self.world.get_unique::<&mut Elsewhere>() {
+            e.0.clear();
         }
         out.took.push((COMMANDS, started.elapsed()));
         let (Produced { facts, moved }, took) =

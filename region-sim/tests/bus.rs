@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, Context};
 use futures::StreamExt;
+use nats_topology::avatars::AvatarRegion;
 use nats_topology::publish::{Outgoing, publish};
-use nats_topology::topology::{COMMANDS, DLQ, FACTS, REGION_LEASES};
+use nats_topology::topology::{AVATAR_REGIONS, COMMANDS, DLQ, FACTS, REGION_LEASES};
 use region_sim::application::DRAIN_DEADLINE;
 use region_sim::runner::{PRIORITIES, consumer_name};
 use region_sim::{Application, Settings};
@@ -411,6 +412,71 @@ fn chat(text: &str) -> Command {
         text: text.into(),
         channel: None,
     })
+}
+
+/// Where `avatar_regions` says `player`'s avatar is: `None` for no entry.
+async fn avatar_region(js: &Context, player: PlayerId) -> Option<AvatarRegion> {
+    let bucket = js.get_key_value(AVATAR_REGIONS).await.expect("bucket");
+    let bytes = bucket.get(player.to_string()).await.expect("get")?;
+    Some(AvatarRegion::decode(&bytes).expect("an entry"))
+}
+
+#[tokio::test]
+async fn two_spawns_sent_at_once_to_two_regions_place_one_avatar() {
+    let bus = Bus::start().await;
+    // Both stored before a simulator runs, so that the two regions take them in their first
+    // ticks, side by side.
+    let a = PlayerId::new();
+    let spawns = [
+        ("west", bus.send("west", a, spawn()).await),
+        ("east", bus.send("east", a, spawn()).await),
+    ];
+    let _sim = bus.sim("sim-a", &[]).await;
+    let mut placed = Vec::new();
+    for (region, command) in &spawns {
+        match &bus.wait_outcome(region, command.id).await[..] {
+            [Fact::Spawned(_)] => placed.push(*region),
+            [Fact::Rejected(r)] => {
+                assert_eq!(r.reason, schemas::RejectReason::AlreadySpawned, "{r:?}")
+            }
+            other => panic!("{region}: {other:?}"),
+        }
+    }
+    assert_eq!(placed.len(), 1, "{placed:?}");
+    assert_eq!(
+        avatar_region(&bus.js, a).await,
+        Some(AvatarRegion {
+            region: Some(region_id(placed[0]))
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_spawn_refused_for_a_full_region_leaves_the_player_free_to_spawn_elsewhere() {
+    let bus = Bus::start().await;
+    std::fs::write(bus.path("regions.toml"), regions::west_and_east(1)).expect("regions");
+    let _sim = bus.sim("sim-a", &[]).await;
+    let first = bus.send("west", PlayerId::new(), spawn()).await;
+    assert!(matches!(
+        bus.wait_outcome("west", first.id).await[..],
+        [Fact::Spawned(_)]
+    ));
+    let b = PlayerId::new();
+    let full = bus.send("west", b, spawn()).await;
+    assert!(matches!(
+        &bus.wait_outcome("west", full.id).await[..],
+        [Fact::Rejected(r)] if r.reason == schemas::RejectReason::RegionFull
+    ));
+    assert_eq!(
+        avatar_region(&bus.js, b).await,
+        Some(AvatarRegion { region: None }),
+        "west's claim given back"
+    );
+    let elsewhere = bus.send("east", b, spawn()).await;
+    assert!(matches!(
+        bus.wait_outcome("east", elsewhere.id).await[..],
+        [Fact::Spawned(_)]
+    ));
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use schemas::command::{AcceptHandOff, Kick};
 use schemas::fact::{HandedOffIn, LeaveReason, Left, Progress, Respawned, Spawned};
 use schemas::{EntityKind, EntityState, EventId, Fact, Position, RejectReason};
 
-use crate::components::{Combat, Health, Ident, Key, Returning};
+use crate::components::{Combat, Elsewhere, Health, Ident, Key, Returning};
 use crate::decide::{Decision, Facts, reject};
 use crate::ecs_fold::{entity_state, key_of};
 
@@ -30,6 +30,17 @@ impl Facts<'_> {
             return reject(
                 RejectReason::AlreadySpawned,
                 "your avatar is already in the world",
+            );
+        }
+        let there = self
+            .world
+            .get_unique::<&Elsewhere>()
+            .ok()
+            .and_then(|e| e.0.get(&player).cloned());
+        if let Some(there) = there {
+            return reject(
+                RejectReason::AlreadySpawned,
+                format!("your avatar is already in the world, in {there}"),
             );
         }
         let rules = self.rules();

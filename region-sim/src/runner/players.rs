@@ -1,10 +1,11 @@
 //! What is kept of players beside the log, in JetStream KV: the progress an avatar takes with
 //! it when it leaves (read back when its player spawns again), and the region each avatar is in
-//! (for the gateway's routing). Both are retried until stored before the facts that call for
-//! them are.
+//! (for the gateway's routing, and claimed by a spawn so that an avatar is in one region). Both
+//! are retried until stored before the facts that call for them are.
 
 use std::collections::HashMap;
 
+use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
 use nats_topology::avatars::{self, AvatarRegion};
 use schemas::{Actor, Command, Envelope, Fact, PlayerId};
 use tracing::error;
@@ -13,11 +14,35 @@ use super::{Backoff, Running};
 
 impl Running {
     /// Gives the region what each player spawning in `commands` had when it last left.
-    pub(super) async fn look_up_returning(&mut self, commands: &[Envelope<Command>]) {
+    ///
+    /// First each spawning player's avatar is claimed for this region in `avatar_regions`, by
+    /// compare-and-set: a player whose entry names another region is in the world there, and
+    /// its spawn is refused here. Two spawns sent at once to two regions thus place one avatar,
+    /// not two, each with the same progress. Returns the entries this region claimed and what
+    /// they said before, for [`Running::keep_avatar_regions`] to give back when the spawn is
+    /// refused for another reason.
+    pub(super) async fn prepare_spawns(
+        &mut self,
+        commands: &[Envelope<Command>],
+    ) -> HashMap<PlayerId, AvatarRegion> {
+        let mut claimed = HashMap::new();
         for cmd in commands {
             let (Command::Spawn(_), Actor::Player { id }) = (&cmd.payload, &cmd.actor) else {
                 continue;
             };
+            if claimed.contains_key(id) {
+                continue;
+            }
+            match self.claim(*id).await {
+                Claim::Elsewhere(region) => {
+                    self.region.elsewhere(*id, region);
+                    continue;
+                }
+                Claim::Ours => {}
+                Claim::Taken { before } => {
+                    claimed.insert(*id, before);
+                }
+            }
             let key = id.to_string();
             let mut backoff = Backoff::new();
             let found = loop {
@@ -42,6 +67,68 @@ impl Running {
                 },
                 Err(e) => {
                     error!(region = %self.id, player = %id, error = %e, "stored progress unreadable")
+                }
+            }
+        }
+        claimed
+    }
+
+    /// Claims `player`'s entry in `avatar_regions` for this region unless it names another;
+    /// retried until the bucket answers.
+    async fn claim(&self, player: PlayerId) -> Claim {
+        let bucket = &self.shared.avatars;
+        let key = player.to_string();
+        let ours = AvatarRegion {
+            region: Some(self.id.clone()),
+        };
+        let mut backoff = Backoff::new();
+        loop {
+            let entry = match bucket.entry(key.clone()).await {
+                Ok(entry) => entry,
+                Err(e) => {
+                    self.bus_error("avatar_region_get", &e);
+                    backoff.wait().await;
+                    continue;
+                }
+            };
+            let live = entry
+                .as_ref()
+                .filter(|e| e.operation == Operation::Put)
+                // An unreadable entry says nothing: it is claimed over, as an empty one.
+                .and_then(|e| AvatarRegion::decode(&e.value).ok());
+            let before = match live {
+                Some(AvatarRegion {
+                    region: Some(region),
+                }) if region == self.id => return Claim::Ours,
+                Some(AvatarRegion {
+                    region: Some(region),
+                }) => return Claim::Elsewhere(region),
+                _ => AvatarRegion { region: None },
+            };
+            // The error says whether another region wrote the entry first.
+            let written = match &entry {
+                Some(found) => bucket
+                    .update(&key, ours.encode().into(), found.revision)
+                    .await
+                    .map_err(|err| {
+                        let lost = err.kind() == UpdateErrorKind::WrongLastRevision;
+                        (lost, err.to_string())
+                    }),
+                None => bucket
+                    .create(&key, ours.encode().into())
+                    .await
+                    .map_err(|err| {
+                        let lost = err.kind() == CreateErrorKind::AlreadyExists;
+                        (lost, err.to_string())
+                    }),
+            };
+            match written {
+                Ok(_) => return Claim::Taken { before },
+                // Read again what the other region wrote.
+                Err((true, _)) => {}
+                Err((false, why)) => {
+                    self.bus_error("avatar_region_claim", &why);
+                    backoff.wait().await;
                 }
             }
         }
@@ -71,8 +158,15 @@ impl Running {
     /// Records where the `facts` leave each avatar they move into, out of or across regions,
     /// retrying until every entry is stored. The entries are written together; a player moved
     /// twice in one tick gets the last.
-    pub(super) async fn keep_avatar_regions(&self, facts: &[Envelope<Fact>]) {
-        let mut latest: HashMap<PlayerId, AvatarRegion> = HashMap::new();
+    ///
+    /// An entry claimed by [`Running::prepare_spawns`] whose spawn was refused gets back what it
+    /// said before.
+    pub(super) async fn keep_avatar_regions(
+        &self,
+        facts: &[Envelope<Fact>],
+        claimed: HashMap<PlayerId, AvatarRegion>,
+    ) {
+        let mut latest: HashMap<PlayerId, AvatarRegion> = claimed;
         for f in facts {
             if let Some((player, region)) = schemas::fold::avatar_region(f) {
                 latest.insert(player, AvatarRegion { region });
@@ -100,4 +194,14 @@ impl Running {
             }
         }
     }
+}
+
+/// What `avatar_regions` said of a spawning player, once asked.
+enum Claim {
+    /// Its avatar is in another region.
+    Elsewhere(schemas::RegionId),
+    /// The entry named this region already.
+    Ours,
+    /// This region wrote its name over `before`.
+    Taken { before: AvatarRegion },
 }

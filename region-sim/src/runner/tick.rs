@@ -104,7 +104,7 @@ impl Running {
                 )),
             }
         }
-        self.look_up_returning(&commands).await;
+        let claimed = self.prepare_spawns(&commands).await;
         let now_ms = Utc::now().timestamp_millis();
         let out = self.region.tick(&commands, now_ms);
         // What avatars that left take with them is kept before their `left` is stored: a
@@ -112,7 +112,7 @@ impl Running {
         self.keep_progress(&out.facts).await;
         // Where the avatars are, before the facts that put them there are stored: a command a
         // player sends after being told an outcome is routed where that outcome put it.
-        self.keep_avatar_regions(&out.facts).await;
+        self.keep_avatar_regions(&out.facts, claimed).await;
         #[cfg(feature = "failpoints")]
         super::failpoint::slow_tick(self.shared.failpoint).await;
 
