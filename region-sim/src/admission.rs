@@ -252,22 +252,25 @@ impl Admission {
         reasons("the snapshot", errors)
     }
 
-    /// A fact read back from this region's log, before a recovering region folds it in: every
-    /// position it names inside the world and every state it carries possible (see
-    /// [`EntityState::check`]); or every reason not. The log is written by this region's
-    /// simulators alone, but whoever holds their rights could write into it what no tick makes,
-    /// and the fold would carry it into the live world: a walk from far outside the world
-    /// overflows to NaN, and NaN positions are stored as `null`, which no reader decodes.
+    /// A fact read back from this region's log, before a recovering region folds it in, with
+    /// every position it names brought inside the world: the names of those that were not.
     ///
-    /// The balance is not asked: the log outlives it, and a fact that was right under an
-    /// earlier balance (a higher level cap, an item since removed) must still be folded.
-    pub fn check_fact(&self, fact: &Fact) -> Result<(), String> {
+    /// The log is written by this region's simulators alone, and they place nothing outside the
+    /// world; but the world may have shrunk since (`regions.toml`), and whoever holds their
+    /// rights could write into it what no tick makes. Folded as they were, such places go into
+    /// the live world: a walk from far outside it overflows to NaN, and NaN positions are
+    /// stored as `null`, which no reader decodes. Brought to the world's nearest edge, the
+    /// fact is folded, so nothing it records (an arrival, a spawn) is dropped.
+    pub fn bring_inside(&self, fact: &mut Fact) -> Vec<&'static str> {
         use schemas::fact::{
-            ChatSaid, Died, ItemSpawned, Left, Moved, NpcDied, Respawned, StruckAcross,
+            ChatSaid, Died, HandedOffIn, HandedOffOut, ItemSpawned, Left, Moved, NpcDied,
+            NpcSpawned, Respawned, Spawned, StruckAcross,
         };
-        let mut errors = Vec::new();
-        let places: Vec<(&str, &Position)> = match fact {
-            Fact::MovementStarted(f) => vec![("from", &f.from), ("destination", &f.destination)],
+        let bounds = &self.world.world;
+        let places: Vec<(&'static str, &mut Position)> = match fact {
+            Fact::MovementStarted(f) => {
+                vec![("from", &mut f.from), ("destination", &mut f.destination)]
+            }
             Fact::Moved(Moved { position, .. })
             | Fact::Died(Died { position, .. })
             | Fact::Respawned(Respawned { position, .. })
@@ -276,25 +279,51 @@ impl Admission {
             | Fact::Left(Left { position, .. })
             | Fact::NpcDied(NpcDied { position, .. })
             | Fact::StruckAcross(StruckAcross { position, .. }) => vec![("position", position)],
+            Fact::Spawned(Spawned { state })
+            | Fact::HandedOffOut(HandedOffOut { state, .. })
+            | Fact::HandedOffIn(HandedOffIn { state, .. })
+            | Fact::NpcSpawned(NpcSpawned { state, .. }) => {
+                let mut places = vec![("state.position", &mut state.position)];
+                if let Some(d) = state.destination.as_mut() {
+                    places.push(("state.destination", d));
+                }
+                places
+            }
             _ => Vec::new(),
         };
+        let mut moved = Vec::new();
         for (name, p) in places {
-            if !self.world.world.contains(p) {
-                errors.push(FieldError::new(
-                    name,
-                    "out_of_world",
-                    "must be inside the world",
-                ));
+            // Inside is below `max` (see `Bounds::contains`).
+            let inside = Position::new(
+                p.x.clamp(bounds.min.x, bounds.max.x.next_down()),
+                p.y.clamp(bounds.min.y, bounds.max.y.next_down()),
+            );
+            if inside != *p {
+                *p = inside;
+                moved.push(name);
             }
         }
-        let state = match fact {
-            Fact::Spawned(f) => Some(&f.state),
-            Fact::HandedOffOut(f) => Some(&f.state),
-            Fact::HandedOffIn(f) => Some(&f.state),
-            Fact::NpcSpawned(f) => Some(&f.state),
-            _ => None,
-        };
-        if let Some(state) = state {
+        moved
+    }
+
+    /// A fact read back from this region's log (its places brought inside the world first, by
+    /// [`Admission::bring_inside`]): every position it names inside the world and every state
+    /// it carries possible (see [`EntityState::check`]); or every reason not. What fails this
+    /// was written by no tick, and is not folded.
+    ///
+    /// The balance is not asked: the log outlives it, and a fact that was right under an
+    /// earlier balance (a higher level cap, an item since removed) must still be folded.
+    pub fn check_fact(&self, fact: &Fact) -> Result<(), String> {
+        let mut errors = Vec::new();
+        let mut fact = fact.clone();
+        for name in self.bring_inside(&mut fact) {
+            errors.push(FieldError::new(
+                name,
+                "out_of_world",
+                "must be inside the world",
+            ));
+        }
+        if let Some(state) = carried_state(&mut fact) {
             state.check(&self.world, "state", &mut errors);
         }
         reasons(&format!("the {} fact", fact.kind()), errors)
@@ -389,6 +418,17 @@ const MAX_COUNT: u64 = 1 << 53;
 /// How far ahead of now a time in a snapshot may lie: timers (a respawn, a wander, a slot's
 /// refill) are set a little ahead; a year ahead is nothing a region sets.
 const TIME_AHEAD_MS: i64 = 365 * 24 * 3_600 * 1_000;
+
+/// The whole state of an entity a fact carries (an arrival, a departure over the border).
+fn carried_state(fact: &mut Fact) -> Option<&mut EntityState> {
+    match fact {
+        Fact::Spawned(f) => Some(&mut f.state),
+        Fact::HandedOffOut(f) => Some(&mut f.state),
+        Fact::HandedOffIn(f) => Some(&mut f.state),
+        Fact::NpcSpawned(f) => Some(&mut f.state),
+        _ => None,
+    }
+}
 
 fn reasons(what: &str, errors: Vec<FieldError>) -> Result<(), String> {
     if errors.is_empty() {
@@ -733,11 +773,13 @@ mod tests {
     }
 
     #[test]
-    fn a_fact_from_the_log_is_folded_only_with_its_places_in_the_world() {
+    fn a_fact_from_the_log_is_brought_inside_the_world_and_checked() {
         use schemas::command::ChatChannel;
         use schemas::fact::{ChatSaid, Moved, MovementStarted, Spawned};
         let a = admission();
         let far = Position::new(1e300, -1e300);
+        // The world's corner nearest to `far`: inside is below its `max`.
+        let corner = Position::new(2000f64.next_down(), 0.0);
         let near = Position::new(10.0, 10.0);
         let entity = EntityId::new();
         let moved = |position| {
@@ -763,29 +805,46 @@ mod tests {
             })
         };
         let spawned = |state| Fact::Spawned(Spawned { state });
-        assert_eq!(a.check_fact(&moved(near)), Ok(()));
-        assert_eq!(a.check_fact(&walk(near, near)), Ok(()));
-        assert_eq!(a.check_fact(&said(near)), Ok(()));
-        assert_eq!(a.check_fact(&spawned(avatar())), Ok(()));
         // Above today's level cap, but possible: the log outlives the balance.
         let mut veteran = avatar();
         veteran.level = balance().max_level + 1;
-        assert_eq!(a.check_fact(&spawned(veteran)), Ok(()));
+        for mut fact in [
+            moved(near),
+            walk(near, near),
+            said(near),
+            spawned(avatar()),
+            spawned(veteran),
+        ] {
+            assert_eq!(a.check_fact(&fact), Ok(()), "{fact:?}");
+            let before = fact.clone();
+            assert!(a.bring_inside(&mut fact).is_empty());
+            assert_eq!(fact, before);
+        }
 
         let mut outside = avatar();
         outside.position = far;
+        for (mut fact, field, inside) in [
+            (moved(far), "position", moved(corner)),
+            (walk(near, far), "destination", walk(near, corner)),
+            (walk(far, near), "from", walk(corner, near)),
+            (said(far), "position", said(corner)),
+            (spawned(outside.clone()), "state.position", {
+                let mut s = outside;
+                s.position = corner;
+                spawned(s)
+            }),
+        ] {
+            let why = a.check_fact(&fact).expect_err("outside");
+            assert!(why.contains(field), "{field}: {why}");
+            assert_eq!(a.bring_inside(&mut fact), [field]);
+            assert_eq!(fact, inside);
+            assert_eq!(a.check_fact(&fact), Ok(()), "{field}");
+        }
+
+        // What no tick makes, and no change of the world explains, is refused.
         let mut overhealed = avatar();
         overhealed.hp = overhealed.max_hp + 1;
-        for (fact, field) in [
-            (moved(far), "position"),
-            (walk(near, far), "destination"),
-            (walk(far, near), "from"),
-            (said(far), "position"),
-            (spawned(outside), "state.position"),
-            (spawned(overhealed), "state.hp"),
-        ] {
-            let why = a.check_fact(&fact).expect_err("refused");
-            assert!(why.contains(field), "{field}: {why}");
-        }
+        let why = a.check_fact(&spawned(overhealed)).expect_err("refused");
+        assert!(why.contains("state.hp"), "{why}");
     }
 }

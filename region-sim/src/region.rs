@@ -1,6 +1,6 @@
 //! One region: its world, the commands it has applied, its tick, its snapshots.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,44 @@ impl Applied {
     }
 }
 
+/// The commands whose handler failed, with why, the newest `capacity` of them. A delivery of one
+/// again is reported failed again without its handler running a second time: what a handler
+/// emitted before it failed stays in the world, unstored, and running it again would add to
+/// that. (Its dead letter may not have been stored the first time: `DLQ` full, say.)
+#[derive(Debug)]
+struct Failed {
+    order: VecDeque<EventId>,
+    why: HashMap<EventId, String>,
+    capacity: usize,
+}
+
+impl Failed {
+    fn new(capacity: usize) -> Self {
+        Self {
+            order: VecDeque::new(),
+            why: HashMap::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn get(&self, id: &EventId) -> Option<&String> {
+        self.why.get(id)
+    }
+
+    fn insert(&mut self, id: EventId, why: String) {
+        if self.why.contains_key(&id) {
+            return;
+        }
+        self.why.insert(id, why);
+        self.order.push_back(id);
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.why.remove(&old);
+            }
+        }
+    }
+}
+
 /// What one tick did.
 #[derive(Debug, Default)]
 pub struct TickOutput {
@@ -116,6 +154,7 @@ pub struct Region {
     world: World,
     id: RegionId,
     applied: Applied,
+    failed: Failed,
     rng: fastrand::Rng,
     tick: u64,
 }
@@ -144,6 +183,7 @@ impl Region {
             world: ecs_fold::new_world(config, world, balance, settings.hysteresis),
             id,
             applied: Applied::new(settings.applied_memory),
+            failed: Failed::new(settings.applied_memory),
             rng: fastrand::Rng::with_seed(seed),
             tick: 0,
         }
@@ -162,6 +202,11 @@ impl Region {
     /// The commands it remembers applying.
     pub fn applied(&self) -> &Applied {
         &self.applied
+    }
+
+    /// Whether `player`'s avatar is here.
+    pub fn holds(&self, player: schemas::PlayerId) -> bool {
+        ecs_fold::key_of(&self.world, schemas::EntityId::from(player)).is_some()
     }
 
     /// Whether the command `id` has been applied here.
@@ -220,6 +265,10 @@ impl Region {
                 out.duplicates.push(cmd.id);
                 continue;
             }
+            if let Some(why) = self.failed.get(&cmd.id) {
+                out.failed.push((cmd.id, why.clone()));
+                continue;
+            }
             let start = out.facts.len();
             let world = &mut self.world;
             let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -233,7 +282,9 @@ impl Region {
                         .map(|s| (*s).to_owned())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "the handler panicked".into());
-                    out.failed.push((cmd.id, format!("handler failed: {why}")));
+                    let why = format!("handler failed: {why}");
+                    self.failed.insert(cmd.id, why.clone());
+                    out.failed.push((cmd.id, why));
                     continue;
                 }
             };
@@ -282,11 +333,16 @@ impl Region {
             &env.payload,
             env.occurred_at.timestamp_millis(),
         );
-        // Facts a command decided name it as their cause; the systems' facts name none.
+        self.remember_cause(env);
+        follow_ups(env)
+    }
+
+    /// Remembers the command behind a stored fact as applied (facts a command decided name it
+    /// as their cause; the systems' facts name none).
+    pub fn remember_cause(&mut self, env: &Envelope<Fact>) {
         if let Some(cause) = env.causation_id {
             self.applied.insert(cause);
         }
-        follow_ups(env)
     }
 
     /// Every entity's recorded state, by id.
@@ -576,4 +632,26 @@ pub struct ItemSnapshot {
     pub slot: usize,
     /// Where it lies.
     pub position: Position,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_command_is_remembered_with_why_until_newer_ones_push_it_out() {
+        let mut failed = Failed::new(2);
+        let ids: Vec<EventId> = (0..3).map(|_| EventId::new()).collect();
+        failed.insert(ids[0], "handler failed: one".into());
+        // Failing again keeps the first reason and one place.
+        failed.insert(ids[0], "handler failed: again".into());
+        failed.insert(ids[1], "handler failed: two".into());
+        assert_eq!(
+            failed.get(&ids[0]).map(String::as_str),
+            Some("handler failed: one")
+        );
+        failed.insert(ids[2], "handler failed: three".into());
+        assert_eq!(failed.get(&ids[0]), None, "the oldest forgotten");
+        assert!(failed.get(&ids[1]).is_some() && failed.get(&ids[2]).is_some());
+    }
 }

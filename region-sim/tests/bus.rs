@@ -480,6 +480,64 @@ async fn a_spawn_refused_for_a_full_region_leaves_the_player_free_to_spawn_elsew
 }
 
 #[tokio::test]
+async fn a_stale_claim_of_a_full_region_does_not_keep_the_player_out_of_the_world() {
+    let bus = Bus::start().await;
+    std::fs::write(bus.path("regions.toml"), regions::west_and_east(1)).expect("regions");
+    let _sim = bus.sim("sim-a", &[]).await;
+    let first = bus.send("west", PlayerId::new(), spawn()).await;
+    bus.wait_outcome("west", first.id).await;
+    // West, full, named by a claim whose spawn was never stored (its simulator died, say).
+    let b = PlayerId::new();
+    let bucket = bus.js.get_key_value(AVATAR_REGIONS).await.expect("bucket");
+    let claim = AvatarRegion {
+        region: Some(region_id("west")),
+    };
+    bucket
+        .put(b.to_string(), claim.encode().into())
+        .await
+        .expect("put");
+    // Refused while a command behind the claim could still come; once none can (ack_wait 2 s
+    // times 3 deliveries), the refusal gives the entry back.
+    eventually("west gives the stale claim back", || async {
+        let full = bus.send("west", b, spawn()).await;
+        assert!(matches!(
+            &bus.wait_outcome("west", full.id).await[..],
+            [Fact::Rejected(r)] if r.reason == schemas::RejectReason::RegionFull
+        ));
+        avatar_region(&bus.js, b).await == Some(AvatarRegion { region: None })
+    })
+    .await;
+    let elsewhere = bus.send("east", b, spawn()).await;
+    assert!(matches!(
+        bus.wait_outcome("east", elsewhere.id).await[..],
+        [Fact::Spawned(_)]
+    ));
+}
+
+#[tokio::test]
+async fn a_spawn_refused_because_the_avatar_is_here_leaves_the_entry_naming_here() {
+    let bus = Bus::start().await;
+    let _sim = bus.sim("sim-a", &[]).await;
+    let a = PlayerId::new();
+    let first = bus.send("west", a, spawn()).await;
+    bus.wait_outcome("west", first.id).await;
+    // An avatar placed before the bucket had entries: none names its region.
+    let bucket = bus.js.get_key_value(AVATAR_REGIONS).await.expect("bucket");
+    bucket.delete(a.to_string()).await.expect("delete");
+    let again = bus.send("west", a, spawn()).await;
+    assert!(matches!(
+        &bus.wait_outcome("west", again.id).await[..],
+        [Fact::Rejected(r)] if r.reason == schemas::RejectReason::AlreadySpawned
+    ));
+    assert_eq!(
+        avatar_region(&bus.js, a).await,
+        Some(AvatarRegion {
+            region: Some(region_id("west"))
+        })
+    );
+}
+
+#[tokio::test]
 async fn a_tick_applies_high_priority_first_then_normal_then_low() {
     let bus = Bus::start().await;
     let a = PlayerId::new();
@@ -828,14 +886,14 @@ async fn a_fact_in_a_regions_log_naming_another_region_is_not_folded_into_it() {
 }
 
 #[tokio::test]
-async fn a_fact_in_a_regions_log_placing_an_entity_outside_the_world_is_not_folded() {
+async fn a_fact_in_a_regions_log_placing_an_entity_outside_the_world_is_folded_at_its_edge() {
     let bus = Bus::start().await;
     let system = || Actor::System {
         service: "region-sim".into(),
     };
-    let far = Position::new(1e300, -1e300);
-    let spawned = |position| {
-        let state = schemas::EntityState::newcomer(PlayerId::new(), position, 100);
+    let far = Position::new(-1e300, -1e300);
+    let spawned = |player, position| {
+        let state = schemas::EntityState::newcomer(player, position, 100);
         Envelope::new(
             system(),
             Some(region_id("west")),
@@ -844,7 +902,11 @@ async fn a_fact_in_a_regions_log_placing_an_entity_outside_the_world_is_not_fold
     };
     // West's log, on west's own subjects: an arrival, then a step of it far outside the world,
     // and an arrival out there.
-    let (own, outside) = (spawned(Position::new(50.0, 50.0)), spawned(far));
+    let a = PlayerId::new();
+    let (own, outside) = (
+        spawned(a, Position::new(50.0, 50.0)),
+        spawned(PlayerId::new(), far),
+    );
     let own_id = own_entity(&own);
     let step = Envelope::new(
         system(),
@@ -868,19 +930,24 @@ async fn a_fact_in_a_regions_log_placing_an_entity_outside_the_world_is_not_fold
             .filter(|e| e.contains_key(&own_id))
     })
     .await;
-    assert!(!live.contains_key(&own_entity(&outside)), "{live:?}");
-    let position = &live[&own_id]["position"];
-    assert_eq!(
-        (position["x"].as_f64(), position["y"].as_f64()),
-        (Some(50.0), Some(50.0)),
-        "{position}"
+    // Both are there, at the world's corner nearest to where the log put them.
+    for id in [&own_id, &own_entity(&outside)] {
+        let position = &live[id]["position"];
+        assert_eq!(
+            (position["x"].as_f64(), position["y"].as_f64()),
+            (Some(0.0), Some(0.0)),
+            "{id}: {position}"
+        );
+    }
+    // And the avatar walks from there (a walk from -1e300 was NaN).
+    let walk = bus
+        .send("west", a, Command::Move(Move { x: 10.0, y: 10.0 }))
+        .await;
+    let started = bus.wait_outcome("west", walk.id).await;
+    assert!(
+        matches!(&started[..], [Fact::MovementStarted(m)] if m.from == Position::new(0.0, 0.0)),
+        "{started:?}"
     );
-    // And the region ticks.
-    let spawn_cmd = bus.send("west", PlayerId::new(), spawn()).await;
-    assert!(matches!(
-        bus.wait_outcome("west", spawn_cmd.id).await[..],
-        [Fact::Spawned(_)]
-    ));
 }
 
 fn own_entity(env: &Envelope<Fact>) -> String {

@@ -125,14 +125,12 @@ impl Running {
         }
     }
 
-    /// Stores `message`'s dead letter and ends its delivery; `false` when `DLQ` did not take it.
+    /// Stores `message`'s dead letter and ends its delivery; `false` when `DLQ` did not take it,
+    /// and the caller hands the command back ([`Running::hand_back`]).
     ///
     /// One attempt, not a wait until stored: a `DLQ` that refuses (full, and it discards new
     /// letters) or does not answer would otherwise stop the region's tick for every player in
-    /// it. The command is handed back instead, to be delivered again after the consumer's
-    /// `ack_wait`, and dead-lettered then; once its deliveries run out, JetStream's advisory has
-    /// the dead-letter listener store it whenever `DLQ` has room. It stays in `COMMANDS`
-    /// meanwhile, so nothing is lost either way, and the letter's id keeps it stored once.
+    /// it.
     pub(super) async fn dead_letter(&self, message: &jetstream::Message, why: &str) -> bool {
         warn!(region = %self.id, subject = %message.subject, reason = why, "command dead-lettered");
         let letter = match DeadLetter::from_delivery(message, why) {
@@ -144,11 +142,6 @@ impl Running {
         };
         if let Err(e) = dead_letter(&self.shared.js, &letter).await {
             self.bus_error("dead_letter", &e);
-            let later = AckKind::Nak(Some(self.shared.settings.ack_wait));
-            if let Err(e) = message.ack_with(later).await {
-                // Not acknowledged either way: it comes back once `ack_wait` has passed.
-                self.bus_error("nak", &e);
-            }
             return false;
         }
         // Stored in DLQ: this delivery is over for good.
@@ -156,6 +149,19 @@ impl Running {
             self.bus_error("ack", &e);
         }
         true
+    }
+
+    /// Hands back a command whose dead letter was not stored, to be delivered again after the
+    /// consumer's `ack_wait` and dead-lettered then. Once its deliveries run out, JetStream's
+    /// advisory has the dead-letter listener store it whenever `DLQ` has room. It stays in
+    /// `COMMANDS` meanwhile, so nothing is lost either way, and the letter's id keeps it stored
+    /// once.
+    pub(super) async fn hand_back(&self, message: &jetstream::Message) {
+        let later = AckKind::Nak(Some(self.shared.settings.ack_wait));
+        if let Err(e) = message.ack_with(later).await {
+            // Not acknowledged either way: it comes back once `ack_wait` has passed.
+            self.bus_error("nak", &e);
+        }
     }
 }
 

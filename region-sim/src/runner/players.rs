@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
+use chrono::Utc;
 use nats_topology::avatars::{self, AvatarRegion};
 use schemas::{Actor, Command, Envelope, Fact, PlayerId};
 use tracing::error;
@@ -99,7 +100,21 @@ impl Running {
             let before = match live {
                 Some(AvatarRegion {
                     region: Some(region),
-                }) if region == self.id => return Claim::Ours,
+                }) if region == self.id => {
+                    // Naming this region with no avatar here, and written longer ago than any
+                    // command behind it can still be delivered (a claim whose spawn was never
+                    // stored, a hand-off whose accept was dead-lettered), it is stale: claimed
+                    // over as an empty entry, so that a spawn refused here gives it back and
+                    // the player may spawn elsewhere.
+                    let stale = !self.region.holds(player)
+                        && entry
+                            .as_ref()
+                            .is_some_and(|e| Utc::now() - e.created >= self.claim_lapse());
+                    if !stale {
+                        return Claim::Ours;
+                    }
+                    AvatarRegion { region: None }
+                }
                 Some(AvatarRegion {
                     region: Some(region),
                 }) => return Claim::Elsewhere(region),
@@ -134,6 +149,16 @@ impl Running {
         }
     }
 
+    /// How long a command can still come after its first delivery: its every delivery's
+    /// `ack_wait`.
+    fn claim_lapse(&self) -> chrono::Duration {
+        let s = &self.shared.settings;
+        let lapse = s
+            .ack_wait
+            .saturating_mul(u32::try_from(s.max_deliver).unwrap_or(u32::MAX));
+        chrono::Duration::from_std(lapse).unwrap_or(chrono::Duration::MAX)
+    }
+
     /// Stores the progress carried by the `left` facts among `facts`, retrying until stored.
     pub(super) async fn keep_progress(&self, facts: &[Envelope<Fact>]) {
         for f in facts {
@@ -166,7 +191,17 @@ impl Running {
         facts: &[Envelope<Fact>],
         claimed: HashMap<PlayerId, AvatarRegion>,
     ) {
-        let mut latest: HashMap<PlayerId, AvatarRegion> = claimed;
+        // A claimed entry whose spawn was refused: as it was, or naming this region when the
+        // avatar is here (refused as `already_spawned`, its entry missing or unreadable).
+        let mut latest: HashMap<PlayerId, AvatarRegion> = claimed
+            .into_iter()
+            .map(|(player, before)| {
+                let here = self.region.holds(player).then(|| AvatarRegion {
+                    region: Some(self.id.clone()),
+                });
+                (player, here.unwrap_or(before))
+            })
+            .collect();
         for f in facts {
             if let Some((player, region)) = schemas::fold::avatar_region(f) {
                 latest.insert(player, AvatarRegion { region });

@@ -161,15 +161,24 @@ impl Running {
                 Ok(env) if env.subject().to_string() != message.subject.as_str() => {
                     error!(region = %self.id, seq, subject = %message.subject, says = %env.subject(), "a stored fact on another's subject; skipped")
                 }
-                Ok(env) => match self.admission.check_fact(&env.payload) {
-                    Ok(()) => {
-                        resend.extend(self.region.fold(&env));
-                        folded += 1;
+                Ok(mut env) => {
+                    let moved = self.admission.bring_inside(&mut env.payload);
+                    if !moved.is_empty() {
+                        warn!(region = %self.id, seq, fields = ?moved, "a stored fact places something outside the world; folded with it brought to the world's edge");
                     }
-                    Err(why) => {
-                        error!(region = %self.id, seq, reason = why, "a stored fact breaks the rules; skipped")
+                    match self.admission.check_fact(&env.payload) {
+                        Ok(()) => {
+                            resend.extend(self.region.fold(&env));
+                            folded += 1;
+                        }
+                        Err(why) => {
+                            error!(region = %self.id, seq, reason = why, "a stored fact breaks the rules; skipped");
+                            // Its command is as decided as any: delivered again, it is not
+                            // applied a second time.
+                            self.region.remember_cause(&env);
+                        }
                     }
-                },
+                }
                 Err(e) => {
                     error!(region = %self.id, seq, error = %e, "a stored fact does not decode; skipped")
                 }

@@ -152,13 +152,19 @@ impl Running {
                 ));
             }
         }
+        // After one letter `DLQ` did not take, the rest are handed back untried: a `DLQ` that
+        // does not answer costs the tick one request's timeout, not one per letter.
+        let mut dlq_failed = false;
         for (message, why, reason) in &dead {
-            if self.dead_letter(message, why).await {
+            if !dlq_failed && self.dead_letter(message, why).await {
                 self.shared
                     .metrics
                     .dead_letters
                     .with_label_values(&[self.id.as_str(), "commands", reason.as_str()])
                     .inc();
+            } else {
+                dlq_failed = true;
+                self.hand_back(message).await;
             }
         }
         for (i, message) in messages.iter().enumerate() {
