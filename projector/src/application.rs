@@ -1,8 +1,9 @@
 //! The projector process: [`Application::build`] connects, creates the indexes and binds the
 //! operators' HTTP side; [`Application::run_until_stopped`] stands by until the live projection's
-//! lease is this process's, projects until the stop, and stops in order: the tasks finish what
-//! they hold within the grace period, the lease is released for a standing-by projector, and the
-//! HTTP side drains last, so `/healthz` and `/metrics` answer throughout.
+//! lease is this process's, projects until the stop (standing by again whenever the lease is
+//! lost), and stops in order: the tasks finish what they hold within the grace period, the lease
+//! is released for a standing-by projector, and the HTTP side drains last, so `/healthz` and
+//! `/metrics` answer throughout.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,11 +34,6 @@ pub enum RunError {
     /// The lease bucket could not be read at start.
     #[error("cannot reach the lease bucket: {0}")]
     Lease(async_nats::Error),
-    /// The lease was taken by another projector, or could not be renewed in time: this process
-    /// stopped projecting at once, mid-batch if need be (an unacknowledged batch is delivered
-    /// again and changes nothing twice).
-    #[error("the live projection's lease was lost")]
-    LeaseLost,
 }
 
 impl Application {
@@ -108,66 +104,78 @@ fn router(ctx: &Context) -> Router {
 }
 
 /// One live projection per deployment: stands by until the lease is ours, then runs the
-/// projection's tasks until `stop`.
+/// projection's tasks until `stop`. A lease lost on the way stops the tasks at once and the
+/// process stands by again.
 async fn project(
     ctx: &Arc<Context>,
     names: &Names,
     stop: &CancellationToken,
 ) -> Result<(), RunError> {
     let node = format!("projector-{}", schemas::EventId::new());
-    let Some(mut lease) = lease::take(ctx, &node, stop.cancelled())
+    let mut standby = lease::Standby::open(ctx, &node)
         .await
-        .map_err(RunError::Lease)?
-    else {
+        .map_err(RunError::Lease)?;
+    loop {
+        let Some(lease) = standby.take(stop.cancelled()).await else {
+            return Ok(());
+        };
+        live::started(names);
+        let (tell, stopped) = tokio::sync::watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(run(
+                "facts",
+                live::project_facts(Arc::clone(ctx), stopped.clone()),
+            )),
+            tokio::spawn(run(
+                "commands",
+                live::audit_commands(Arc::clone(ctx), stopped.clone()),
+            )),
+            tokio::spawn(run(
+                "consumers",
+                live::watch_consumers(Arc::clone(ctx), Duration::from_secs(2), stopped.clone()),
+            )),
+            tokio::spawn(run(
+                "positions",
+                live::bridge_positions(Arc::clone(ctx), stopped.clone()),
+            )),
+            tokio::spawn(run(
+                "rebuilds",
+                rebuild::take_jobs(Arc::clone(ctx), stopped.clone()),
+            )),
+        ];
+        let lease = match lease.keep(stop.cancelled()).await {
+            lease::Kept::Stopping(lease) => lease,
+            lease::Kept::Lost(again) => {
+                // Another projector may be projecting already: stop at once, mid-batch if need
+                // be (an unacknowledged batch is delivered again and changes nothing twice).
+                for t in &tasks {
+                    t.abort();
+                }
+                futures::future::join_all(tasks).await;
+                ctx.metrics.stopped_projecting();
+                tracing::warn!("stopped projecting; standing by until the lease is free");
+                standby = again;
+                continue;
+            }
+        };
+        let _ = tell.send(true);
+        // Each task finishes what it has in flight within the grace period (a write that has
+        // not ended by then is left unacknowledged, to be delivered again); never wait much
+        // longer.
+        let grace = ctx.settings.stop_grace + Duration::from_secs(2);
+        let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+        if tokio::time::timeout(grace, futures::future::join_all(tasks))
+            .await
+            .is_err()
+        {
+            tracing::warn!("tasks still running after the grace period; stopping them");
+            for a in aborts {
+                a.abort();
+            }
+        }
+        lease.release().await;
         return Ok(());
-    };
-    live::started(names);
-    let (tell, stopped) = tokio::sync::watch::channel(false);
-    let tasks = vec![
-        tokio::spawn(run(
-            "facts",
-            live::project_facts(Arc::clone(ctx), stopped.clone()),
-        )),
-        tokio::spawn(run(
-            "commands",
-            live::audit_commands(Arc::clone(ctx), stopped.clone()),
-        )),
-        tokio::spawn(run(
-            "consumers",
-            live::watch_consumers(Arc::clone(ctx), Duration::from_secs(2), stopped.clone()),
-        )),
-        tokio::spawn(run(
-            "positions",
-            live::bridge_positions(Arc::clone(ctx), stopped.clone()),
-        )),
-        tokio::spawn(run(
-            "rebuilds",
-            rebuild::take_jobs(Arc::clone(ctx), stopped.clone()),
-        )),
-    ];
-    if !lease.keep(stop.cancelled()).await {
-        // Another projector may be projecting already: stop at once.
-        for t in &tasks {
-            t.abort();
-        }
-        return Err(RunError::LeaseLost);
     }
-    let _ = tell.send(true);
-    // Each task finishes what it has in flight within the grace period (a write that has not
-    // ended by then is left unacknowledged, to be delivered again); never wait much longer.
-    let grace = ctx.settings.stop_grace + Duration::from_secs(2);
-    let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
-    if tokio::time::timeout(grace, futures::future::join_all(tasks))
-        .await
-        .is_err()
-    {
-        tracing::warn!("tasks still running after the grace period; stopping them");
-        for a in aborts {
-            a.abort();
-        }
-    }
-    lease.release().await;
-    Ok(())
 }
 
 async fn run(what: &str, task: impl Future<Output = Result<(), async_nats::Error>>) {

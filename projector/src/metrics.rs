@@ -142,6 +142,15 @@ impl Metrics {
         m
     }
 
+    /// Forgets what the live projection reported of its consumers, once this process has given
+    /// it up: a standing-by projector reports no lag or position, so that its last figures
+    /// neither raise an alert nor hide the live projector's.
+    pub fn stopped_projecting(&self) {
+        self.lag.reset();
+        self.position.reset();
+        self.batch_limit.reset();
+    }
+
     /// The Prometheus text format of every metric.
     pub fn render(&self) -> String {
         service::metrics::render(&self.registry)

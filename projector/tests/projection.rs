@@ -1045,3 +1045,91 @@ async fn a_second_projector_stands_by_and_takes_over_when_the_first_dies() {
     let log = second.log();
     assert!(log.contains("took the live projection"), "{log}");
 }
+
+#[tokio::test]
+async fn a_projector_that_loses_its_lease_stands_by_and_projects_again_once_it_is_free() {
+    let mut stack = Stack::start().await;
+    let lease = stack
+        .js
+        .get_key_value("projector_lease")
+        .await
+        .expect("bucket");
+    let mut projector = stack.projector();
+    let took = |projector: &Projector| projector.log().matches("took the live projection").count();
+    eventually("the projector takes the live projection", || async {
+        took(&projector) == 1
+    })
+    .await;
+    let mut published = history(2);
+    stack.publish(&published).await;
+    eventually("the projector projects", || async {
+        stack.audit_count().await == published.len() as u64
+    })
+    .await;
+
+    // NATS stalls past the lease's fence, as while a cluster elects a leader: the projector
+    // stops projecting, since the lease may have expired, and stays up to take it again.
+    stack.nats.pause().expect("SIGSTOP");
+    eventually("the projector stops projecting", || async {
+        projector.log().contains("may have expired")
+    })
+    .await;
+    stack.nats.resume().expect("SIGCONT");
+    eventually("the projector takes the live projection again", || async {
+        took(&projector) == 2
+    })
+    .await;
+    assert!(projector.is_running(), "{}", projector.log());
+    let late = history(2);
+    stack.publish(&late).await;
+    published.extend(late);
+    eventually("the projector projects what came after", || async {
+        stack.audit_count().await == published.len() as u64
+    })
+    .await;
+
+    // Another projector takes the lease over: this one stands by until the lease lapses.
+    let now = chrono::Utc::now();
+    let intruder = nats_topology::lease::Lease {
+        node: "projector-intruder".into(),
+        acquired_at: now,
+        renewed_at: now,
+    };
+    lease
+        .put("live", serde_json::to_vec(&intruder).expect("json").into())
+        .await
+        .expect("put");
+    eventually("the projector gives the projection up", || async {
+        projector.log().contains("taken by another projector")
+    })
+    .await;
+    let position = r#"projector_consumer_position{consumer="projector"}"#;
+    eventually("a standing-by projector reports no position", || async {
+        projector
+            .log()
+            .contains("standing by until the lease is free")
+            && projector.metric(position).await.is_none()
+    })
+    .await;
+    eventually("the projector takes the lapsed lease", || async {
+        took(&projector) == 3
+    })
+    .await;
+    let last = history(2);
+    stack.publish(&last).await;
+    published.extend(last);
+    eventually("the projector projects after the takeover", || async {
+        stack.audit_count().await == published.len() as u64
+    })
+    .await;
+    eventually("the live projector reports its position again", || async {
+        projector.metric(position).await.is_some()
+    })
+    .await;
+    let expected = stack.expected().await;
+    eventually("the read models equal the fold of the log", || async {
+        (stack.projected().await == expected).then_some(())
+    })
+    .await;
+    assert!(projector.is_running(), "{}", projector.log());
+}
