@@ -1,6 +1,6 @@
 //! One region: its world, the commands it has applied, its tick, its snapshots.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,38 +37,55 @@ pub struct RegionSettings {
     pub applied_memory: usize,
 }
 
-/// The ids of the commands a region has applied, the newest `capacity` of them.
+/// The newest `capacity` commands, each with what is known of it; the oldest is forgotten
+/// first.
 #[derive(Debug, Clone, Default)]
-pub struct Applied {
+pub struct Remembered<V> {
     order: VecDeque<EventId>,
-    set: HashSet<EventId>,
+    known: HashMap<EventId, V>,
     capacity: usize,
 }
 
-impl Applied {
-    /// An empty memory of `capacity` ids.
+/// The ids of the commands a region has applied, to recognise a redelivery.
+pub type Applied = Remembered<()>;
+
+/// The commands whose handler failed, with why. A delivery of one again is reported failed
+/// again without its handler running a second time: what a handler emitted before it failed
+/// stays in the world, unstored, and running it again would add to that. (Its dead letter may
+/// not have been stored the first time: `DLQ` full, say.)
+type Failed = Remembered<String>;
+
+impl<V> Remembered<V> {
+    /// An empty memory of `capacity` commands.
     pub fn new(capacity: usize) -> Self {
         Self {
             order: VecDeque::new(),
-            set: HashSet::new(),
+            known: HashMap::new(),
             capacity: capacity.max(1),
         }
     }
 
-    /// Whether `id` was applied (and is still remembered).
+    /// Whether `id` is remembered.
     pub fn contains(&self, id: &EventId) -> bool {
-        self.set.contains(id)
+        self.known.contains_key(id)
     }
 
-    /// Remembers `id`, forgetting the oldest when full.
-    pub fn insert(&mut self, id: EventId) {
-        if !self.set.insert(id) {
+    /// What is remembered of `id`.
+    pub fn get(&self, id: &EventId) -> Option<&V> {
+        self.known.get(id)
+    }
+
+    /// Remembers `id` with `what` (a command remembered already keeps what it had), forgetting
+    /// the oldest when full.
+    pub fn remember(&mut self, id: EventId, what: V) {
+        if self.known.contains_key(&id) {
             return;
         }
+        self.known.insert(id, what);
         self.order.push_back(id);
         while self.order.len() > self.capacity {
             if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
+                self.known.remove(&old);
             }
         }
     }
@@ -89,41 +106,10 @@ impl Applied {
     }
 }
 
-/// The commands whose handler failed, with why, the newest `capacity` of them. A delivery of one
-/// again is reported failed again without its handler running a second time: what a handler
-/// emitted before it failed stays in the world, unstored, and running it again would add to
-/// that. (Its dead letter may not have been stored the first time: `DLQ` full, say.)
-#[derive(Debug)]
-struct Failed {
-    order: VecDeque<EventId>,
-    why: HashMap<EventId, String>,
-    capacity: usize,
-}
-
-impl Failed {
-    fn new(capacity: usize) -> Self {
-        Self {
-            order: VecDeque::new(),
-            why: HashMap::new(),
-            capacity: capacity.max(1),
-        }
-    }
-
-    fn get(&self, id: &EventId) -> Option<&String> {
-        self.why.get(id)
-    }
-
-    fn insert(&mut self, id: EventId, why: String) {
-        if self.why.contains_key(&id) {
-            return;
-        }
-        self.why.insert(id, why);
-        self.order.push_back(id);
-        while self.order.len() > self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.why.remove(&old);
-            }
-        }
+impl Applied {
+    /// Remembers `id` as applied.
+    pub fn insert(&mut self, id: EventId) {
+        self.remember(id, ());
     }
 }
 
@@ -283,7 +269,7 @@ impl Region {
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "the handler panicked".into());
                     let why = format!("handler failed: {why}");
-                    self.failed.insert(cmd.id, why.clone());
+                    self.failed.remember(cmd.id, why.clone());
                     out.failed.push((cmd.id, why));
                     continue;
                 }
@@ -642,15 +628,15 @@ mod tests {
     fn a_failed_command_is_remembered_with_why_until_newer_ones_push_it_out() {
         let mut failed = Failed::new(2);
         let ids: Vec<EventId> = (0..3).map(|_| EventId::new()).collect();
-        failed.insert(ids[0], "handler failed: one".into());
+        failed.remember(ids[0], "handler failed: one".into());
         // Failing again keeps the first reason and one place.
-        failed.insert(ids[0], "handler failed: again".into());
-        failed.insert(ids[1], "handler failed: two".into());
+        failed.remember(ids[0], "handler failed: again".into());
+        failed.remember(ids[1], "handler failed: two".into());
         assert_eq!(
             failed.get(&ids[0]).map(String::as_str),
             Some("handler failed: one")
         );
-        failed.insert(ids[2], "handler failed: three".into());
+        failed.remember(ids[2], "handler failed: three".into());
         assert_eq!(failed.get(&ids[0]), None, "the oldest forgotten");
         assert!(failed.get(&ids[1]).is_some() && failed.get(&ids[2]).is_some());
     }
