@@ -258,6 +258,8 @@ impl Region {
             let start = out.facts.len();
             let world = &mut self.world;
             let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                #[cfg(feature = "failpoints")]
+                crate::runner::failpoint_handler(cmd);
                 handle(world, cmd, now_ms)
             }));
             let facts = match decided {

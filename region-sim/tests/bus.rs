@@ -751,10 +751,11 @@ async fn limit_dead_letters(js: &Context, max_messages: i64) {
     js.update_stream(config).await.expect("DLQ updated");
 }
 
-#[tokio::test]
-async fn a_full_dead_letter_queue_neither_stops_the_region_nor_loses_the_letter() {
-    let bus = Bus::start().await;
-    limit_dead_letters(&bus.js, 1).await;
+/// Leaves `DLQ` full (one letter at most, and it holds one), and runs the dead-letter listener
+/// that production runs beside the simulators (`nats-topology`): it stores what runs out of
+/// deliveries.
+async fn fill_dead_letters(js: &Context) -> tokio::task::JoinHandle<()> {
+    limit_dead_letters(js, 1).await;
     let filler = nats_topology::DeadLetter::new(
         COMMANDS,
         "cmd.normal.east.chat",
@@ -765,15 +766,19 @@ async fn a_full_dead_letter_queue_neither_stops_the_region_nor_loses_the_letter(
         async_nats::HeaderMap::new(),
         bytes::Bytes::from_static(b"{}"),
     );
-    nats_topology::dlq::dead_letter(&bus.js, &filler)
+    nats_topology::dlq::dead_letter(js, &filler)
         .await
         .expect("the one letter DLQ keeps");
-    // Production runs the dead-letter listener beside the simulators (`nats-topology`): it
-    // stores what runs out of deliveries.
-    let listener = tokio::spawn(nats_topology::run_dead_letter_listener(
-        bus.js.clone(),
-        std::future::pending(),
-    ));
+    let listener = nats_topology::run_dead_letter_listener(js.clone(), std::future::pending());
+    tokio::spawn(async move {
+        let _ = listener.await;
+    })
+}
+
+#[tokio::test]
+async fn a_full_dead_letter_queue_neither_stops_the_region_nor_loses_the_letter() {
+    let bus = Bus::start().await;
+    let listener = fill_dead_letters(&bus.js).await;
     let _sim = bus.sim("sim-a", &[]).await;
     let poison = publish(
         &bus.js,
@@ -809,6 +814,44 @@ async fn a_full_dead_letter_queue_neither_stops_the_region_nor_loses_the_letter(
     assert_eq!(ours[0].origin_seq, poison);
     assert_eq!(&ours[0].payload[..], b"{not a command");
     bus.settled("west").await;
+    listener.abort();
+}
+
+#[tokio::test]
+async fn a_command_whose_handler_failed_is_reported_failed_again_without_running_again() {
+    let bus = Bus::start().await;
+    let listener = fill_dead_letters(&bus.js).await;
+    let sim = bus.sim("sim-a", &[("SIM_FAILPOINT", "fail-chat")]).await;
+    let a = PlayerId::new();
+    bus.wait_outcome("west", bus.send("west", a, spawn()).await.id)
+        .await;
+    let failing = bus
+        .send("west", a, chat(region_sim::runner::FAILING_CHAT))
+        .await;
+    let ran = "the chat handler runs and fails";
+    // `DLQ` refuses its letter, so it is handed back and delivered again after `ack_wait`.
+    eventually(
+        "the command is delivered again and reported failed again",
+        || async {
+            let log = sim.log();
+            log.matches("command dead-lettered").count() >= 2
+        },
+    )
+    .await;
+    assert_eq!(sim.log().matches(ran).count(), 1, "{}", sim.log());
+
+    // Room again: its letter is stored once, and its handler never ran again.
+    limit_dead_letters(&bus.js, -1).await;
+    let letters = bus.dead_letters(2).await;
+    let ours: Vec<_> = letters
+        .iter()
+        .filter(|l| Envelope::<Command>::decode(&l.payload).is_ok_and(|c| c.id == failing.id))
+        .collect();
+    assert_eq!(ours.len(), 1, "{letters:?}");
+    let marker = bus.send("west", a, chat("after")).await;
+    bus.wait_outcome("west", marker.id).await;
+    assert!(bus.outcome("west", failing.id).await.is_empty());
+    assert_eq!(sim.log().matches(ran).count(), 1, "{}", sim.log());
     listener.abort();
 }
 

@@ -1,11 +1,12 @@
-//! Places to make the process die abruptly, or run slow, for the tests that prove nothing is
-//! lost then. Compiled only with the `failpoints` feature (the tests turn it on); a release
+//! Places to make the process die abruptly, run slow, or fail a handler, for the tests that
+//! prove nothing is lost then. Compiled only with the `failpoints` feature (the tests turn it on); a release
 //! build has none of it. A process built with it still runs normally unless `SIM_FAILPOINT`
 //! names one.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use schemas::RegionId;
+use schemas::{Command, Envelope, RegionId};
 use tracing::error;
 
 use crate::region::TickOutput;
@@ -22,18 +23,26 @@ pub enum Failpoint {
     AbortAfterHandOffFact,
     /// Make every tick take [`SLOW_TICK`] longer, as a process on an overloaded machine would.
     SlowTicks,
+    /// Make the handler of a chat saying [`FAILING_CHAT`] fail (panic), as a handler with a
+    /// defect would.
+    FailChat,
 }
+
+/// The chat line whose handler fails under [`Failpoint::FailChat`].
+pub const FAILING_CHAT: &str = "failpoint: fail this chat";
 
 /// How much longer a tick takes under [`Failpoint::SlowTicks`].
 pub const SLOW_TICK: Duration = Duration::from_millis(40);
 
 impl Failpoint {
-    /// Reads `SIM_FAILPOINT` (`abort-after-facts`, `abort-after-hand-off-fact`, `slow-ticks`).
+    /// Reads `SIM_FAILPOINT` (`abort-after-facts`, `abort-after-hand-off-fact`, `slow-ticks`,
+    /// `fail-chat`).
     pub fn from_env() -> Option<Self> {
         match std::env::var("SIM_FAILPOINT").ok()?.as_str() {
             "abort-after-facts" => Some(Self::AbortAfterFacts),
             "abort-after-hand-off-fact" => Some(Self::AbortAfterHandOffFact),
             "slow-ticks" => Some(Self::SlowTicks),
+            "fail-chat" => Some(Self::FailChat),
             _ => None,
         }
     }
@@ -55,5 +64,18 @@ pub(super) fn facts_stored(failpoint: Option<Failpoint>, region: &RegionId, out:
     if !out.follow_ups.is_empty() && failpoint == Some(Failpoint::AbortAfterHandOffFact) {
         error!(region = %region, "failpoint abort-after-hand-off-fact");
         std::process::abort();
+    }
+}
+
+/// Under [`Failpoint::FailChat`], fails the handler of `cmd` when it is a chat saying
+/// [`FAILING_CHAT`]; each time is logged, so a test can count how often the handler ran.
+pub(crate) fn handler(cmd: &Envelope<Command>) {
+    static FAILPOINT: OnceLock<Option<Failpoint>> = OnceLock::new();
+    if let Command::Chat(chat) = &cmd.payload
+        && chat.text == FAILING_CHAT
+        && *FAILPOINT.get_or_init(Failpoint::from_env) == Some(Failpoint::FailChat)
+    {
+        error!(command = %cmd.id, "failpoint fail-chat: the chat handler runs and fails");
+        panic!("the chat handler failed at its failpoint");
     }
 }

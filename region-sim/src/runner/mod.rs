@@ -49,7 +49,9 @@ use crate::region::Region;
 use crate::settings::Settings;
 
 #[cfg(feature = "failpoints")]
-pub use failpoint::{Failpoint, SLOW_TICK};
+pub(crate) use failpoint::handler as failpoint_handler;
+#[cfg(feature = "failpoints")]
+pub use failpoint::{FAILING_CHAT, Failpoint, SLOW_TICK};
 pub use inspect::{Inspect, Item, RegionState};
 pub use load::RegionLoad;
 
