@@ -169,9 +169,7 @@ async fn run() {
             .await
             .expect("read model");
         // Where a simulator would have put the avatar, as for every player in the world.
-        let placed = nats_topology::avatars::AvatarRegion {
-            region: doc.state.region.clone(),
-        };
+        let placed = nats_topology::avatars::AvatarRegion::at(doc.state.region.clone());
         nats_topology::avatars::record(&avatars, doc.id, &placed)
             .await
             .expect("an avatar_regions entry");

@@ -15,9 +15,43 @@ use serde::{Deserialize, Serialize};
 pub struct AvatarRegion {
     /// The region, or `None` once the avatar has left the world.
     pub region: Option<RegionId>,
+    /// The avatar is on its way into `region`: its source has handed it off and `region` has not
+    /// taken it in yet, so no avatar is there. A spawn there waits for it rather than place a
+    /// second avatar, whose older progress the arrival would then be refused for. Written only
+    /// when true, so that an entry of a region not on its way reads as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub arriving: bool,
 }
 
 impl AvatarRegion {
+    /// An avatar in `region`, or out of the world (`None`).
+    pub fn at(region: Option<RegionId>) -> Self {
+        Self {
+            region,
+            arriving: false,
+        }
+    }
+
+    /// An avatar handed off to `region`, not yet taken in there.
+    pub fn arriving_in(region: RegionId) -> Self {
+        Self {
+            region: Some(region),
+            arriving: true,
+        }
+    }
+
+    /// The entry a stored fact leaves for its player, when it changes that (see
+    /// [`schemas::fold::avatar_region`]): a hand-off out leaves the avatar arriving in the region
+    /// it goes to.
+    pub fn after(fact: &schemas::Envelope<schemas::Fact>) -> Option<(PlayerId, Self)> {
+        let (player, region) = schemas::fold::avatar_region(fact)?;
+        let entry = match (&fact.payload, region) {
+            (schemas::Fact::HandedOffOut(_), Some(to)) => Self::arriving_in(to),
+            (_, region) => Self::at(region),
+        };
+        Some((player, entry))
+    }
+
     /// The entry as stored.
     pub fn encode(&self) -> Vec<u8> {
         // A struct of one optional, validated string always encodes.
@@ -66,10 +100,9 @@ mod tests {
     #[test]
     fn an_entry_round_trips_and_anything_else_is_refused() {
         for entry in [
-            AvatarRegion {
-                region: Some(RegionId::new("south-west").expect("a region id")),
-            },
-            AvatarRegion { region: None },
+            AvatarRegion::at(Some(RegionId::new("south-west").expect("a region id"))),
+            AvatarRegion::arriving_in(RegionId::new("east").expect("a region id")),
+            AvatarRegion::at(None),
         ] {
             assert_eq!(
                 AvatarRegion::decode(&entry.encode()).expect("decodes"),
@@ -83,9 +116,60 @@ mod tests {
             b"{\"region\": \"South West!\"}",
             b"{\"region\": \"south-west\", \"extra\": 1}",
             b"{\"region\": 7}",
+            b"{\"region\": \"east\", \"arriving\": \"yes\"}",
+            b"{\"region\": \"east\", \"arriving\": 1}",
             b"\xff\xfe",
         ] {
             assert!(AvatarRegion::decode(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_entry_written_before_arrivals_reads_as_not_arriving_and_is_written_alike() {
+        let old = AvatarRegion::decode(br#"{"region":"west"}"#).expect("an older entry");
+        assert_eq!(
+            old,
+            AvatarRegion::at(Some(RegionId::new("west").expect("a region id")))
+        );
+        assert_eq!(old.encode(), br#"{"region":"west"}"#);
+    }
+
+    #[test]
+    fn a_hand_off_out_leaves_the_avatar_arriving_and_its_arrival_places_it() {
+        use schemas::fact::{HandedOffIn, HandedOffOut};
+        use schemas::{Actor, EntityState, Envelope, Fact, Position};
+        let player = PlayerId::new();
+        let (west, east) = (
+            RegionId::new("west").expect("a region id"),
+            RegionId::new("east").expect("a region id"),
+        );
+        let state = EntityState::newcomer(player, Position::new(1.0, 1.0), 100);
+        let sim = || Actor::System {
+            service: "region-sim".into(),
+        };
+        let out = Envelope::new(
+            sim(),
+            Some(west),
+            Fact::HandedOffOut(HandedOffOut {
+                state: state.clone(),
+                to_region: east.clone(),
+            }),
+        );
+        assert_eq!(
+            AvatarRegion::after(&out),
+            Some((player, AvatarRegion::arriving_in(east.clone())))
+        );
+        let arrived = Envelope::new(
+            sim(),
+            Some(east.clone()),
+            Fact::HandedOffIn(HandedOffIn {
+                state,
+                from_region: RegionId::new("west").expect("a region id"),
+            }),
+        );
+        assert_eq!(
+            AvatarRegion::after(&arrived),
+            Some((player, AvatarRegion::at(Some(east))))
+        );
     }
 }

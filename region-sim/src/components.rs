@@ -222,8 +222,9 @@ pub struct Slots(pub Vec<Slot>);
 #[derive(Unique, Debug, Default)]
 pub struct Returning(pub HashMap<PlayerId, schemas::fact::Progress>);
 
-/// Players about to spawn whose avatars `avatar_regions` places in another region (looked up by
-/// the runner before the tick, like [`Returning`]): their `spawn` is refused here, so that an
-/// avatar is in one region only, however many spawns its player sends at once.
+/// Players about to spawn whose avatars `avatar_regions` places in another region, or on their
+/// way into this one by a hand-off (looked up by the runner before the tick, like
+/// [`Returning`]): their `spawn` is refused here, so that an avatar is in one region only,
+/// however many spawns its player sends at once.
 #[derive(Unique, Debug, Default)]
 pub struct Elsewhere(pub HashMap<PlayerId, schemas::RegionId>);

@@ -445,9 +445,7 @@ async fn two_spawns_sent_at_once_to_two_regions_place_one_avatar() {
     assert_eq!(placed.len(), 1, "{placed:?}");
     assert_eq!(
         avatar_region(&bus.js, a).await,
-        Some(AvatarRegion {
-            region: Some(region_id(placed[0]))
-        })
+        Some(AvatarRegion::at(Some(region_id(placed[0]))))
     );
 }
 
@@ -469,7 +467,7 @@ async fn a_spawn_refused_for_a_full_region_leaves_the_player_free_to_spawn_elsew
     ));
     assert_eq!(
         avatar_region(&bus.js, b).await,
-        Some(AvatarRegion { region: None }),
+        Some(AvatarRegion::at(None)),
         "west's claim given back"
     );
     let elsewhere = bus.send("east", b, spawn()).await;
@@ -489,9 +487,7 @@ async fn a_stale_claim_of_a_full_region_does_not_keep_the_player_out_of_the_worl
     // West, full, named by a claim whose spawn was never stored (its simulator died, say).
     let b = PlayerId::new();
     let bucket = bus.js.get_key_value(AVATAR_REGIONS).await.expect("bucket");
-    let claim = AvatarRegion {
-        region: Some(region_id("west")),
-    };
+    let claim = AvatarRegion::at(Some(region_id("west")));
     bucket
         .put(b.to_string(), claim.encode().into())
         .await
@@ -504,7 +500,7 @@ async fn a_stale_claim_of_a_full_region_does_not_keep_the_player_out_of_the_worl
             &bus.wait_outcome("west", full.id).await[..],
             [Fact::Rejected(r)] if r.reason == schemas::RejectReason::RegionFull
         ));
-        avatar_region(&bus.js, b).await == Some(AvatarRegion { region: None })
+        avatar_region(&bus.js, b).await == Some(AvatarRegion::at(None))
     })
     .await;
     let elsewhere = bus.send("east", b, spawn()).await;
@@ -512,6 +508,48 @@ async fn a_stale_claim_of_a_full_region_does_not_keep_the_player_out_of_the_worl
         bus.wait_outcome("east", elsewhere.id).await[..],
         [Fact::Spawned(_)]
     ));
+}
+
+#[tokio::test]
+async fn a_spawn_while_the_avatar_is_on_its_way_in_by_a_hand_off_places_no_second_avatar() {
+    let bus = Bus::start().await;
+    let _sim = bus.sim("sim-a", &[]).await;
+    // West has handed b's avatar off to east, which has not taken it in yet: its accept waits
+    // in COMMANDS (east's simulator is being taken over, say).
+    let b = PlayerId::new();
+    let bucket = bus.js.get_key_value(AVATAR_REGIONS).await.expect("bucket");
+    let arriving = AvatarRegion::arriving_in(region_id("east"));
+    bucket
+        .put(b.to_string(), arriving.encode().into())
+        .await
+        .expect("put");
+    let spawned = bus.send("east", b, spawn()).await;
+    match &bus.wait_outcome("east", spawned.id).await[..] {
+        [Fact::Rejected(r)]
+            if r.reason == schemas::RejectReason::AlreadySpawned
+                && r.message.contains("on its way into east") => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(avatar_region(&bus.js, b).await, Some(arriving));
+    assert_eq!(bus.count("east", "spawned").await, 0);
+    // An arrival that never comes (its accept dead-lettered) does not keep the player out for
+    // ever: once no command behind it can come (ack_wait 2 s times 3 deliveries), a spawn
+    // places the avatar.
+    eventually(
+        "a spawn places the avatar once the arrival is stale",
+        || async {
+            let again = bus.send("east", b, spawn()).await;
+            matches!(
+                bus.wait_outcome("east", again.id).await[..],
+                [Fact::Spawned(_)]
+            )
+        },
+    )
+    .await;
+    assert_eq!(
+        avatar_region(&bus.js, b).await,
+        Some(AvatarRegion::at(Some(region_id("east"))))
+    );
 }
 
 #[tokio::test]
@@ -531,9 +569,7 @@ async fn a_spawn_refused_because_the_avatar_is_here_leaves_the_entry_naming_here
     ));
     assert_eq!(
         avatar_region(&bus.js, a).await,
-        Some(AvatarRegion {
-            region: Some(region_id("west"))
-        })
+        Some(AvatarRegion::at(Some(region_id("west"))))
     );
 }
 

@@ -170,9 +170,8 @@ async fn must_spawn_first(app: &TestApp, token: &str) {
 
 /// Writes `player_id`'s `avatar_regions` entry as a simulator does.
 async fn placed_by_a_simulator(app: &TestApp, player_id: &str, region: Option<&str>) {
-    let entry = nats_topology::avatars::AvatarRegion {
-        region: region.map(|r| r.parse().expect("a region id")),
-    };
+    let entry =
+        nats_topology::avatars::AvatarRegion::at(region.map(|r| r.parse().expect("a region id")));
     let player = player_id.parse().expect("a player id");
     nats_topology::avatars::record(app.state.avatars(), player, &entry)
         .await

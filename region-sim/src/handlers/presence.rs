@@ -38,10 +38,13 @@ impl Facts<'_> {
             .ok()
             .and_then(|e| e.0.get(&player).cloned());
         if let Some(there) = there {
-            return reject(
-                RejectReason::AlreadySpawned,
-                format!("your avatar is already in the world, in {there}"),
-            );
+            // Named here with no avatar here: on its way in by a hand-off.
+            let why = if there == self.rules().region.id {
+                format!("your avatar is on its way into {there}")
+            } else {
+                format!("your avatar is already in the world, in {there}")
+            };
+            return reject(RejectReason::AlreadySpawned, why);
         }
         let rules = self.rules();
         let players = self

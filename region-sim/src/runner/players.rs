@@ -19,7 +19,8 @@ impl Running {
     /// First each spawning player's avatar is claimed for this region in `avatar_regions`, by
     /// compare-and-set: a player whose entry names another region is in the world there, and
     /// its spawn is refused here. Two spawns sent at once to two regions thus place one avatar,
-    /// not two, each with the same progress. Returns the entries this region claimed and what
+    /// not two, each with the same progress. A spawn whose avatar is on its way here by a
+    /// hand-off is refused too: the arrival brings the avatar with what it carries now. Returns the entries this region claimed and what
     /// they said before, for [`Running::keep_avatar_regions`] to give back when the spawn is
     /// refused for another reason.
     pub(super) async fn prepare_spawns(
@@ -79,9 +80,7 @@ impl Running {
     async fn claim(&self, player: PlayerId) -> Claim {
         let bucket = &self.shared.avatars;
         let key = player.to_string();
-        let ours = AvatarRegion {
-            region: Some(self.id.clone()),
-        };
+        let ours = AvatarRegion::at(Some(self.id.clone()));
         let mut backoff = Backoff::new();
         loop {
             let entry = match bucket.entry(key.clone()).await {
@@ -100,6 +99,7 @@ impl Running {
             let before = match live {
                 Some(AvatarRegion {
                     region: Some(region),
+                    arriving,
                 }) if region == self.id => {
                     // Naming this region with no avatar here, and written longer ago than any
                     // command behind it can still be delivered (a claim whose spawn was never
@@ -111,14 +111,20 @@ impl Running {
                             .as_ref()
                             .is_some_and(|e| Utc::now() - e.created >= self.claim_lapse());
                     if !stale {
+                        // Handed off here and not taken in yet: the avatar arrives with its
+                        // hand-off, and a spawn now would place a second one.
+                        if arriving && !self.region.holds(player) {
+                            return Claim::Elsewhere(region);
+                        }
                         return Claim::Ours;
                     }
-                    AvatarRegion { region: None }
+                    AvatarRegion::at(None)
                 }
                 Some(AvatarRegion {
                     region: Some(region),
+                    ..
                 }) => return Claim::Elsewhere(region),
-                _ => AvatarRegion { region: None },
+                _ => AvatarRegion::at(None),
             };
             // The error says whether another region wrote the entry first.
             let written = match &entry {
@@ -196,15 +202,16 @@ impl Running {
         let mut latest: HashMap<PlayerId, AvatarRegion> = claimed
             .into_iter()
             .map(|(player, before)| {
-                let here = self.region.holds(player).then(|| AvatarRegion {
-                    region: Some(self.id.clone()),
-                });
+                let here = self
+                    .region
+                    .holds(player)
+                    .then(|| AvatarRegion::at(Some(self.id.clone())));
                 (player, here.unwrap_or(before))
             })
             .collect();
         for f in facts {
-            if let Some((player, region)) = schemas::fold::avatar_region(f) {
-                latest.insert(player, AvatarRegion { region });
+            if let Some((player, entry)) = AvatarRegion::after(f) {
+                latest.insert(player, entry);
             }
         }
         let mut pending: Vec<(PlayerId, AvatarRegion)> = latest.into_iter().collect();
@@ -233,7 +240,7 @@ impl Running {
 
 /// What `avatar_regions` said of a spawning player, once asked.
 enum Claim {
-    /// Its avatar is in another region.
+    /// Its avatar is in another region, or on its way into this one.
     Elsewhere(schemas::RegionId),
     /// The entry named this region already.
     Ours,
