@@ -63,10 +63,9 @@ impl Standby {
                     });
                 }
                 Ok(None) if !told => {
-                    info!(
-                        node,
-                        "another projector runs the live projection; standing by"
-                    );
+                    // Held by another projector, or still by this one when it has just given
+                    // up a lease it could not renew, until that lease expires.
+                    info!(node, "the live projection's lease is held; standing by");
                     told = true;
                 }
                 Ok(None) => {}

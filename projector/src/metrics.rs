@@ -142,13 +142,17 @@ impl Metrics {
         m
     }
 
-    /// Forgets what the live projection reported of its consumers, once this process has given
-    /// it up: a standing-by projector reports no lag or position, so that its last figures
-    /// neither raise an alert nor hide the live projector's.
+    /// Forgets what the live projection reported of its consumers and of a rebuild, once this
+    /// process has given it up: a standing-by projector reports no lag or position, and no
+    /// rebuild under way, so that its last figures neither raise an alert nor hide the live
+    /// projector's.
     pub fn stopped_projecting(&self) {
         self.lag.reset();
         self.position.reset();
         self.batch_limit.reset();
+        self.rebuild_done.set(0);
+        self.rebuild_total.set(0);
+        self.rebuild_rate.set(0.0);
     }
 
     /// The Prometheus text format of every metric.
