@@ -366,11 +366,17 @@ async fn write_job(jobs: &Store, job: &RebuildJob) {
 }
 
 /// Takes pending rebuild jobs and runs them, until `stop` turns true.
+///
+/// Only the projector holding the live projection's lease runs this, so a job still `running`
+/// when it starts was left by a projector that stopped (killed, or its lease lost): its first
+/// look takes such a job again. A rebuild starts by dropping its own collections, so what the
+/// interrupted run wrote is not kept.
 pub async fn take_jobs(
     ctx: std::sync::Arc<Context>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), async_nats::Error> {
     let jobs = ctx.js.get_key_value(REBUILD_JOBS).await?;
+    let mut first_look = true;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -383,6 +389,7 @@ pub async fn take_jobs(
         while let Some(Ok(key)) = keys.next().await {
             pending.push(key);
         }
+        let interrupted_too = std::mem::take(&mut first_look);
         for key in pending {
             let Ok(Some(entry)) = jobs.entry(&key).await else {
                 continue;
@@ -390,8 +397,12 @@ pub async fn take_jobs(
             let Ok(mut job) = serde_json::from_slice::<RebuildJob>(&entry.value) else {
                 continue;
             };
-            if job.state != JobState::Pending {
-                continue;
+            match job.state {
+                JobState::Pending => {}
+                JobState::Running if interrupted_too => {
+                    warn!(job = %job.job_id, "a rebuild interrupted when its projector stopped; running it again");
+                }
+                _ => continue,
             }
             job.state = JobState::Running;
             job.updated_at = Utc::now();

@@ -887,12 +887,7 @@ async fn a_rebuild_while_facts_keep_flowing_ends_equal_to_the_live_models() {
         job.facts_total >= early.len() as u64 && job.facts_done == job.facts_total,
         "{job:?}"
     );
-    let names = stack
-        .db()
-        .list_collection_names()
-        .await
-        .expect("collections");
-    assert!(names.iter().all(|n| !n.contains("__rebuild_")), "{names:?}");
+    assert_eq!(stack.rebuild_collections().await, Vec::<String>::new());
     let log = projector.log();
     assert!(log.contains("read models switched over"), "{log}");
 }
@@ -1132,4 +1127,48 @@ async fn a_projector_that_loses_its_lease_stands_by_and_projects_again_once_it_i
     })
     .await;
     assert!(projector.is_running(), "{}", projector.log());
+}
+
+#[tokio::test]
+async fn a_rebuild_left_running_by_a_projector_that_stopped_is_run_again() {
+    use nats_topology::jobs::{JobState, RebuildJob};
+    let stack = Stack::start().await;
+    stack.publish(&history(2)).await;
+    // A job whose projector stopped half way (killed, or its lease lost), leaving part of a
+    // rebuilt collection behind.
+    let jobs = stack
+        .js
+        .get_key_value("rebuild_jobs")
+        .await
+        .expect("bucket");
+    let mut job = RebuildJob::pending("admin");
+    job.state = JobState::Running;
+    jobs.put(&job.job_id, job.to_bytes().expect("json"))
+        .await
+        .expect("put");
+    stack
+        .db()
+        .collection::<Document>(&Names::rebuild(&job.job_id).players)
+        .insert_one(doc! {"_id": "written-by-the-interrupted-run"})
+        .await
+        .expect("insert");
+
+    let projector = stack.projector();
+    eventually("the interrupted rebuild runs again to its end", || async {
+        let bytes = jobs.get(&job.job_id).await.ok().flatten()?;
+        let now: RebuildJob = serde_json::from_slice(&bytes).ok()?;
+        (now.state == JobState::Done).then_some(())
+    })
+    .await;
+    let expected = stack.expected().await;
+    eventually("the read models equal the fold of the log", || async {
+        (stack.projected().await == expected).then_some(())
+    })
+    .await;
+    assert_eq!(stack.rebuild_collections().await, Vec::<String>::new());
+    let log = projector.log();
+    assert!(
+        log.contains("interrupted when its projector stopped"),
+        "{log}"
+    );
 }

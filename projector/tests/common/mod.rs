@@ -192,6 +192,19 @@ impl Stack {
         )
     }
 
+    /// The collections a rebuild writes before it switches over, left behind.
+    pub async fn rebuild_collections(&self) -> Vec<String> {
+        let names = self
+            .db()
+            .list_collection_names()
+            .await
+            .expect("collections");
+        names
+            .into_iter()
+            .filter(|n| n.contains("__rebuild_"))
+            .collect()
+    }
+
     pub async fn projected(&self) -> Models {
         projected_in(self.db()).await
     }
