@@ -1,7 +1,7 @@
 //! One live projection per deployment, through the `projector_lease` bucket.
 //!
-//! A projector takes the `live` lease before it projects, renews it while it runs, and lets it
-//! go when it stops; a second projector stands by until the lease is free (let go, or expired with a
+//! A projector takes the `live` lease before it projects, renews it while it runs, and lets it go
+//! when it stops; a second projector stands by until the lease is free (let go, or expired with a
 //! dead owner) and then takes over. Two live projections at once would be harmless for the order
 //! of facts (one batch is outstanding at a time) but not for a rebuild, which pauses only the
 //! projection of its own process before it renames collections over the live ones.

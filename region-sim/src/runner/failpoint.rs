@@ -1,7 +1,7 @@
 //! Places to make the process die abruptly, run slow, or fail a handler, for the tests that
-//! prove nothing is lost then. Compiled only with the `failpoints` feature (the tests turn it on); a release
-//! build has none of it. A process built with it still runs normally unless `SIM_FAILPOINT`
-//! names one.
+//! prove nothing is lost then. Compiled only with the `failpoints` feature (the tests turn it
+//! on); a release build has none of it. A process built with it still runs normally unless
+//! `SIM_FAILPOINT` names one.
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -20,9 +20,10 @@ impl Running {
     /// compare-and-set: a player whose entry names another region is in the world there, and
     /// its spawn is refused here. Two spawns sent at once to two regions thus place one avatar,
     /// not two, each with the same progress. A spawn whose avatar is on its way here by a
-    /// hand-off is refused too: the arrival brings the avatar with what it carries now. Returns the entries this region claimed and what
-    /// they said before, for [`Running::keep_avatar_regions`] to give back when the spawn is
-    /// refused for another reason.
+    /// hand-off is refused too: the arrival brings the avatar with what it carries now. Returns
+    /// the entries this region claimed and what they said before, for
+    /// [`Running::keep_avatar_regions`] to give back when the spawn is refused for another
+    /// reason.
     pub(super) async fn prepare_spawns(
         &mut self,
         commands: &[Envelope<Command>],
@@ -106,14 +107,15 @@ impl Running {
                     // stored, a hand-off whose accept was dead-lettered), it is stale: claimed
                     // over as an empty entry, so that a spawn refused here gives it back and
                     // the player may spawn elsewhere.
-                    let stale = !self.region.holds(player)
+                    let absent = !self.region.holds(player);
+                    let stale = absent
                         && entry
                             .as_ref()
                             .is_some_and(|e| Utc::now() - e.created >= self.claim_lapse());
                     if !stale {
                         // Handed off here and not taken in yet: the avatar arrives with its
                         // hand-off, and a spawn now would place a second one.
-                        if arriving && !self.region.holds(player) {
+                        if arriving && absent {
                             return Claim::Elsewhere(region);
                         }
                         return Claim::Ours;
