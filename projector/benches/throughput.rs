@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench -p projector --bench throughput                 # 20 000 facts
 //! cargo bench -p projector --bench throughput -- --facts 5000
+//! PROJECTOR_CONFIG=other.toml cargo bench -p projector --bench throughput  # other settings
 //! ```
 //!
 //! It starts its own NATS, Redis and SecantusDB, stores the facts in `FACTS` first (a mix of
@@ -197,12 +198,16 @@ async fn main() {
     let nats = Server::start_nats().expect("nats-server");
     let mongo = Server::start_mongo().expect("secantusd");
     let redis = Server::start_redis().expect("redis-server");
-    let env: HashMap<&str, String> = HashMap::from([
+    let mut env: HashMap<&str, String> = HashMap::from([
         ("NATS_URL", nats.url()),
         ("MONGODB_URI", mongo.url()),
         ("REDIS_URL", redis.url()),
         ("PROJECTOR_ADDR", "127.0.0.1:0".to_owned()),
     ]);
+    // A copy of config/projector.toml with other settings, to compare them.
+    if let Ok(config) = std::env::var("PROJECTOR_CONFIG") {
+        env.insert("PROJECTOR_CONFIG", config);
+    }
     let ctx = Context::connect(Settings::load(|k| env.get(k).cloned()).expect("settings"))
         .await
         .expect("connect");

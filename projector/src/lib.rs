@@ -104,10 +104,12 @@ impl Context {
             metrics: Metrics::new(),
             live_lock: tokio::sync::Mutex::new(()),
             lane: pace::Lane::new(settings.concurrent_writes),
-            live_writer: Arc::new(tokio::sync::Mutex::new(projection::Writer::new(
-                live::FACTS_CONSUMER,
-            ))),
-            rebuild_writer: Arc::new(tokio::sync::Mutex::new(projection::Writer::new("rebuild"))),
+            live_writer: Arc::new(tokio::sync::Mutex::new(
+                projection::Writer::new(live::FACTS_CONSUMER).remembering(settings.known_documents),
+            )),
+            rebuild_writer: Arc::new(tokio::sync::Mutex::new(
+                projection::Writer::new(rebuild::WRITER).remembering(settings.known_documents),
+            )),
             settings,
         }))
     }

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::TryStreamExt;
+use moka::sync::Cache;
 use mongodb::bson::{self, Document, doc};
 use mongodb::error::TRANSIENT_TRANSACTION_ERROR;
 use mongodb::options::{WriteConcern, WriteModel};
@@ -248,19 +249,30 @@ struct Writes {
     behind: Vec<Vec<usize>>,
 }
 
-/// The read-model writes of a batch, and what they change.
+/// The read-model writes of a batch, what they change, and the documents after it.
 struct Folded {
     writes: Writes,
     changed: Changed,
+    current: Current,
 }
 
-/// Reads the documents `facts` touch (in `session`'s transaction, when there is one), folds
-/// the facts into them in stream order, and returns a write of each changed document.
+/// The documents a batch touches, by id: `None` where there is none (yet).
+#[derive(Default)]
+struct Current {
+    players: BTreeMap<PlayerId, Option<PlayerDoc>>,
+    entities: BTreeMap<EntityId, Option<EntityDoc>>,
+    sessions: BTreeMap<String, Option<SessionDoc>>,
+}
+
+/// Reads the documents `facts` touch that `known` does not hold (in `session`'s transaction,
+/// when there is one), folds the facts into them in stream order, and returns a write of each
+/// changed document.
 async fn fold(
     db: &Database,
     names: &Names,
     facts: &[Stored],
     touched: &Touched,
+    known: Current,
     mut session: Option<&mut ClientSession>,
 ) -> Result<Folded, WriteError> {
     let guard = if session.is_some() {
@@ -268,42 +280,56 @@ async fn fold(
     } else {
         Guard::Seq
     };
-    let mut players: BTreeMap<PlayerId, Option<PlayerDoc>> =
-        touched.players.iter().map(|p| (*p, None)).collect();
+    let Current {
+        mut players,
+        mut entities,
+        mut sessions,
+    } = known;
+    fn unknown<K: Ord + ToString, D>(known: &BTreeMap<K, D>, ids: &BTreeSet<K>) -> Vec<String> {
+        ids.iter()
+            .filter(|id| !known.contains_key(*id))
+            .map(ToString::to_string)
+            .collect()
+    }
     let loaded = load::<PlayerDoc>(
         db,
         &names.players,
-        touched.players.iter().map(ToString::to_string).collect(),
+        unknown(&players, &touched.players),
         session.as_deref_mut(),
     )
     .await?;
     let unreadable_players = loaded.unreadable;
+    for p in &touched.players {
+        players.entry(*p).or_insert(None);
+    }
     for d in loaded.docs {
         players.insert(d.id, Some(d));
     }
-    let mut entities: BTreeMap<EntityId, Option<EntityDoc>> =
-        touched.entities.iter().map(|e| (*e, None)).collect();
     let loaded = load::<EntityDoc>(
         db,
         &names.world,
-        touched.entities.iter().map(ToString::to_string).collect(),
+        unknown(&entities, &touched.entities),
         session.as_deref_mut(),
     )
     .await?;
     let unreadable_entities = loaded.unreadable;
+    for e in &touched.entities {
+        entities.entry(*e).or_insert(None);
+    }
     for d in loaded.docs {
         entities.insert(d.id, Some(d));
     }
-    let mut sessions: BTreeMap<String, Option<SessionDoc>> =
-        touched.sessions.iter().map(|s| (s.clone(), None)).collect();
     let loaded = load::<SessionDoc>(
         db,
         &names.sessions,
-        touched.sessions.iter().cloned().collect(),
+        unknown(&sessions, &touched.sessions),
         session,
     )
     .await?;
     let unreadable_sessions = loaded.unreadable;
+    for s in &touched.sessions {
+        sessions.entry(s.clone()).or_insert(None);
+    }
     for d in loaded.docs {
         sessions.insert(d.id.clone(), Some(d));
     }
@@ -439,7 +465,15 @@ async fn fold(
     if !unwritable.is_empty() {
         return Err(unwritable_error(unwritable));
     }
-    Ok(Folded { writes, changed })
+    Ok(Folded {
+        writes,
+        changed,
+        current: Current {
+            players,
+            entities,
+            sessions,
+        },
+    })
 }
 
 /// The audit entries of `facts` (one per fact, in order), when `names` writes the audit.
@@ -501,7 +535,16 @@ pub async fn apply(
             Err(Failed::Conflict(e)) => {
                 // Two writers at once: a projector that lost its lease and the one that took
                 // it, for a moment, or one that should not be running.
+                writer.known.forget();
                 warn!(attempt, error = %e, "another writer changed the batch's documents; reading them again");
+            }
+            Err(Failed::Stale) => {
+                // Another projector, or a rebuild, wrote since this writer's last batch.
+                writer.known.forget();
+                tracing::info!(
+                    writer = writer.name,
+                    "the projection was written by another writer since; reading its documents again"
+                );
             }
             Err(Failed::Other(e)) => {
                 // Whatever went wrong, the next attempt asks the server afresh what it runs
@@ -528,29 +571,63 @@ pub async fn apply(
 /// `mongod` and SecantusDB): every write of them meets a conflict until then. So the next
 /// writer of the same name ends the session registered before it (`killSessions`, which aborts
 /// its transaction) before it registers its own, and writes on at once.
+///
+/// The writer also remembers the documents its transactions committed ([`Known`]), so that a
+/// batch reads from the server only those it has not met (reading a document costs SecantusDB
+/// about half of what writing it does). They are what the server holds only while no one else
+/// writes the projection: so each transaction marks the writer's entry in [`PROGRESS`] with
+/// this writer's tenure (a random id), and one that relies on remembered documents first
+/// checks, in the same transaction, that the entry still names it. Another projector's write
+/// (after a lease changed hands) or a rebuild's (see [`disown`]) changes the entry, and the
+/// writer forgets what it remembered and reads everything again. Remembered documents are
+/// used only in transactions: without them the check and the writes cannot be made one step.
 pub struct Writer {
     name: String,
     session: Option<ClientSession>,
     /// Whether the server runs transactions, asked once and forgotten with the session.
     transactions: Option<bool>,
+    /// The documents as this writer's last transactions left them.
+    known: Known,
+    /// What this writer writes into its entry in [`PROGRESS`] with each transaction.
+    tenure: String,
 }
+
+/// How many documents of each read model a writer remembers, unless told otherwise.
+pub const KNOWN_DOCUMENTS: u64 = 50_000;
 
 impl Writer {
     /// A writer named `name`: one per projection (its collections), so that a writer ends only
-    /// the session its predecessor left.
+    /// the session its predecessor left, and knows when another wrote the projection. It
+    /// remembers up to [`KNOWN_DOCUMENTS`] documents of each read model.
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             session: None,
             transactions: None,
+            known: Known::new(KNOWN_DOCUMENTS),
+            tenure: schemas::EventId::new().to_string(),
         }
     }
 
-    /// Drops the session (which aborts a transaction the driver still holds open on it), and
-    /// what the server was found to run; the next use asks and registers again.
+    /// The same writer remembering up to `documents` documents of each read model (none: every
+    /// batch reads all it touches from the server).
+    pub fn remembering(mut self, documents: u64) -> Self {
+        self.known = Known::new(documents);
+        self
+    }
+
+    /// Forgets the documents this writer remembers: the next batch reads all it touches.
+    pub fn forget_documents(&mut self) {
+        self.known.forget();
+    }
+
+    /// Drops the session (which aborts a transaction the driver still holds open on it), what
+    /// the server was found to run and the documents remembered; the next use asks, registers
+    /// and reads again.
     fn forget(&mut self) {
         self.session = None;
         self.transactions = None;
+        self.known.forget();
     }
 
     /// Whether the server runs multi-document transactions: a replica-set member or a `mongos`
@@ -594,7 +671,7 @@ impl Writer {
         db: &Database,
     ) -> Result<ClientSession, mongodb::error::Error> {
         let progress = db.collection::<Document>(PROGRESS);
-        let key = format!("writer:{}", self.name);
+        let key = writer_key(&self.name);
         let before = progress.find_one(doc! {"_id": &key}).await?;
         if let Some(lsid) = before.as_ref().and_then(|d| d.get_document("lsid").ok()) {
             let killed = client
@@ -620,6 +697,129 @@ impl Writer {
     }
 }
 
+/// The `_id` of a writer's entry in [`PROGRESS`].
+fn writer_key(name: &str) -> String {
+    format!("writer:{name}")
+}
+
+/// Tells every writer named `name` that the projection's documents were changed by someone else
+/// (a rebuild dropping or replacing its collections): each forgets what it remembers before
+/// its next batch, wherever it runs.
+pub async fn disown(db: &Database, name: &str) -> Result<(), mongodb::error::Error> {
+    db.collection::<Document>(PROGRESS)
+        .update_one(
+            doc! {"_id": writer_key(name)},
+            doc! {
+                "$set": {"tenure": schemas::EventId::new().to_string()},
+                "$inc": {"writes": 1_i64},
+            },
+        )
+        .upsert(true)
+        .write_concern(WriteConcern::builder().journal(true).build())
+        .await?;
+    Ok(())
+}
+
+/// Marks the writer's entry in [`PROGRESS`] with `tenure`, in the transaction on `session`; when
+/// the batch `relies` on remembered documents, only if the entry names `tenure` already.
+/// `false` when it does not: another writer wrote since. The mark always changes the entry (a
+/// count of writes), so two writers' transactions at once meet as a write conflict.
+async fn mark_tenure(
+    db: &Database,
+    name: &str,
+    tenure: &str,
+    relies: bool,
+    session: &mut ClientSession,
+) -> Result<bool, mongodb::error::Error> {
+    let mut filter = doc! {"_id": writer_key(name)};
+    if relies {
+        filter.insert("tenure", tenure);
+    }
+    let marked = db
+        .collection::<Document>(PROGRESS)
+        .update_one(
+            filter,
+            doc! {"$set": {"tenure": tenure}, "$inc": {"writes": 1_i64}},
+        )
+        .upsert(!relies)
+        .session(session)
+        .await?;
+    Ok(!relies || marked.matched_count == 1)
+}
+
+/// Read-model documents by id, up to a number of each kind (the least used go first).
+struct Known {
+    players: Option<Cache<PlayerId, PlayerDoc>>,
+    entities: Option<Cache<EntityId, EntityDoc>>,
+    sessions: Option<Cache<String, SessionDoc>>,
+}
+
+impl Known {
+    fn new(capacity: u64) -> Self {
+        Self {
+            players: (capacity > 0).then(|| Cache::new(capacity)),
+            entities: (capacity > 0).then(|| Cache::new(capacity)),
+            sessions: (capacity > 0).then(|| Cache::new(capacity)),
+        }
+    }
+
+    /// The remembered documents among those `touched`.
+    fn of(&self, touched: &Touched) -> Current {
+        fn found<K, D>(cache: Option<&Cache<K, D>>, ids: &BTreeSet<K>) -> BTreeMap<K, Option<D>>
+        where
+            K: Clone + Ord + std::hash::Hash + Eq + Send + Sync + 'static,
+            D: Clone + Send + Sync + 'static,
+        {
+            let Some(cache) = cache else {
+                return BTreeMap::new();
+            };
+            ids.iter()
+                .filter_map(|id| Some((id.clone(), Some(cache.get(id)?))))
+                .collect()
+        }
+        Current {
+            players: found(self.players.as_ref(), &touched.players),
+            entities: found(self.entities.as_ref(), &touched.entities),
+            sessions: found(self.sessions.as_ref(), &touched.sessions),
+        }
+    }
+
+    /// Remembers the documents as a committed batch left them; one it left with none (the
+    /// fold removed it, and nothing was written) is forgotten, to be read again.
+    fn remember(&self, current: Current) {
+        fn keep<K, D>(cache: Option<&Cache<K, D>>, docs: BTreeMap<K, Option<D>>)
+        where
+            K: Clone + Ord + std::hash::Hash + Eq + Send + Sync + 'static,
+            D: Clone + Send + Sync + 'static,
+        {
+            let Some(cache) = cache else {
+                return;
+            };
+            for (id, doc) in docs {
+                match doc {
+                    Some(doc) => cache.insert(id, doc),
+                    None => cache.invalidate(&id),
+                }
+            }
+        }
+        keep(self.players.as_ref(), current.players);
+        keep(self.entities.as_ref(), current.entities);
+        keep(self.sessions.as_ref(), current.sessions);
+    }
+
+    fn forget(&self) {
+        if let Some(c) = &self.players {
+            c.invalidate_all();
+        }
+        if let Some(c) = &self.entities {
+            c.invalidate_all();
+        }
+        if let Some(c) = &self.sessions {
+            c.invalidate_all();
+        }
+    }
+}
+
 /// One attempt in a transaction on `writer`'s session: reads, folds, writes, commits.
 async fn in_transaction(
     client: &Client,
@@ -629,6 +829,10 @@ async fn in_transaction(
     touched: &Touched,
     writer: &mut Writer,
 ) -> Result<Changed, Failed> {
+    let known = writer.known.of(touched);
+    let relies =
+        !(known.players.is_empty() && known.entities.is_empty() && known.sessions.is_empty());
+    let (name, tenure) = (writer.name.clone(), writer.tenure.clone());
     let session = writer
         .session(client, db)
         .await
@@ -643,7 +847,25 @@ async fn in_transaction(
         writer.forget();
         return Err(Failed::Other(e.into()));
     }
-    transaction(client, db, names, facts, touched, session).await
+    let marked = mark_tenure(db, &name, &tenure, relies, session).await;
+    match marked {
+        Ok(true) => {}
+        Ok(false) => {
+            let _ = session.abort_transaction().await;
+            return Err(Failed::Stale);
+        }
+        Err(e) => {
+            let _ = session.abort_transaction().await;
+            return Err(if is_conflict(&e) {
+                Failed::Conflict(e)
+            } else {
+                Failed::Other(e.into())
+            });
+        }
+    }
+    let (changed, current) = transaction(client, db, names, facts, touched, known, session).await?;
+    writer.known.remember(current);
+    Ok(changed)
 }
 
 /// One attempt without a transaction: reads, folds, and writes each document by an upsert
@@ -657,7 +879,7 @@ async fn guarded_by_seq(
     facts: &[Stored],
     touched: &Touched,
 ) -> Result<Changed, Failed> {
-    let folded = fold(db, names, facts, touched, None)
+    let folded = fold(db, names, facts, touched, Current::default(), None)
         .await
         .map_err(Failed::Other)?;
     match write(client, folded.writes.models, &folded.writes.behind).await {
@@ -671,6 +893,9 @@ async fn guarded_by_seq(
 enum Failed {
     /// Another writer touched the same documents: read and fold again.
     Conflict(mongodb::error::Error),
+    /// Another writer wrote the projection since this writer's last batch, whose documents it
+    /// remembered: forget them, read and fold again.
+    Stale,
     /// Anything else.
     Other(WriteError),
 }
@@ -683,10 +908,11 @@ async fn transaction(
     names: &Names,
     facts: &[Stored],
     touched: &Touched,
+    known: Current,
     session: &mut ClientSession,
-) -> Result<Changed, Failed> {
+) -> Result<(Changed, Current), Failed> {
     let outcome = async {
-        let folded = fold(db, names, facts, touched, Some(&mut *session))
+        let folded = fold(db, names, facts, touched, known, Some(&mut *session))
             .await
             .map_err(|e| match e {
                 // A read in a transaction another writer's conflict or a killed session ended.
@@ -710,7 +936,7 @@ async fn transaction(
                 Failed::Other(e.into())
             }
         })?;
-        Ok(folded.changed)
+        Ok((folded.changed, folded.current))
     }
     .await;
     if outcome.is_err() {

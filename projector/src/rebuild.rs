@@ -252,6 +252,9 @@ pub fn shard_commands(db: &str, names: &Names, sharded: &[Document]) -> Vec<Docu
     .collect()
 }
 
+/// The name of the writer of rebuilds (see [`crate::projection::Writer`]).
+pub const WRITER: &str = "rebuild";
+
 /// Rebuilds the read models for job `job`, reporting progress as it goes; returns the facts
 /// folded. The live collections are replaced at the end.
 pub async fn rebuild(
@@ -266,6 +269,9 @@ pub async fn rebuild(
             .drop()
             .await?;
     }
+    // What any writer of rebuilds remembers is of collections dropped now.
+    projection::disown(&ctx.db, WRITER).await?;
+    ctx.rebuild_writer.lock().await.forget_documents();
     ensure_indexes(&ctx.db, &names).await?;
     shard_like_the_live_ones(ctx, &names).await?;
     let progress = Progress {
@@ -301,6 +307,10 @@ pub async fn rebuild(
     let guard = ctx.live_lock.lock().await;
     let target = last_sequence(ctx).await?;
     folding.up_to(target).await?;
+    // The live projection's writers, here and in any projector, forget what they remember of
+    // the collections about to be replaced.
+    projection::disown(&ctx.db, crate::live::FACTS_CONSUMER).await?;
+    ctx.live_writer.lock().await.forget_documents();
     let db = ctx.db.name().to_owned();
     for (from, to) in [
         (&names.players, PLAYERS),

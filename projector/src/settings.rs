@@ -40,6 +40,9 @@ pub struct Settings {
     /// How long a stopping projector waits for a write in flight to end before it leaves it
     /// unacknowledged (to be delivered again).
     pub stop_grace: Duration,
+    /// Read-model documents of each kind the live projection and a rebuild remember between
+    /// batches (see [`crate::projection::Writer`]); 0 for none.
+    pub known_documents: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +57,7 @@ struct File {
     target_write_ms: u64,
     concurrent_writes: usize,
     stop_grace_secs: u64,
+    known_documents: u64,
 }
 
 impl Settings {
@@ -81,6 +85,9 @@ impl Settings {
         if file.concurrent_writes == 0 || file.concurrent_writes > 64 {
             return Err(bad("concurrent_writes", "must be from 1 to 64"));
         }
+        if file.known_documents > 10_000_000 {
+            return Err(bad("known_documents", "must be from 0 to 10000000"));
+        }
         Ok(Self {
             addr,
             nats_url: env("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
@@ -96,6 +103,7 @@ impl Settings {
             target_write: Duration::from_millis(file.target_write_ms),
             concurrent_writes: file.concurrent_writes,
             stop_grace: Duration::from_secs(file.stop_grace_secs),
+            known_documents: file.known_documents,
         })
     }
 }
@@ -111,7 +119,7 @@ mod tests {
     #[test]
     fn the_shipped_file_is_enough_and_the_environment_wins() {
         let s = with(&[]).expect("shipped config");
-        assert_eq!(s.batch_size, 256);
+        assert_eq!((s.batch_size, s.known_documents), (256, 50_000));
         let s = with(&[
             ("MONGODB_DATABASE", "other"),
             ("PROJECTOR_ADDR", "127.0.0.1:1"),
@@ -130,6 +138,43 @@ mod tests {
             ),
         ] {
             assert_eq!(with(&pairs).expect_err("invalid").key, key);
+        }
+    }
+
+    #[test]
+    fn remembered_documents_are_bounded_and_a_whole_number() {
+        let shipped = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/projector.toml"
+        ))
+        .expect("the shipped file");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        for (value, ok) in [
+            ("0", true),
+            ("10000000", true),
+            ("10000001", false),
+            ("18446744073709551615", false),
+            ("-1", false),
+            ("1.5", false),
+            ("\"50000\"", false),
+        ] {
+            let text = shipped.replace(
+                "known_documents = 50000",
+                &format!("known_documents = {value}"),
+            );
+            let path = dir.path().join("projector.toml");
+            std::fs::write(&path, text).expect("written");
+            let path = path.to_str().expect("a UTF-8 path");
+            match with(&[("PROJECTOR_CONFIG", path)]) {
+                Ok(s) => assert!(ok, "{value} taken as {}", s.known_documents),
+                Err(e) => {
+                    assert!(!ok, "{value} refused: {e}");
+                    assert!(
+                        e.to_string().contains("known_documents"),
+                        "{value}: {e} names the key"
+                    );
+                }
+            }
         }
     }
 }

@@ -331,6 +331,65 @@ async fn without_transactions_a_batch_applied_twice_or_out_of_date_changes_nothi
     applied_twice_or_out_of_date(Kind::MongoStandalone).await;
 }
 
+/// A writer remembers the documents its batches wrote and does not read them again; once another
+/// writer of the same projection wrote since (a projector that held the lease meanwhile), or a
+/// rebuild disowned them, it reads them again, so what it writes holds every fact.
+#[tokio::test]
+async fn a_writer_reads_again_what_another_writer_or_a_rebuild_changed_since_its_last_batch() {
+    let (_server, client) = read_models_server(Kind::Mongo).await;
+    let names = Names::live();
+    let db = indexed(&client, "game", &names).await;
+    let p = PlayerId::new();
+    let mut facts = hurt_player(p, 4);
+    let role = |seq, role: &str| Stored {
+        seq,
+        env: fact(
+            None,
+            Fact::RoleChanged(RoleChanged {
+                player: p,
+                role: role.into(),
+            }),
+        ),
+        client_ip: None,
+        request_id: None,
+    };
+    // Facts 1 to 6 (hurt down to 96), then the role changes: 7 and 8.
+    facts.extend([role(7, "moderator"), role(8, "admin")]);
+    let apply = async |batch: &[Stored], writer: &mut Writer| {
+        projection::apply(&client, &db, &names, batch, writer)
+            .await
+            .expect("batch");
+    };
+    let mut first = Writer::new("live");
+    apply(&facts[..3], &mut first).await;
+    // Another projector, holding the lease meanwhile, projects the next facts.
+    apply(&facts[3..6], &mut Writer::new("live")).await;
+    // The first takes the lease back and goes on after them: the player it remembers is older
+    // than the one stored, and the stored one is what the next fact is folded into.
+    apply(&facts[6..7], &mut first).await;
+    let (players, _, _) = projected_in(&db).await;
+    assert_eq!(
+        (players[&p].state.hp, players[&p].state.role.as_str()),
+        (Some(96), "moderator"),
+        "the other writer's facts, then the first's"
+    );
+    assert_eq!(players[&p].seq, 7);
+    // A rebuild replaces the collections with documents its own fold made (here: written by
+    // hand, hurt once more than the log says) and disowns them.
+    db.collection::<Document>("players")
+        .update_one(doc! {"_id": p.to_string()}, doc! {"$set": {"hp": 1}})
+        .await
+        .expect("the rebuild's document");
+    projection::disown(&db, "live").await.expect("disowned");
+    apply(&facts[7..], &mut first).await;
+    let (players, _, _) = projected_in(&db).await;
+    assert_eq!(
+        (players[&p].state.hp, players[&p].state.role.as_str()),
+        (Some(1), "admin"),
+        "folded into the rebuild's document, not the one remembered"
+    );
+}
+
 /// A projector killed between a transaction's writes and its commit leaves the transaction open
 /// on the server, holding its documents for the server's transaction lifetime (60 s). The next
 /// writer of the same projection ends it and writes at once.
