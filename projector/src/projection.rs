@@ -1,10 +1,11 @@
 //! Applying a batch of facts to the read models (and the audit trail).
 //!
-//! The documents a batch touches are read once, the batch's facts are folded into them in stream
-//! order (see [`crate::models`]), and each changed document is written once, so that a write of
-//! an older state never lands over a newer one: read and written in one transaction where the
-//! server has them, otherwise guarded by the document's `seq`; another writer met on the way
-//! (a conflict, a duplicate key) has the batch read and folded again. The audit entries,
+//! The documents a batch touches are read once (or taken from those the writer remembers, see
+//! [`Writer`]), the batch's facts are folded into them in stream order (see [`crate::models`]),
+//! and each changed document is written once, so that a write of an older state never lands
+//! over a newer one: read and written in one transaction where the server has them, otherwise
+//! guarded by the document's `seq`; another writer met on the way (a conflict, a duplicate key,
+//! a changed writer's entry) has the batch read and folded again. The audit entries,
 //! unique on the event id, follow, where a duplicate key means "already there". Any other
 //! failure of one write is reported with the facts behind it.
 
@@ -163,8 +164,9 @@ async fn load<T: DeserializeOwned>(
 enum Guard {
     /// The write's filter: only over an older `seq`. For servers without transactions.
     Seq,
-    /// The transaction the documents were read in: a document written by anyone else since
-    /// then is a write conflict, and the whole batch is read and folded again. The filter
+    /// The transaction the documents were read in (or, for those remembered, the writer's
+    /// entry was checked in, see [`Writer`]): a document written by anyone else since then is
+    /// a write conflict, and the whole batch is read and folded again. The filter
     /// names the document alone, which SecantusDB finds by its primary key; a `seq` range
     /// beside it sends every write through the query planner (about half the write rate with
     /// the read models' secondary indexes).
@@ -247,6 +249,9 @@ impl Touched {
 struct Writes {
     models: Vec<WriteModel>,
     behind: Vec<Vec<usize>>,
+    /// How many of them replace a document that was there before the batch (in a
+    /// transaction, each must match one).
+    replacements: i64,
 }
 
 /// The read-model writes of a batch, what they change, and the documents after it.
@@ -256,7 +261,7 @@ struct Folded {
     current: Current,
 }
 
-/// The documents a batch touches, by id: `None` where there is none (yet).
+/// The documents a batch touches, by id: `None` where there is none.
 #[derive(Default)]
 struct Current {
     players: BTreeMap<PlayerId, Option<PlayerDoc>>,
@@ -423,7 +428,11 @@ async fn fold(
                    model: &dyn Fn(Document) -> WriteModel,
                    idx: &[usize]| match encoded {
         Ok(d) => {
-            writes.models.push(model(d));
+            let model = model(d);
+            if matches!(model, WriteModel::ReplaceOne(_)) {
+                writes.replacements += 1;
+            }
+            writes.models.push(model);
             writes.behind.push(idx.to_vec());
         }
         Err(e) => {
@@ -465,13 +474,28 @@ async fn fold(
     if !unwritable.is_empty() {
         return Err(unwritable_error(unwritable));
     }
+    // What the server holds once the batch is written: the documents that were there and those
+    // written. One the fold made up without a change to write (a blow struck by a player who
+    // has no document, say) is not there: none.
+    fn stored<K: Ord, D>(
+        docs: BTreeMap<K, Option<D>>,
+        there: &BTreeSet<K>,
+        written: &BTreeMap<K, Vec<usize>>,
+    ) -> BTreeMap<K, Option<D>> {
+        docs.into_iter()
+            .map(|(k, d)| {
+                let kept = there.contains(&k) || written.contains_key(&k);
+                (k, d.filter(|_| kept))
+            })
+            .collect()
+    }
     Ok(Folded {
         writes,
         changed,
         current: Current {
-            players,
-            entities,
-            sessions,
+            players: stored(players, &players_there, &player_facts),
+            entities: stored(entities, &entities_there, &entity_facts),
+            sessions: stored(sessions, &sessions_there, &session_facts),
         },
     })
 }
@@ -505,7 +529,8 @@ const CONFLICT_ATTEMPTS: u32 = 5;
 /// the audit entries, then the projection's position, each acknowledged by the journal.
 ///
 /// Where the server has transactions (a replica set, a sharded cluster, SecantusDB), the
-/// documents are read and written in one transaction. Elsewhere (a standalone `mongod`) they
+/// documents are read (those the writer does not remember) and written in one transaction.
+/// Elsewhere (a standalone `mongod`) they
 /// are read, then written in one bulk write guarded by `seq`. Run again, a batch changes
 /// nothing: every fold skips what a document already holds, and the audit entries are there.
 pub async fn apply(
@@ -535,15 +560,14 @@ pub async fn apply(
             Err(Failed::Conflict(e)) => {
                 // Two writers at once: a projector that lost its lease and the one that took
                 // it, for a moment, or one that should not be running.
-                writer.known.forget();
+                writer.forget_documents();
                 warn!(attempt, error = %e, "another writer changed the batch's documents; reading them again");
             }
             Err(Failed::Stale) => {
-                // Another projector, or a rebuild, wrote since this writer's last batch.
-                writer.known.forget();
+                writer.forget_documents();
                 tracing::info!(
                     writer = writer.name,
-                    "the projection was written by another writer since; reading its documents again"
+                    "the projection changed since this writer's last batch; reading its documents again"
                 );
             }
             Err(Failed::Other(e)) => {
@@ -572,15 +596,19 @@ pub async fn apply(
 /// writer of the same name ends the session registered before it (`killSessions`, which aborts
 /// its transaction) before it registers its own, and writes on at once.
 ///
-/// The writer also remembers the documents its transactions committed ([`Known`]), so that a
-/// batch reads from the server only those it has not met (reading a document costs SecantusDB
-/// about half of what writing it does). They are what the server holds only while no one else
-/// writes the projection: so each transaction marks the writer's entry in [`PROGRESS`] with
-/// this writer's tenure (a random id), and one that relies on remembered documents first
-/// checks, in the same transaction, that the entry still names it. Another projector's write
-/// (after a lease changed hands) or a rebuild's (see [`disown`]) changes the entry, and the
-/// writer forgets what it remembered and reads everything again. Remembered documents are
-/// used only in transactions: without them the check and the writes cannot be made one step.
+/// The writer also remembers the documents its last transactions read or wrote ([`Known`]), so
+/// that a batch reads from the server only those it has not met (reading a document costs
+/// SecantusDB about half of what writing it does). They are what the server holds only while
+/// nobody else writes the projection and every commit of this writer lasted. So every
+/// transaction first counts itself in the writer's entry in [`PROGRESS`] (`writes`, and
+/// `tenure`: this writer's random id), which also fixes the transaction's snapshot, and sees
+/// the entry as it was: if it is not as this writer's last commit left it (another projector
+/// wrote meanwhile, a rebuild [`disown`]ed the documents, a commit the server acknowledged was
+/// lost in a crash), the writer forgets all it remembers, and a batch that relied on any of it
+/// is aborted and read again. Two writers' transactions at once both change the entry and meet
+/// as a write conflict. A replacement of a document read or remembered as there that matches
+/// none aborts the batch the same way. Remembered documents are used only in transactions:
+/// without them the check and the writes cannot be made one step.
 pub struct Writer {
     name: String,
     session: Option<ClientSession>,
@@ -588,8 +616,11 @@ pub struct Writer {
     transactions: Option<bool>,
     /// The documents as this writer's last transactions left them.
     known: Known,
-    /// What this writer writes into its entry in [`PROGRESS`] with each transaction.
+    /// This writer's id in its entry in [`PROGRESS`].
     tenure: String,
+    /// The entry's count of writes after this writer's last commit, and the database and
+    /// collections it wrote: what `known` holds is of those, as they were then.
+    last: Option<(i64, String)>,
 }
 
 /// How many documents of each read model a writer remembers, unless told otherwise.
@@ -606,6 +637,7 @@ impl Writer {
             transactions: None,
             known: Known::new(KNOWN_DOCUMENTS),
             tenure: schemas::EventId::new().to_string(),
+            last: None,
         }
     }
 
@@ -619,6 +651,7 @@ impl Writer {
     /// Forgets the documents this writer remembers: the next batch reads all it touches.
     pub fn forget_documents(&mut self) {
         self.known.forget();
+        self.last = None;
     }
 
     /// Drops the session (which aborts a transaction the driver still holds open on it), what
@@ -627,7 +660,7 @@ impl Writer {
     fn forget(&mut self) {
         self.session = None;
         self.transactions = None;
-        self.known.forget();
+        self.forget_documents();
     }
 
     /// Whether the server runs multi-document transactions: a replica-set member or a `mongos`
@@ -703,8 +736,8 @@ fn writer_key(name: &str) -> String {
 }
 
 /// Tells every writer named `name` that the projection's documents were changed by someone else
-/// (a rebuild dropping or replacing its collections): each forgets what it remembers before
-/// its next batch, wherever it runs.
+/// (a rebuild dropping or replacing its collections): each, wherever it runs, forgets what it
+/// remembers at its next transaction.
 pub async fn disown(db: &Database, name: &str) -> Result<(), mongodb::error::Error> {
     db.collection::<Document>(PROGRESS)
         .update_one(
@@ -720,34 +753,37 @@ pub async fn disown(db: &Database, name: &str) -> Result<(), mongodb::error::Err
     Ok(())
 }
 
-/// Marks the writer's entry in [`PROGRESS`] with `tenure`, in the transaction on `session`; when
-/// the batch `relies` on remembered documents, only if the entry names `tenure` already.
-/// `false` when it does not: another writer wrote since. The mark always changes the entry (a
-/// count of writes), so two writers' transactions at once meet as a write conflict.
-async fn mark_tenure(
+/// Counts a transaction of the writer `name` (whose id is `tenure`) in its entry in
+/// [`PROGRESS`], in the transaction on `session`, and returns the entry as it was before:
+/// its count of writes and the id of the writer that last changed it (none before the first).
+/// The count always changes, so two writers' transactions at once meet as a write conflict.
+async fn count_write(
     db: &Database,
     name: &str,
     tenure: &str,
-    relies: bool,
     session: &mut ClientSession,
-) -> Result<bool, mongodb::error::Error> {
-    let mut filter = doc! {"_id": writer_key(name)};
-    if relies {
-        filter.insert("tenure", tenure);
-    }
-    let marked = db
+) -> Result<Option<(i64, String)>, mongodb::error::Error> {
+    let before = db
         .collection::<Document>(PROGRESS)
-        .update_one(
-            filter,
+        .find_one_and_update(
+            doc! {"_id": writer_key(name)},
             doc! {"$set": {"tenure": tenure}, "$inc": {"writes": 1_i64}},
         )
-        .upsert(!relies)
+        .upsert(true)
+        .return_document(mongodb::options::ReturnDocument::Before)
         .session(session)
         .await?;
-    Ok(!relies || marked.matched_count == 1)
+    Ok(before.map(|d| {
+        let writes = match d.get("writes") {
+            Some(bson::Bson::Int64(n)) => *n,
+            Some(bson::Bson::Int32(n)) => i64::from(*n),
+            _ => 0,
+        };
+        (writes, d.get_str("tenure").unwrap_or_default().to_owned())
+    }))
 }
 
-/// Read-model documents by id, up to a number of each kind (the least used go first).
+/// Read-model documents by id, up to a number of each kind (moka's policy decides which go).
 struct Known {
     players: Option<Cache<PlayerId, PlayerDoc>>,
     entities: Option<Cache<EntityId, EntityDoc>>,
@@ -784,8 +820,8 @@ impl Known {
         }
     }
 
-    /// Remembers the documents as a committed batch left them; one it left with none (the
-    /// fold removed it, and nothing was written) is forgotten, to be read again.
+    /// Remembers the documents as a committed batch left them on the server; one it left with
+    /// none is forgotten, to be read again.
     fn remember(&self, current: Current) {
         fn keep<K, D>(cache: Option<&Cache<K, D>>, docs: BTreeMap<K, Option<D>>)
         where
@@ -829,10 +865,23 @@ async fn in_transaction(
     touched: &Touched,
     writer: &mut Writer,
 ) -> Result<Changed, Failed> {
-    let known = writer.known.of(touched);
+    // What is remembered is of the collections last written: none of another's.
+    let scope = format!(
+        "{}.{}.{}.{}",
+        db.name(),
+        names.players,
+        names.world,
+        names.sessions
+    );
+    if writer.last.as_ref().is_some_and(|(_, s)| *s != scope) {
+        writer.forget_documents();
+    }
+    let mut known = writer.known.of(touched);
     let relies =
         !(known.players.is_empty() && known.entities.is_empty() && known.sessions.is_empty());
-    let (name, tenure) = (writer.name.clone(), writer.tenure.clone());
+    let expected = writer.last.as_ref().map(|(writes, _)| *writes);
+    let tenure = writer.tenure.clone();
+    let name = writer.name.clone();
     let session = writer
         .session(client, db)
         .await
@@ -847,13 +896,8 @@ async fn in_transaction(
         writer.forget();
         return Err(Failed::Other(e.into()));
     }
-    let marked = mark_tenure(db, &name, &tenure, relies, session).await;
-    match marked {
-        Ok(true) => {}
-        Ok(false) => {
-            let _ = session.abort_transaction().await;
-            return Err(Failed::Stale);
-        }
+    let before = match count_write(db, &name, &tenure, session).await {
+        Ok(before) => before,
         Err(e) => {
             let _ = session.abort_transaction().await;
             return Err(if is_conflict(&e) {
@@ -862,9 +906,24 @@ async fn in_transaction(
                 Failed::Other(e.into())
             });
         }
+    };
+    let writes = before.as_ref().map_or(0, |(writes, _)| *writes);
+    let as_left = expected == Some(writes) && before.is_some_and(|(_, t)| t == tenure);
+    if !as_left && relies {
+        let _ = session.abort_transaction().await;
+        return Err(Failed::Stale);
     }
-    let (changed, current) = transaction(client, db, names, facts, touched, known, session).await?;
+    if !as_left {
+        // Nothing remembered is used by this batch; nothing of it may be used after it either.
+        known = Current::default();
+    }
+    let outcome = transaction(client, db, names, facts, touched, known, session).await;
+    if !as_left {
+        writer.forget_documents();
+    }
+    let (changed, current) = outcome?;
     writer.known.remember(current);
+    writer.last = Some((writes + 1, scope));
     Ok(changed)
 }
 
@@ -893,8 +952,9 @@ async fn guarded_by_seq(
 enum Failed {
     /// Another writer touched the same documents: read and fold again.
     Conflict(mongodb::error::Error),
-    /// Another writer wrote the projection since this writer's last batch, whose documents it
-    /// remembered: forget them, read and fold again.
+    /// What this writer remembers, or a document it read as there, is not what the server
+    /// holds (another writer wrote the projection since its last batch, a rebuild replaced it,
+    /// a commit was lost): forget it all, read and fold again.
     Stale,
     /// Anything else.
     Other(WriteError),
@@ -925,8 +985,12 @@ async fn transaction(
                 .ordered(false)
                 .session(&mut *session)
                 .await;
-            if let Err(e) = written {
-                return Err(refused_in_transaction(e, &folded.writes.behind));
+            match written {
+                Err(e) => return Err(refused_in_transaction(e, &folded.writes.behind)),
+                // A document read, or remembered, as there is gone: whatever removed it, what
+                // was folded is not what the server holds.
+                Ok(w) if w.matched_count < folded.writes.replacements => return Err(Failed::Stale),
+                Ok(_) => {}
             }
         }
         session.commit_transaction().await.map_err(|e| {

@@ -308,7 +308,8 @@ pub async fn rebuild(
     let target = last_sequence(ctx).await?;
     folding.up_to(target).await?;
     // The live projection's writers, here and in any projector, forget what they remember of
-    // the collections about to be replaced.
+    // the collections about to be replaced: told before the renames, and again after them, for
+    // a writer elsewhere that read the old collections in between.
     projection::disown(&ctx.db, crate::live::FACTS_CONSUMER).await?;
     ctx.live_writer.lock().await.forget_documents();
     let db = ctx.db.name().to_owned();
@@ -325,6 +326,12 @@ pub async fn rebuild(
                 "dropTarget": true,
             })
             .await?;
+    }
+    if let Err(e) = projection::disown(&ctx.db, crate::live::FACTS_CONSUMER).await {
+        // The switch is made, and this process's live writer forgot what it remembered; a
+        // projector elsewhere that read the old collections since the first telling may go on
+        // from what it remembers of them.
+        warn!(job, error = %e, "cannot tell the live writers again that the read models changed");
     }
     drop(guard);
     info!(

@@ -13,6 +13,7 @@ use projector::models::Stored;
 use projector::projection::{self, Names, Writer};
 use schemas::fact::{
     AccountRegistered, Damaged, ItemSpawned, LoggedIn, LoggedOut, RoleChanged, Spawned,
+    StruckAcross,
 };
 use schemas::read_model::from_document;
 use schemas::read_model::{EntityDoc, EntityView, PlayerDoc, PlayerView};
@@ -331,63 +332,147 @@ async fn without_transactions_a_batch_applied_twice_or_out_of_date_changes_nothi
     applied_twice_or_out_of_date(Kind::MongoStandalone).await;
 }
 
-/// A writer remembers the documents its batches wrote and does not read them again; once another
-/// writer of the same projection wrote since (a projector that held the lease meanwhile), or a
-/// rebuild disowned them, it reads them again, so what it writes holds every fact.
+/// A writer remembers the documents its batches read or wrote and does not read them again. It
+/// reads them again once the projection changed under it: another writer's batches (a
+/// projector that held the lease meanwhile), whether its next batch touches what it remembers
+/// or not; a commit the server acknowledged and then lost; a rebuild's documents. And it does
+/// not take a document the fold made up, and never wrote, for one the server has.
 #[tokio::test]
-async fn a_writer_reads_again_what_another_writer_or_a_rebuild_changed_since_its_last_batch() {
+async fn a_writer_reads_again_what_changed_under_what_it_remembers() {
     let (_server, client) = read_models_server(Kind::Mongo).await;
     let names = Names::live();
     let db = indexed(&client, "game", &names).await;
-    let p = PlayerId::new();
-    let mut facts = hurt_player(p, 4);
-    let role = |seq, role: &str| Stored {
+    let (p, q, r) = (PlayerId::new(), PlayerId::new(), PlayerId::new());
+    let stored = |seq, region, payload| Stored {
         seq,
-        env: fact(
+        env: fact(region, payload),
+        client_ip: None,
+        request_id: None,
+    };
+    let hurt = |seq, player: PlayerId, hp| {
+        stored(
+            seq,
+            Some(west()),
+            Fact::Damaged(Damaged {
+                attacker: EntityId::new(),
+                target: player.into(),
+                amount: 1,
+                hp,
+            }),
+        )
+    };
+    let role = |seq, role: &str| {
+        stored(
+            seq,
             None,
             Fact::RoleChanged(RoleChanged {
                 player: p,
                 role: role.into(),
             }),
-        ),
-        client_ip: None,
-        request_id: None,
+        )
     };
-    // Facts 1 to 6 (hurt down to 96), then the role changes: 7 and 8.
-    facts.extend([role(7, "moderator"), role(8, "admin")]);
     let apply = async |batch: &[Stored], writer: &mut Writer| {
         projection::apply(&client, &db, &names, batch, writer)
             .await
             .expect("batch");
     };
+    let p_is = async || {
+        let (players, _, _) = projected_in(&db).await;
+        (players[&p].state.hp, players[&p].state.role.clone())
+    };
+    let players = db.collection::<Document>("players");
+    let entry = doc! {"_id": "writer:live"};
+    let progress = db.collection::<Document>("projector_progress");
+
     let mut first = Writer::new("live");
-    apply(&facts[..3], &mut first).await;
-    // Another projector, holding the lease meanwhile, projects the next facts.
-    apply(&facts[3..6], &mut Writer::new("live")).await;
-    // The first takes the lease back and goes on after them: the player it remembers is older
-    // than the one stored, and the stored one is what the next fact is folded into.
-    apply(&facts[6..7], &mut first).await;
-    let (players, _, _) = projected_in(&db).await;
-    assert_eq!(
-        (players[&p].state.hp, players[&p].state.role.as_str()),
-        (Some(96), "moderator"),
-        "the other writer's facts, then the first's"
+    apply(&hurt_player(p, 1), &mut first).await; // 1 to 3: hp 99
+    let mut other = Writer::new("live");
+    apply(&[role(4, "moderator")], &mut other).await;
+    // The first takes the lease back; its first batch touches nothing it remembers.
+    let q_registers = stored(
+        5,
+        None,
+        Fact::AccountRegistered(AccountRegistered {
+            player: q,
+            username: "quinn".into(),
+        }),
     );
-    assert_eq!(players[&p].seq, 7);
-    // A rebuild replaces the collections with documents its own fold made (here: written by
-    // hand, hurt once more than the log says) and disowns them.
-    db.collection::<Document>("players")
+    apply(&[q_registers], &mut first).await;
+    apply(&[hurt(6, p, 98)], &mut first).await;
+    assert_eq!(
+        p_is().await,
+        (Some(98), "moderator".into()),
+        "the other writer's fact, kept by a batch after one that touched another player"
+    );
+    apply(&[role(7, "admin")], &mut other).await;
+    apply(&[hurt(8, p, 97)], &mut first).await;
+    assert_eq!(
+        p_is().await,
+        (Some(97), "admin".into()),
+        "the other writer's fact, kept by the next batch touching the same player"
+    );
+
+    // A commit the server acknowledged and lost (SecantusDB journals a transaction only with
+    // the next journaled write): the player and the writer's entry are as before it.
+    let (p_before, entry_before) = (
+        players
+            .find_one(doc! {"_id": p.to_string()})
+            .await
+            .expect("read")
+            .expect("the player"),
+        progress
+            .find_one(entry.clone())
+            .await
+            .expect("read")
+            .expect("the entry"),
+    );
+    apply(&[hurt(9, p, 96)], &mut first).await;
+    players
+        .replace_one(doc! {"_id": p.to_string()}, p_before)
+        .await
+        .expect("the player as before");
+    progress
+        .replace_one(entry.clone(), entry_before)
+        .await
+        .expect("the entry as before");
+    apply(&[hurt(9, p, 96)], &mut first).await;
+    assert_eq!(
+        p_is().await,
+        (Some(96), "admin".into()),
+        "the lost fact, written again when delivered again"
+    );
+
+    // A rebuild replaces the collections with documents of its own fold (here: written by
+    // hand, hurt more than the log says) and disowns them.
+    players
         .update_one(doc! {"_id": p.to_string()}, doc! {"$set": {"hp": 1}})
         .await
         .expect("the rebuild's document");
     projection::disown(&db, "live").await.expect("disowned");
-    apply(&facts[7..], &mut first).await;
-    let (players, _, _) = projected_in(&db).await;
+    apply(&[role(10, "moderator")], &mut first).await;
     assert_eq!(
-        (players[&p].state.hp, players[&p].state.role.as_str()),
-        (Some(1), "admin"),
+        p_is().await,
+        (Some(1), "moderator".into()),
         "folded into the rebuild's document, not the one remembered"
     );
+
+    // A blow struck across a border by a player with no document yet: the fold makes one up,
+    // changes nothing and writes nothing; the next fact of that player is written all the same.
+    let struck = stored(
+        11,
+        Some(west()),
+        Fact::StruckAcross(StruckAcross {
+            attacker: r.into(),
+            target: EntityId::new(),
+            amount: 1,
+            position: Position::new(1.0, 1.0),
+            to_regions: vec![],
+        }),
+    );
+    apply(&[struck], &mut first).await;
+    apply(&[hurt(12, r, 50)], &mut first).await;
+    let (players, _, _) = projected_in(&db).await;
+    assert_eq!(players.get(&r).map(|d| d.state.hp), Some(Some(50)));
 }
 
 /// A projector killed between a transaction's writes and its commit leaves the transaction open
