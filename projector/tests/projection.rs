@@ -471,8 +471,21 @@ async fn a_writer_reads_again_what_changed_under_what_it_remembers() {
     );
     apply(&[struck], &mut first).await;
     apply(&[hurt(12, r, 50)], &mut first).await;
-    let (players, _, _) = projected_in(&db).await;
-    assert_eq!(players.get(&r).map(|d| d.state.hp), Some(Some(50)));
+    let (players_now, _, _) = projected_in(&db).await;
+    assert_eq!(players_now.get(&r).map(|d| d.state.hp), Some(Some(50)));
+
+    // And it does remember: a write behind its back that leaves its entry alone (nothing in
+    // the game writes so) is not read, and the remembered document is written over it.
+    players
+        .update_one(doc! {"_id": p.to_string()}, doc! {"$set": {"hp": 42}})
+        .await
+        .expect("a write behind the writer's back");
+    apply(&[role(13, "admin")], &mut first).await;
+    assert_eq!(
+        p_is().await,
+        (Some(1), "admin".into()),
+        "folded into the document remembered from the last batch, not read again"
+    );
 }
 
 /// A projector killed between a transaction's writes and its commit leaves the transaction open
