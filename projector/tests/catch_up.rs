@@ -144,7 +144,7 @@ async fn a_backlog_of_facts_and_commands_drains_with_progress_in_every_window() 
         ends.1,
         (ends.0 + ends.1) as f64 / took.as_secs_f64()
     );
-    stack.all_projected(ends.0 + ends.1).await;
+    stack.all_projected(ends.0 + ends.1, &[&projector]).await;
     for (consumer, end) in [(FACTS_CONSUMER, ends.0), (COMMANDS_CONSUMER, ends.1)] {
         let lag = format!("projector_consumer_lag{{consumer=\"{consumer}\"}}");
         let position = format!("projector_consumer_position{{consumer=\"{consumer}\"}}");
@@ -179,6 +179,6 @@ async fn a_backlog_drains_with_progress_while_mongodb_is_slow_and_after_it_was_f
     tokio::time::sleep(Duration::from_secs(20)).await;
     stack.mongo_mut().resume().expect("SIGCONT");
     drains_with_progress(&stack, &projector, ends, None).await;
-    stack.all_projected(ends.0 + ends.1).await;
+    stack.all_projected(ends.0 + ends.1, &[&projector]).await;
     assert!(projector.is_running(), "the projector kept running");
 }

@@ -628,8 +628,8 @@ async fn a_projector_killed_mid_batch_finishes_exactly_on_its_next_start() {
     .await;
     first.kill();
     let written = stack.audit_count().await;
-    let _second = stack.projector();
-    stack.all_projected(total).await;
+    let second = stack.projector();
+    stack.all_projected(total, &[&first, &second]).await;
     assert!(written <= total);
     assert_eq!(stack.audit_count().await, total, "nothing audited twice");
 }
@@ -668,11 +668,7 @@ async fn mongodb_stopped_and_restarted_loses_and_doubles_nothing() {
             projector.log_tail(5)
         );
     }
-    let expected = stack.expected().await;
-    eventually("the read models equal the fold of the log", || async {
-        (stack.projected().await == expected).then_some(())
-    })
-    .await;
+    stack.converges(&[&projector]).await;
     assert!(projector.is_running(), "the projector kept running");
 }
 
@@ -713,8 +709,10 @@ async fn a_projector_asked_to_stop_while_mongodb_is_frozen_stops_within_its_grac
     assert!(status.success(), "{status}");
     // Nothing of what it left unacknowledged is lost: the next projector writes it.
     stack.mongo_mut().resume().expect("SIGCONT");
-    let _next = stack.projector();
-    stack.all_projected(facts.len() as u64).await;
+    let next = stack.projector();
+    stack
+        .all_projected(facts.len() as u64, &[&projector, &next])
+        .await;
 }
 
 #[tokio::test]
@@ -1189,11 +1187,7 @@ async fn a_second_projector_stands_by_and_takes_over_when_the_first_dies() {
     .await;
     let second_node = owner().await.expect("an owner");
     assert_ne!(second_node, first_node);
-    let expected = stack.expected().await;
-    eventually("the read models equal the fold of the log", || async {
-        (stack.projected().await == expected).then_some(())
-    })
-    .await;
+    stack.converges(&[&first, &second]).await;
     let log = second.log();
     assert!(log.contains("took the live projection"), "{log}");
 }
@@ -1278,11 +1272,7 @@ async fn a_projector_that_loses_its_lease_stands_by_and_projects_again_once_it_i
         projector.metric(position).await.is_some()
     })
     .await;
-    let expected = stack.expected().await;
-    eventually("the read models equal the fold of the log", || async {
-        (stack.projected().await == expected).then_some(())
-    })
-    .await;
+    stack.converges(&[&projector]).await;
     assert!(projector.is_running(), "{}", projector.log());
 }
 
@@ -1317,11 +1307,7 @@ async fn a_rebuild_left_running_by_a_projector_that_stopped_is_run_again() {
         (now.state == JobState::Done).then_some(())
     })
     .await;
-    let expected = stack.expected().await;
-    eventually("the read models equal the fold of the log", || async {
-        (stack.projected().await == expected).then_some(())
-    })
-    .await;
+    stack.converges(&[&projector]).await;
     assert_eq!(stack.rebuild_collections().await, Vec::<String>::new());
     let log = projector.log();
     assert!(

@@ -374,17 +374,34 @@ pub fn history(n: usize) -> Vec<Envelope<Fact>> {
 
 impl Stack {
     /// Waits until the audit trail holds `audited` events and the read models equal the fold
-    /// of the log.
-    pub async fn all_projected(&self, audited: u64) {
+    /// of the log; fails showing what `projectors` last logged.
+    pub async fn all_projected(&self, audited: u64, projectors: &[&Projector]) {
         eventually("every event is audited", || async {
             (self.audit_count_retrying().await == audited).then_some(())
         })
         .await;
+        self.converges(projectors).await;
+    }
+
+    /// Waits until the read models equal the fold of the log; fails naming the documents that
+    /// differ and what `projectors` last logged.
+    pub async fn converges(&self, projectors: &[&Projector]) {
         let expected = self.expected().await;
-        eventually("the read models equal the fold of the log", || async {
+        let equal = test_servers::poll::poll(test_servers::poll::PATIENCE, || async {
             (self.projected().await == expected).then_some(())
         })
         .await;
+        if equal.is_some() {
+            return;
+        }
+        let (players, entities, sessions) = self.projected().await;
+        let mut differences = differences_of("player", &expected.0, &players);
+        differences.extend(differences_of("entity", &expected.1, &entities));
+        differences.extend(differences_of("session", &expected.2, &sessions));
+        let logs: Vec<Vec<String>> = projectors.iter().map(|p| p.log_tail(40)).collect();
+        panic!(
+            "the read models never equalled the fold of the log: {differences:#?}\nthe projectors' last lines: {logs:#?}"
+        );
     }
 
     pub async fn audit_count_retrying(&self) -> u64 {
@@ -394,4 +411,24 @@ impl Stack {
             .await
             .unwrap_or(0)
     }
+}
+
+/// The documents of `projected` that are not what `expected` holds, each named `kind` and shown
+/// both ways.
+fn differences_of<K: Ord + std::fmt::Debug, D: PartialEq + std::fmt::Debug>(
+    kind: &str,
+    expected: &BTreeMap<K, D>,
+    projected: &BTreeMap<K, D>,
+) -> Vec<String> {
+    let ids: std::collections::BTreeSet<&K> = expected.keys().chain(projected.keys()).collect();
+    ids.into_iter()
+        .filter(|id| expected.get(id) != projected.get(id))
+        .map(|id| {
+            format!(
+                "{kind} {id:?}: expected {:?}, projected {:?}",
+                expected.get(id),
+                projected.get(id)
+            )
+        })
+        .collect()
 }
