@@ -35,6 +35,7 @@ use crate::metrics::DeadLetterReason;
 use crate::models::Stored;
 use crate::pace::{Backoff, Lost, Pace, Running};
 use crate::projection::{self, Changed, Names, WriteError};
+use crate::settings::Settings;
 use crate::trail::{self, named_index};
 
 /// The durable consumer of the live projection on `FACTS`.
@@ -90,6 +91,25 @@ pub fn stored(message: &jetstream::Message) -> Result<Stored, String> {
     })
 }
 
+/// The durable pull consumer `name` of the subjects `filter`, as a projector with `settings`
+/// creates it.
+pub fn durable_config(settings: &Settings, name: &str, filter: &str) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(name.to_owned()),
+        filter_subject: filter.to_owned(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: settings.ack_wait,
+        deliver_policy: DeliverPolicy::All,
+        // One batch outstanding at most. That alone does not keep the facts in stream order:
+        // a batch delivered to a projector that stopped before acknowledging it (or, for a
+        // moment, to one that was killed) comes back only once its acknowledgement is overdue,
+        // after newer facts; the live projection reads such facts from the stream first (see
+        // `earlier_facts`).
+        max_ack_pending: settings.batch_size as i64,
+        ..Default::default()
+    }
+}
+
 async fn durable(
     ctx: &Context,
     stream: &str,
@@ -98,19 +118,7 @@ async fn durable(
 ) -> Result<PullConsumer, async_nats::Error> {
     let stream = ctx.js.get_stream(stream).await?;
     Ok(stream
-        .create_consumer(consumer::pull::Config {
-            durable_name: Some(name.to_owned()),
-            filter_subject: filter.to_owned(),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: ctx.settings.ack_wait,
-            deliver_policy: DeliverPolicy::All,
-            // One batch outstanding at most: a batch a killed projector left unacknowledged is
-            // delivered again before anything newer, so the facts of a document are folded in
-            // stream order (the `seq` guard keeps an older fact from rolling a document back,
-            // which would otherwise mean skipping one that was never applied).
-            max_ack_pending: ctx.settings.batch_size as i64,
-            ..Default::default()
-        })
+        .create_consumer(durable_config(&ctx.settings, name, filter))
         .await?)
 }
 
@@ -407,12 +415,135 @@ pub async fn project_facts(
     let names = Names::live();
     let consumer = durable(&ctx, FACTS, FACTS_CONSUMER, "fact.>").await?;
     let mut pace = Pace::new(ctx.settings.batch_size, ctx.settings.target_write);
+    // How far the projection is written in stream order, as far as this task knows.
+    let mut folded_to = None;
     while let Some(messages) = paced_batch(&consumer, FACTS_CONSUMER, &ctx, &pace, &mut stop).await
     {
         let _guard = ctx.live_lock.lock().await;
-        project_batch(&ctx, &names, messages, &mut pace, &mut stop).await;
+        project_batch(&ctx, &names, messages, &mut pace, &mut stop, &mut folded_to).await;
     }
     Ok(())
+}
+
+/// The most facts read from the stream ahead of one batch. A batch can be ahead of the
+/// projection by one batch at most (`max_ack_pending`); far more means that the position
+/// recorded in MongoDB is not what the consumer delivers (the database restored from an older
+/// backup, say), which a rebuild, not a batch, repairs.
+const MOST_EARLIER: usize = 10_000;
+
+/// How long reading the earlier facts waits for the next one before it starts again.
+const READ_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The facts before the newest of a batch (`messages`) that the projection has not written and
+/// the batch was not given, read from the stream.
+///
+/// Facts delivered to a projector that stopped before it acknowledged them (or, for a moment,
+/// to one that was killed) are delivered again only once their acknowledgement is overdue,
+/// after newer ones. Folded after those, they would be skipped as older than the documents
+/// (the `seq` guard), and lost. So they are folded first, read from the stream (`FACTS` keeps
+/// every fact, in order, and allows no deletion); their own delivery later changes nothing.
+/// `folded_to` is how far the projection is written in stream order: asked of MongoDB when it
+/// is not known, and again when a batch seems to skip facts. `None` when asked to stop first.
+async fn earlier_facts(
+    ctx: &Context,
+    names: &Names,
+    folded_to: &mut Option<u64>,
+    messages: &[jetstream::Message],
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Vec<jetstream::Message>> {
+    let delivered: BTreeSet<u64> = messages.iter().filter_map(sequence).collect();
+    let Some(&newest) = delivered.last() else {
+        return Some(Vec::new());
+    };
+    let skipped = |from: u64| (from.saturating_add(1)..newest).filter(|s| !delivered.contains(s));
+    if folded_to.is_some_and(|w| skipped(w).next().is_none()) {
+        return Some(Vec::new());
+    }
+    let held: Vec<&jetstream::Message> = messages.iter().collect();
+    let mut backoff = Backoff::new();
+    let position = loop {
+        match projection::position(&ctx.db, &names.players).await {
+            Ok(position) => break position,
+            Err(e) => warn!(error = %e, "cannot read the projection's position; the batch waits"),
+        }
+        keep(&held).await;
+        if !pause(backoff.delay(), stop).await {
+            return None;
+        }
+    };
+    *folded_to = Some(position);
+    let missing: BTreeSet<u64> = skipped(position).take(MOST_EARLIER + 1).collect();
+    let (Some(&first), Some(&last)) = (missing.first(), missing.last()) else {
+        return Some(Vec::new());
+    };
+    if missing.len() > MOST_EARLIER {
+        error!(
+            position,
+            newest,
+            "the consumer delivers facts far beyond the projection's recorded position; \
+             folding on without those in between (a rebuild brings them in)"
+        );
+        return Some(Vec::new());
+    }
+    warn!(
+        facts = missing.len(),
+        first,
+        last,
+        "facts before this batch were delivered to a projector that did not write them; \
+         reading them from the stream to fold them first"
+    );
+    loop {
+        match read_facts(ctx, first, last, &missing).await {
+            Ok(read) => return Some(read),
+            Err(e) => {
+                warn!(error = %e, "cannot read the earlier facts from FACTS; the batch waits")
+            }
+        }
+        keep(&held).await;
+        if !pause(backoff.delay(), stop).await {
+            return None;
+        }
+    }
+}
+
+/// The messages of `FACTS` at the sequences `wanted`, from `first` to `last`, read with an
+/// ordered consumer (as a rebuild reads the stream).
+async fn read_facts(
+    ctx: &Context,
+    first: u64,
+    last: u64,
+    wanted: &BTreeSet<u64>,
+) -> Result<Vec<jetstream::Message>, async_nats::Error> {
+    let stream = ctx.js.get_stream(FACTS).await?;
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: "fact.>".into(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: first,
+            },
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let mut out = Vec::with_capacity(wanted.len());
+    loop {
+        let next = tokio::time::timeout(READ_PATIENCE, messages.next())
+            .await
+            .map_err(|_| "FACTS gave no fact in time")?;
+        let message = next.ok_or("FACTS ended before the earlier facts")??;
+        let seq = sequence(&message).ok_or("a fact without its sequence")?;
+        if wanted.contains(&seq) {
+            out.push(message);
+        }
+        if seq >= last {
+            return Ok(out);
+        }
+    }
+}
+
+/// A delivered message's sequence in its stream.
+fn sequence(message: &jetstream::Message) -> Option<u64> {
+    message.info().ok().map(|i| i.stream_sequence)
 }
 
 /// Projects one batch of fact messages and acknowledges them (or, asked to stop before they
@@ -423,14 +554,26 @@ pub async fn project_batch(
     messages: Vec<jetstream::Message>,
     pace: &mut Pace,
     stop: &mut watch::Receiver<bool>,
+    folded_to: &mut Option<u64>,
 ) {
+    let newest = messages.iter().filter_map(sequence).max();
+    let Some(earlier) = earlier_facts(ctx, names, folded_to, &messages, stop).await else {
+        return;
+    };
+    let earlier_seqs: BTreeSet<u64> = earlier.iter().filter_map(sequence).collect();
+    let mut messages = messages;
+    messages.extend(earlier);
+    messages.sort_by_key(|m| sequence(m).unwrap_or(0));
     let mut batch: Vec<(Stored, &jetstream::Message)> = Vec::with_capacity(messages.len());
     for m in &messages {
         match stored(m) {
             Ok(s) => batch.push((s, m)),
+            // It changes no document: its own delivery dead-letters it.
+            Err(_) if sequence(m).is_some_and(|s| earlier_seqs.contains(&s)) => {}
             Err(why) => to_dlq(ctx, m, &why, "facts", DeadLetterReason::Undecodable).await,
         }
     }
+    let players = names.players.clone();
     let (client, db, names) = (ctx.mongo.clone(), ctx.db.clone(), names.clone());
     let writer = ctx.live_writer.clone();
     let write = move |facts: Vec<Stored>| {
@@ -457,13 +600,26 @@ pub async fn project_batch(
         return;
     };
     let facts: Vec<&Stored> = batch.iter().map(|(s, _)| s).collect();
-    // Every fact of the batch is handled now: written, or dead-lettered.
-    let position = messages
-        .iter()
-        .filter_map(|m| m.info().ok().map(|i| i.stream_sequence))
-        .max();
+    // Every fact of the batch is handled now: written, or dead-lettered; and every one before
+    // it.
+    let position = newest;
+    if let Some(newest) = newest {
+        if facts.last().is_none_or(|f| f.seq < newest) {
+            // The newest were dead-lettered, so the write did not record them: recorded here, so
+            // that a later batch does not take them for facts it was not given.
+            let db = ctx.db.clone();
+            let marked = ctx
+                .lane
+                .spawn(async move { projection::mark(&db, &players, newest).await })
+                .await;
+            if let Ok((Err(e), _)) = marked {
+                warn!(error = %e, "cannot record the projection's position");
+            }
+        }
+        *folded_to = Some(folded_to.map_or(newest, |w| w.max(newest)));
+    }
     let now = chrono::Utc::now();
-    for f in &facts {
+    for f in facts.iter().filter(|f| !earlier_seqs.contains(&f.seq)) {
         ctx.metrics
             .facts
             .with_label_values(&[f.env.payload.kind().as_str()])

@@ -1088,6 +1088,19 @@ pub async fn mark(db: &Database, projection: &str, seq: u64) -> Result<(), Write
     Ok(())
 }
 
+/// How far `projection` is written in stream order, as [`mark`] recorded it (0 before any).
+pub async fn position(db: &Database, projection: &str) -> Result<u64, mongodb::error::Error> {
+    let entry = db
+        .collection::<Document>(PROGRESS)
+        .find_one(doc! {"_id": projection})
+        .await?;
+    Ok(match entry.as_ref().and_then(|e| e.get("seq")) {
+        Some(bson::Bson::Int64(n)) => u64::try_from(*n).unwrap_or(0),
+        Some(bson::Bson::Int32(n)) => u64::try_from(*n).unwrap_or(0),
+        _ => 0,
+    })
+}
+
 /// One unordered bulk write, journaled, outside a transaction. `Some` (the error) when any write
 /// met a duplicate key.
 pub async fn write(

@@ -673,6 +673,87 @@ async fn mongodb_stopped_and_restarted_loses_and_doubles_nothing() {
 }
 
 #[tokio::test]
+async fn facts_delivered_to_a_projector_that_did_not_write_them_are_folded_before_newer_ones() {
+    let stack = Stack::start().await;
+    let facts = history(2);
+    stack.publish(&facts).await;
+    // A projector took the first facts and died before it wrote them (or was given them in the
+    // moment it was killed): the consumer holds them for it until their acknowledgement is
+    // overdue, and meanwhile delivers the newer ones. The first player's account, login, spawn
+    // and first step are among those held; its later steps and blows are not.
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/projector.toml");
+    let settings = projector::settings::Settings::load(service::config::env_of(&[(
+        "PROJECTOR_CONFIG",
+        shipped,
+    )]))
+    .expect("the shipped settings");
+    let consumer = stack
+        .js
+        .get_stream("FACTS")
+        .await
+        .expect("FACTS")
+        .create_consumer(projector::live::durable_config(
+            &settings,
+            projector::live::FACTS_CONSUMER,
+            "fact.>",
+        ))
+        .await
+        .expect("the live projection's consumer");
+    let held: Vec<_> = consumer
+        .fetch()
+        .max_messages(5)
+        .messages()
+        .await
+        .expect("fetch")
+        .try_collect()
+        .await
+        .expect("the held facts");
+    let sequences: Vec<u64> = held
+        .iter()
+        .map(|m| m.info().expect("info").stream_sequence)
+        .collect();
+    assert_eq!(sequences, [1, 2, 3, 4, 5]);
+    // Held for as long as the projector takes to start and project, however slow.
+    let holding = tokio::spawn(async move {
+        loop {
+            for m in &held {
+                let _ = m.ack_with(async_nats::jetstream::AckKind::Progress).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+
+    let projector = stack.projector();
+    stack.all_projected(facts.len() as u64, &[&projector]).await;
+    let log = projector.log();
+    assert!(log.contains("reading them from the stream"), "{log}");
+    // Their own delivery, once overdue, changes nothing.
+    holding.abort();
+    let expected = stack.projected().await;
+    eventually(
+        "the held facts are delivered again and acknowledged",
+        || async {
+            let info = consumer_info(&stack).await;
+            (info.num_ack_pending == 0 && info.ack_floor.stream_sequence == facts.len() as u64)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(stack.projected().await, expected);
+    assert_eq!(stack.audit_count().await, facts.len() as u64);
+}
+
+/// The live projection's consumer as NATS sees it now.
+async fn consumer_info(stack: &Stack) -> async_nats::jetstream::consumer::Info {
+    let stream = stack.js.get_stream("FACTS").await.expect("FACTS");
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
+        .get_consumer(projector::live::FACTS_CONSUMER)
+        .await
+        .expect("the consumer");
+    consumer.info().await.expect("info").clone()
+}
+
+#[tokio::test]
 async fn a_projector_asked_to_stop_while_mongodb_is_frozen_stops_within_its_grace_period() {
     let mut stack = Stack::start().await;
     let mut projector = stack.projector();
