@@ -206,9 +206,14 @@ async fn to_dlq(
         .dead_letters
         .with_label_values(&[origin, reason.as_str()])
         .inc();
-    let Ok(letter) = DeadLetter::from_delivery(message, why) else {
+    let Ok(mut letter) = DeadLetter::from_delivery(message, why) else {
         return;
     };
+    if origin == "facts" {
+        // A fact read from the stream ahead of its own delivery (see `earlier_facts`) came by
+        // an ordered consumer of no standing: it is the live projection's.
+        letter.consumer = Some(FACTS_CONSUMER.to_owned());
+    }
     // The projection waits here rather than go on without a record of what it left out; a
     // full `DLQ` (it discards new letters) stops it until there is room, which the log says.
     let mut backoff = Backoff::new();
@@ -425,15 +430,6 @@ pub async fn project_facts(
     Ok(())
 }
 
-/// The most facts read from the stream ahead of one batch. A batch can be ahead of the
-/// projection by one batch at most (`max_ack_pending`); far more means that the position
-/// recorded in MongoDB is not what the consumer delivers (the database restored from an older
-/// backup, say), which a rebuild, not a batch, repairs.
-const MOST_EARLIER: usize = 10_000;
-
-/// How long reading the earlier facts waits for the next one before it starts again.
-const READ_PATIENCE: Duration = Duration::from_secs(10);
-
 /// The facts before the newest of a batch (`messages`) that the projection has not written and
 /// the batch was not given, read from the stream.
 ///
@@ -444,6 +440,12 @@ const READ_PATIENCE: Duration = Duration::from_secs(10);
 /// every fact, in order, and allows no deletion); their own delivery later changes nothing.
 /// `folded_to` is how far the projection is written in stream order: asked of MongoDB when it
 /// is not known, and again when a batch seems to skip facts. `None` when asked to stop first.
+///
+/// A batch is ahead of the projection by one batch at most (`max_ack_pending`), and the position
+/// recorded behind it by another at most (a projector killed between a write and its record).
+/// Far more means that the position is not what the consumer delivers (the database restored
+/// from an older backup, say): a rebuild, not a batch, repairs that, and the batch goes on
+/// alone, saying so.
 async fn earlier_facts(
     ctx: &Context,
     names: &Names,
@@ -462,9 +464,17 @@ async fn earlier_facts(
     let held: Vec<&jetstream::Message> = messages.iter().collect();
     let mut backoff = Backoff::new();
     let position = loop {
-        match projection::position(&ctx.db, &names.players).await {
-            Ok(position) => break position,
-            Err(e) => warn!(error = %e, "cannot read the projection's position; the batch waits"),
+        // On the lane, as the writes, and kept from redelivery while MongoDB takes its time.
+        let (db, players) = (ctx.db.clone(), names.players.clone());
+        let running = ctx
+            .lane
+            .spawn(async move { projection::position(&db, &players).await });
+        match finish(ctx, FACTS_CONSUMER, running, &held, stop).await? {
+            Ok((Ok(position), _)) => break position,
+            Ok((Err(e), _)) => {
+                warn!(error = %e, "cannot read the projection's position; the batch waits")
+            }
+            Err(lost) => warn!(error = %lost, "cannot read the projection's position; retrying"),
         }
         keep(&held).await;
         if !pause(backoff.delay(), stop).await {
@@ -472,11 +482,12 @@ async fn earlier_facts(
         }
     };
     *folded_to = Some(position);
-    let missing: BTreeSet<u64> = skipped(position).take(MOST_EARLIER + 1).collect();
+    let most = 2 * ctx.settings.batch_size;
+    let missing: BTreeSet<u64> = skipped(position).take(most + 1).collect();
     let (Some(&first), Some(&last)) = (missing.first(), missing.last()) else {
         return Some(Vec::new());
     };
-    if missing.len() > MOST_EARLIER {
+    if missing.len() > most {
         error!(
             position,
             newest,
@@ -493,6 +504,7 @@ async fn earlier_facts(
          reading them from the stream to fold them first"
     );
     loop {
+        keep(&held).await;
         match read_facts(ctx, first, last, &missing).await {
             Ok(read) => return Some(read),
             Err(e) => {
@@ -526,8 +538,10 @@ async fn read_facts(
         .await?;
     let mut messages = consumer.messages().await?;
     let mut out = Vec::with_capacity(wanted.len());
+    // Well inside `ack_wait`: the batch waiting for these is not kept from redelivery meanwhile.
+    let patience = ctx.settings.ack_wait / 2;
     loop {
-        let next = tokio::time::timeout(READ_PATIENCE, messages.next())
+        let next = tokio::time::timeout(patience, messages.next())
             .await
             .map_err(|_| "FACTS gave no fact in time")?;
         let message = next.ok_or("FACTS ended before the earlier facts")??;
@@ -573,7 +587,6 @@ pub async fn project_batch(
             Err(why) => to_dlq(ctx, m, &why, "facts", DeadLetterReason::Undecodable).await,
         }
     }
-    let players = names.players.clone();
     let (client, db, names) = (ctx.mongo.clone(), ctx.db.clone(), names.clone());
     let writer = ctx.live_writer.clone();
     let write = move |facts: Vec<Stored>| {
@@ -582,6 +595,13 @@ pub async fn project_batch(
         async move {
             let mut writer = writer.lock().await;
             let changed = projection::apply(&client, &db, &names, &facts, &mut writer).await?;
+            if let Some(newest) = newest
+                && facts.last().is_none_or(|f| f.seq < newest)
+            {
+                // The newest were dead-lettered, so the write did not record them: recorded
+                // here, so that a later batch does not take them for facts it was not given.
+                projection::mark(&db, &names.players, newest).await?;
+            }
             // Counted here, on the lane, so that the count is never one more query
             // running beside a write.
             let population = if changed.population {
@@ -602,20 +622,7 @@ pub async fn project_batch(
     let facts: Vec<&Stored> = batch.iter().map(|(s, _)| s).collect();
     // Every fact of the batch is handled now: written, or dead-lettered; and every one before
     // it.
-    let position = newest;
     if let Some(newest) = newest {
-        if facts.last().is_none_or(|f| f.seq < newest) {
-            // The newest were dead-lettered, so the write did not record them: recorded here, so
-            // that a later batch does not take them for facts it was not given.
-            let db = ctx.db.clone();
-            let marked = ctx
-                .lane
-                .spawn(async move { projection::mark(&db, &players, newest).await })
-                .await;
-            if let Ok((Err(e), _)) = marked {
-                warn!(error = %e, "cannot record the projection's position");
-            }
-        }
         *folded_to = Some(folded_to.map_or(newest, |w| w.max(newest)));
     }
     let now = chrono::Utc::now();
@@ -630,7 +637,7 @@ pub async fn project_batch(
             .observe(behind.as_secs_f64());
     }
     tracing::debug!(facts = facts.len(), "batch written");
-    bridge(ctx, &facts, &written, position).await;
+    bridge(ctx, &facts, &written, newest).await;
     for (_, m) in &batch {
         if let Err(e) = m.ack().await {
             // It comes back and changes nothing.

@@ -827,6 +827,20 @@ async fn a_fact_that_does_not_decode_goes_to_the_dead_letters_and_the_rest_is_pr
         .await
         .expect("the dead letter");
     assert_eq!(&letter.payload[..], b"not json");
+
+    // A bad fact last of all is handled as well: the projection's recorded position passes it,
+    // so that a later batch does not take it for a fact it was not given.
+    publish(
+        &stack.js,
+        Outgoing::new("fact.west.moved", "bad-2", &b"not json either"[..]),
+    )
+    .await
+    .expect("stored");
+    let last = facts.len() as u64 + 2;
+    eventually("the position passes the last bad fact", || async {
+        projection::position(stack.db(), "players").await.ok() == Some(last)
+    })
+    .await;
 }
 
 /// The last dead letter stored on `subject` of `DLQ`.
