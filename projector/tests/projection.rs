@@ -681,24 +681,7 @@ async fn facts_delivered_to_a_projector_that_did_not_write_them_are_folded_befor
     // moment it was killed): the consumer holds them for it until their acknowledgement is
     // overdue, and meanwhile delivers the newer ones. The first player's account, login, spawn
     // and first step are among those held; its later steps and blows are not.
-    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/projector.toml");
-    let settings = projector::settings::Settings::load(service::config::env_of(&[(
-        "PROJECTOR_CONFIG",
-        shipped,
-    )]))
-    .expect("the shipped settings");
-    let consumer = stack
-        .js
-        .get_stream("FACTS")
-        .await
-        .expect("FACTS")
-        .create_consumer(projector::live::durable_config(
-            &settings,
-            projector::live::FACTS_CONSUMER,
-            "fact.>",
-        ))
-        .await
-        .expect("the live projection's consumer");
+    let (_, consumer) = live_consumer(&stack).await;
     let held: Vec<_> = consumer
         .fetch()
         .max_messages(5)
@@ -741,6 +724,78 @@ async fn facts_delivered_to_a_projector_that_did_not_write_them_are_folded_befor
     .await;
     assert_eq!(stack.projected().await, expected);
     assert_eq!(stack.audit_count().await, facts.len() as u64);
+}
+
+#[tokio::test]
+async fn a_consumer_far_beyond_the_recorded_position_is_followed_and_said() {
+    let stack = Stack::start().await;
+    // The read models restored from a backup older than the consumer: it has acknowledged far
+    // more facts (more than two batches) than the projection records.
+    let (settings, consumer) = live_consumer(&stack).await;
+    let acknowledged: Vec<_> = (0..45).flat_map(|_| history(1)).collect();
+    assert!(acknowledged.len() > 2 * settings.batch_size);
+    stack.publish(&acknowledged).await;
+    let mut taken = 0;
+    while taken < acknowledged.len() {
+        let batch: Vec<_> = consumer
+            .fetch()
+            .max_messages(settings.batch_size)
+            .messages()
+            .await
+            .expect("fetch")
+            .try_collect()
+            .await
+            .expect("a batch");
+        for m in &batch {
+            m.double_ack().await.expect("ack");
+        }
+        taken += batch.len();
+    }
+
+    let projector = stack.projector();
+    let later = history(1);
+    stack.publish(&later).await;
+    eventually("what came after is projected", || async {
+        (stack.audit_count().await == later.len() as u64).then_some(())
+    })
+    .await;
+    let log = projector.log();
+    assert!(
+        log.contains("far beyond the projection's recorded position"),
+        "{log}"
+    );
+    assert!(!log.contains("reading them from the stream"), "{log}");
+    let (players, _, _) = stack.projected().await;
+    assert_eq!(players.len(), 1, "the later player alone");
+}
+
+/// The shipped projector settings, and the live projection's consumer created as a projector
+/// with them creates it: a test takes facts from it as a projector would.
+async fn live_consumer(
+    stack: &Stack,
+) -> (
+    projector::settings::Settings,
+    async_nats::jetstream::consumer::PullConsumer,
+) {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/projector.toml");
+    let settings = projector::settings::Settings::load(service::config::env_of(&[(
+        "PROJECTOR_CONFIG",
+        shipped,
+    )]))
+    .expect("the shipped settings");
+    let consumer = stack
+        .js
+        .get_stream("FACTS")
+        .await
+        .expect("FACTS")
+        .create_consumer(projector::live::durable_config(
+            &settings,
+            projector::live::FACTS_CONSUMER,
+            "fact.>",
+        ))
+        .await
+        .expect("the live projection's consumer");
+    (settings, consumer)
 }
 
 /// The live projection's consumer as NATS sees it now.
