@@ -526,17 +526,7 @@ async fn read_facts(
     last: u64,
     wanted: &BTreeSet<u64>,
 ) -> Result<Vec<jetstream::Message>, async_nats::Error> {
-    let stream = ctx.js.get_stream(FACTS).await?;
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: "fact.>".into(),
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: first,
-            },
-            ..Default::default()
-        })
-        .await?;
-    let mut messages = consumer.messages().await?;
+    let mut messages = facts_from(ctx, first).await?;
     let mut out = Vec::with_capacity(wanted.len());
     // Well inside `ack_wait`: the batch waiting for these is not kept from redelivery meanwhile.
     let patience = ctx.settings.ack_wait / 2;
@@ -553,6 +543,25 @@ async fn read_facts(
             return Ok(out);
         }
     }
+}
+
+/// The facts of `FACTS` from the sequence `first` on, in order, read by an ordered consumer (a
+/// rebuild's whole stream, the live projection's earlier facts).
+pub async fn facts_from(
+    ctx: &Context,
+    first: u64,
+) -> Result<consumer::pull::Ordered, async_nats::Error> {
+    let stream = ctx.js.get_stream(FACTS).await?;
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: "fact.>".into(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: first,
+            },
+            ..Default::default()
+        })
+        .await?;
+    Ok(consumer.messages().await?)
 }
 
 /// A delivered message's sequence in its stream.
@@ -745,11 +754,7 @@ async fn population(db: &Database) -> Result<Vec<(String, u32)>, mongodb::error:
         .into_iter()
         .filter_map(|d| {
             let region = d.get_str("_id").ok()?.to_owned();
-            let n = d
-                .get_i32("n")
-                .map(i64::from)
-                .or_else(|_| d.get_i64("n"))
-                .ok()?;
+            let n = projection::integer(&d, "n")?;
             Some((region, u32::try_from(n).unwrap_or(u32::MAX)))
         })
         .collect())

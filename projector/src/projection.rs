@@ -774,11 +774,7 @@ async fn count_write(
         .session(session)
         .await?;
     Ok(before.map(|d| {
-        let writes = match d.get("writes") {
-            Some(bson::Bson::Int64(n)) => *n,
-            Some(bson::Bson::Int32(n)) => i64::from(*n),
-            _ => 0,
-        };
+        let writes = integer(&d, "writes").unwrap_or(0);
         (writes, d.get_str("tenure").unwrap_or_default().to_owned())
     }))
 }
@@ -1094,11 +1090,18 @@ pub async fn position(db: &Database, projection: &str) -> Result<u64, mongodb::e
         .collection::<Document>(PROGRESS)
         .find_one(doc! {"_id": projection})
         .await?;
-    Ok(match entry.as_ref().and_then(|e| e.get("seq")) {
-        Some(bson::Bson::Int64(n)) => u64::try_from(*n).unwrap_or(0),
-        Some(bson::Bson::Int32(n)) => u64::try_from(*n).unwrap_or(0),
-        _ => 0,
-    })
+    Ok(entry
+        .and_then(|e| integer(&e, "seq"))
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(0))
+}
+
+/// The integer `key` of `doc`, stored as a 32- or a 64-bit one (the server keeps what it was
+/// given, and `$inc` or `$max` keep a 32-bit one so).
+pub fn integer(doc: &Document, key: &str) -> Option<i64> {
+    doc.get_i64(key)
+        .ok()
+        .or_else(|| doc.get_i32(key).ok().map(i64::from))
 }
 
 /// One unordered bulk write, journaled, outside a transaction. `Some` (the error) when any write
@@ -1201,6 +1204,16 @@ fn refusals<'a>(
 mod tests {
     use super::*;
     use mongodb::bson::Bson;
+
+    #[test]
+    fn an_integer_is_read_as_either_width_and_nothing_else() {
+        let d = doc! {"a": 7_i32, "b": 9_000_000_000_i64, "c": 1.5, "d": "7"};
+        assert_eq!(integer(&d, "a"), Some(7));
+        assert_eq!(integer(&d, "b"), Some(9_000_000_000));
+        assert_eq!(integer(&d, "c"), None);
+        assert_eq!(integer(&d, "d"), None);
+        assert_eq!(integer(&d, "missing"), None);
+    }
 
     fn namespace(coll: &str) -> Namespace {
         Namespace::new("game", coll)

@@ -15,7 +15,6 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{self, DeliverPolicy};
 use async_nats::jetstream::kv::Store;
 use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
@@ -25,7 +24,7 @@ use nats_topology::topology::{FACTS, REBUILD_JOBS};
 use tracing::{error, info, warn};
 
 use crate::Context;
-use crate::live::{ensure_indexes, stored};
+use crate::live::{ensure_indexes, facts_from, stored};
 use crate::models::Stored;
 use crate::pace::Pace;
 use crate::projection::{self, Names, WriteError};
@@ -145,18 +144,7 @@ impl<F: FnMut(Progress) + Send> Folding<'_, F> {
             return Ok(());
         }
         let (ctx, names) = (self.ctx, self.names);
-        let stream = ctx.js.get_stream(FACTS).await.map_err(nats)?;
-        let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: "fact.>".into(),
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: from,
-                },
-                ..Default::default()
-            })
-            .await
-            .map_err(nats)?;
-        let mut messages = consumer.messages().await.map_err(nats)?;
+        let mut messages = facts_from(ctx, from).await.map_err(nats)?;
         let mut batch: Vec<Stored> = Vec::with_capacity(self.pace.limit());
         let mut reported = Instant::now();
         while let Some(message) = messages.next().await {
