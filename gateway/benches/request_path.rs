@@ -1,13 +1,19 @@
 //! The gateway's work per command, without the network: check the token, parse and validate the
-//! body, build the envelope, its subject and its bytes.
+//! body, build the envelope, its subject and its bytes. And a login's password check, on the
+//! password workers.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gateway::auth::{Role, Tokens, now_secs};
+use gateway::auth::{Passwords, Role, Tokens, now_secs, passwords};
 use schemas::{Actor, Command, Envelope, Origin, PlayerId, WorldConfig};
 use secrecy::SecretString;
+
+// The gateway's own allocator (see `src/main.rs`): what a hash's 19 MiB costs to take and give
+// back depends on it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn request_path(c: &mut Criterion) {
     let world_toml = std::fs::read_to_string(concat!(
@@ -65,5 +71,36 @@ fn request_path(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, request_path);
+/// A password hashed and verified as a registration and a login do it: on a password worker, with
+/// the shipped Argon2id parameters (19 MiB, two passes).
+fn password_check(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let refused = prometheus::IntCounter::new("refused", "refused").expect("counter");
+    let passwords = Passwords::start(1, passwords::QUEUE, refused).expect("workers");
+    let password = || SecretString::from("correct horse battery staple");
+    let hash = runtime
+        .block_on(passwords.hash(password()))
+        .expect("hashed");
+
+    let mut group = c.benchmark_group("passwords");
+    group.sample_size(30);
+    group.bench_function("verify", |b| {
+        b.iter(|| {
+            let matches = runtime.block_on(passwords.verify(password(), Some(hash.clone())));
+            assert!(matches.expect("checked"));
+        })
+    });
+    group.bench_function("hash", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(passwords.hash(password()))
+                .expect("hashed")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, request_path, password_check);
 criterion_main!(benches);

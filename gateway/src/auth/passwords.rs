@@ -13,9 +13,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Argon2, Params};
 use prometheus::IntCounter;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -83,6 +83,10 @@ impl Passwords {
             let Ok(parsed) = PasswordHash::new(&hash) else {
                 return false;
             };
+            if !within_costs(&parsed) {
+                tracing::error!("a stored password hash asks for absurd Argon2 costs");
+                return false;
+            }
             let matches = Argon2::default()
                 .verify_password(password.expose_secret().as_bytes(), &parsed)
                 .is_ok();
@@ -121,6 +125,20 @@ impl Passwords {
         // Dropped unanswered only if the job panicked (logged by the worker).
         answered.await.map_err(ApiError::internal)
     }
+}
+
+/// Whether `hash` asks for at most 64 times the memory and the work of the shipped parameters
+/// (19 MiB, two passes), as every hash this gateway makes does. Only a damaged or planted
+/// document asks for more, and verifying it must not take gigabytes of the gateway's memory (or
+/// abort the process when they cannot be had: `argon2` takes the memory in one allocation) or
+/// hold a worker for days.
+fn within_costs(hash: &PasswordHash<'_>) -> bool {
+    const MOST_BLOCKS: u64 = 64 * Params::DEFAULT_M_COST as u64;
+    const MOST_WORK: u64 = MOST_BLOCKS * Params::DEFAULT_T_COST as u64;
+    Params::try_from(hash).is_ok_and(|params| {
+        let blocks = params.block_count() as u64;
+        blocks <= MOST_BLOCKS && blocks * u64::from(params.t_cost()) <= MOST_WORK
+    })
 }
 
 /// A worker: lowers its own priority, then runs jobs until every sender is gone. A job that
@@ -163,6 +181,59 @@ mod tests {
 
     fn counter() -> IntCounter {
         IntCounter::new("refused", "refused").expect("a counter")
+    }
+
+    #[tokio::test]
+    async fn damaged_or_absurd_stored_hashes_never_match_and_cost_nothing() {
+        let passwords = Passwords::start(1, QUEUE, counter()).expect("workers");
+        let good = passwords
+            .hash(SecretString::from("correct horse"))
+            .await
+            .expect("hash");
+        let (head, output) = good.rsplit_once('$').expect("an output");
+        let mut flipped = output.to_owned();
+        let first = if flipped.starts_with('A') { "B" } else { "A" };
+        flipped.replace_range(..1, first);
+        let shipped = "m=19456,t=2,p=1";
+        assert!(good.contains(shipped), "{good}");
+        for bad in [
+            format!("{head}${flipped}"),
+            head.to_owned(),
+            good.replace("argon2id", "scrypt"),
+            good.replace("v=19", "v=18"),
+            good.replace(shipped, "m=19455,t=2,p=1"),
+            good.replace(shipped, "m=19456,t=2,p=1,x=5"),
+            good.replace(shipped, "m=19456,t=2,p=16777215"),
+            // Beyond the bound: without it the first aborts the process (4 TiB asked for in one
+            // allocation) and the third holds the worker for days.
+            good.replace(shipped, "m=4294967295,t=2,p=1"),
+            good.replace(shipped, "m=1245185,t=1,p=1"),
+            good.replace(shipped, "m=19456,t=4294967295,p=1"),
+            good.replace(shipped, "m=19456,t=129,p=1"),
+        ] {
+            let matches = passwords
+                .verify(SecretString::from("correct horse"), Some(bad.clone()))
+                .await
+                .expect("checked");
+            assert!(!matches, "{bad}");
+        }
+        let matches = passwords
+            .verify(SecretString::from("correct horse"), Some(good.clone()))
+            .await
+            .expect("checked");
+        assert!(matches, "the shipped costs are within the bound");
+        // The bound itself, on costs not worth computing here.
+        for (costs, within) in [
+            ("m=1245184,t=2,p=1", true),
+            ("m=622592,t=4,p=1", true),
+            ("m=1245192,t=1,p=1", false),
+            ("m=1245184,t=3,p=1", false),
+            ("m=622592,t=5,p=1", false),
+        ] {
+            let hash = good.replace(shipped, costs);
+            let parsed = PasswordHash::new(&hash).expect("parses");
+            assert_eq!(within_costs(&parsed), within, "{costs}");
+        }
     }
 
     #[test]
