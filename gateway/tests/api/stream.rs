@@ -455,6 +455,31 @@ async fn a_client_sending_more_than_a_few_kib_is_closed_and_the_gateway_stays_up
     when_subscribed(&app, &channel).await;
     publish(&app, &channel, r#"{"kind":"still_here"}"#).await;
     assert_eq!(next_text(&mut socket).await, r#"{"kind":"still_here"}"#);
+
+    // A message of the limit itself (more than the read buffer once its header is counted) is
+    // read and dropped. The pong proves the gateway read past it; the stream goes on.
+    let at_limit = "z".repeat(gateway::stream::MAX_INCOMING);
+    socket.send(Message::text(at_limit)).await.expect("send");
+    socket
+        .send(Message::Ping(b"after".to_vec().into()))
+        .await
+        .expect("send");
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("a pong in time")
+            .expect("the stream is open")
+            .expect("a frame");
+        if let Message::Pong(payload) = frame {
+            assert_eq!(&payload[..], b"after");
+            break;
+        }
+    }
+    publish(&app, &channel, r#"{"kind":"still_streaming"}"#).await;
+    assert_eq!(
+        next_text(&mut socket).await,
+        r#"{"kind":"still_streaming"}"#
+    );
 }
 
 /// Whether opening a stream is refused before the upgrade with 429 and the error shape.
