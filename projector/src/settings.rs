@@ -119,7 +119,7 @@ mod tests {
     #[test]
     fn the_shipped_file_is_enough_and_the_environment_wins() {
         let s = with(&[]).expect("shipped config");
-        assert_eq!((s.batch_size, s.known_documents), (256, 50_000));
+        assert_eq!((s.batch_size, s.known_documents), (512, 50_000));
         let s = with(&[
             ("MONGODB_DATABASE", "other"),
             ("PROJECTOR_ADDR", "127.0.0.1:1"),
