@@ -83,15 +83,19 @@ pub(crate) type Socket =
 /// The next text frame.
 pub(crate) async fn next_text(socket: &mut Socket) -> String {
     loop {
-        let frame = tokio::time::timeout(Duration::from_secs(5), socket.next())
-            .await
-            .expect("a frame in time")
-            .expect("the stream is open")
-            .expect("a frame");
-        if let Message::Text(text) = frame {
+        if let Message::Text(text) = next_frame(socket).await {
             return text.to_string();
         }
     }
+}
+
+/// The next frame the gateway sends, within 5 s.
+async fn next_frame(socket: &mut Socket) -> Message {
+    tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .expect("a frame in time")
+        .expect("the stream is open")
+        .expect("a frame")
 }
 
 /// A fact in `region`, as the projector publishes it.
@@ -465,12 +469,7 @@ async fn a_client_sending_more_than_a_few_kib_is_closed_and_the_gateway_stays_up
         .await
         .expect("send");
     loop {
-        let frame = tokio::time::timeout(Duration::from_secs(5), socket.next())
-            .await
-            .expect("a pong in time")
-            .expect("the stream is open")
-            .expect("a frame");
-        if let Message::Pong(payload) = frame {
+        if let Message::Pong(payload) = next_frame(&mut socket).await {
             assert_eq!(&payload[..], b"after");
             break;
         }
