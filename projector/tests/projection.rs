@@ -727,6 +727,89 @@ async fn facts_delivered_to_a_projector_that_did_not_write_them_are_folded_befor
 }
 
 #[tokio::test]
+async fn an_earlier_fact_the_read_models_keep_refusing_is_dead_lettered_once_and_nothing_stalls() {
+    let stack = Stack::start().await;
+    // A rule the world's documents must keep, which the first fact breaks.
+    stack
+        .db()
+        .run_command(doc! {"create": "world", "validator": {"name": {"$ne": "cursed"}}})
+        .await
+        .expect("a collection with a validator");
+    let cursed = fact(
+        Some(west()),
+        Fact::ItemSpawned(ItemSpawned {
+            item: EntityId::new(),
+            item_kind: "cursed".into(),
+            position: Position::new(5.0, 5.0),
+        }),
+    );
+    let mut facts = vec![cursed.clone()];
+    facts.extend(history(2));
+    stack.publish(&facts).await;
+    // Held by a projector that died before it wrote them, the refused fact among them: the
+    // next projector reads them from the stream to fold them first.
+    let (_, consumer) = live_consumer(&stack).await;
+    let held: Vec<_> = consumer
+        .fetch()
+        .max_messages(5)
+        .messages()
+        .await
+        .expect("fetch")
+        .try_collect()
+        .await
+        .expect("the held facts");
+    assert_eq!(held.len(), 5);
+    let holding = tokio::spawn(async move {
+        loop {
+            for m in &held {
+                let _ = m.ack_with(async_nats::jetstream::AckKind::Progress).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+
+    let mut projector = stack.projector();
+    let Fact::ItemSpawned(refused) = &cursed.payload else {
+        unreachable!()
+    };
+    let (players, mut entities, sessions) = stack.expected().await;
+    entities.remove(&refused.item);
+    eventually("every other fact is in the read models", || async {
+        (stack.projected().await == (players.clone(), entities.clone(), sessions.clone()))
+            .then_some(())
+    })
+    .await;
+    let dlq = stack.js.get_stream("DLQ").await.expect("dlq");
+    let letter = dead_letter_on(&stack, "dlq.facts.fact.west.item_spawned").await;
+    assert!(
+        letter.reason.contains("refused it 5 times"),
+        "{}",
+        letter.reason
+    );
+    assert_eq!(letter.consumer.as_deref(), Some("projector"));
+    assert_eq!(
+        Envelope::<Fact>::decode(&letter.payload)
+            .expect("the fact")
+            .id,
+        cursed.id
+    );
+    assert!(projector.log().contains("reading them from the stream"));
+
+    // Its own delivery, once overdue, is refused again and dead-lettered as the same letter;
+    // the consumer goes through to the end.
+    holding.abort();
+    let end = facts.len() as u64;
+    eventually("the held facts are delivered again and settled", || async {
+        let info = consumer_info(&stack).await;
+        (info.num_ack_pending == 0 && info.ack_floor.stream_sequence == end).then_some(())
+    })
+    .await;
+    assert_eq!(dlq.clone().info().await.expect("info").state.messages, 1);
+    assert_eq!(stack.projected().await, (players, entities, sessions));
+    assert!(projector.is_running(), "the projector kept running");
+}
+
+#[tokio::test]
 async fn a_consumer_far_beyond_the_recorded_position_is_followed_and_said() {
     let stack = Stack::start().await;
     // The read models restored from a backup older than the consumer: it has acknowledged far
