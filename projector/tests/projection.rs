@@ -810,6 +810,79 @@ async fn an_earlier_fact_the_read_models_keep_refusing_is_dead_lettered_once_and
 }
 
 #[tokio::test]
+async fn earlier_facts_wait_for_a_frozen_server_to_give_the_position_and_are_folded_first() {
+    let mut stack = Stack::start().await;
+    let (settings, consumer) = live_consumer(&stack).await;
+    let mut facts = Vec::new();
+    while facts.len() < settings.batch_size + 50 {
+        facts.extend(history(1));
+    }
+    stack.publish(&facts).await;
+    // A projector took a whole batch's worth and died: while they wait, the consumer gives the
+    // next projector nothing (one batch outstanding at most).
+    let mut held = Vec::new();
+    while held.len() < settings.batch_size {
+        let batch: Vec<_> = consumer
+            .fetch()
+            .max_messages(settings.batch_size - held.len())
+            .messages()
+            .await
+            .expect("fetch")
+            .try_collect()
+            .await
+            .expect("a batch");
+        held.extend(batch);
+    }
+    let mut projector = stack.projector();
+    eventually("the projector is live", || async {
+        projector
+            .log()
+            .contains("live projection started")
+            .then_some(())
+    })
+    .await;
+    // The server freezes; then all but the first five are acknowledged (as if written), so
+    // the newer facts come, and with them the need to know the projection's position.
+    stack.mongo_mut().pause().expect("SIGSTOP");
+    let (first, rest) = held.split_at(5);
+    for m in rest {
+        m.double_ack().await.expect("ack");
+    }
+    let first: Vec<_> = first.to_vec();
+    let holding = tokio::spawn(async move {
+        loop {
+            for m in &first {
+                let _ = m.ack_with(async_nats::jetstream::AckKind::Progress).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    eventually("the position's read waits for the server", || async {
+        projector
+            .log()
+            .contains("a write is still running")
+            .then_some(())
+    })
+    .await;
+    stack.mongo_mut().resume().expect("SIGCONT");
+
+    // Everything before the newer facts is read from the stream and folded first, once.
+    stack.all_projected(facts.len() as u64, &[&projector]).await;
+    assert!(projector.log().contains("reading them from the stream"));
+    holding.abort();
+    let expected = stack.projected().await;
+    let end = facts.len() as u64;
+    eventually("the held facts are delivered again and settled", || async {
+        let info = consumer_info(&stack).await;
+        (info.num_ack_pending == 0 && info.ack_floor.stream_sequence == end).then_some(())
+    })
+    .await;
+    assert_eq!(stack.projected().await, expected);
+    assert_eq!(stack.audit_count().await, end, "nothing audited twice");
+    assert!(projector.is_running(), "the projector kept running");
+}
+
+#[tokio::test]
 async fn a_consumer_far_beyond_the_recorded_position_is_followed_and_said() {
     let stack = Stack::start().await;
     // The read models restored from a backup older than the consumer: it has acknowledged far
