@@ -682,29 +682,13 @@ async fn facts_delivered_to_a_projector_that_did_not_write_them_are_folded_befor
     // overdue, and meanwhile delivers the newer ones. The first player's account, login, spawn
     // and first step are among those held; its later steps and blows are not.
     let (_, consumer) = live_consumer(&stack).await;
-    let held: Vec<_> = consumer
-        .fetch()
-        .max_messages(5)
-        .messages()
-        .await
-        .expect("fetch")
-        .try_collect()
-        .await
-        .expect("the held facts");
+    let held = take(&consumer, 5).await;
     let sequences: Vec<u64> = held
         .iter()
         .map(|m| m.info().expect("info").stream_sequence)
         .collect();
     assert_eq!(sequences, [1, 2, 3, 4, 5]);
-    // Held for as long as the projector takes to start and project, however slow.
-    let holding = tokio::spawn(async move {
-        loop {
-            for m in &held {
-                let _ = m.ack_with(async_nats::jetstream::AckKind::Progress).await;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    });
+    let holding = hold(held);
 
     let projector = stack.projector();
     stack.all_projected(facts.len() as u64, &[&projector]).await;
@@ -713,15 +697,7 @@ async fn facts_delivered_to_a_projector_that_did_not_write_them_are_folded_befor
     // Their own delivery, once overdue, changes nothing.
     holding.abort();
     let expected = stack.projected().await;
-    eventually(
-        "the held facts are delivered again and acknowledged",
-        || async {
-            let info = consumer_info(&stack).await;
-            (info.num_ack_pending == 0 && info.ack_floor.stream_sequence == facts.len() as u64)
-                .then_some(())
-        },
-    )
-    .await;
+    settled(&stack, facts.len() as u64).await;
     assert_eq!(stack.projected().await, expected);
     assert_eq!(stack.audit_count().await, facts.len() as u64);
 }
@@ -729,44 +705,15 @@ async fn facts_delivered_to_a_projector_that_did_not_write_them_are_folded_befor
 #[tokio::test]
 async fn an_earlier_fact_the_read_models_keep_refusing_is_dead_lettered_once_and_nothing_stalls() {
     let stack = Stack::start().await;
-    // A rule the world's documents must keep, which the first fact breaks.
-    stack
-        .db()
-        .run_command(doc! {"create": "world", "validator": {"name": {"$ne": "cursed"}}})
-        .await
-        .expect("a collection with a validator");
-    let cursed = fact(
-        Some(west()),
-        Fact::ItemSpawned(ItemSpawned {
-            item: EntityId::new(),
-            item_kind: "cursed".into(),
-            position: Position::new(5.0, 5.0),
-        }),
-    );
+    // The first fact breaks a rule the world's documents must keep.
+    let cursed = cursed_item(&stack).await;
     let mut facts = vec![cursed.clone()];
     facts.extend(history(2));
     stack.publish(&facts).await;
     // Held by a projector that died before it wrote them, the refused fact among them: the
     // next projector reads them from the stream to fold them first.
     let (_, consumer) = live_consumer(&stack).await;
-    let held: Vec<_> = consumer
-        .fetch()
-        .max_messages(5)
-        .messages()
-        .await
-        .expect("fetch")
-        .try_collect()
-        .await
-        .expect("the held facts");
-    assert_eq!(held.len(), 5);
-    let holding = tokio::spawn(async move {
-        loop {
-            for m in &held {
-                let _ = m.ack_with(async_nats::jetstream::AckKind::Progress).await;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    });
+    let holding = hold(take(&consumer, 5).await);
 
     let mut projector = stack.projector();
     let Fact::ItemSpawned(refused) = &cursed.payload else {
@@ -780,30 +727,14 @@ async fn an_earlier_fact_the_read_models_keep_refusing_is_dead_lettered_once_and
     })
     .await;
     let dlq = stack.js.get_stream("DLQ").await.expect("dlq");
-    let letter = dead_letter_on(&stack, "dlq.facts.fact.west.item_spawned").await;
-    assert!(
-        letter.reason.contains("refused it 5 times"),
-        "{}",
-        letter.reason
-    );
+    let letter = refused_letter(&stack, &cursed).await;
     assert_eq!(letter.consumer.as_deref(), Some("projector"));
-    assert_eq!(
-        Envelope::<Fact>::decode(&letter.payload)
-            .expect("the fact")
-            .id,
-        cursed.id
-    );
     assert!(projector.log().contains("reading them from the stream"));
 
     // Its own delivery, once overdue, is refused again and dead-lettered as the same letter;
     // the consumer goes through to the end.
     holding.abort();
-    let end = facts.len() as u64;
-    eventually("the held facts are delivered again and settled", || async {
-        let info = consumer_info(&stack).await;
-        (info.num_ack_pending == 0 && info.ack_floor.stream_sequence == end).then_some(())
-    })
-    .await;
+    settled(&stack, facts.len() as u64).await;
     assert_eq!(dlq.clone().info().await.expect("info").state.messages, 1);
     assert_eq!(stack.projected().await, (players, entities, sessions));
     assert!(projector.is_running(), "the projector kept running");
@@ -820,27 +751,9 @@ async fn earlier_facts_wait_for_a_frozen_server_to_give_the_position_and_are_fol
     stack.publish(&facts).await;
     // A projector took a whole batch's worth and died: while they wait, the consumer gives the
     // next projector nothing (one batch outstanding at most).
-    let mut held = Vec::new();
-    while held.len() < settings.batch_size {
-        let batch: Vec<_> = consumer
-            .fetch()
-            .max_messages(settings.batch_size - held.len())
-            .messages()
-            .await
-            .expect("fetch")
-            .try_collect()
-            .await
-            .expect("a batch");
-        held.extend(batch);
-    }
+    let held = take(&consumer, settings.batch_size).await;
     let mut projector = stack.projector();
-    eventually("the projector is live", || async {
-        projector
-            .log()
-            .contains("live projection started")
-            .then_some(())
-    })
-    .await;
+    logs(&projector, "live projection started").await;
     // The server freezes; then all but the first five are acknowledged (as if written), so
     // the newer facts come, and with them the need to know the projection's position.
     stack.mongo_mut().pause().expect("SIGSTOP");
@@ -848,22 +761,9 @@ async fn earlier_facts_wait_for_a_frozen_server_to_give_the_position_and_are_fol
     for m in rest {
         m.double_ack().await.expect("ack");
     }
-    let first: Vec<_> = first.to_vec();
-    let holding = tokio::spawn(async move {
-        loop {
-            for m in &first {
-                let _ = m.ack_with(async_nats::jetstream::AckKind::Progress).await;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    });
-    eventually("the position's read waits for the server", || async {
-        projector
-            .log()
-            .contains("a write is still running")
-            .then_some(())
-    })
-    .await;
+    let holding = hold(first.to_vec());
+    // The position's read waits for the server.
+    logs(&projector, "a write is still running").await;
     stack.mongo_mut().resume().expect("SIGCONT");
 
     // Everything before the newer facts is read from the stream and folded first, once.
@@ -872,11 +772,7 @@ async fn earlier_facts_wait_for_a_frozen_server_to_give_the_position_and_are_fol
     holding.abort();
     let expected = stack.projected().await;
     let end = facts.len() as u64;
-    eventually("the held facts are delivered again and settled", || async {
-        let info = consumer_info(&stack).await;
-        (info.num_ack_pending == 0 && info.ack_floor.stream_sequence == end).then_some(())
-    })
-    .await;
+    settled(&stack, end).await;
     assert_eq!(stack.projected().await, expected);
     assert_eq!(stack.audit_count().await, end, "nothing audited twice");
     assert!(projector.is_running(), "the projector kept running");
@@ -895,15 +791,11 @@ async fn a_consumer_far_beyond_the_recorded_position_is_followed_and_said() {
     stack.publish(&acknowledged).await;
     let mut taken = 0;
     while taken < acknowledged.len() {
-        let batch: Vec<_> = consumer
-            .fetch()
-            .max_messages(settings.batch_size)
-            .messages()
-            .await
-            .expect("fetch")
-            .try_collect()
-            .await
-            .expect("a batch");
+        let batch = take(
+            &consumer,
+            settings.batch_size.min(acknowledged.len() - taken),
+        )
+        .await;
         for m in &batch {
             m.double_ack().await.expect("ack");
         }
@@ -954,6 +846,59 @@ async fn live_consumer(
         .await
         .expect("the live projection's consumer");
     (settings, consumer)
+}
+
+/// The next `n` facts of the live projection's consumer, taken as a projector that then died
+/// holding them would have taken them.
+async fn take(
+    consumer: &async_nats::jetstream::consumer::PullConsumer,
+    n: usize,
+) -> Vec<async_nats::jetstream::Message> {
+    let mut taken = Vec::with_capacity(n);
+    while taken.len() < n {
+        let batch: Vec<_> = consumer
+            .fetch()
+            .max_messages(n - taken.len())
+            .messages()
+            .await
+            .expect("fetch")
+            .try_collect()
+            .await
+            .expect("a batch");
+        taken.extend(batch);
+    }
+    taken
+}
+
+/// Keeps `held` from being delivered again until the returned task is aborted: for as long as
+/// the projector takes to start and project, however slow.
+fn hold(held: Vec<async_nats::jetstream::Message>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            for m in &held {
+                let _ = m.ack_with(async_nats::jetstream::AckKind::Progress).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+/// Waits until the live projection's consumer has every fact up to `end` acknowledged (or
+/// terminated) and none outstanding: the facts once held were delivered again and settled.
+async fn settled(stack: &Stack, end: u64) {
+    eventually("the held facts are delivered again and settled", || async {
+        let info = consumer_info(stack).await;
+        (info.num_ack_pending == 0 && info.ack_floor.stream_sequence == end).then_some(())
+    })
+    .await;
+}
+
+/// Waits until `projector` has logged `line`.
+async fn logs(projector: &Projector, line: &str) {
+    eventually(&format!("the projector logs {line:?}"), || async {
+        projector.log().contains(line).then_some(())
+    })
+    .await;
 }
 
 /// The live projection's consumer as NATS sees it now.
@@ -1174,24 +1119,47 @@ fn elsewhere_item(env: &Envelope<Fact>) -> String {
     }
 }
 
-#[tokio::test]
-async fn a_fact_the_read_models_keep_refusing_goes_to_the_dead_letters_and_the_rest_is_projected() {
-    let stack = Stack::start().await;
-    // A rule the world's documents must keep, which one fact breaks: no item called "cursed".
+/// An item's spawning that the world's documents refuse: a rule they must keep (no item called
+/// "cursed"), set on the stack's `world` collection, which the fact breaks.
+async fn cursed_item(stack: &Stack) -> Envelope<Fact> {
     stack
         .db()
         .run_command(doc! {"create": "world", "validator": {"name": {"$ne": "cursed"}}})
         .await
         .expect("a collection with a validator");
-    let _projector = stack.projector();
-    let cursed = fact(
+    fact(
         Some(west()),
         Fact::ItemSpawned(ItemSpawned {
             item: EntityId::new(),
             item_kind: "cursed".into(),
             position: Position::new(5.0, 5.0),
         }),
+    )
+}
+
+/// The dead letter of `refused` (see [`cursed_item`]), which says it was refused until its
+/// attempts were spent.
+async fn refused_letter(stack: &Stack, refused: &Envelope<Fact>) -> nats_topology::DeadLetter {
+    let letter = dead_letter_on(stack, "dlq.facts.fact.west.item_spawned").await;
+    assert!(
+        letter.reason.contains("refused it 5 times"),
+        "{}",
+        letter.reason
     );
+    assert_eq!(
+        Envelope::<Fact>::decode(&letter.payload)
+            .expect("the fact")
+            .id,
+        refused.id
+    );
+    letter
+}
+
+#[tokio::test]
+async fn a_fact_the_read_models_keep_refusing_goes_to_the_dead_letters_and_the_rest_is_projected() {
+    let stack = Stack::start().await;
+    let cursed = cursed_item(&stack).await;
+    let _projector = stack.projector();
     let mut facts = history(1);
     facts.push(cursed.clone());
     facts.extend(history(1));
@@ -1203,18 +1171,7 @@ async fn a_fact_the_read_models_keep_refusing_goes_to_the_dead_letters_and_the_r
         async move { (dlq.info().await.ok()?.state.messages > 0).then_some(()) }
     })
     .await;
-    let letter = dead_letter_on(&stack, "dlq.facts.fact.west.item_spawned").await;
-    assert!(
-        letter.reason.contains("refused it 5 times"),
-        "{}",
-        letter.reason
-    );
-    assert_eq!(
-        Envelope::<Fact>::decode(&letter.payload)
-            .expect("the fact")
-            .id,
-        cursed.id
-    );
+    refused_letter(&stack, &cursed).await;
     // Everything else is projected, and the projector goes on with what comes next.
     stack.publish(&history(1)).await;
     let Fact::ItemSpawned(refused) = &cursed.payload else {
