@@ -740,42 +740,74 @@ async fn an_earlier_fact_the_read_models_keep_refusing_is_dead_lettered_once_and
     assert!(projector.is_running(), "the projector kept running");
 }
 
-#[tokio::test]
-async fn earlier_facts_wait_for_a_frozen_server_to_give_the_position_and_are_folded_first() {
-    let mut stack = Stack::start().await;
-    let (settings, consumer) = live_consumer(&stack).await;
+/// A batch's worth of facts taken by a projector that died, the next projector started, and
+/// MongoDB frozen as the facts after those come to it, so that it waits on the lane for the
+/// projection's position (which it logs). All of the facts, the projector, and the task that
+/// still holds the first five.
+async fn waiting_for_the_position(
+    stack: &mut Stack,
+) -> (Vec<Envelope<Fact>>, Projector, tokio::task::JoinHandle<()>) {
+    let (settings, consumer) = live_consumer(stack).await;
     let mut facts = Vec::new();
     while facts.len() < settings.batch_size + 50 {
         facts.extend(history(1));
     }
     stack.publish(&facts).await;
-    // A projector took a whole batch's worth and died: while they wait, the consumer gives the
-    // next projector nothing (one batch outstanding at most).
+    // While they wait, the consumer gives the next projector nothing (one batch outstanding
+    // at most).
     let held = take(&consumer, settings.batch_size).await;
-    let mut projector = stack.projector();
+    let projector = stack.projector();
     logs(&projector, "live projection started").await;
     // The server freezes; then all but the first five are acknowledged (as if written), so
     // the newer facts come, and with them the need to know the projection's position.
-    stack.mongo_mut().pause().expect("SIGSTOP");
+    stack.mongo_mut().pause().expect("SIGSTOP MongoDB");
     let (first, rest) = held.split_at(5);
     for m in rest {
         m.double_ack().await.expect("ack");
     }
     let holding = hold(first.to_vec());
-    // The position's read waits for the server.
     logs(&projector, "a write is still running").await;
-    stack.mongo_mut().resume().expect("SIGCONT");
+    (facts, projector, holding)
+}
 
-    // Everything before the newer facts is read from the stream and folded first, once.
+/// Once the servers answer again: every fact folded (those before the newer ones read from
+/// the stream first), each once, and the held ones settled when let go.
+async fn folded_once(
+    stack: &Stack,
+    facts: &[Envelope<Fact>],
+    mut projector: Projector,
+    holding: tokio::task::JoinHandle<()>,
+) {
     stack.all_projected(facts.len() as u64, &[&projector]).await;
     assert!(projector.log().contains("reading them from the stream"));
     holding.abort();
     let expected = stack.projected().await;
     let end = facts.len() as u64;
-    settled(&stack, end).await;
+    settled(stack, end).await;
     assert_eq!(stack.projected().await, expected);
     assert_eq!(stack.audit_count().await, end, "nothing audited twice");
     assert!(projector.is_running(), "the projector kept running");
+}
+
+#[tokio::test]
+async fn earlier_facts_wait_for_a_frozen_server_to_give_the_position_and_are_folded_first() {
+    let mut stack = Stack::start().await;
+    let (facts, projector, holding) = waiting_for_the_position(&mut stack).await;
+    stack.mongo_mut().resume().expect("SIGCONT MongoDB");
+    folded_once(&stack, &facts, projector, holding).await;
+}
+
+#[tokio::test]
+async fn earlier_facts_wait_for_a_frozen_nats_to_give_them_and_are_folded_first() {
+    // A lease longer than the freeze: the projector stays live through it.
+    let mut stack = Stack::start_with_lease(Duration::from_secs(60)).await;
+    let (facts, projector, holding) = waiting_for_the_position(&mut stack).await;
+    // NATS freezes before MongoDB answers: the facts before the batch cannot be read.
+    stack.nats.pause().expect("SIGSTOP NATS");
+    stack.mongo_mut().resume().expect("SIGCONT MongoDB");
+    logs(&projector, "cannot read the earlier facts from FACTS").await;
+    stack.nats.resume().expect("SIGCONT NATS");
+    folded_once(&stack, &facts, projector, holding).await;
 }
 
 #[tokio::test]

@@ -39,12 +39,19 @@ pub struct Stack {
 test_servers::stands_on!(Stack, servers);
 
 impl Stack {
+    /// The servers, with the projectors' lease lapsing after 3 s.
     pub async fn start() -> Self {
+        Self::start_with_lease(Duration::from_secs(3)).await
+    }
+
+    /// As [`Stack::start`], with the projectors' lease lapsing after `ttl`: a test that
+    /// freezes NATS for longer than 3 s keeps its projector live.
+    pub async fn start_with_lease(ttl: Duration) -> Self {
         Self {
             servers: test_servers::Stack::builder()
                 .mongo()
                 .redis()
-                .lease_ttl(Duration::from_secs(3))
+                .lease_ttl(ttl)
                 .start()
                 .await,
             redis_cluster: None,
