@@ -92,7 +92,7 @@ pub async fn stream(
     // The read buffer no larger than what a client may send: tungstenite fills the free part
     // of it with zeros before each read, and a stream's read is tried again after every fact
     // sent. With the default 128 KiB, `memset` was 8.8 % of the gateway's samples under the load
-    // driver (perf); with 4 KiB, 2.8 to 3.1 % (the rest is Argon2's).
+    // driver (perf); with 4 KiB, 2.8 to 3.1 %.
     let ws = ws
         .max_message_size(MAX_INCOMING)
         .max_frame_size(MAX_INCOMING)
