@@ -59,7 +59,14 @@ fn close_frame(code: u16, reason: &'static str) -> CloseFrame {
     }
 }
 
+/// At most this many queued facts go out with one flush.
+const BURST: usize = 64;
+
 /// Sends the stream's facts until the stream ends; the close frame to end it with, if any.
+///
+/// The facts queued when one arrives go out together, with one flush: the projector publishes a
+/// batch at a time, so a stream's facts come in bursts, and a flush (and the read of the client's
+/// frames that follows it) per fact was most of what a stream cost the gateway.
 async fn forward(
     sink: &mut Sink,
     incoming: &mut Incoming,
@@ -71,10 +78,16 @@ async fn forward(
 ) -> Option<CloseFrame> {
     let own = channel::player(interest.player());
     let mut recent = Recent::default();
+    let mut burst = Vec::with_capacity(BURST);
     loop {
         tokio::select! {
-            next = queued.recv() => match next {
-                Some(delivery) => {
+            next = queued.recv() => {
+                // The hub dropped this client: it fell behind, or Redis went away.
+                let Some(first) = next else {
+                    return Some(close_frame(TOO_SLOW, "too slow or stream ended"));
+                };
+                let mut next = Some(first);
+                while let Some(delivery) = next.take() {
                     if *delivery.channel == *own
                         && let Ok(fact) = Envelope::<Fact>::decode(delivery.text.as_bytes())
                         && interest.follow(&state.settings().world, &fact)
@@ -84,25 +97,29 @@ async fn forward(
                     }
                     // A fact about the player in a region it listens to comes on two channels:
                     // once is enough.
-                    if !recent.first_time(&delivery.text) {
-                        continue;
+                    if recent.first_time(&delivery.text) {
+                        burst.push(Ok(Message::Text(Utf8Bytes::from(delivery.text.as_ref()))));
                     }
-                    let text = Utf8Bytes::from(delivery.text.as_ref());
-                    // While a send waits, nothing else here runs, the hub's "too slow" included:
-                    // a client that stops reading is closed on its own clock.
-                    let timeout = state.settings().stream_send_timeout;
-                    match tokio::time::timeout(timeout, sink.send(Message::Text(text))).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return None,
-                        Err(_) => {
-                            tracing::info!(player = %interest.player(), "a stream's client stopped reading");
-                            return Some(close_frame(TOO_SLOW, "too slow or stream ended"));
-                        }
+                    if burst.len() < BURST {
+                        next = queued.try_recv().ok();
                     }
                 }
-                // The hub dropped this client: it fell behind, or Redis went away.
-                None => return Some(close_frame(TOO_SLOW, "too slow or stream ended")),
-            },
+                if burst.is_empty() {
+                    continue;
+                }
+                // While a send waits, nothing else here runs, the hub's "too slow" included:
+                // a client that stops reading is closed on its own clock.
+                let timeout = state.settings().stream_send_timeout;
+                let mut out = futures::stream::iter(burst.drain(..));
+                match tokio::time::timeout(timeout, sink.send_all(&mut out)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return None,
+                    Err(_) => {
+                        tracing::info!(player = %interest.player(), "a stream's client stopped reading");
+                        return Some(close_frame(TOO_SLOW, "too slow or stream ended"));
+                    }
+                }
+            }
             from_client = incoming.next() => match from_client {
                 None | Some(Ok(Message::Close(_))) => return None,
                 Some(Err(e)) => return refusal(e),

@@ -148,6 +148,48 @@ async fn the_stream_forwards_the_players_and_its_regions_facts() {
 }
 
 #[tokio::test]
+async fn a_burst_of_facts_arrives_whole_in_order_and_each_once() {
+    let app = spawn_app().await;
+    let (player_id, token) = app.player("bea").await;
+    app.put_in_world_at(&player_id, "bea", "north-east", (1500.0, 1500.0))
+        .await;
+    let mut socket = open(&app, &token).await;
+    let region = channel::region("north-east");
+    let own = channel::player(&player_id);
+    when_subscribed(&app, &region).await;
+    when_subscribed(&app, &own).await;
+
+    // A projector's batch at once, more than one send's worth: every tenth fact is about the
+    // player, so it comes on both channels.
+    let sent = 150;
+    let mut batch = redis::pipe();
+    for i in 0..sent {
+        let text = format!(r#"{{"id":"fact-{i}","kind":"moved"}}"#);
+        batch.cmd("PUBLISH").arg(&region).arg(&text).ignore();
+        if i % 10 == 0 {
+            batch.cmd("PUBLISH").arg(&own).arg(&text).ignore();
+        }
+    }
+    let mut redis = app.state.redis();
+    let () = batch.query_async(&mut redis).await.expect("published");
+    // The last one marks the end; anything after it would be a repeat.
+    publish(&app, &region, r#"{"id":"end","kind":"moved"}"#).await;
+
+    let mut seen = Vec::new();
+    loop {
+        let text = next_text(&mut socket).await;
+        if text.contains(r#""end""#) {
+            break;
+        }
+        seen.push(text);
+    }
+    let expected: Vec<String> = (0..sent)
+        .map(|i| format!(r#"{{"id":"fact-{i}","kind":"moved"}}"#))
+        .collect();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
 async fn a_stream_without_a_valid_token_is_refused() {
     let app = spawn_app().await;
     let url = format!(
