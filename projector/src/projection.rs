@@ -522,7 +522,8 @@ fn audit_entries(names: &Names, facts: &[Stored]) -> Result<Vec<Document>, Write
 }
 
 /// How many times a batch is read, folded and written again at once when its transaction meets
-/// another writer, before the batch waits like any failed write.
+/// another writer, or finds the projection not as it read it, before the batch waits like any
+/// failed write.
 const CONFLICT_ATTEMPTS: u32 = 5;
 
 /// Folds `facts` (in stream order) into the read models named by `names` and writes them, then
@@ -562,6 +563,17 @@ pub async fn apply(
                 // it, for a moment, or one that should not be running.
                 writer.forget_documents();
                 warn!(attempt, error = %e, "another writer changed the batch's documents; reading them again");
+            }
+            Err(Failed::Stale) if attempt >= CONFLICT_ATTEMPTS => {
+                // Read afresh each time and still not what the server holds: something else
+                // removes what the batch reads (a rebuild's switch-over, an operator), and
+                // trying again at once would only keep the server busy.
+                writer.forget();
+                return Err(WriteError::Unavailable(mongodb::error::Error::from(
+                    std::io::Error::other(format!(
+                        "the projection changed under the batch {attempt} times in a row"
+                    )),
+                )));
             }
             Err(Failed::Stale) => {
                 writer.forget_documents();
