@@ -420,14 +420,41 @@ pub async fn project_facts(
     let names = Names::live();
     let consumer = durable(&ctx, FACTS, FACTS_CONSUMER, "fact.>").await?;
     let mut pace = Pace::new(ctx.settings.batch_size, ctx.settings.target_write);
-    // How far the projection is written in stream order, as far as this task knows.
-    let mut folded_to = None;
+    let mut headway = Headway::default();
     while let Some(messages) = paced_batch(&consumer, FACTS_CONSUMER, &ctx, &pace, &mut stop).await
     {
         let _guard = ctx.live_lock.lock().await;
-        project_batch(&ctx, &names, messages, &mut pace, &mut stop, &mut folded_to).await;
+        project_batch(&ctx, &names, messages, &mut pace, &mut stop, &mut headway).await;
     }
     Ok(())
+}
+
+/// What the live projection of facts knows of its own progress, from one batch to the next.
+#[derive(Debug, Default)]
+pub struct Headway {
+    /// How far the projection is written in stream order, as far as this task knows.
+    folded_to: Option<u64>,
+    /// The facts read from the stream ahead of their own delivery, folded and published on the
+    /// live stream's channels then; their own delivery publishes them no more.
+    read_ahead: BTreeSet<u64>,
+}
+
+impl Headway {
+    /// Whether the fact at `seq`, delivered in its own right, was published when it was read
+    /// ahead; it is forgotten either way, as it comes once more at most.
+    fn published_before(&mut self, seq: u64) -> bool {
+        self.read_ahead.remove(&seq)
+    }
+
+    /// Remembers the facts at `seqs` as read ahead and published, keeping no more than `most`:
+    /// a fact whose own delivery never comes to this task (another projector took the
+    /// consumer) is forgotten once newer ones push it out, and at worst published twice.
+    fn read_ahead(&mut self, seqs: &BTreeSet<u64>, most: usize) {
+        self.read_ahead.extend(seqs);
+        while self.read_ahead.len() > most {
+            self.read_ahead.pop_first();
+        }
+    }
 }
 
 /// The facts before the newest of a batch (`messages`) that the projection has not written and
@@ -577,9 +604,10 @@ pub async fn project_batch(
     messages: Vec<jetstream::Message>,
     pace: &mut Pace,
     stop: &mut watch::Receiver<bool>,
-    folded_to: &mut Option<u64>,
+    headway: &mut Headway,
 ) {
     let newest = messages.iter().filter_map(sequence).max();
+    let folded_to = &mut headway.folded_to;
     let Some(earlier) = earlier_facts(ctx, names, folded_to, &messages, stop).await else {
         return;
     };
@@ -646,7 +674,15 @@ pub async fn project_batch(
             .observe(behind.as_secs_f64());
     }
     tracing::debug!(facts = facts.len(), "batch written");
-    bridge(ctx, &facts, &written, newest).await;
+    // A fact read ahead was published with the batch that read it; a client's stream would
+    // drop the repeat, but Redis and every gateway would carry it first.
+    let to_publish: Vec<&Stored> = facts
+        .iter()
+        .copied()
+        .filter(|f| earlier_seqs.contains(&f.seq) || !headway.published_before(f.seq))
+        .collect();
+    bridge(ctx, &to_publish, &written, newest).await;
+    headway.read_ahead(&earlier_seqs, 4 * ctx.settings.batch_size);
     for (_, m) in &batch {
         if let Err(e) = m.ack().await {
             // It comes back and changes nothing.

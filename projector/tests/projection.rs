@@ -689,17 +689,77 @@ async fn facts_delivered_to_a_projector_that_did_not_write_them_are_folded_befor
         .collect();
     assert_eq!(sequences, [1, 2, 3, 4, 5]);
     let holding = hold(held);
+    let mut live = Heard::start(&stack).await;
 
     let projector = stack.projector();
     stack.all_projected(facts.len() as u64, &[&projector]).await;
     let log = projector.log();
     assert!(log.contains("reading them from the stream"), "{log}");
-    // Their own delivery, once overdue, changes nothing.
+    // Their own delivery, once overdue, changes nothing, and publishes nothing again.
     holding.abort();
     let expected = stack.projected().await;
     settled(&stack, facts.len() as u64).await;
     assert_eq!(stack.projected().await, expected);
     assert_eq!(stack.audit_count().await, facts.len() as u64);
+    let heard = live.until_now(&stack).await;
+    for f in &facts {
+        if let Some(region) = &f.region {
+            let channel = schemas::read_model::channel::region(region);
+            assert_eq!(heard.get(&(channel, f.id.to_string())), Some(&1), "{f:?}");
+        }
+    }
+    let repeated: Vec<_> = heard.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "published more than once: {repeated:?}"
+    );
+}
+
+/// What the projector publishes on the live stream's channels, heard from Redis.
+struct Heard {
+    pubsub: redis::aio::PubSub,
+}
+
+impl Heard {
+    const END: &str = "live:end-of-test";
+
+    async fn start(stack: &Stack) -> Self {
+        let redis = redis::Client::open(stack.redis().url()).expect("redis");
+        let mut pubsub = redis.get_async_pubsub().await.expect("pubsub");
+        pubsub.psubscribe("live:*").await.expect("psubscribe");
+        Self { pubsub }
+    }
+
+    /// How many times each fact (by its id) was heard on each channel, up to now: a message
+    /// published now comes after everything published before it.
+    async fn until_now(&mut self, stack: &Stack) -> BTreeMap<(String, String), usize> {
+        let redis = redis::Client::open(stack.redis().url()).expect("redis");
+        let mut con = redis
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(Self::END)
+            .arg("{}")
+            .query_async(&mut con)
+            .await
+            .expect("publish");
+        let mut heard = BTreeMap::new();
+        let mut messages = self.pubsub.on_message();
+        loop {
+            let message = tokio::time::timeout(PATIENCE, messages.next())
+                .await
+                .expect("the end of the test is heard")
+                .expect("the subscription");
+            let channel = message.get_channel_name().to_owned();
+            if channel == Self::END {
+                return heard;
+            }
+            let payload: String = message.get_payload().expect("text");
+            let fact: Envelope<Fact> = Envelope::decode(payload.as_bytes()).expect("a fact");
+            *heard.entry((channel, fact.id.to_string())).or_default() += 1;
+        }
+    }
 }
 
 #[tokio::test]
