@@ -169,16 +169,16 @@ pub async fn submit(
     // Every command asks Redis three things: is the session live, are the sender and its IP
     // within their limits, and the cached view (where the avatar is, should avatar_regions have
     // no entry). The gate asks them in one script call, together with other requests'
-    // questions; the IP is counted whatever the session's state.
+    // questions; the IP is counted whatever the session's state. Where the simulators put the
+    // avatar is asked of avatar_regions meanwhile: the lookup starts after the request came,
+    // so after any outcome its sender was told of, and it costs a refused request one read.
     let player_key = bearer.0.sub.to_string();
-    let admission = state
-        .admit(
-            &bearer.0.sid,
-            bearer.0.sub,
-            &[(Rule::ApiPerIp, ip_key.as_str())],
-            &[(Rule::CommandsPerPlayer, player_key.as_str())],
-        )
-        .await;
+    let by_ip = [(Rule::ApiPerIp, ip_key.as_str())];
+    let by_player = [(Rule::CommandsPerPlayer, player_key.as_str())];
+    let (admission, placed) = tokio::join!(
+        state.admit(&bearer.0.sid, bearer.0.sub, &by_ip, &by_player),
+        placed_by_simulators(&state, bearer.0.sub),
+    );
     admission.limited?;
     let caller = bearer.into_caller(&state, admission.session)?;
     let JsonBody(body) = body?;
@@ -188,7 +188,7 @@ pub async fn submit(
     // The bucket first, and the read models only when it has no entry: the projector drops a
     // player's cached view with every batch that changes the player, so asking both at once sent
     // nearly every command to MongoDB, where a read waits behind the projector's batch.
-    let current = match placed_by_simulators(&state, caller.player).await {
+    let current = match placed {
         Some(entry) => entry.region,
         // Not placed by a simulator since the bucket was made: the read models know.
         None => players::resolve(&state, caller.player, admission.cached_view)
