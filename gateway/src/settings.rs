@@ -103,9 +103,9 @@ pub struct Settings {
     /// How often a gateway checks in Redis that the sessions of its open streams still live (a
     /// backstop: the end of a session is announced, and an expiry is timed).
     pub stream_session_check: Duration,
-    /// How long one message to a live stream's client may wait for the client to read before the
-    /// stream is closed as too slow (`stream.send_timeout_ms`): a client that stops reading holds
-    /// no socket longer than this.
+    /// How long the messages sent to a live stream's client at once (those queued for it, 64 at
+    /// most) may wait for the client to read them before the stream is closed as too slow
+    /// (`stream.send_timeout_ms`): a client that stops reading holds no socket longer than this.
     pub stream_send_timeout: Duration,
     /// The regions (`REGIONS_CONFIG`, default `config/regions.toml`).
     pub world: WorldConfig,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::{SinkExt, StreamExt};
 use schemas::read_model::channel;
-use schemas::{Envelope, Fact};
+use schemas::{Envelope, Fact, PlayerId};
 use tokio::sync::mpsc;
 
 use super::hub::{Delivery, Joined};
@@ -76,7 +76,8 @@ async fn forward(
     queue: mpsc::WeakSender<Delivery>,
     mut queued: mpsc::Receiver<Delivery>,
 ) -> Option<CloseFrame> {
-    let own = channel::player(interest.player());
+    let player = interest.player();
+    let own = channel::player(player);
     let mut recent = Recent::default();
     let mut burst = Vec::with_capacity(BURST);
     loop {
@@ -91,9 +92,14 @@ async fn forward(
                     if *delivery.channel == *own
                         && let Ok(fact) = Envelope::<Fact>::decode(delivery.text.as_bytes())
                         && interest.follow(&state.settings().world, &fact)
-                        && !retarget(&mut joined, &interest, &queue).await
                     {
-                        return None;
+                        // What came before the move goes out before the stream moves.
+                        if let Err(close) = send(sink, &mut burst, state, player).await {
+                            return close;
+                        }
+                        if !retarget(&mut joined, &interest, &queue).await {
+                            return None;
+                        }
                     }
                     // A fact about the player in a region it listens to comes on two channels:
                     // once is enough.
@@ -104,20 +110,8 @@ async fn forward(
                         next = queued.try_recv().ok();
                     }
                 }
-                if burst.is_empty() {
-                    continue;
-                }
-                // While a send waits, nothing else here runs, the hub's "too slow" included:
-                // a client that stops reading is closed on its own clock.
-                let timeout = state.settings().stream_send_timeout;
-                let mut out = futures::stream::iter(burst.drain(..));
-                match tokio::time::timeout(timeout, sink.send_all(&mut out)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return None,
-                    Err(_) => {
-                        tracing::info!(player = %interest.player(), "a stream's client stopped reading");
-                        return Some(close_frame(TOO_SLOW, "too slow or stream ended"));
-                    }
+                if let Err(close) = send(sink, &mut burst, state, player).await {
+                    return close;
                 }
             }
             from_client = incoming.next() => match from_client {
@@ -125,6 +119,32 @@ async fn forward(
                 Some(Err(e)) => return refusal(e),
                 Some(Ok(_)) => {}
             },
+        }
+    }
+}
+
+/// Sends the facts of `burst` (emptying it) with one flush; the stream's end (with the close
+/// frame to end it with, if any) when they could not all go out.
+///
+/// While a send waits, nothing else on the stream runs, the hub's "too slow" included: a client
+/// that stops reading is closed on its own clock, `stream.send_timeout_ms` for the burst.
+async fn send(
+    sink: &mut Sink,
+    burst: &mut Vec<Result<Message, axum::Error>>,
+    state: &AppState,
+    player: PlayerId,
+) -> Result<(), Option<CloseFrame>> {
+    if burst.is_empty() {
+        return Ok(());
+    }
+    let timeout = state.settings().stream_send_timeout;
+    let mut out = futures::stream::iter(burst.drain(..));
+    match tokio::time::timeout(timeout, sink.send_all(&mut out)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(None),
+        Err(_) => {
+            tracing::info!(%player, "a stream's client stopped reading");
+            Err(Some(close_frame(TOO_SLOW, "too slow or stream ended")))
         }
     }
 }

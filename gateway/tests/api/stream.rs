@@ -160,14 +160,30 @@ async fn a_burst_of_facts_arrives_whole_in_order_and_each_once() {
     when_subscribed(&app, &own).await;
 
     // A projector's batch at once, more than one send's worth: every tenth fact is about the
-    // player, so it comes on both channels.
+    // player, so it comes on both channels; half way through, the avatar walks near north-west,
+    // and the stream takes that region in too.
+    let me = schemas::EntityId::from(player_id.parse::<schemas::PlayerId>().expect("id"));
+    let walked = fact_in(
+        "north-east",
+        schemas::Fact::Moved(schemas::fact::Moved {
+            entity: me,
+            position: schemas::Position::new(1010.0, 1500.0),
+            arrived: true,
+        }),
+    );
     let sent = 150;
+    let mut expected = Vec::new();
     let mut batch = redis::pipe();
     for i in 0..sent {
         let text = format!(r#"{{"id":"fact-{i}","kind":"moved"}}"#);
         batch.cmd("PUBLISH").arg(&region).arg(&text).ignore();
         if i % 10 == 0 {
             batch.cmd("PUBLISH").arg(&own).arg(&text).ignore();
+        }
+        expected.push(text);
+        if i == sent / 2 {
+            batch.cmd("PUBLISH").arg(&own).arg(&walked).ignore();
+            expected.push(walked.clone());
         }
     }
     let mut redis = app.state.redis();
@@ -183,10 +199,10 @@ async fn a_burst_of_facts_arrives_whole_in_order_and_each_once() {
         }
         seen.push(text);
     }
-    let expected: Vec<String> = (0..sent)
-        .map(|i| format!(r#"{{"id":"fact-{i}","kind":"moved"}}"#))
-        .collect();
     assert_eq!(seen, expected);
+    when_subscribed(&app, &channel::region("north-west")).await;
+    publish(&app, &channel::region("north-west"), r#"{"kind":"across"}"#).await;
+    assert_eq!(next_text(&mut socket).await, r#"{"kind":"across"}"#);
 }
 
 #[tokio::test]
