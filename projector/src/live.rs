@@ -681,8 +681,15 @@ pub async fn project_batch(
         .copied()
         .filter(|f| earlier_seqs.contains(&f.seq) || !headway.published_before(f.seq))
         .collect();
-    bridge(ctx, &to_publish, &written, newest).await;
-    headway.read_ahead(&earlier_seqs, 4 * ctx.settings.batch_size);
+    if bridge(ctx, &to_publish, &written, newest).await {
+        // Only what went out: a fact whose publishing failed goes out with its own delivery.
+        let published: BTreeSet<u64> = to_publish
+            .iter()
+            .map(|f| f.seq)
+            .filter(|s| earlier_seqs.contains(s))
+            .collect();
+        headway.read_ahead(&published, 4 * ctx.settings.batch_size);
+    }
     for (_, m) in &batch {
         if let Err(e) = m.ack().await {
             // It comes back and changes nothing.
@@ -709,12 +716,17 @@ return 0
 ";
 
 /// Publishes the facts on the live stream's channels, refreshes the caches and then raises the
-/// projection's position to `position`. Best effort: the read models are written already; a
-/// cache left stale expires on its own, and a position not raised holds back only the reads
-/// that asked for it.
-async fn bridge(ctx: &Context, facts: &[&Stored], written: &Written, position: Option<u64>) {
+/// projection's position to `position`; whether Redis took it all. Best effort: the read models
+/// are written already; a cache left stale expires on its own, and a position not raised holds
+/// back only the reads that asked for it.
+async fn bridge(
+    ctx: &Context,
+    facts: &[&Stored],
+    written: &Written,
+    position: Option<u64>,
+) -> bool {
     let Some(mut redis) = ctx.redis.clone() else {
-        return;
+        return false;
     };
     let changed = &written.changed;
     let mut caches = Vec::new();
@@ -772,7 +784,9 @@ async fn bridge(ctx: &Context, facts: &[&Stored], written: &Written, position: O
     if let Err(e) = redis.in_order(vec![caches, last]).await {
         ctx.metrics.redis_errors.inc();
         warn!(error = %e, "Redis bridge failed; caches expire on their own");
+        return false;
     }
+    true
 }
 
 async fn population(db: &Database) -> Result<Vec<(String, u32)>, mongodb::error::Error> {
