@@ -7,7 +7,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::time::Duration;
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -170,17 +171,32 @@ pub async fn submit(
     // within their limits, and the cached view (where the avatar is, should avatar_regions have
     // no entry). The gate asks them in one script call, together with other requests'
     // questions; the IP is counted whatever the session's state. Where the simulators put the
-    // avatar is asked of avatar_regions meanwhile: the lookup starts after the request came,
-    // so after any outcome its sender was told of, and it costs a refused request one read.
-    let player_key = bearer.0.sub.to_string();
+    // avatar is asked of avatar_regions meanwhile (the lookup starts after the request came, so
+    // after any outcome its sender was told of), unless the gate turned the player away lately:
+    // then only once admitted, so that what the gate refuses does not reach NATS.
+    let player = bearer.0.sub;
+    let player_key = player.to_string();
     let by_ip = [(Rule::ApiPerIp, ip_key.as_str())];
     let by_player = [(Rule::CommandsPerPlayer, player_key.as_str())];
-    let (admission, placed) = tokio::join!(
-        state.admit(&bearer.0.sid, bearer.0.sub, &by_ip, &by_player),
-        placed_by_simulators(&state, bearer.0.sub),
-    );
-    admission.limited?;
-    let caller = bearer.into_caller(&state, admission.session)?;
+    let admit = state.admit(&bearer.0.sid, player, &by_ip, &by_player);
+    let (admission, placed) = if state.refused().lately(player) {
+        (admit.await, None)
+    } else {
+        let (admission, placed) = tokio::join!(admit, placed_by_simulators(&state, player));
+        (admission, Some(placed))
+    };
+    let turned_away = |e: ApiError| {
+        state.refused().note(player);
+        e
+    };
+    admission.limited.map_err(turned_away)?;
+    let caller = bearer
+        .into_caller(&state, admission.session)
+        .map_err(turned_away)?;
+    let placed = match placed {
+        Some(placed) => placed,
+        None => placed_by_simulators(&state, player).await,
+    };
     let JsonBody(body) = body?;
     let wait = wait_for(&state, &query)?;
     let key = idempotency_key(&headers)?;
@@ -363,6 +379,42 @@ async fn remember(
         .set_options(redis_key(player, key), text, options)
         .await?;
     Ok(())
+}
+
+/// The players whose commands the gate turned away lately (over a limit, or with a session that
+/// is not live), each for [`Refused::FOR`] after its last refusal. A command of theirs asks
+/// `avatar_regions` only once admitted: a flood the gate refuses costs Redis its call and NATS
+/// nothing. At most [`Refused::MOST`] are kept; beyond that what has lapsed is let go, and if
+/// nothing has, all are (each is noted again at its next refusal).
+#[derive(Debug, Default)]
+pub struct Refused {
+    until: std::sync::Mutex<HashMap<PlayerId, Instant>>,
+}
+
+impl Refused {
+    /// How long a refusal is remembered.
+    pub const FOR: Duration = Duration::from_secs(2);
+    /// The most players remembered.
+    pub const MOST: usize = 100_000;
+
+    /// Whether the gate turned `player` away within [`Refused::FOR`].
+    pub fn lately(&self, player: PlayerId) -> bool {
+        let until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
+        until.get(&player).is_some_and(|t| *t > Instant::now())
+    }
+
+    /// Remembers that the gate turned `player` away now.
+    pub fn note(&self, player: PlayerId) {
+        let now = Instant::now();
+        let mut until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
+        if until.len() >= Self::MOST {
+            until.retain(|_, t| *t > now);
+            if until.len() >= Self::MOST {
+                until.clear();
+            }
+        }
+        until.insert(player, now + Self::FOR);
+    }
 }
 
 /// Where the simulators last put the player's avatar (`avatar_regions`): written before the

@@ -37,6 +37,7 @@ struct Inner {
     gate: redis_asks::Gate,
     hub: Arc<stream::Hub>,
     open_streams: Arc<open_streams::OpenStreams>,
+    refused: crate::commands::Refused,
     db: mongodb::Database,
     probes: crate::health::LastProbe,
     openapi: bytes::Bytes,
@@ -138,6 +139,7 @@ impl AppState {
             gate,
             hub: Arc::new(stream::Hub::new(pubsub)),
             open_streams,
+            refused: crate::commands::Refused::default(),
             db,
             probes: crate::health::LastProbe::default(),
             settings,
@@ -216,6 +218,10 @@ impl AppState {
     /// The live streams open on this gateway.
     pub fn open_streams(&self) -> &Arc<open_streams::OpenStreams> {
         &self.0.open_streams
+    }
+    /// The players whose commands the gate turned away lately.
+    pub fn refused(&self) -> &crate::commands::Refused {
+        &self.0.refused
     }
     /// The MongoDB database.
     pub fn db(&self) -> &mongodb::Database {

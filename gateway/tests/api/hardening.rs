@@ -2,6 +2,7 @@
 //! server, limits that hold against floods of bad tokens and guessed passwords, and query
 //! parameters that cannot break a route.
 
+use futures::StreamExt;
 use gateway::auth::{Role, now_secs};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -263,6 +264,53 @@ async fn a_flood_of_bad_tokens_on_commands_is_limited_per_ip() {
         statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
         "a revoked token: {statuses:?}"
     );
+}
+
+#[tokio::test]
+async fn commands_the_gate_turns_away_do_not_reach_nats() {
+    let app = spawn_app_with(&loose_limits_but(&[(
+        "commands_per_player",
+        "{ rate_per_sec = 1.0, burst = 4 }",
+    )]))
+    .await;
+    let (player, token) = app.player("ria").await;
+    app.put_in_world_at(&player, "ria", "north-east", (1500.0, 1500.0))
+        .await;
+    // Every read of avatar_regions, as NATS receives it.
+    let lookups = "$JS.API.DIRECT.GET.KV_avatar_regions.>";
+    let mut heard = app.client.subscribe(lookups).await.expect("subscribe");
+    app.client.flush().await.expect("flush");
+
+    let sent = 20;
+    let statuses = command_statuses(&app, &token, sent).await;
+    let admitted = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::ACCEPTED)
+        .count();
+    assert!(
+        (4..sent).contains(&admitted),
+        "a burst of 4, then refusals: {statuses:?}"
+    );
+    // The last lookup was answered before its command was; what NATS took after it comes after
+    // it here.
+    app.client
+        .publish(lookups.replace('>', "end"), "".into())
+        .await
+        .expect("publish");
+    let mut count = 0;
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(5), heard.next())
+            .await
+            .expect("the end is heard")
+            .expect("the subscription");
+        if message.subject.ends_with(".end") {
+            break;
+        }
+        count += 1;
+    }
+    // One for each admitted command, and one for the first refusal, asked beside Redis before
+    // the gate said no; none for the refusals after it.
+    assert_eq!(count, admitted + 1, "{statuses:?}");
 }
 
 /// Loose limits but for failed logins per account: a burst of 5, then one a second.
