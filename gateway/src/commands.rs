@@ -383,8 +383,8 @@ async fn remember(
 
 /// The players whose commands the gate turned away lately (over a limit, or with a session that
 /// is not live), each for [`Refused::FOR`] after its last refusal. A command of theirs asks
-/// `avatar_regions` only once admitted: a flood the gate refuses costs Redis its call and NATS
-/// nothing. At most [`Refused::MOST`] are kept; beyond that what has lapsed is let go, and if
+/// `avatar_regions` only once admitted: a flood the gate refuses costs Redis its call, and NATS
+/// one read for the first refusal in a row. At most [`Refused::MOST`] are kept; beyond that what has lapsed is let go, and if
 /// nothing has, all are (each is noted again at its next refusal).
 #[derive(Debug, Default)]
 pub struct Refused {

@@ -65,8 +65,8 @@ const BURST: usize = 64;
 /// Sends the stream's facts until the stream ends; the close frame to end it with, if any.
 ///
 /// The facts queued when one arrives go out together, with one flush: the projector publishes a
-/// batch at a time, so a stream's facts come in bursts, and a flush (and the read of the client's
-/// frames that follows it) per fact was most of what a stream cost the gateway.
+/// batch at a time, so a stream's facts come in bursts, and a flush per fact (and the read of the
+/// client's frames that followed it) was a system call per fact.
 async fn forward(
     sink: &mut Sink,
     incoming: &mut Incoming,
