@@ -7,8 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::PoisonError;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -384,36 +383,36 @@ async fn remember(
 /// The players whose commands the gate turned away lately (over a limit, or with a session that
 /// is not live), each for [`Refused::FOR`] after its last refusal. A command of theirs asks
 /// `avatar_regions` only once admitted: a flood the gate refuses costs Redis its call, and NATS
-/// one read for the first refusal in a row. At most [`Refused::MOST`] are kept; beyond that what has lapsed is let go, and if
-/// nothing has, all are (each is noted again at its next refusal).
-#[derive(Debug, Default)]
-pub struct Refused {
-    until: std::sync::Mutex<HashMap<PlayerId, Instant>>,
+/// one read for the first refusal in a row. At most [`Refused::MOST`] are kept (moka's policy
+/// decides which go; one let go is noted again at its next refusal).
+#[derive(Debug)]
+pub struct Refused(moka::sync::Cache<PlayerId, ()>);
+
+impl Default for Refused {
+    fn default() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(Self::MOST)
+                .time_to_live(Self::FOR)
+                .build(),
+        )
+    }
 }
 
 impl Refused {
     /// How long a refusal is remembered.
     pub const FOR: Duration = Duration::from_secs(2);
     /// The most players remembered.
-    pub const MOST: usize = 100_000;
+    pub const MOST: u64 = 100_000;
 
     /// Whether the gate turned `player` away within [`Refused::FOR`].
     pub fn lately(&self, player: PlayerId) -> bool {
-        let until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
-        until.get(&player).is_some_and(|t| *t > Instant::now())
+        self.0.contains_key(&player)
     }
 
     /// Remembers that the gate turned `player` away now.
     pub fn note(&self, player: PlayerId) {
-        let now = Instant::now();
-        let mut until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
-        if until.len() >= Self::MOST {
-            until.retain(|_, t| *t > now);
-            if until.len() >= Self::MOST {
-                until.clear();
-            }
-        }
-        until.insert(player, now + Self::FOR);
+        self.0.insert(player, ());
     }
 }
 
