@@ -93,6 +93,120 @@ pub async fn lookup(
     }
 }
 
+/// Players one [`lookup_many`] names at most (the server refuses more than 1 024 subjects).
+pub const MOST_AT_ONCE: usize = 256;
+
+/// Why [`lookup_many`] has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupManyError {
+    /// More players than [`MOST_AT_ONCE`].
+    #[error("{0} players in one lookup, more than {MOST_AT_ONCE}")]
+    TooMany(usize),
+    /// The request could not be sent.
+    #[error("cannot ask the bucket: {0}")]
+    Send(String),
+    /// The bucket answered with an error status (no responders, a malformed request, too many
+    /// subjects), or cut its answer short.
+    #[error("the bucket refused the lookup: {0}")]
+    Refused(String),
+    /// The answers stopped before their end marker.
+    #[error("the bucket's answers ended early")]
+    Ended,
+}
+
+/// What the bucket says of each of `players`, in one request: a direct get of each one's last
+/// entry (`multi_last`, NATS 2.11 and later), answered as a run of messages closed by an end
+/// marker. Each player maps to what [`lookup`] would say of it: `None` when the bucket has no
+/// (readable) entry for it, or its entry was deleted. `client` must be the bucket's own
+/// connection's client, with the default JetStream API prefix.
+///
+/// The request is sent after this is called, so it sees every entry written before: like
+/// [`lookup`], never behind an outcome its caller was told of.
+pub async fn lookup_many(
+    client: &async_nats::Client,
+    bucket: &Store,
+    players: &[PlayerId],
+) -> Result<std::collections::HashMap<PlayerId, Option<AvatarRegion>>, LookupManyError> {
+    use futures::StreamExt;
+
+    if players.len() > MOST_AT_ONCE {
+        return Err(LookupManyError::TooMany(players.len()));
+    }
+    let mut found: std::collections::HashMap<PlayerId, Option<AvatarRegion>> =
+        players.iter().map(|p| (*p, None)).collect();
+    if found.is_empty() {
+        return Ok(found);
+    }
+    let subjects: Vec<String> = found
+        .keys()
+        .map(|p| format!("{}{p}", bucket.prefix))
+        .collect();
+    let request = serde_json::json!({ "multi_last": subjects }).to_string();
+    let inbox = client.new_inbox();
+    let mut answers = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| LookupManyError::Send(e.to_string()))?;
+    client
+        .publish_with_reply(
+            format!("$JS.API.DIRECT.GET.{}", bucket.stream_name),
+            inbox,
+            request.into(),
+        )
+        .await
+        .map_err(|e| LookupManyError::Send(e.to_string()))?;
+    while let Some(answer) = answers.next().await {
+        let header = |name: &str| {
+            answer
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+        };
+        match answer.status.map(|s| s.as_u16()) {
+            None => {}
+            // The end marker: whatever it did not send is not in the bucket.
+            Some(204) => {
+                return match header("Nats-Num-Pending").as_deref() {
+                    None | Some("0") => Ok(found),
+                    Some(pending) => Err(LookupManyError::Refused(format!(
+                        "{pending} entries left unsent"
+                    ))),
+                };
+            }
+            // None of the players has an entry.
+            Some(404) => return Ok(found),
+            Some(status) => {
+                let why = answer.description.as_deref().unwrap_or("no description");
+                return Err(LookupManyError::Refused(format!("{status} {why}")));
+            }
+        }
+        let Some(player) = header("Nats-Subject")
+            .as_deref()
+            .and_then(|s| s.strip_prefix(bucket.prefix.as_str()))
+            .and_then(|key| key.parse::<PlayerId>().ok())
+            .filter(|p| found.contains_key(p))
+        else {
+            tracing::warn!("an avatar_regions answer for a player not asked about; ignored");
+            continue;
+        };
+        let removed = matches!(header("KV-Operation").as_deref(), Some("DEL" | "PURGE"))
+            || header("Nats-Marker-Reason").is_some();
+        if removed {
+            continue;
+        }
+        match AvatarRegion::decode(&answer.payload) {
+            Ok(entry) => {
+                found.insert(player, Some(entry));
+            }
+            Err(e) => {
+                tracing::warn!(player = %player, error = %e, "an unreadable avatar_regions entry; ignored");
+            }
+        }
+    }
+    Err(LookupManyError::Ended)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -352,3 +352,120 @@ async fn a_message_dead_lettered_twice_is_stored_once() {
     assert_eq!(first.sequence, second.sequence);
     assert_eq!(dead_letters(&js).await.len(), 1);
 }
+
+#[tokio::test]
+async fn many_players_are_looked_up_in_avatar_regions_at_once_as_one_by_one() {
+    use nats_topology::avatars::{self, AvatarRegion, LookupManyError, MOST_AT_ONCE};
+
+    let nats = Server::start_nats().expect("nats-server");
+    let (client, js) = nats_topology::connect(&nats.url(), "test", &Default::default())
+        .await
+        .expect("connect");
+    nats_topology::ensure(&js, &Topology::new(&Settings::local()))
+        .await
+        .expect("ensure");
+    let bucket = js
+        .get_key_value(nats_topology::topology::AVATAR_REGIONS)
+        .await
+        .expect("avatar_regions");
+    let players: Vec<PlayerId> = (0..6).map(|_| PlayerId::new()).collect();
+
+    // An empty bucket: nobody has an entry.
+    let answers = avatars::lookup_many(&client, &bucket, &players)
+        .await
+        .expect("answers");
+    assert_eq!(answers.len(), players.len());
+    assert!(answers.values().all(Option::is_none), "{answers:?}");
+
+    let west = RegionId::new("west").expect("a region id");
+    let east = RegionId::new("east").expect("a region id");
+    let entries = [
+        AvatarRegion::at(Some(west.clone())),
+        AvatarRegion::arriving_in(east.clone()),
+        AvatarRegion::at(None),
+    ];
+    for (player, entry) in players.iter().zip(&entries) {
+        avatars::record(&bucket, *player, entry)
+            .await
+            .expect("recorded");
+    }
+    // Moved, then moved again: the last entry counts.
+    avatars::record(&bucket, players[0], &AvatarRegion::at(Some(east.clone())))
+        .await
+        .expect("recorded");
+    // Deleted, unreadable, never written.
+    avatars::record(&bucket, players[3], &entries[0])
+        .await
+        .expect("recorded");
+    bucket
+        .delete(players[3].to_string())
+        .await
+        .expect("deleted");
+    bucket
+        .put(
+            players[4].to_string(),
+            Bytes::from_static(b"{\"region\":7}"),
+        )
+        .await
+        .expect("put");
+
+    // The same player twice, and one the bucket never heard of.
+    let mut asked = players.clone();
+    asked.push(players[1]);
+    let answers = avatars::lookup_many(&client, &bucket, &asked)
+        .await
+        .expect("answers");
+    assert_eq!(answers.len(), players.len());
+    for player in &players {
+        let one = avatars::lookup(&bucket, *player).await.expect("a lookup");
+        assert_eq!(answers[player], one, "{player}");
+    }
+    assert_eq!(answers[&players[0]], Some(AvatarRegion::at(Some(east))));
+    assert_eq!(answers[&players[1]], Some(entries[1].clone()));
+    assert_eq!(answers[&players[2]], Some(AvatarRegion::at(None)));
+    assert_eq!(answers[&players[3]], None);
+    assert_eq!(answers[&players[4]], None);
+    assert_eq!(answers[&players[5]], None);
+
+    // As many as one lookup takes, every one with an entry: all of them come back.
+    let crowd: Vec<PlayerId> = (0..MOST_AT_ONCE).map(|_| PlayerId::new()).collect();
+    for player in &crowd {
+        avatars::record(&bucket, *player, &AvatarRegion::at(Some(west.clone())))
+            .await
+            .expect("recorded");
+    }
+    let answers = avatars::lookup_many(&client, &bucket, &crowd)
+        .await
+        .expect("answers");
+    assert_eq!(answers.len(), MOST_AT_ONCE);
+    assert!(
+        answers
+            .values()
+            .all(|a| a.as_ref().and_then(|a| a.region.as_ref()) == Some(&west)),
+        "{answers:?}"
+    );
+    // One more is refused before anything is sent.
+    let mut over = crowd.clone();
+    over.push(PlayerId::new());
+    assert!(matches!(
+        avatars::lookup_many(&client, &bucket, &over).await,
+        Err(LookupManyError::TooMany(n)) if n == MOST_AT_ONCE + 1
+    ));
+    // Nothing to ask: nothing sent, nothing answered.
+    let none = avatars::lookup_many(&client, &bucket, &[])
+        .await
+        .expect("answers");
+    assert!(none.is_empty());
+
+    // A bucket that is gone answers no lookup, and says so at once.
+    js.delete_key_value(nats_topology::topology::AVATAR_REGIONS)
+        .await
+        .expect("deleted");
+    let gone = tokio::time::timeout(
+        Duration::from_secs(5),
+        avatars::lookup_many(&client, &bucket, &players),
+    )
+    .await
+    .expect("an answer in time");
+    assert!(matches!(gone, Err(LookupManyError::Refused(_))), "{gone:?}");
+}
