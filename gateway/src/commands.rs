@@ -424,7 +424,7 @@ async fn placed_by_simulators(
     state: &AppState,
     player: PlayerId,
 ) -> Option<nats_topology::avatars::AvatarRegion> {
-    let lookup = nats_topology::avatars::lookup(state.avatars(), player);
+    let lookup = state.placements().lookup(player);
     match tokio::time::timeout(crate::redis_asks::BUDGET, lookup).await {
         Ok(Ok(found)) => found,
         Ok(Err(e)) => {

@@ -28,6 +28,8 @@
 //! - [`accounts`]: register, log in, log out, the bootstrap admin.
 //! - [`players`]: the players' read model.
 //! - [`commands`]: `POST /v1/commands`, idempotency keys, routing to a region.
+//! - [`placements`]: where the simulators put avatars: a copy of `avatar_regions`, and one
+//!   read of NATS for many commands.
 //! - [`outcomes`]: waiting for a command's outcome, one subscription per gateway.
 //! - [`consistency`]: reads that see the reader's own writes (`?min_seq=`).
 //! - [`regions`]: regions, their owners and population, entities near a point.
@@ -60,6 +62,7 @@ pub mod metrics;
 pub mod open_streams;
 pub mod openapi;
 pub mod outcomes;
+pub mod placements;
 pub mod players;
 pub mod ratelimit;
 pub mod redis_asks;

@@ -33,6 +33,7 @@ struct Inner {
     node_load: async_nats::jetstream::kv::Store,
     rebuild_jobs: async_nats::jetstream::kv::Store,
     avatars: async_nats::jetstream::kv::Store,
+    placements: crate::placements::Placements,
     redis: service::redis::Redis,
     gate: redis_asks::Gate,
     hub: Arc<stream::Hub>,
@@ -97,6 +98,7 @@ impl AppState {
         let node_load = bucket(nats_topology::topology::NODE_LOAD).await?;
         let rebuild_jobs = bucket(nats_topology::topology::REBUILD_JOBS).await?;
         let avatars = bucket(nats_topology::topology::AVATAR_REGIONS).await?;
+        let placements = crate::placements::Placements::start(nats.clone(), avatars.clone());
         let gateway_id = uuid::Uuid::now_v7().simple().to_string();
         let outcomes = outcomes::Outcomes::start(&nats, &gateway_id).await?;
         let metrics = Metrics::new();
@@ -135,6 +137,7 @@ impl AppState {
             node_load,
             rebuild_jobs,
             avatars,
+            placements,
             redis,
             gate,
             hub: Arc::new(stream::Hub::new(pubsub)),
@@ -202,6 +205,10 @@ impl AppState {
     /// The `avatar_regions` bucket: where the simulators put each player's avatar.
     pub fn avatars(&self) -> &async_nats::jetstream::kv::Store {
         &self.0.avatars
+    }
+    /// Where the simulators put players' avatars, looked up for many commands at once.
+    pub fn placements(&self) -> &crate::placements::Placements {
+        &self.0.placements
     }
     /// A Redis connection (a cheap clone of a shared, reconnecting one).
     pub fn redis(&self) -> service::redis::Redis {

@@ -8,6 +8,7 @@ mod cluster;
 mod commands;
 mod hardening;
 mod operations;
+mod placements;
 mod reads;
 mod redis_asks;
 mod stop;

@@ -1,0 +1,359 @@
+//! Where the simulators put players' avatars (`avatar_regions`), for many commands at once.
+//!
+//! Every command asks where its player's avatar is, and the answer must not be behind an outcome
+//! the player was told of, whichever gateway told it (a simulator writes the entry before it
+//! stores the fact behind it). The gateway keeps a copy of the bucket, fed by a watch of it, and
+//! a task of its own collects the lookups that come in while earlier ones are answered. For each
+//! such batch it asks NATS one thing, the bucket's last sequence (a read by the stream's leader,
+//! sent after every lookup in the batch was asked for), waits until the copy holds everything up
+//! to that sequence, and answers the whole batch from it. Under load NATS answers one small
+//! request for many commands, instead of one lookup each.
+//!
+//! When the copy cannot answer in time (its watch is starting over, or lags), the batch is read
+//! from the bucket itself in one request ([`nats_topology::avatars::lookup_many`]). A batch not
+//! answered within [`BUDGET`] fails every lookup in it; the caller then routes by the read models.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_nats::jetstream::kv::{Operation, Store};
+use futures::StreamExt;
+use nats_topology::avatars::{AvatarRegion, MOST_AT_ONCE, lookup_many};
+use schemas::PlayerId;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use crate::redis_asks::BUDGET;
+
+/// Lookups queued at most; more wait for room.
+const QUEUE: usize = 4096;
+
+/// Batches being answered at once. While they are, new lookups gather for the next one.
+const IN_FLIGHT: usize = 2;
+
+/// How long the copy may take to reach a batch's sequence before the batch is read from the
+/// bucket itself.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// How long to wait before watching the bucket again after its watch failed.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How often the copy is compared with the bucket's stream, for what no watch tells: the stream
+/// made anew, or purged.
+const CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+type Reply = oneshot::Sender<Result<Option<AvatarRegion>, Unanswered>>;
+
+/// The bucket gave no answer: why, for the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("avatar_regions gave no answer: {0}")]
+pub struct Unanswered(pub String);
+
+/// How far the copy has come.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Progress {
+    /// Counts the watches begun: a copy is only compared with sequences read after its watch
+    /// began, since a watch that begins replays each key's last entry only.
+    watch: u64,
+    /// Whether a watch is feeding the copy.
+    following: bool,
+    /// The last sequence of the bucket the copy holds.
+    seen: u64,
+}
+
+/// The gateway's copy of the bucket: one entry per key, as the bucket keeps one message per key.
+#[derive(Debug, Default)]
+struct Copy {
+    progress: Progress,
+    /// Each player's entry: `None` for one deleted or unreadable.
+    entries: HashMap<PlayerId, Option<AvatarRegion>>,
+    /// Keys that name no player.
+    strangers: std::collections::HashSet<String>,
+}
+
+impl Copy {
+    /// The keys the copy holds an entry (or a deletion) for: as many as the bucket's messages.
+    fn keys(&self) -> u64 {
+        (self.entries.len() + self.strangers.len()) as u64
+    }
+}
+
+/// The shared lookups; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Placements {
+    asks: mpsc::Sender<(PlayerId, Reply)>,
+    watched: watch::Receiver<Progress>,
+}
+
+impl Placements {
+    /// Starts watching `bucket` and the task that answers lookups, through `client` (the
+    /// bucket's own connection). Both end when every clone is dropped.
+    pub fn start(client: async_nats::Client, bucket: Store) -> Self {
+        let (asks, queue) = mpsc::channel(QUEUE);
+        let copy = Arc::new(RwLock::new(Copy::default()));
+        let (progress, watched) = watch::channel(Progress::default());
+        tokio::spawn(follow(bucket.clone(), Arc::clone(&copy), progress));
+        tokio::spawn(answer_lookups(queue, client, bucket, copy, watched.clone()));
+        Self { asks, watched }
+    }
+
+    /// Whether a watch feeds the copy now, so that lookups are answered from it.
+    pub fn copying(&self) -> bool {
+        self.watched.borrow().following
+    }
+
+    /// What the bucket says of `player`: `None` when it has no (readable) entry for it.
+    pub async fn lookup(&self, player: PlayerId) -> Result<Option<AvatarRegion>, Unanswered> {
+        let stopped = || Unanswered("the lookups have stopped".to_owned());
+        let (reply, answer) = oneshot::channel();
+        self.asks
+            .send((player, reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// Keeps `copy` equal to the bucket, watching it again (from an empty copy) whenever its watch
+/// ends or fails, or the stream is found made anew or purged.
+async fn follow(bucket: Store, copy: Arc<RwLock<Copy>>, progress: watch::Sender<Progress>) {
+    let mut watches = 0;
+    loop {
+        let started = tokio::select! {
+            started = start_watch(&bucket) => started,
+            () = progress.closed() => return,
+        };
+        match started {
+            Ok((mut entries, created)) => {
+                watches += 1;
+                set(&copy, &progress, |c| {
+                    *c = Copy {
+                        progress: Progress {
+                            watch: watches,
+                            following: true,
+                            seen: 0,
+                        },
+                        ..Copy::default()
+                    };
+                });
+                let mut check = tokio::time::interval(CHECK);
+                check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    let entry = tokio::select! {
+                        entry = entries.next() => entry,
+                        _ = check.tick() => {
+                            if let Err(why) = still_the_bucket(&bucket, created, &copy).await {
+                                tracing::warn!("watching avatar_regions again: {why}");
+                                break;
+                            }
+                            continue;
+                        }
+                        () = progress.closed() => return,
+                    };
+                    match entry {
+                        Some(Ok(entry)) => set(&copy, &progress, |c| apply(c, &entry)),
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "the watch of avatar_regions failed");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch avatar_regions"),
+        }
+        set(&copy, &progress, |c| {
+            *c = Copy {
+                progress: Progress {
+                    following: false,
+                    ..c.progress
+                },
+                ..Copy::default()
+            };
+        });
+        tokio::select! {
+            () = tokio::time::sleep(RETRY) => {}
+            () = progress.closed() => return,
+        }
+    }
+}
+
+/// A watch of every key of `bucket`, and when its stream was made.
+async fn start_watch(
+    bucket: &Store,
+) -> Result<
+    (
+        async_nats::jetstream::kv::Watch,
+        chrono::DateTime<chrono::Utc>,
+    ),
+    String,
+> {
+    let created = stream_created(bucket).await?;
+    let watch = bucket.watch_all().await.map_err(|e| e.to_string())?;
+    Ok((watch, created))
+}
+
+async fn stream_created(bucket: &Store) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let info = bucket.stream.get_info().await.map_err(|e| e.to_string())?;
+    Ok(info.created)
+}
+
+/// Whether the bucket's stream is the one the copy was begun from, and holds as many keys as the
+/// copy when both are at the same sequence: a stream made anew, or purged, sends no watch a word.
+async fn still_the_bucket(
+    bucket: &Store,
+    created: chrono::DateTime<chrono::Utc>,
+    copy: &RwLock<Copy>,
+) -> Result<(), String> {
+    let info = bucket.stream.get_info().await.map_err(|e| e.to_string())?;
+    if info.created != created {
+        return Err("its stream was made anew".to_owned());
+    }
+    let copy = copy.read().unwrap_or_else(|e| e.into_inner());
+    if copy.progress.seen == info.state.last_sequence && copy.keys() != info.state.messages {
+        return Err(format!(
+            "it holds {} keys where the copy holds {}",
+            info.state.messages,
+            copy.keys()
+        ));
+    }
+    Ok(())
+}
+
+/// Changes the copy, then tells the batches waiting for it how far it has come.
+fn set(copy: &RwLock<Copy>, progress: &watch::Sender<Progress>, change: impl FnOnce(&mut Copy)) {
+    let now = {
+        let mut copy = copy.write().unwrap_or_else(|e| e.into_inner());
+        change(&mut copy);
+        copy.progress
+    };
+    progress.send_replace(now);
+}
+
+/// One entry of the watch, applied to the copy. An entry that is not readable leaves the player
+/// without one, as a lookup of it in the bucket would.
+fn apply(copy: &mut Copy, entry: &async_nats::jetstream::kv::Entry) {
+    copy.progress.seen = copy.progress.seen.max(entry.revision);
+    let Ok(player) = entry.key.parse::<PlayerId>() else {
+        tracing::warn!(key = %entry.key, "an avatar_regions key that is no player's; ignored");
+        copy.strangers.insert(entry.key.clone());
+        return;
+    };
+    let read = match entry.operation {
+        Operation::Put => AvatarRegion::decode(&entry.value)
+            .inspect_err(|e| {
+                tracing::warn!(player = %player, error = %e, "an unreadable avatar_regions entry; ignored");
+            })
+            .ok(),
+        Operation::Delete | Operation::Purge => None,
+    };
+    copy.entries.insert(player, read);
+}
+
+async fn answer_lookups(
+    mut queue: mpsc::Receiver<(PlayerId, Reply)>,
+    client: async_nats::Client,
+    bucket: Store,
+    copy: Arc<RwLock<Copy>>,
+    watched: watch::Receiver<Progress>,
+) {
+    let bucket = Arc::new(bucket);
+    let batches = Arc::new(Semaphore::new(IN_FLIGHT));
+    loop {
+        // Wait for room first: lookups that come in meanwhile gather for this batch.
+        let Ok(permit) = Arc::clone(&batches).acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::new();
+        if queue.recv_many(&mut batch, MOST_AT_ONCE).await == 0 {
+            return;
+        }
+        let (client, bucket, copy) = (client.clone(), Arc::clone(&bucket), Arc::clone(&copy));
+        let watched = watched.clone();
+        tokio::spawn(async move {
+            let players: Vec<PlayerId> = batch.iter().map(|(player, _)| *player).collect();
+            let answered = answer(&client, &bucket, &copy, watched, &players);
+            let answers = tokio::time::timeout(BUDGET, answered).await;
+            drop(permit);
+            let answers = match answers {
+                Ok(Ok(answers)) => answers,
+                Ok(Err(why)) => return refuse(batch, why),
+                Err(_) => return refuse(batch, Unanswered("no answer in time".to_owned())),
+            };
+            for (player, reply) in batch {
+                let _ = reply.send(Ok(answers.get(&player).cloned().flatten()));
+            }
+        });
+    }
+}
+
+/// What the bucket holds for `players` now: from the copy once nothing is stored in the bucket
+/// past what the copy holds (asked after this was called, and again while entries keep coming);
+/// from the bucket itself when the copy has not caught up within [`CATCH_UP`].
+async fn answer(
+    client: &async_nats::Client,
+    bucket: &Store,
+    copy: &RwLock<Copy>,
+    mut watched: watch::Receiver<Progress>,
+    players: &[PlayerId],
+) -> Result<HashMap<PlayerId, Option<AvatarRegion>>, Unanswered> {
+    let before = *watched.borrow_and_update();
+    let from_copy = async {
+        if !before.following {
+            return None;
+        }
+        let mut seen = before.seen;
+        loop {
+            let Some(next) = stored_after(bucket, seen).await? else {
+                // Nothing past what the copy held when this was asked: it is current.
+                let copy = copy.read().unwrap_or_else(|e| e.into_inner());
+                return (copy.progress.watch == before.watch && copy.progress.following).then(
+                    || {
+                        players
+                            .iter()
+                            .map(|p| (*p, copy.entries.get(p).cloned().flatten()))
+                            .collect()
+                    },
+                );
+            };
+            let now = watched
+                .wait_for(|now| now.watch != before.watch || !now.following || now.seen >= next)
+                .await
+                .ok()?;
+            if now.watch != before.watch || !now.following {
+                return None;
+            }
+            seen = now.seen;
+        }
+    };
+    if let Ok(Some(answers)) = tokio::time::timeout(CATCH_UP, from_copy).await {
+        return Ok(answers);
+    }
+    lookup_many(client, bucket, players)
+        .await
+        .map_err(|e| Unanswered(e.to_string()))
+}
+
+/// The sequence of the bucket's first entry after `seen`, if it holds any: one read, of the
+/// kind a lookup of one key is (a direct get).
+async fn stored_after(bucket: &Store, seen: u64) -> Option<Option<u64>> {
+    use async_nats::jetstream::stream::DirectGetErrorKind;
+    let every_key = format!("{}>", bucket.prefix);
+    match bucket
+        .stream
+        .direct_get_next_for_subject(every_key, Some(seen + 1))
+        .await
+    {
+        Ok(message) => Some(Some(message.sequence)),
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => Some(None),
+        Err(e) => {
+            tracing::warn!(error = %e, "avatar_regions did not say what it holds");
+            None
+        }
+    }
+}
+
+fn refuse(batch: Vec<(PlayerId, Reply)>, why: Unanswered) {
+    for (_, reply) in batch {
+        let _ = reply.send(Err(why.clone()));
+    }
+}

@@ -1,0 +1,175 @@
+//! Where the simulators put avatars, as the gateway looks it up: from its copy of
+//! `avatar_regions`, never behind what was written before the lookup was asked.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream::kv::Store;
+use gateway::placements::Placements;
+use nats_topology::avatars::{self, AvatarRegion};
+use schemas::{PlayerId, RegionId};
+use test_servers::poll::eventually_within;
+use test_servers::stack::Stack;
+
+/// A secured NATS with the topology, the gateway's own connection to it, and its lookups.
+async fn placements() -> (Stack, Store, Placements) {
+    let stack = Stack::builder().secured().start().await;
+    let env: HashMap<_, _> = stack.env_for("gateway").into_iter().collect();
+    let credentials = nats_topology::Credentials::user(&env["NATS_USER"], &env["NATS_PASSWORD"]);
+    let (client, js) = nats_topology::connect(&env["NATS_URL"], "gateway", &credentials)
+        .await
+        .expect("the gateway connects");
+    let bucket = js
+        .get_key_value(nats_topology::topology::AVATAR_REGIONS)
+        .await
+        .expect("avatar_regions");
+    let admins = stack
+        .js
+        .get_key_value(nats_topology::topology::AVATAR_REGIONS)
+        .await
+        .expect("avatar_regions");
+    let placements = Placements::start(client, bucket);
+    copying(&placements).await;
+    (stack, admins, placements)
+}
+
+/// Waits until a watch feeds the copy, so that lookups are answered from it.
+async fn copying(placements: &Placements) {
+    eventually_within(
+        Duration::from_secs(10),
+        "the copy to follow the bucket",
+        || async { placements.copying() },
+    )
+    .await;
+}
+
+fn region(name: &str) -> Option<RegionId> {
+    Some(RegionId::new(name).expect("a region id"))
+}
+
+async fn looked_up(placements: &Placements, player: PlayerId) -> Option<AvatarRegion> {
+    placements.lookup(player).await.expect("an answer")
+}
+
+#[tokio::test]
+async fn a_lookup_sees_every_entry_written_before_it_was_asked() {
+    let (_stack, bucket, placements) = placements().await;
+    let players: Vec<PlayerId> = (0..3).map(|_| PlayerId::new()).collect();
+    for player in &players {
+        assert_eq!(looked_up(&placements, *player).await, None, "nothing yet");
+    }
+    // Each write is looked up at once, as a command sent on an outcome would be.
+    let entries = [
+        AvatarRegion::at(region("north-east")),
+        AvatarRegion::arriving_in(RegionId::new("south-west").expect("a region id")),
+        AvatarRegion::at(None),
+        AvatarRegion::at(region("north-west")),
+    ];
+    for round in 0..40 {
+        let player = players[round % players.len()];
+        let entry = &entries[round % entries.len()];
+        avatars::record(&bucket, player, entry)
+            .await
+            .expect("recorded");
+        assert_eq!(
+            looked_up(&placements, player).await.as_ref(),
+            Some(entry),
+            "round {round}"
+        );
+    }
+    // Deleted, unreadable, and a key that names no player: none is an entry.
+    bucket
+        .delete(players[0].to_string())
+        .await
+        .expect("deleted");
+    assert_eq!(looked_up(&placements, players[0]).await, None);
+    bucket
+        .put(players[1].to_string(), "{\"region\":7}".into())
+        .await
+        .expect("put");
+    bucket.put("not-a-player", "{}".into()).await.expect("put");
+    assert_eq!(looked_up(&placements, players[1]).await, None);
+    avatars::record(&bucket, players[0], &entries[0])
+        .await
+        .expect("recorded");
+    assert_eq!(
+        looked_up(&placements, players[0]).await,
+        Some(entries[0].clone())
+    );
+
+    // Many players written, then all looked up at once: each sees its own.
+    let crowd: Vec<(PlayerId, AvatarRegion)> = (0..300)
+        .map(|i| {
+            let name = ["north-east", "north-west", "south-east", "south-west"][i % 4];
+            (PlayerId::new(), AvatarRegion::at(region(name)))
+        })
+        .collect();
+    for (player, entry) in &crowd {
+        avatars::record(&bucket, *player, entry)
+            .await
+            .expect("recorded");
+    }
+    let answers =
+        futures::future::join_all(crowd.iter().map(|(player, _)| placements.lookup(*player))).await;
+    for ((player, entry), answer) in crowd.iter().zip(answers) {
+        assert_eq!(answer.expect("an answer").as_ref(), Some(entry), "{player}");
+    }
+}
+
+#[tokio::test]
+async fn a_bucket_purged_or_made_anew_is_copied_again() {
+    let (stack, bucket, placements) = placements().await;
+    let (gone, kept) = (PlayerId::new(), PlayerId::new());
+    let east = AvatarRegion::at(region("north-east"));
+    avatars::record(&bucket, gone, &east)
+        .await
+        .expect("recorded");
+    assert_eq!(looked_up(&placements, gone).await, Some(east.clone()));
+
+    // The stream purged behind the gateway's back: no watch hears of it.
+    let stream = stack
+        .js
+        .get_stream("KV_avatar_regions")
+        .await
+        .expect("the bucket's stream");
+    stream.purge().await.expect("purged");
+    eventually_within(Duration::from_secs(30), "the purge to be seen", || async {
+        looked_up(&placements, gone).await.is_none()
+    })
+    .await;
+    copying(&placements).await;
+
+    // Made anew, its sequences start again below what the copy had seen.
+    stack
+        .js
+        .delete_key_value(nats_topology::topology::AVATAR_REGIONS)
+        .await
+        .expect("deleted");
+    nats_topology::ensure(
+        &stack.js,
+        &nats_topology::Topology::new(&nats_topology::Settings::local()),
+    )
+    .await
+    .expect("made anew");
+    let bucket = stack
+        .js
+        .get_key_value(nats_topology::topology::AVATAR_REGIONS)
+        .await
+        .expect("avatar_regions");
+    let west = AvatarRegion::at(region("south-west"));
+    avatars::record(&bucket, kept, &west)
+        .await
+        .expect("recorded");
+    eventually_within(
+        Duration::from_secs(30),
+        "the new bucket to be copied",
+        || async { placements.lookup(kept).await.ok().flatten() == Some(west.clone()) },
+    )
+    .await;
+    copying(&placements).await;
+    // Once copied again, a write is seen at once, as before.
+    avatars::record(&bucket, gone, &east)
+        .await
+        .expect("recorded");
+    assert_eq!(looked_up(&placements, gone).await, Some(east));
+}
