@@ -19,18 +19,16 @@ async fn placements() -> (Stack, Store, Placements) {
     let (client, js) = nats_topology::connect(&env["NATS_URL"], "gateway", &credentials)
         .await
         .expect("the gateway connects");
-    let bucket = js
-        .get_key_value(nats_topology::topology::AVATAR_REGIONS)
-        .await
-        .expect("avatar_regions");
-    let admins = stack
-        .js
-        .get_key_value(nats_topology::topology::AVATAR_REGIONS)
-        .await
-        .expect("avatar_regions");
-    let placements = Placements::start(client, bucket);
+    let admins = avatar_regions(&stack.js).await;
+    let placements = Placements::start(client, avatar_regions(&js).await);
     copying(&placements).await;
     (stack, admins, placements)
+}
+
+async fn avatar_regions(js: &async_nats::jetstream::Context) -> Store {
+    js.get_key_value(nats_topology::topology::AVATAR_REGIONS)
+        .await
+        .expect("avatar_regions")
 }
 
 /// Waits until a watch feeds the copy, so that lookups are answered from it.
@@ -151,11 +149,7 @@ async fn a_bucket_purged_or_made_anew_is_copied_again() {
     )
     .await
     .expect("made anew");
-    let bucket = stack
-        .js
-        .get_key_value(nats_topology::topology::AVATAR_REGIONS)
-        .await
-        .expect("avatar_regions");
+    let bucket = avatar_regions(&stack.js).await;
     let west = AvatarRegion::at(region("south-west"));
     avatars::record(&bucket, kept, &west)
         .await
