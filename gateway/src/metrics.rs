@@ -22,6 +22,7 @@ pub struct Metrics {
     sessions_started: IntCounter,
     dependency_up: IntGaugeVec,
     passwords_busy: IntCounter,
+    avatar_lookups: IntCounterVec,
 }
 
 impl Metrics {
@@ -81,11 +82,21 @@ impl Metrics {
                 "Registrations and logins answered 503 because every password worker was busy \
                  and the queue was full.",
             ),
+            avatar_lookups: made.counter_vec(
+                "avatar_lookups_total",
+                "Lookups of where players' avatars are, by what answered them: the gateway's copy \
+                 of avatar_regions (`copy`), or the bucket itself when the copy had not caught up \
+                 (`bucket`).",
+                &["answered_by"],
+            ),
             registry: made.into_registry(),
         };
         // Known label values start at zero, so a query finds them before the first event.
         for dependency in DEPENDENCIES {
             metrics.dependency_errors.with_label_values(&[dependency]);
+        }
+        for answered_by in ["copy", "bucket"] {
+            metrics.avatar_lookups.with_label_values(&[answered_by]);
         }
         metrics
     }
@@ -135,6 +146,11 @@ impl Metrics {
     /// The count of registrations and logins refused because the password queue was full.
     pub fn passwords_busy(&self) -> IntCounter {
         self.passwords_busy.clone()
+    }
+
+    /// The count of avatar lookups, by what answered them (`copy` or `bucket`).
+    pub fn avatar_lookups(&self) -> IntCounterVec {
+        self.avatar_lookups.clone()
     }
 
     /// Records whether a dependency answered its probe.

@@ -87,12 +87,24 @@ pub struct Placements {
 impl Placements {
     /// Starts watching `bucket` and the task that answers lookups, through `client` (the
     /// bucket's own connection). Both end when every clone is dropped.
-    pub fn start(client: async_nats::Client, bucket: Store) -> Self {
+    /// Each lookup answered is counted in `answered` by what answered it (`copy` or `bucket`).
+    pub fn start(
+        client: async_nats::Client,
+        bucket: Store,
+        answered: prometheus::IntCounterVec,
+    ) -> Self {
         let (asks, queue) = mpsc::channel(QUEUE);
         let copy = Arc::new(RwLock::new(Copy::default()));
         let (progress, watched) = watch::channel(Progress::default());
         tokio::spawn(follow(bucket.clone(), Arc::clone(&copy), progress));
-        tokio::spawn(answer_lookups(queue, client, bucket, copy, watched.clone()));
+        let lookups = Lookups {
+            client,
+            bucket,
+            copy,
+            watched: watched.clone(),
+            answered,
+        };
+        tokio::spawn(answer_lookups(queue, lookups));
         Self { asks, watched }
     }
 
@@ -249,14 +261,17 @@ fn apply(copy: &mut Copy, entry: &async_nats::jetstream::kv::Entry) {
     copy.entries.insert(player, read);
 }
 
-async fn answer_lookups(
-    mut queue: mpsc::Receiver<(PlayerId, Reply)>,
+/// What answering a batch needs.
+struct Lookups {
     client: async_nats::Client,
     bucket: Store,
     copy: Arc<RwLock<Copy>>,
     watched: watch::Receiver<Progress>,
-) {
-    let bucket = Arc::new(bucket);
+    answered: prometheus::IntCounterVec,
+}
+
+async fn answer_lookups(mut queue: mpsc::Receiver<(PlayerId, Reply)>, lookups: Lookups) {
+    let lookups = Arc::new(lookups);
     let batches = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
         // Wait for room first: lookups that come in meanwhile gather for this batch.
@@ -267,12 +282,10 @@ async fn answer_lookups(
         if queue.recv_many(&mut batch, MOST_AT_ONCE).await == 0 {
             return;
         }
-        let (client, bucket, copy) = (client.clone(), Arc::clone(&bucket), Arc::clone(&copy));
-        let watched = watched.clone();
+        let lookups = Arc::clone(&lookups);
         tokio::spawn(async move {
             let players: Vec<PlayerId> = batch.iter().map(|(player, _)| *player).collect();
-            let answered = answer(&client, &bucket, &copy, watched, &players);
-            let answers = tokio::time::timeout(BUDGET, answered).await;
+            let answers = tokio::time::timeout(BUDGET, answer(&lookups, &players)).await;
             drop(permit);
             let answers = match answers {
                 Ok(Ok(answers)) => answers,
@@ -290,12 +303,17 @@ async fn answer_lookups(
 /// past what the copy holds (asked after this was called, and again while entries keep coming);
 /// from the bucket itself when the copy has not caught up within [`CATCH_UP`].
 async fn answer(
-    client: &async_nats::Client,
-    bucket: &Store,
-    copy: &RwLock<Copy>,
-    mut watched: watch::Receiver<Progress>,
+    lookups: &Lookups,
     players: &[PlayerId],
 ) -> Result<HashMap<PlayerId, Option<AvatarRegion>>, Unanswered> {
+    let Lookups {
+        client,
+        bucket,
+        copy,
+        answered,
+        ..
+    } = lookups;
+    let mut watched = lookups.watched.clone();
     let before = *watched.borrow_and_update();
     let from_copy = async {
         if !before.following {
@@ -325,12 +343,20 @@ async fn answer(
             seen = now.seen;
         }
     };
+    let count = |by: &str| {
+        answered
+            .with_label_values(&[by])
+            .inc_by(players.len() as u64)
+    };
     if let Ok(Some(answers)) = tokio::time::timeout(CATCH_UP, from_copy).await {
+        count("copy");
         return Ok(answers);
     }
-    lookup_many(client, bucket, players)
+    let answers = lookup_many(client, bucket, players)
         .await
-        .map_err(|e| Unanswered(e.to_string()))
+        .map_err(|e| Unanswered(e.to_string()))?;
+    count("bucket");
+    Ok(answers)
 }
 
 /// The sequence of the bucket's first entry after `seen`, if it holds any: one read, of the

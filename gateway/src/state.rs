@@ -98,10 +98,14 @@ impl AppState {
         let node_load = bucket(nats_topology::topology::NODE_LOAD).await?;
         let rebuild_jobs = bucket(nats_topology::topology::REBUILD_JOBS).await?;
         let avatars = bucket(nats_topology::topology::AVATAR_REGIONS).await?;
-        let placements = crate::placements::Placements::start(nats.clone(), avatars.clone());
         let gateway_id = uuid::Uuid::now_v7().simple().to_string();
         let outcomes = outcomes::Outcomes::start(&nats, &gateway_id).await?;
         let metrics = Metrics::new();
+        let placements = crate::placements::Placements::start(
+            nats.clone(),
+            avatars.clone(),
+            metrics.avatar_lookups(),
+        );
         let gate = redis_asks::Gate::start(redis.clone());
         let open_streams = open_streams::OpenStreams::start(
             settings.stream_max_per_player,

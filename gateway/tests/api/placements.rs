@@ -7,12 +7,14 @@ use std::time::Duration;
 use async_nats::jetstream::kv::Store;
 use gateway::placements::Placements;
 use nats_topology::avatars::{self, AvatarRegion};
+use prometheus::IntCounterVec;
 use schemas::{PlayerId, RegionId};
 use test_servers::poll::eventually_within;
 use test_servers::stack::Stack;
 
-/// A secured NATS with the topology, the gateway's own connection to it, and its lookups.
-async fn placements() -> (Stack, Store, Placements) {
+/// A secured NATS with the topology, the admin's `avatar_regions`, and the lookups of a gateway
+/// (on its own connection) with the count of what answered them.
+async fn placements() -> (Stack, Store, Placements, IntCounterVec) {
     let stack = Stack::builder().secured().start().await;
     let env: HashMap<_, _> = stack.env_for("gateway").into_iter().collect();
     let credentials = nats_topology::Credentials::user(&env["NATS_USER"], &env["NATS_PASSWORD"]);
@@ -20,9 +22,10 @@ async fn placements() -> (Stack, Store, Placements) {
         .await
         .expect("the gateway connects");
     let admins = avatar_regions(&stack.js).await;
-    let placements = Placements::start(client, avatar_regions(&js).await);
+    let answered = gateway::metrics::Metrics::new().avatar_lookups();
+    let placements = Placements::start(client, avatar_regions(&js).await, answered.clone());
     copying(&placements).await;
-    (stack, admins, placements)
+    (stack, admins, placements, answered)
 }
 
 async fn avatar_regions(js: &async_nats::jetstream::Context) -> Store {
@@ -51,7 +54,7 @@ async fn looked_up(placements: &Placements, player: PlayerId) -> Option<AvatarRe
 
 #[tokio::test]
 async fn a_lookup_sees_every_entry_written_before_it_was_asked() {
-    let (_stack, bucket, placements) = placements().await;
+    let (_stack, bucket, placements, answered) = placements().await;
     let players: Vec<PlayerId> = (0..3).map(|_| PlayerId::new()).collect();
     for player in &players {
         assert_eq!(looked_up(&placements, *player).await, None, "nothing yet");
@@ -112,11 +115,16 @@ async fn a_lookup_sees_every_entry_written_before_it_was_asked() {
     for ((player, entry), answer) in crowd.iter().zip(answers) {
         assert_eq!(answer.expect("an answer").as_ref(), Some(entry), "{player}");
     }
+    // Every lookup was answered, and the copy answered some: what the rounds above checked is
+    // the copy's answer, not only the bucket's (which answers when the copy lags 20 ms behind).
+    let by = |what: &str| answered.with_label_values(&[what]).get();
+    assert_eq!(by("copy") + by("bucket"), 3 + 40 + 3 + 300);
+    assert!(by("copy") > 0, "the copy answered nothing");
 }
 
 #[tokio::test]
 async fn a_bucket_purged_or_made_anew_is_copied_again() {
-    let (stack, bucket, placements) = placements().await;
+    let (stack, bucket, placements, _) = placements().await;
     let (gone, kept) = (PlayerId::new(), PlayerId::new());
     let east = AvatarRegion::at(region("north-east"));
     avatars::record(&bucket, gone, &east)
