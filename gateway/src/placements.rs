@@ -2,16 +2,24 @@
 //!
 //! Every command asks where its player's avatar is, and the answer must not be behind an outcome
 //! the player was told of, whichever gateway told it (a simulator writes the entry before it
-//! stores the fact behind it). The gateway keeps a copy of the bucket, fed by a watch of it, and
-//! a task of its own collects the lookups that come in while earlier ones are answered. For each
-//! such batch it asks NATS one thing, the bucket's last sequence (a read by the stream's leader,
-//! sent after every lookup in the batch was asked for), waits until the copy holds everything up
-//! to that sequence, and answers the whole batch from it. Under load NATS answers one small
-//! request for many commands, instead of one lookup each.
+//! stores the fact behind it). The gateway keeps a copy of the bucket, fed by a watch of it that
+//! begins with each key's last entry, and a task of its own collects the lookups that come in
+//! while earlier ones are answered. For each such batch it asks NATS whether the bucket holds
+//! anything past what the copy holds (one read, sent after every lookup in the batch was asked
+//! for); when it does not, the copy answers the whole batch, and when it does, the copy is waited
+//! for and the bucket asked again. Under load NATS answers one small read for many commands,
+//! instead of one lookup each. The read is a direct get, as a lookup of one key is: on a
+//! replicated stream any replica may answer it.
 //!
-//! When the copy cannot answer in time (its watch is starting over, or lags), the batch is read
-//! from the bucket itself in one request ([`nats_topology::avatars::lookup_many`]). A batch not
-//! answered within [`BUDGET`] fails every lookup in it; the caller then routes by the read models.
+//! When the copy cannot answer within [`CATCH_UP`] (its watch is starting over, or lags), the
+//! batch is read from the bucket itself in one request
+//! ([`nats_topology::avatars::lookup_many`]). A batch not answered within [`BUDGET`] fails every
+//! lookup in it; the caller then routes by the read models.
+//!
+//! What no watch hears of, a stream made anew or purged, a check every [`CHECK`] notices (the
+//! stream's creation time, and fewer messages in it than keys in the copy); the copy then starts
+//! over. Until then a gateway may route by entries the bucket lost, or miss entries written to a
+//! stream made anew.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -30,16 +38,16 @@ const QUEUE: usize = 4096;
 /// Batches being answered at once. While they are, new lookups gather for the next one.
 const IN_FLIGHT: usize = 2;
 
-/// How long the copy may take to reach a batch's sequence before the batch is read from the
-/// bucket itself.
-const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(20);
+/// How long the copy may take to answer a batch (its read of the bucket included) before the
+/// batch is read from the bucket itself, within what is left of [`BUDGET`].
+const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// How long to wait before watching the bucket again after its watch failed.
 const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How often the copy is compared with the bucket's stream, for what no watch tells: the stream
 /// made anew, or purged.
-const CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+const CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 type Reply = oneshot::Sender<Result<Option<AvatarRegion>, Unanswered>>;
 
@@ -62,7 +70,7 @@ struct Progress {
 
 /// The gateway's copy of the bucket: one entry per key, as the bucket keeps one message per key.
 #[derive(Debug, Default)]
-struct Copy {
+struct Held {
     progress: Progress,
     /// Each player's entry: `None` for one deleted or unreadable.
     entries: HashMap<PlayerId, Option<AvatarRegion>>,
@@ -70,8 +78,9 @@ struct Copy {
     strangers: std::collections::HashSet<String>,
 }
 
-impl Copy {
-    /// The keys the copy holds an entry (or a deletion) for: as many as the bucket's messages.
+impl Held {
+    /// The keys the copy holds an entry (or a deletion) for: each has one message in the bucket
+    /// (its last), unless the stream was purged.
     fn keys(&self) -> u64 {
         (self.entries.len() + self.strangers.len()) as u64
     }
@@ -94,7 +103,7 @@ impl Placements {
         answered: prometheus::IntCounterVec,
     ) -> Self {
         let (asks, queue) = mpsc::channel(QUEUE);
-        let copy = Arc::new(RwLock::new(Copy::default()));
+        let copy = Arc::new(RwLock::new(Held::default()));
         let (progress, watched) = watch::channel(Progress::default());
         tokio::spawn(follow(bucket.clone(), Arc::clone(&copy), progress));
         let lookups = Lookups {
@@ -127,7 +136,7 @@ impl Placements {
 
 /// Keeps `copy` equal to the bucket, watching it again (from an empty copy) whenever its watch
 /// ends or fails, or the stream is found made anew or purged.
-async fn follow(bucket: Store, copy: Arc<RwLock<Copy>>, progress: watch::Sender<Progress>) {
+async fn follow(bucket: Store, copy: Arc<RwLock<Held>>, progress: watch::Sender<Progress>) {
     let mut watches = 0;
     loop {
         let started = tokio::select! {
@@ -138,13 +147,13 @@ async fn follow(bucket: Store, copy: Arc<RwLock<Copy>>, progress: watch::Sender<
             Ok((mut entries, created)) => {
                 watches += 1;
                 set(&copy, &progress, |c| {
-                    *c = Copy {
+                    *c = Held {
                         progress: Progress {
                             watch: watches,
                             following: true,
                             seen: 0,
                         },
-                        ..Copy::default()
+                        ..Held::default()
                     };
                 });
                 let mut check = tokio::time::interval(CHECK);
@@ -174,12 +183,12 @@ async fn follow(bucket: Store, copy: Arc<RwLock<Copy>>, progress: watch::Sender<
             Err(e) => tracing::warn!(error = %e, "cannot watch avatar_regions"),
         }
         set(&copy, &progress, |c| {
-            *c = Copy {
+            *c = Held {
                 progress: Progress {
                     following: false,
                     ..c.progress
                 },
-                ..Copy::default()
+                ..Held::default()
             };
         });
         tokio::select! {
@@ -189,7 +198,8 @@ async fn follow(bucket: Store, copy: Arc<RwLock<Copy>>, progress: watch::Sender<
     }
 }
 
-/// A watch of every key of `bucket`, and when its stream was made.
+/// A watch of every key of `bucket`, beginning with each key's last entry, and when its stream
+/// was made.
 async fn start_watch(
     bucket: &Store,
 ) -> Result<
@@ -200,7 +210,10 @@ async fn start_watch(
     String,
 > {
     let created = stream_created(bucket).await?;
-    let watch = bucket.watch_all().await.map_err(|e| e.to_string())?;
+    let watch = bucket
+        .watch_with_history(">")
+        .await
+        .map_err(|e| e.to_string())?;
     Ok((watch, created))
 }
 
@@ -209,30 +222,36 @@ async fn stream_created(bucket: &Store) -> Result<chrono::DateTime<chrono::Utc>,
     Ok(info.created)
 }
 
-/// Whether the bucket's stream is the one the copy was begun from, and holds as many keys as the
-/// copy when both are at the same sequence: a stream made anew, or purged, sends no watch a word.
+/// Whether the bucket's stream is the one the copy was begun from, and still holds a message for
+/// every key of the copy: the bucket keeps one message per key, so a stream holding fewer
+/// messages than the copy has keys, or, when both are at the same sequence, another number of
+/// them, lost some to a purge. A stream made anew, or purged, sends no watch a word.
 async fn still_the_bucket(
     bucket: &Store,
     created: chrono::DateTime<chrono::Utc>,
-    copy: &RwLock<Copy>,
+    copy: &RwLock<Held>,
 ) -> Result<(), String> {
+    // The copy first: every key it holds then has its message in the stream read after.
+    let (held, seen) = {
+        let copy = copy.read().unwrap_or_else(|e| e.into_inner());
+        (copy.keys(), copy.progress.seen)
+    };
     let info = bucket.stream.get_info().await.map_err(|e| e.to_string())?;
     if info.created != created {
         return Err("its stream was made anew".to_owned());
     }
-    let copy = copy.read().unwrap_or_else(|e| e.into_inner());
-    if copy.progress.seen == info.state.last_sequence && copy.keys() != info.state.messages {
+    let stored = info.state.messages;
+    let level = seen == info.state.last_sequence;
+    if stored < held || (level && stored != held) {
         return Err(format!(
-            "it holds {} keys where the copy holds {}",
-            info.state.messages,
-            copy.keys()
+            "its stream holds {stored} messages where the copy holds {held} keys"
         ));
     }
     Ok(())
 }
 
 /// Changes the copy, then tells the batches waiting for it how far it has come.
-fn set(copy: &RwLock<Copy>, progress: &watch::Sender<Progress>, change: impl FnOnce(&mut Copy)) {
+fn set(copy: &RwLock<Held>, progress: &watch::Sender<Progress>, change: impl FnOnce(&mut Held)) {
     let now = {
         let mut copy = copy.write().unwrap_or_else(|e| e.into_inner());
         change(&mut copy);
@@ -243,11 +262,11 @@ fn set(copy: &RwLock<Copy>, progress: &watch::Sender<Progress>, change: impl FnO
 
 /// One entry of the watch, applied to the copy. An entry that is not readable leaves the player
 /// without one, as a lookup of it in the bucket would.
-fn apply(copy: &mut Copy, entry: &async_nats::jetstream::kv::Entry) {
-    copy.progress.seen = copy.progress.seen.max(entry.revision);
+fn apply(copy: &mut Held, entry: &async_nats::jetstream::kv::Entry) {
     let Ok(player) = entry.key.parse::<PlayerId>() else {
         tracing::warn!(key = %entry.key, "an avatar_regions key that is no player's; ignored");
         copy.strangers.insert(entry.key.clone());
+        copy.progress.seen = copy.progress.seen.max(entry.revision);
         return;
     };
     let read = match entry.operation {
@@ -259,13 +278,14 @@ fn apply(copy: &mut Copy, entry: &async_nats::jetstream::kv::Entry) {
         Operation::Delete | Operation::Purge => None,
     };
     copy.entries.insert(player, read);
+    copy.progress.seen = copy.progress.seen.max(entry.revision);
 }
 
 /// What answering a batch needs.
 struct Lookups {
     client: async_nats::Client,
     bucket: Store,
-    copy: Arc<RwLock<Copy>>,
+    copy: Arc<RwLock<Held>>,
     watched: watch::Receiver<Progress>,
     answered: prometheus::IntCounterVec,
 }
@@ -281,6 +301,11 @@ async fn answer_lookups(mut queue: mpsc::Receiver<(PlayerId, Reply)>, lookups: L
         let mut batch = Vec::new();
         if queue.recv_many(&mut batch, MOST_AT_ONCE).await == 0 {
             return;
+        }
+        // Callers that gave up waiting need no answer.
+        batch.retain(|(_, reply)| !reply.is_closed());
+        if batch.is_empty() {
+            continue;
         }
         let lookups = Arc::clone(&lookups);
         tokio::spawn(async move {

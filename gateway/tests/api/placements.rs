@@ -12,20 +12,48 @@ use schemas::{PlayerId, RegionId};
 use test_servers::poll::eventually_within;
 use test_servers::stack::Stack;
 
-/// A secured NATS with the topology, the admin's `avatar_regions`, and the lookups of a gateway
-/// (on its own connection) with the count of what answered them.
-async fn placements() -> (Stack, Store, Placements, IntCounterVec) {
+/// A secured NATS with the topology, and the admin's `avatar_regions`.
+async fn secured() -> (Stack, Store) {
     let stack = Stack::builder().secured().start().await;
+    let admins = avatar_regions(&stack.js).await;
+    (stack, admins)
+}
+
+/// The lookups of a gateway on its own connection to `stack`, with the count of what answered
+/// them, once a watch feeds its copy.
+async fn start(stack: &Stack) -> (Placements, IntCounterVec) {
     let env: HashMap<_, _> = stack.env_for("gateway").into_iter().collect();
     let credentials = nats_topology::Credentials::user(&env["NATS_USER"], &env["NATS_PASSWORD"]);
     let (client, js) = nats_topology::connect(&env["NATS_URL"], "gateway", &credentials)
         .await
         .expect("the gateway connects");
-    let admins = avatar_regions(&stack.js).await;
     let answered = gateway::metrics::Metrics::new().avatar_lookups();
     let placements = Placements::start(client, avatar_regions(&js).await, answered.clone());
     copying(&placements).await;
+    (placements, answered)
+}
+
+/// As [`start`], on a stack of its own.
+async fn placements() -> (Stack, Store, Placements, IntCounterVec) {
+    let (stack, admins) = secured().await;
+    let (placements, answered) = start(&stack).await;
     (stack, admins, placements, answered)
+}
+
+/// The answer to the first lookup of `player` that the copy gives (not the bucket, which answers
+/// when the copy lags).
+async fn from_the_copy(
+    placements: &Placements,
+    answered: &IntCounterVec,
+    player: PlayerId,
+) -> Option<AvatarRegion> {
+    let copy = answered.with_label_values(&["copy"]);
+    eventually_within(Duration::from_secs(10), "the copy to answer", || async {
+        let before = copy.get();
+        let answer = looked_up(placements, player).await;
+        (copy.get() == before + 1).then_some(answer)
+    })
+    .await
 }
 
 async fn avatar_regions(js: &async_nats::jetstream::Context) -> Store {
@@ -123,8 +151,42 @@ async fn a_lookup_sees_every_entry_written_before_it_was_asked() {
 }
 
 #[tokio::test]
+async fn entries_written_before_the_gateway_started_are_in_its_copy() {
+    let (stack, bucket) = secured().await;
+    let players: Vec<(PlayerId, AvatarRegion)> = (0..20)
+        .map(|i| {
+            let name = ["north-east", "south-west"][i % 2];
+            (PlayerId::new(), AvatarRegion::at(region(name)))
+        })
+        .collect();
+    for (player, entry) in &players {
+        avatars::record(&bucket, *player, entry)
+            .await
+            .expect("recorded");
+    }
+    let (left, never) = (PlayerId::new(), PlayerId::new());
+    avatars::record(&bucket, left, &players[0].1)
+        .await
+        .expect("recorded");
+    bucket.delete(left.to_string()).await.expect("deleted");
+
+    let (placements, answered) = start(&stack).await;
+    for (player, entry) in &players {
+        assert_eq!(
+            from_the_copy(&placements, &answered, *player)
+                .await
+                .as_ref(),
+            Some(entry),
+            "{player}"
+        );
+    }
+    assert_eq!(from_the_copy(&placements, &answered, left).await, None);
+    assert_eq!(from_the_copy(&placements, &answered, never).await, None);
+}
+
+#[tokio::test]
 async fn a_bucket_purged_or_made_anew_is_copied_again() {
-    let (stack, bucket, placements, _) = placements().await;
+    let (stack, bucket, placements, answered) = placements().await;
     let (gone, kept) = (PlayerId::new(), PlayerId::new());
     let east = AvatarRegion::at(region("north-east"));
     avatars::record(&bucket, gone, &east)
@@ -144,6 +206,7 @@ async fn a_bucket_purged_or_made_anew_is_copied_again() {
     })
     .await;
     copying(&placements).await;
+    assert_eq!(from_the_copy(&placements, &answered, gone).await, None);
 
     // Made anew, its sequences start again below what the copy had seen.
     stack
@@ -169,7 +232,12 @@ async fn a_bucket_purged_or_made_anew_is_copied_again() {
     )
     .await;
     copying(&placements).await;
-    // Once copied again, a write is seen at once, as before.
+    // The new bucket's entries are in the copy, and a write is seen at once, as before.
+    assert_eq!(
+        from_the_copy(&placements, &answered, kept).await,
+        Some(west)
+    );
+    assert_eq!(from_the_copy(&placements, &answered, gone).await, None);
     avatars::record(&bucket, gone, &east)
         .await
         .expect("recorded");
