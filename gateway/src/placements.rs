@@ -59,8 +59,8 @@ pub struct Unanswered(pub String);
 /// How far the copy has come.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Progress {
-    /// Counts the watches begun: a copy is only compared with sequences read after its watch
-    /// began, since a watch that begins replays each key's last entry only.
+    /// Counts the watches begun. A copy that starts over is empty and goes back to sequence 0, so
+    /// a batch that found nothing past the copy of one watch is not answered from another's.
     watch: u64,
     /// Whether a watch is feeding the copy.
     following: bool,
@@ -156,17 +156,21 @@ async fn follow(bucket: Store, copy: Arc<RwLock<Held>>, progress: watch::Sender<
                         ..Held::default()
                     };
                 });
-                let mut check = tokio::time::interval(CHECK);
-                check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                // The check runs beside the watch, so that a slow answer delays no entry.
+                let (stale, mut found_stale) = mpsc::channel(1);
+                let check = tokio::spawn(check_every_while(
+                    bucket.clone(),
+                    created,
+                    Arc::clone(&copy),
+                    stale,
+                ));
+                let _check = AbortOnDrop(check);
                 loop {
                     let entry = tokio::select! {
                         entry = entries.next() => entry,
-                        _ = check.tick() => {
-                            if let Err(why) = still_the_bucket(&bucket, created, &copy).await {
-                                tracing::warn!("watching avatar_regions again: {why}");
-                                break;
-                            }
-                            continue;
+                        Some(why) = found_stale.recv() => {
+                            tracing::warn!("watching avatar_regions again: {why}");
+                            break;
                         }
                         () = progress.closed() => return,
                     };
@@ -222,32 +226,57 @@ async fn stream_created(bucket: &Store) -> Result<chrono::DateTime<chrono::Utc>,
     Ok(info.created)
 }
 
-/// Whether the bucket's stream is the one the copy was begun from, and still holds a message for
-/// every key of the copy: the bucket keeps one message per key, so a stream holding fewer
-/// messages than the copy has keys, or, when both are at the same sequence, another number of
-/// them, lost some to a purge. A stream made anew, or purged, sends no watch a word.
-async fn still_the_bucket(
+/// Compares the copy with the bucket's stream every [`CHECK`], and sends why it is stale once it
+/// finds it so (see [`stale`]). A check the stream does not answer proves nothing: the next one
+/// tries again (a stream that is gone also ends the watch).
+async fn check_every_while(
+    bucket: Store,
+    created: chrono::DateTime<chrono::Utc>,
+    copy: Arc<RwLock<Held>>,
+    found: mpsc::Sender<String>,
+) {
+    let mut every = tokio::time::interval(CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match stale(&bucket, created, &copy).await {
+            Ok(None) => {}
+            Ok(Some(why)) => {
+                let _ = found.send(why).await;
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "avatar_regions did not say what it holds"),
+        }
+    }
+}
+
+/// Why the copy is stale, if it is: the bucket's stream is not the one it was begun from, or
+/// holds fewer messages than the copy has keys. The bucket keeps one message per key (its last),
+/// so every key the copy holds has its message in the stream unless the stream was purged. A
+/// stream made anew, or purged, sends no watch a word.
+async fn stale(
     bucket: &Store,
     created: chrono::DateTime<chrono::Utc>,
     copy: &RwLock<Held>,
-) -> Result<(), String> {
+) -> Result<Option<String>, async_nats::jetstream::stream::InfoError> {
     // The copy first: every key it holds then has its message in the stream read after.
-    let (held, seen) = {
-        let copy = copy.read().unwrap_or_else(|e| e.into_inner());
-        (copy.keys(), copy.progress.seen)
-    };
-    let info = bucket.stream.get_info().await.map_err(|e| e.to_string())?;
+    let held = copy.read().unwrap_or_else(|e| e.into_inner()).keys();
+    let info = bucket.stream.get_info().await?;
     if info.created != created {
-        return Err("its stream was made anew".to_owned());
+        return Ok(Some("its stream was made anew".to_owned()));
     }
     let stored = info.state.messages;
-    let level = seen == info.state.last_sequence;
-    if stored < held || (level && stored != held) {
-        return Err(format!(
-            "its stream holds {stored} messages where the copy holds {held} keys"
-        ));
+    Ok((stored < held)
+        .then(|| format!("its stream holds {stored} messages where the copy holds {held} keys")))
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
-    Ok(())
 }
 
 /// Changes the copy, then tells the batches waiting for it how far it has come.

@@ -144,7 +144,8 @@ async fn a_lookup_sees_every_entry_written_before_it_was_asked() {
         assert_eq!(answer.expect("an answer").as_ref(), Some(entry), "{player}");
     }
     // Every lookup was answered, and the copy answered some: what the rounds above checked is
-    // the copy's answer, not only the bucket's (which answers when the copy lags 20 ms behind).
+    // the copy's answer, not only the bucket's (which answers when the copy has not answered
+    // within 50 ms).
     let by = |what: &str| answered.with_label_values(&[what]).get();
     assert_eq!(by("copy") + by("bucket"), 3 + 40 + 3 + 300);
     assert!(by("copy") > 0, "the copy answered nothing");
