@@ -76,6 +76,21 @@ fn region(name: &str) -> Option<RegionId> {
     Some(RegionId::new(name).expect("a region id"))
 }
 
+/// `count` new players, each placed in one of the four regions in turn, as a simulator would.
+async fn placed(bucket: &Store, count: usize) -> Vec<(PlayerId, AvatarRegion)> {
+    let regions = ["north-east", "north-west", "south-east", "south-west"];
+    let mut players = Vec::new();
+    for i in 0..count {
+        let entry = AvatarRegion::at(region(regions[i % regions.len()]));
+        let player = PlayerId::new();
+        avatars::record(bucket, player, &entry)
+            .await
+            .expect("recorded");
+        players.push((player, entry));
+    }
+    players
+}
+
 async fn looked_up(placements: &Placements, player: PlayerId) -> Option<AvatarRegion> {
     placements.lookup(player).await.expect("an answer")
 }
@@ -127,17 +142,7 @@ async fn a_lookup_sees_every_entry_written_before_it_was_asked() {
     );
 
     // Many players written, then all looked up at once: each sees its own.
-    let crowd: Vec<(PlayerId, AvatarRegion)> = (0..300)
-        .map(|i| {
-            let name = ["north-east", "north-west", "south-east", "south-west"][i % 4];
-            (PlayerId::new(), AvatarRegion::at(region(name)))
-        })
-        .collect();
-    for (player, entry) in &crowd {
-        avatars::record(&bucket, *player, entry)
-            .await
-            .expect("recorded");
-    }
+    let crowd = placed(&bucket, 300).await;
     let answers =
         futures::future::join_all(crowd.iter().map(|(player, _)| placements.lookup(*player))).await;
     for ((player, entry), answer) in crowd.iter().zip(answers) {
@@ -154,17 +159,7 @@ async fn a_lookup_sees_every_entry_written_before_it_was_asked() {
 #[tokio::test]
 async fn entries_written_before_the_gateway_started_are_in_its_copy() {
     let (stack, bucket) = secured().await;
-    let players: Vec<(PlayerId, AvatarRegion)> = (0..20)
-        .map(|i| {
-            let name = ["north-east", "south-west"][i % 2];
-            (PlayerId::new(), AvatarRegion::at(region(name)))
-        })
-        .collect();
-    for (player, entry) in &players {
-        avatars::record(&bucket, *player, entry)
-            .await
-            .expect("recorded");
-    }
+    let players = placed(&bucket, 20).await;
     let (left, never) = (PlayerId::new(), PlayerId::new());
     avatars::record(&bucket, left, &players[0].1)
         .await
