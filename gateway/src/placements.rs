@@ -16,10 +16,10 @@
 //! ([`nats_topology::avatars::lookup_many`]). A batch not answered within [`BUDGET`] fails every
 //! lookup in it; the caller then routes by the read models.
 //!
-//! What no watch hears of, a stream made anew or purged, a check every [`CHECK`] notices (the
-//! stream's creation time, and fewer messages in it than keys in the copy); the copy then starts
-//! over. Until then a gateway may route by entries the bucket lost, or miss entries written to a
-//! stream made anew.
+//! What a watch need not hear of, a stream made anew or purged, a check every [`CHECK`] notices
+//! (the stream's creation time, and fewer messages in it than keys in the copy); the copy then
+//! starts over. Until then a gateway may route by entries the bucket lost, or miss entries
+//! written to a stream made anew.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -96,6 +96,7 @@ pub struct Placements {
 impl Placements {
     /// Starts watching `bucket` and the task that answers lookups, through `client` (the
     /// bucket's own connection). Both end when every clone is dropped.
+    ///
     /// Each lookup answered is counted in `answered` by what answered it (`copy` or `bucket`).
     pub fn start(
         client: async_nats::Client,
@@ -253,7 +254,7 @@ async fn check_every_while(
 /// Why the copy is stale, if it is: the bucket's stream is not the one it was begun from, or
 /// holds fewer messages than the copy has keys. The bucket keeps one message per key (its last),
 /// so every key the copy holds has its message in the stream unless the stream was purged. A
-/// stream made anew, or purged, sends no watch a word.
+/// stream made anew, or purged, need not end the watch: the server sends it no word of either.
 async fn stale(
     bucket: &Store,
     created: chrono::DateTime<chrono::Utc>,
