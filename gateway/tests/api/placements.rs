@@ -239,3 +239,48 @@ async fn a_bucket_purged_or_made_anew_is_copied_again() {
         .expect("recorded");
     assert_eq!(looked_up(&placements, gone).await, Some(east));
 }
+
+#[tokio::test]
+async fn the_copy_follows_the_bucket_again_after_nats_restarts() {
+    let (mut stack, bucket, placements, answered) = placements().await;
+    let before = placed(&bucket, 5).await;
+    for (player, entry) in &before {
+        assert_eq!(
+            from_the_copy(&placements, &answered, *player)
+                .await
+                .as_ref(),
+            Some(entry)
+        );
+    }
+
+    stack.nats.restart().expect("NATS back");
+    let moved = AvatarRegion::at(region("south-east"));
+    let (first, _) = before[0];
+    eventually_within(
+        Duration::from_secs(30),
+        "a write after the restart",
+        || async { avatars::record(&bucket, first, &moved).await.is_ok() },
+    )
+    .await;
+    let after = placed(&bucket, 5).await;
+
+    // Whatever answers once NATS is back, no answer is older than a write made before it.
+    let now = after
+        .iter()
+        .cloned()
+        .chain(before.iter().skip(1).cloned())
+        .chain([(first, moved)]);
+    for (player, entry) in now {
+        let answer = eventually_within(Duration::from_secs(30), "an answer", || async {
+            placements.lookup(player).await.ok()
+        })
+        .await;
+        assert_eq!(answer.as_ref(), Some(&entry), "{player}");
+        // And the copy takes up answering again: the watch outlived the restart or was begun anew.
+        assert_eq!(
+            from_the_copy(&placements, &answered, player).await.as_ref(),
+            Some(&entry),
+            "{player}"
+        );
+    }
+}
