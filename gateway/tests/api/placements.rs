@@ -284,3 +284,54 @@ async fn the_copy_follows_the_bucket_again_after_nats_restarts() {
         );
     }
 }
+
+#[tokio::test]
+async fn lookups_are_answered_by_the_bucket_while_the_copy_lags() {
+    use futures::TryStreamExt;
+
+    let (stack, bucket, placements, answered) = placements().await;
+    let by = |what: &str| answered.with_label_values(&[what]).get();
+    // The copy's watch held back by NATS itself: its consumer paused, so the copy stays behind
+    // every write below without its watch failing.
+    let stream = stack
+        .js
+        .get_stream("KV_avatar_regions")
+        .await
+        .expect("the bucket's stream");
+    let watches: Vec<String> = stream
+        .consumer_names()
+        .try_collect()
+        .await
+        .expect("the consumers");
+    assert_eq!(watches.len(), 1, "one watch: {watches:?}");
+    let until = chrono::Utc::now() + chrono::Duration::seconds(60);
+    stream
+        .pause_consumer(&watches[0], until)
+        .await
+        .expect("paused");
+
+    let players = placed(&bucket, 10).await;
+    let copied = by("copy");
+    for (player, entry) in &players {
+        let before = by("bucket");
+        assert_eq!(
+            looked_up(&placements, *player).await.as_ref(),
+            Some(entry),
+            "{player}"
+        );
+        assert_eq!(by("bucket"), before + 1, "answered by the bucket");
+    }
+    assert_eq!(by("copy"), copied, "the copy answered while it lagged");
+
+    // Let go, the copy catches up and answers again.
+    stream.resume_consumer(&watches[0]).await.expect("resumed");
+    for (player, entry) in &players {
+        assert_eq!(
+            from_the_copy(&placements, &answered, *player)
+                .await
+                .as_ref(),
+            Some(entry),
+            "{player}"
+        );
+    }
+}
