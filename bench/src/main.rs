@@ -79,8 +79,14 @@ async fn main_() -> Fallible<()> {
     let out = args.out.unwrap_or_else(|| {
         PathBuf::from("bench-results").join(chrono::Utc::now().format("%Y-%m-%d").to_string())
     });
+    // The niceness ops/up started SecantusDB at, when it started it (see `MONGO_NICE`).
+    let mongo = std::env::var("BENCH_MONGO_NICE")
+        .ok()
+        .and_then(|n| n.parse::<i32>().ok())
+        .map(|n| format!(", SecantusDB at nice {n}"))
+        .unwrap_or_default();
     let setup = format!(
-        "Mix {} (think {} ms, {:.0} % with `?wait=true`), gateway settings {}, a {} build.",
+        "Mix {} (think {} ms, {:.0} % with `?wait=true`), gateway settings {}{mongo}, a {} build.",
         args.mix.display(),
         plan.pace.think_ms,
         plan.pace.wait_share * 100.0,
