@@ -56,6 +56,21 @@ async fn from_the_copy(
     .await
 }
 
+/// Checks that the copy answers each of `players` with its entry.
+async fn each_from_the_copy(
+    placements: &Placements,
+    answered: &IntCounterVec,
+    players: &[(PlayerId, AvatarRegion)],
+) {
+    for (player, entry) in players {
+        assert_eq!(
+            from_the_copy(placements, answered, *player).await.as_ref(),
+            Some(entry),
+            "{player}"
+        );
+    }
+}
+
 async fn avatar_regions(js: &async_nats::jetstream::Context) -> Store {
     js.get_key_value(nats_topology::topology::AVATAR_REGIONS)
         .await
@@ -167,15 +182,7 @@ async fn entries_written_before_the_gateway_started_are_in_its_copy() {
     bucket.delete(left.to_string()).await.expect("deleted");
 
     let (placements, answered) = start(&stack).await;
-    for (player, entry) in &players {
-        assert_eq!(
-            from_the_copy(&placements, &answered, *player)
-                .await
-                .as_ref(),
-            Some(entry),
-            "{player}"
-        );
-    }
+    each_from_the_copy(&placements, &answered, &players).await;
     assert_eq!(from_the_copy(&placements, &answered, left).await, None);
     assert_eq!(from_the_copy(&placements, &answered, never).await, None);
 }
@@ -244,14 +251,7 @@ async fn a_bucket_purged_or_made_anew_is_copied_again() {
 async fn the_copy_follows_the_bucket_again_after_nats_restarts() {
     let (mut stack, bucket, placements, answered) = placements().await;
     let before = placed(&bucket, 5).await;
-    for (player, entry) in &before {
-        assert_eq!(
-            from_the_copy(&placements, &answered, *player)
-                .await
-                .as_ref(),
-            Some(entry)
-        );
-    }
+    each_from_the_copy(&placements, &answered, &before).await;
 
     stack.nats.restart().expect("NATS back");
     let moved = AvatarRegion::at(region("south-east"));
@@ -325,13 +325,5 @@ async fn lookups_are_answered_by_the_bucket_while_the_copy_lags() {
 
     // Let go, the copy catches up and answers again.
     stream.resume_consumer(&watches[0]).await.expect("resumed");
-    for (player, entry) in &players {
-        assert_eq!(
-            from_the_copy(&placements, &answered, *player)
-                .await
-                .as_ref(),
-            Some(entry),
-            "{player}"
-        );
-    }
+    each_from_the_copy(&placements, &answered, &players).await;
 }
