@@ -79,12 +79,13 @@ async fn main_() -> Fallible<()> {
     let out = args.out.unwrap_or_else(|| {
         PathBuf::from("bench-results").join(chrono::Utc::now().format("%Y-%m-%d").to_string())
     });
-    // The niceness ops/up started SecantusDB at, when it started it (see `MONGO_NICE`).
-    let mongo = std::env::var("BENCH_MONGO_NICE")
-        .ok()
-        .and_then(|n| n.parse::<i32>().ok())
-        .map(|n| format!(", SecantusDB at nice {n}"))
-        .unwrap_or_default();
+    // The niceness ops/up started SecantusDB at beside the services, when it started it (see
+    // `MONGO_NICE`).
+    let mongo = match std::env::var("BENCH_MONGO_NICE").map(|n| n.parse::<i32>()) {
+        Ok(Ok(0)) => ", SecantusDB at the services' priority".to_owned(),
+        Ok(Ok(n)) => format!(", SecantusDB at nice {n} beside the services"),
+        _ => String::new(),
+    };
     let setup = format!(
         "Mix {} (think {} ms, {:.0} % with `?wait=true`), gateway settings {}{mongo}, a {} build.",
         args.mix.display(),
